@@ -1,0 +1,24 @@
+"""The one error type of the contract."""
+
+from __future__ import annotations
+
+__all__ = ["SchemaError"]
+
+
+class SchemaError(ValueError):
+    """An event does not follow the contract.
+
+    The message names the field path, what was expected and what was found:
+
+    >>> str(SchemaError("annotation.labels[2].name", "a non-empty string", "42"))
+    'annotation.labels[2].name: expected a non-empty string, got 42'
+    """
+
+    def __init__(self, path: str, expected: str, found: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.found = found
+        super().__init__(f"{path}: expected {expected}, got {found}")
+
+    def __reduce__(self):
+        return (SchemaError, (self.path, self.expected, self.found))
