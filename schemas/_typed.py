@@ -144,7 +144,7 @@ class Record:
         known = {key for _, key, _, _, _ in plan}
         for key in data:
             if key not in known:
-                raise SchemaError(f"{path}.{key}", f"no such field (known: {', '.join(sorted(known))})", describe(data[key]))
+                raise SchemaError(f"{path}.{key}", f"a known field ({', '.join(sorted(known))})", "an unknown field")
         values = {}
         for attribute, key, hint, required, default in plan:
             if key not in data:
@@ -340,7 +340,8 @@ def _schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if base is type(None):
         return {"type": "null"}
     if Timestamp in extras:
-        return {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}],
+        iso = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?\s*$"
+        return {"anyOf": [{"type": "string", "format": "date-time", "pattern": iso}, {"type": "number", "minimum": 0}],
                 "description": "ISO-8601 timestamp or epoch seconds"}
     if origin is Literal:
         return {"enum": list(typing.get_args(base))}
