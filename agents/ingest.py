@@ -261,11 +261,12 @@ def _read_jsonl(path: Path, kind: str | None, defaults: Defaults) -> Iterator[tu
                 reason = f"{root}: expected UTF-8 encoded JSON, got invalid byte 0x{line[error.start]:02x} at position {error.start}"
                 yield number, Rejected(reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n"))
                 continue
+            text = text.rstrip("\r\n")  # so that the parser's error positions are within the line
             try:
-                data = orjson.loads(line)
+                data = orjson.loads(text)
             except orjson.JSONDecodeError as error:
                 yield number, Rejected(f"{root}: expected a JSON object, got invalid JSON ({error})",
-                                       f"{root}: expected a JSON object", text.rstrip("\r\n"))
+                                       f"{root}: expected a JSON object", text)
                 continue
             yield number, _check(data, kind, defaults)
 
