@@ -1,0 +1,116 @@
+"""Configuration of a :class:`pipeline.Refiner`: every window, pool and target in one place.
+
+>>> RefinerConfig(validation_window=1000).validation_window
+1000
+>>> RefinerConfig.from_dict(RefinerConfig().to_dict()) == RefinerConfig()
+True
+>>> RefinerConfig(label_targets={"Urgent": ("recall", 0.9)}).target_for("Urgent")
+('high_recall', 0.9)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["RefinerConfig"]
+
+_TARGET_KINDS = {"precision": "high_precision", "recall": "high_recall", "balanced": "balanced"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerConfig:
+    """How a dataset's engine learns, validates and rates.
+
+    Parameters
+    ----------
+    feature_bits
+        The hashed feature space has ``2**feature_bits`` dimensions. The model holds a float32
+        matrix of that many rows and one column per label (``2**17`` rows x 81 columns for 77 labels: 42 MB).
+    char_ngrams, bigrams, quoted_weight, max_chars, metadata_fields
+        Featurizer settings, see :class:`pipeline.features.Featurizer`.
+    learning_rate
+        AdaGrad base step of the label models.
+    replay
+        Reviews from the validation window rehearsed with every new review (experience replay).
+    validation_window
+        Most recent reviews whose out-of-sample scores the metrics are computed over.
+    live_window
+        Most recent live messages kept (features, observe-time scores) for coverage, the
+        balance model and suggestions.
+    threshold_refresh
+        Thresholds in force are re-chosen from the window every this many reviews.
+    precision_target, recall_target
+        Targets of the ``high_precision`` and ``high_recall`` thresholds.
+    label_targets
+        Per-label choice of the threshold in force: ``{label: ("precision" | "recall" |
+        "balanced", target)}``; other labels use ``balanced`` (maximum F1).
+    default_threshold
+        Threshold in force before a label has positives in the window.
+    map_min_support
+        Labels need this many positives in the window to count in MAP.
+    few_pinned_red, few_pinned_amber
+        Warnings when a label has fewer pinned examples than these.
+    healthy_shuffle_share
+        Share of reviews in shuffle/rebalance mode above which balance takes no penalty.
+    """
+
+    feature_bits: int = 17
+    char_ngrams: tuple[int, ...] = (3, 4, 5)
+    bigrams: bool = True
+    quoted_weight: float = 0.5
+    max_chars: int = 5000
+    metadata_fields: tuple[str, ...] = ()
+    learning_rate: float = 0.4
+    replay: int = 4
+    validation_window: int = 5000
+    live_window: int = 5000
+    threshold_refresh: int = 50
+    precision_target: float = 0.95
+    recall_target: float = 0.95
+    label_targets: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    default_threshold: float = 0.5
+    map_min_support: int = 20
+    few_pinned_red: int = 10
+    few_pinned_amber: int = 25
+    healthy_shuffle_share: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("validation_window", "live_window", "threshold_refresh"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
+        if not 8 <= self.feature_bits <= 24:
+            raise ValueError(f"RefinerConfig.feature_bits: expected 8..24, got {self.feature_bits}")
+        if self.replay < 0:
+            raise ValueError(f"RefinerConfig.replay: expected at least 0, got {self.replay}")
+        for label, target in self.label_targets.items():
+            kind, value = target
+            if kind not in _TARGET_KINDS or not 0 < value <= 1:
+                raise ValueError(f"RefinerConfig.label_targets[{label!r}]: expected (\"precision\" | \"recall\" | "
+                                 f"\"balanced\", a target in (0, 1]), got {target!r}")
+
+    def target_for(self, label: str) -> tuple[str, float]:
+        """The threshold kind in force for ``label`` and its target."""
+        kind, value = self.label_targets.get(label, ("balanced", 1.0))
+        return _TARGET_KINDS[kind], float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["char_ngrams"] = list(self.char_ngrams)
+        data["metadata_fields"] = list(self.metadata_fields)
+        data["label_targets"] = {k: list(v) for k, v in self.label_targets.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RefinerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"RefinerConfig: unknown settings {unknown} (known: {sorted(known)})")
+        data = dict(data)
+        for name in ("char_ngrams", "metadata_fields"):
+            if name in data:
+                data[name] = tuple(data[name])
+        if "label_targets" in data:
+            data["label_targets"] = {k: (v[0], float(v[1])) for k, v in data["label_targets"].items()}
+        return cls(**data)

@@ -1,0 +1,489 @@
+"""The per-dataset engine: learns from every review, predicts every live message, rates itself.
+
+A :class:`Refiner` owns one dataset's whole state (DESIGN.md sections 2 and 4). It is pure and
+deterministic: no clock (times come from the events or ``metrics(now=...)``), no I/O, and the
+only randomness (experience replay, the balance model's live samples) is drawn from a
+generator seeded by ``seed`` and the number of reviews seen, so the same input order always
+gives the same state, byte for byte (:meth:`Refiner.snapshot`).
+
+The parts, each in its own module:
+
+- :mod:`pipeline.features` hashes subject, body (cleaned of quotes and signatures), channel and
+  chosen metadata into a fixed sparse space;
+- :mod:`pipeline.model` is per-label online logistic regression (AdaGrad) over that space,
+  vectorised with numpy (River's per-dict loop is ~20-50x slower at 77 labels, bench/README.md);
+- :mod:`pipeline.windows` keeps the prequential validation window of recent reviews and the
+  window of recent live messages;
+- :mod:`pipeline.metrics` and :mod:`pipeline.rating` turn them into DESIGN.md's metrics.
+
+How a review is learned
+    The message is scored first (out-of-sample) and the score stored in the validation window
+    with the pinned labels (every label of the taxonomy not pinned is a negative). Then one
+    gradient step is taken on the review together with ``config.replay`` reviews sampled from
+    the window (experience replay: each review is rehearsed a few times while it is in the
+    window, which brings one streaming pass close to several batch epochs).
+
+Re-reviews and removals
+    An online model cannot unlearn a gradient step exactly. The engine keeps, per reviewed
+    message, only its latest review: a re-review replaces the labels in the validation window
+    (so replay and metrics only ever see the current truth) and the model takes a step towards
+    the new labels; the old truth is never rehearsed again, so its influence fades with every
+    later step. ``remove`` takes the message out of the window, the counts and the registry;
+    the steps already taken stay (same fading).
+
+Hierarchy
+    Pinning ``A > B`` pins ``A`` too, and every level has its own model column. A parent's
+    confidence is raised to its most confident child's, so a child never exceeds its parent,
+    and a prediction with a child at threshold also lists the parent.
+
+>>> from schemas import Message
+>>> r = Refiner(dataset="support", seed=0)
+>>> _ = r.annotate({"dataset": "support", "message_id": "m-1", "timestamp": 1,
+...                 "labels": [{"name": "Card > Delivery"}], "mode": "shuffle",
+...                 "message": {"dataset": "support", "id": "m-1", "timestamp": 1, "body": "Where is my card?"}})
+>>> p = r.observe(Message(dataset="support", id="m-2", timestamp=2, body="my card has not arrived"))
+>>> sorted(p.confidences), p.confidences["Card > Delivery"] <= p.confidences["Card"]
+(['Card', 'Card > Delivery'], True)
+>>> r2 = Refiner.restore(r.snapshot())
+>>> r2.observe(Message(dataset="support", id="m-3", timestamp=3, body="hi")) == r.observe(Message(dataset="support", id="m-3", timestamp=3, body="hi"))
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Literal
+
+import numpy as np
+
+from pipeline import snapshot as snapshot_format
+from pipeline.config import RefinerConfig
+from pipeline.features import Featurizer
+from pipeline.metrics import Curve, auc, precision_recall_f1
+from pipeline.model import OnlineLinear, to_csr
+from pipeline.rating import balance_score, label_warnings, rate
+from pipeline.windows import LiveWindow, ReviewWindow
+from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Thresholds,
+                     label_ancestors)
+
+__all__ = ["Refiner", "ReviewOutcome"]
+
+_UNBIASED_MODES = ("shuffle", "rebalance")
+#: Positives a label needs in the window before its thresholds are chosen from the curve.
+_MIN_SUPPORT_FOR_THRESHOLD = 3
+#: Live messages needed before "never predicted on live traffic" is judged.
+_MIN_LIVE_FOR_WARNING = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewOutcome:
+    """What :meth:`Refiner.annotate` did with a review.
+
+    ``prediction`` is the out-of-sample prediction recorded before learning (None for a
+    removal); ``replaced`` says whether an earlier review of the message was replaced or removed.
+    """
+
+    message_id: str
+    action: Literal["review", "remove"]
+    pinned: tuple[str, ...]
+    prediction: Prediction | None
+    replaced: bool
+
+
+class Refiner:
+    """One dataset's online model, prequential validation, metrics and rating.
+
+    Parameters
+    ----------
+    dataset
+        The dataset this engine owns; events of any other dataset are refused.
+    config
+        Windows, targets and learning settings (:class:`pipeline.RefinerConfig`).
+    seed
+        Seeds experience replay and the balance model's live samples.
+    """
+
+    def __init__(self, dataset: str, config: RefinerConfig | None = None, seed: int = 0) -> None:
+        if not isinstance(dataset, str) or not dataset.strip():
+            raise ValueError(f"Refiner.dataset: expected a non-empty string, got {dataset!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"Refiner.seed: expected a non-negative integer, got {seed!r}")
+        self.dataset = dataset
+        self.config = config or RefinerConfig()
+        self.seed = seed
+        cfg = self.config
+        self.featurizer = Featurizer(bits=cfg.feature_bits, char_ngrams=cfg.char_ngrams, bigrams=cfg.bigrams,
+                                     quoted_weight=cfg.quoted_weight, max_chars=cfg.max_chars,
+                                     metadata_fields=cfg.metadata_fields)
+        self.n_features = 1 << cfg.feature_bits
+        self.model = OnlineLinear(self.n_features, cfg.learning_rate)
+        #: Learns to tell reviewed messages from live ones (the balance factor).
+        self.balance_model = OnlineLinear(self.n_features, cfg.learning_rate, min_capacity=1)
+        self.balance_model.add_label(0.5)
+        self.reviews = ReviewWindow(cfg.validation_window, 0)
+        self.live = LiveWindow(cfg.live_window, 0)
+        self.labels: list[str] = []
+        self.label_index: dict[str, int] = {}
+        #: message id -> (pinned label columns, mode) of its current review, for every reviewed message.
+        self.reviewed: dict[str, tuple[tuple[int, ...], str]] = {}
+        self.pinned = np.zeros(0, dtype=np.int64)  # current reviews pinning each label
+        self.alone = np.zeros(0, dtype=np.int64)  # ... of which pin no other label but its ancestors
+        self.searched = np.zeros(0, dtype=np.int64)  # ... of which were found by search
+        self.unbiased_reviews = 0  # current reviews made in shuffle or rebalance mode
+        self.thresholds = np.zeros(0, dtype=np.float32)  # in force, per label
+        self.model_version = 0  # reviews learned
+        self.steps = 0  # annotations applied (positions the random stream)
+        self.last_time = 0.0
+        size = 2 * cfg.validation_window
+        self.balance_scores = np.zeros(size, dtype=np.float32)  # out-of-sample, reviewed and live samples
+        self.balance_is_reviewed = np.zeros(size, dtype=bool)
+        self.balance_head = 0
+        self.balance_count = 0
+        self._rebuild_hierarchy()
+
+    # ------------------------------------------------------------------ live messages
+
+    def observe(self, message: Message | dict) -> Prediction:
+        """Predict a live message and remember it in the live window."""
+        return self.observe_many([message])[0]
+
+    def observe_many(self, messages: Iterable[Message | dict]) -> list[Prediction]:
+        """Predict a batch of live messages at once; the same as calling :meth:`observe` on each in turn.
+
+        Every message is checked before any is applied, so a bad one changes nothing.
+        """
+        parsed = [self._message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+        if not parsed:
+            return []
+        features = [self._features(m) for m in parsed]
+        scores = self._score(to_csr(features, self.n_features))
+        for message, vector, row in zip(parsed, features, scores):
+            self.live.put(message.id, vector, row, message.timestamp)
+            self.last_time = max(self.last_time, message.timestamp)
+        return [self._prediction(m.id, m.timestamp, row) for m, row in zip(parsed, scores)]
+
+    # ------------------------------------------------------------------ reviews
+
+    def annotate(self, annotation: Annotation | dict) -> ReviewOutcome:
+        """Apply a review: score the message out-of-sample, record it, then learn from it.
+
+        ``action="remove"`` un-reviews the message. A review needs the message's text: inline
+        in the annotation, or seen recently (observed, or reviewed within the window);
+        otherwise ValueError and nothing changes.
+        """
+        if isinstance(annotation, dict):
+            annotation = Annotation.from_dict(annotation)
+        elif not isinstance(annotation, Annotation):
+            raise TypeError(f"annotation: expected schemas.Annotation or a dict, got {type(annotation).__name__}")
+        if annotation.dataset != self.dataset:
+            raise ValueError(f"annotation.dataset: expected {self.dataset!r} (this engine's dataset), got {annotation.dataset!r}")
+        message_id = annotation.message_id
+        if annotation.action == "remove":
+            self.steps += 1
+            self.last_time = max(self.last_time, annotation.timestamp)
+            previous = self.reviewed.pop(message_id, None)
+            if previous is not None:
+                self._count(previous, -1)
+            self.reviews.discard(message_id)
+            return ReviewOutcome(message_id, "remove", (), None, previous is not None)
+
+        features = self._review_features(annotation)
+        self.steps += 1
+        self.last_time = max(self.last_time, annotation.timestamp)
+        pinned_names = annotation.pinned_labels()
+        for name in pinned_names:
+            self._ensure_label(name)
+        columns = tuple(sorted(self.label_index[name] for name in pinned_names))
+        x = to_csr([features], self.n_features)
+        out_of_sample = self._score(x)[0]
+
+        previous = self.reviewed.get(message_id)
+        if previous is not None:
+            self._count(previous, -1)
+        self.reviewed[message_id] = (columns, annotation.mode)
+        self._count(self.reviewed[message_id], +1)
+        slot = self.reviews.put(message_id, features, out_of_sample, list(columns), annotation.mode, annotation.timestamp)
+
+        rng = np.random.default_rng([self.seed, self.steps])
+        self._learn_balance(features, rng)
+        self._learn(slot, rng)
+        self.model_version += 1
+        if self.model_version % self.config.threshold_refresh == 0:
+            self._refresh_thresholds()
+        prediction = self._prediction(message_id, annotation.timestamp, out_of_sample)
+        return ReviewOutcome(message_id, "review", pinned_names, prediction, previous is not None)
+
+    def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
+        if annotation.message is not None:
+            return self._features(annotation.message)
+        for window in (self.reviews, self.live):
+            slot = window.index.get(annotation.message_id)
+            if slot is not None:
+                return window.features[slot]
+        raise ValueError(f"annotation.message_id: {annotation.message_id!r} was not observed recently and the "
+                         "annotation carries no inline message; send the annotation with its message")
+
+    def _learn(self, slot: int, rng: np.random.Generator) -> None:
+        occupied = self.reviews.occupied()
+        replayed = rng.choice(occupied, size=self.config.replay) if self.config.replay and len(occupied) > 1 else []
+        slots = [slot, *(int(s) for s in replayed)]
+        x = to_csr([self.reviews.features[s] for s in slots], self.n_features)
+        targets = self.reviews.pinned[slots].astype(np.float32)
+        self.model.learn(x, targets)
+
+    def _learn_balance(self, features, rng: np.random.Generator) -> None:
+        """One step of the reviewed-vs-live model on the review and one random live message."""
+        occupied = self.live.occupied()
+        if not len(occupied):
+            return
+        live_features = self.live.features[int(rng.choice(occupied))]
+        x = to_csr([features, live_features], self.n_features)
+        scores = self.balance_model.predict_proba(x)[:, 0]
+        for score, is_reviewed in zip(scores, (True, False)):
+            self.balance_scores[self.balance_head] = score
+            self.balance_is_reviewed[self.balance_head] = is_reviewed
+            self.balance_head = (self.balance_head + 1) % len(self.balance_scores)
+            self.balance_count = min(self.balance_count + 1, len(self.balance_scores))
+        self.balance_model.learn(x, np.array([[1.0], [0.0]], dtype=np.float32))
+
+    def _count(self, review: tuple[tuple[int, ...], str], sign: int) -> None:
+        columns, mode = review
+        chosen = list(columns)
+        self.pinned[chosen] += sign
+        for column in columns:
+            if all(other == column or other in self._ancestors[column] for other in columns):
+                self.alone[column] += sign
+        if mode == "search":
+            self.searched[chosen] += sign
+        if mode in _UNBIASED_MODES:
+            self.unbiased_reviews += sign
+
+    # ------------------------------------------------------------------ labels and scoring
+
+    def _ensure_label(self, name: str) -> None:
+        for level in label_ancestors(name):
+            if level in self.label_index:
+                continue
+            prior = 1.0 / (len(self.reviewed) + 2)
+            column = self.model.add_label(prior)
+            self.labels.append(level)
+            self.label_index[level] = column
+            self.reviews.grow(self.model.capacity)
+            self.live.grow(self.model.capacity)
+            self.pinned = np.append(self.pinned, 0)
+            self.alone = np.append(self.alone, 0)
+            self.searched = np.append(self.searched, 0)
+            self.thresholds = np.append(self.thresholds, np.float32(self.config.default_threshold))
+        self._rebuild_hierarchy()
+
+    def _rebuild_hierarchy(self) -> None:
+        ancestors = [label_ancestors(name)[:-1] for name in self.labels]
+        self._ancestors = [frozenset(self.label_index[a] for a in chain) for chain in ancestors]
+        pairs = [(len(chain), self.label_index[name], self.label_index[chain[-1]])
+                 for name, chain in zip(self.labels, ancestors) if chain]
+        # deepest first, so a grandchild's confidence reaches its grandparent through the parent
+        self._child_parent = [(child, parent) for _, child, parent in sorted(pairs, key=lambda p: (-p[0], p[1]))]
+
+    def _score(self, x) -> np.ndarray:
+        """Confidences of every label, ``n_rows x n_labels``, a child never above its parent."""
+        scores = self.model.predict_proba(x)
+        for child, parent in self._child_parent:
+            np.maximum(scores[:, parent], scores[:, child], out=scores[:, parent])
+        return scores
+
+    def _features(self, message: Message) -> tuple[np.ndarray, np.ndarray]:
+        return self.featurizer.transform(message.subject, message.body, message.channel, message.metadata)
+
+    def _message(self, message: Message | dict, path: str) -> Message:
+        if isinstance(message, dict):
+            message = Message.from_dict(message)
+        elif not isinstance(message, Message):
+            raise TypeError(f"{path}: expected schemas.Message or a dict, got {type(message).__name__}")
+        if message.dataset != self.dataset:
+            raise ValueError(f"{path}.dataset: expected {self.dataset!r} (this engine's dataset), got {message.dataset!r}")
+        return message
+
+    def _informative_weights(self) -> np.ndarray:
+        """How often each label is pinned standing alone (no other label but its ancestors)."""
+        return (self.alone + 1.0) / (self.pinned + 1.0)
+
+    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray) -> Prediction:
+        confidences = dict(zip(self.labels, np.round(row.astype(np.float64), 6).tolist()))
+        at = np.flatnonzero(row >= self.thresholds)
+        chosen = set(int(c) for c in at)
+        for column in at:
+            chosen.update(self._ancestors[column])
+        labels = tuple(sorted((self.labels[c] for c in chosen), key=lambda name: (-confidences[name], name)))
+        informative = bool(len(at)) and bool(np.any(self._informative_weights()[at] >= 0.5))
+        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
+                          model_version=self.model_version, confidences=confidences, labels=labels,
+                          informative=informative)
+
+    # ------------------------------------------------------------------ validation
+
+    def _window(self) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-sample scores and pinned flags of the validation window, slot order."""
+        slots = self.reviews.occupied()
+        n = len(self.labels)
+        return self.reviews.scores[slots, :n], self.reviews.pinned[slots, :n]
+
+    def _chosen_threshold(self, label: str, thresholds: Thresholds) -> float:
+        kind, _ = self.config.target_for(label)
+        value = getattr(thresholds, kind)
+        if value is None:
+            value = thresholds.balanced
+        return self.config.default_threshold if value is None else value
+
+    def _label_thresholds(self, column: int, curve: Curve) -> Thresholds:
+        kind, target = self.config.target_for(self.labels[column])
+        precision_target = target if kind == "high_precision" else self.config.precision_target
+        recall_target = target if kind == "high_recall" else self.config.recall_target
+        return curve.thresholds_at(precision_target, recall_target)
+
+    def _refresh_thresholds(self) -> None:
+        scores, pinned = self._window()
+        for column, label in enumerate(self.labels):
+            positives = pinned[:, column]
+            if np.count_nonzero(positives) < _MIN_SUPPORT_FOR_THRESHOLD:
+                self.thresholds[column] = self.config.default_threshold
+                continue
+            curve = Curve(scores[:, column], positives)
+            self.thresholds[column] = self._chosen_threshold(label, self._label_thresholds(column, curve))
+
+    def metrics(self, now: float | None = None) -> MetricsSnapshot:
+        """Validation metrics, coverage, balance and rating at time ``now`` (epoch seconds).
+
+        Reads the state, never changes it. ``now`` defaults to the latest event time seen.
+        """
+        scores, pinned = self._window()
+        live_slots = self.live.occupied()
+        live_scores = (self._score(to_csr([self.live.features[s] for s in live_slots], self.n_features))
+                       if len(live_slots) else np.zeros((0, len(self.labels)), np.float32))
+        at_threshold = live_scores >= self.thresholds
+        weights = self._informative_weights()
+
+        per_label: dict[str, LabelMetrics] = {}
+        aps: dict[str, float] = {}
+        f1s: list[float] = []
+        red = 0
+        for column, label in enumerate(self.labels):
+            positives = pinned[:, column]
+            curve = Curve(scores[:, column], positives)
+            ap = curve.average_precision()
+            threshold = float(self.thresholds[column])
+            precision, recall, f1 = precision_recall_f1(scores[:, column], positives, threshold)
+            pinned_count = int(self.pinned[column])
+            warnings = label_warnings(
+                label, pinned=pinned_count, support=curve.support, average_precision=ap,
+                search_share=self.searched[column] / pinned_count if pinned_count else 0.0,
+                predicted_live=int(np.count_nonzero(at_threshold[:, column])) if len(live_slots) >= _MIN_LIVE_FOR_WARNING else None,
+                few_red=self.config.few_pinned_red, few_amber=self.config.few_pinned_amber)
+            red += sum(w.severity == "red" for w in warnings)
+            per_label[label] = LabelMetrics(
+                precision=_round(precision), recall=_round(recall), f1=_round(f1), average_precision=_round(ap),
+                threshold=_round(threshold), support=curve.support, pinned=pinned_count,
+                thresholds=self._label_thresholds(column, curve), warnings=warnings)
+            if ap is not None:
+                aps[label] = ap
+                if f1 is not None:
+                    f1s.append(f1)
+
+        supported = [aps[l] for l in aps if per_label[l].support >= self.config.map_min_support]
+        mean_ap = _round(sum(supported) / len(supported)) if supported else None
+        coverage = None
+        if len(live_slots):
+            best = np.where(at_threshold, weights, 0.0).max(axis=1) if len(self.labels) else np.zeros(len(live_slots))
+            coverage = _round(float(best.mean()))
+        discrimination = auc(self.balance_scores[: self.balance_count], self.balance_is_reviewed[: self.balance_count])
+        similarity = None if discrimination is None else _round(min(1.0, max(0.0, 2.0 * (1.0 - discrimination))))
+        shuffle_share = _round(self.unbiased_reviews / len(self.reviewed)) if self.reviewed else None
+        balance = balance_score(similarity, shuffle_share, self.config.healthy_shuffle_share)
+        rating = rate(aps, coverage, balance, sum(f1s) / len(f1s) if f1s else None, red, len(live_slots),
+                      similarity, shuffle_share)
+        return MetricsSnapshot(
+            dataset=self.dataset, timestamp=self.last_time if now is None else float(now),
+            model_version=self.model_version, reviewed=len(self.reviewed), labels=per_label, map=mean_ap,
+            coverage=coverage, balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+            rating=rating)
+
+    # ------------------------------------------------------------------ pools for suggestions and drift
+
+    def unreviewed_pool(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Recent live messages not reviewed: ids, current confidences (``n x labels``) and
+        balance-model scores (how reviewed-like each looks), in live-window slot order."""
+        slots = [s for s in self.live.occupied() if self.live.slot_ids[s] not in self.reviewed]
+        ids = [self.live.slot_ids[s] for s in slots]
+        if not slots:
+            return ids, np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
+        x = to_csr([self.live.features[s] for s in slots], self.n_features)
+        return ids, self._score(x), self.balance_model.predict_proba(x)[:, 0]
+
+    def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The validation window: message ids, out-of-sample confidences and pinned flags
+        (``n x labels``), in window slot order."""
+        slots = self.reviews.occupied()
+        scores, pinned = self._window()
+        return [self.reviews.slot_ids[s] for s in slots], scores, pinned
+
+    # ------------------------------------------------------------------ snapshot / restore
+
+    def snapshot(self) -> bytes:
+        """The complete state as bytes (safe format, no pickle: :mod:`pipeline.snapshot`)."""
+        review_header, review_arrays = self.reviews.state()
+        live_header, live_arrays = self.live.state()
+        model = self.model.state()
+        balance_model = self.balance_model.state()
+        ids = list(self.reviewed)
+        header = {
+            "kind": "refiner", "dataset": self.dataset, "seed": self.seed, "config": self.config.to_dict(),
+            "labels": self.labels, "reviewed_ids": ids,
+            "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
+            "reviewed_modes": [self.reviewed[i][1] for i in ids],
+            "unbiased_reviews": self.unbiased_reviews, "model_version": self.model_version, "steps": self.steps,
+            "last_time": self.last_time, "balance_head": self.balance_head, "balance_count": self.balance_count,
+            "reviews": review_header, "live": live_header,
+        }
+        arrays = {
+            **{f"model.{k}": v for k, v in model.items()},
+            **{f"balance_model.{k}": v for k, v in balance_model.items()},
+            "pinned": self.pinned, "alone": self.alone, "searched": self.searched, "thresholds": self.thresholds,
+            "balance_scores": self.balance_scores, "balance_is_reviewed": self.balance_is_reviewed,
+            **review_arrays, **live_arrays,
+        }
+        return snapshot_format.encode(header, arrays)
+
+    @classmethod
+    def restore(cls, blob: bytes) -> "Refiner":
+        """An engine in exactly the state :meth:`snapshot` captured.
+
+        Raises ValueError for bytes that are not a snapshot of this format version.
+        """
+        header, arrays = snapshot_format.decode(blob)
+        if header.get("kind") != "refiner":
+            raise ValueError(f"snapshot: expected a Refiner snapshot, got kind {header.get('kind')!r}")
+        engine = cls(header["dataset"], RefinerConfig.from_dict(header["config"]), header["seed"])
+        cfg = engine.config
+        engine.model = OnlineLinear.from_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")},
+                                               engine.n_features, cfg.learning_rate)
+        engine.balance_model = OnlineLinear.from_state(
+            {k[14:]: v for k, v in arrays.items() if k.startswith("balance_model.")},
+            engine.n_features, cfg.learning_rate, min_capacity=1)
+        engine.labels = list(header["labels"])
+        engine.label_index = {name: i for i, name in enumerate(engine.labels)}
+        engine.reviewed = {i: (tuple(labels), mode) for i, labels, mode in
+                           zip(header["reviewed_ids"], header["reviewed_labels"], header["reviewed_modes"])}
+        engine.pinned, engine.alone, engine.searched = arrays["pinned"], arrays["alone"], arrays["searched"]
+        engine.thresholds = arrays["thresholds"]
+        engine.unbiased_reviews = header["unbiased_reviews"]
+        engine.model_version, engine.steps = header["model_version"], header["steps"]
+        engine.last_time = header["last_time"]
+        engine.balance_scores, engine.balance_is_reviewed = arrays["balance_scores"], arrays["balance_is_reviewed"]
+        engine.balance_head, engine.balance_count = header["balance_head"], header["balance_count"]
+        engine.reviews = ReviewWindow.from_state(header["reviews"], arrays)
+        engine.live = LiveWindow.from_state(header["live"], arrays)
+        engine._rebuild_hierarchy()
+        return engine
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)

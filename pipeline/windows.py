@@ -1,0 +1,176 @@
+"""Bounded rings of recent reviews and recent live messages.
+
+Both keep, per slot, a message id, a time, the message's hashed features and a row of
+scores (one column per label, growing with the label set). Memory is fixed by the capacity.
+
+- :class:`ReviewWindow` is the prequential validation window: out-of-sample scores (recorded
+  before the model learned from the review), the pinned labels and the review mode. A message
+  has at most one slot: a re-review updates its labels in place and keeps the score recorded
+  when it was first reviewed (that score is still out-of-sample for it); ``remove`` frees the
+  slot. Experience replay samples its slots.
+- :class:`LiveWindow` holds the most recent live messages with their observe-time scores: the
+  pool for coverage, the balance model and suggestions of what to review next.
+
+>>> import numpy as np
+>>> window = ReviewWindow(capacity=2, n_columns=1)
+>>> features = (np.array([1], np.int32), np.array([1.0], np.float32))
+>>> for i in range(3):
+...     _ = window.put(f"m{i}", features, np.array([0.5], np.float32), [0], "shuffle", float(i))
+>>> sorted(window.ids())
+['m1', 'm2']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ReviewWindow", "LiveWindow"]
+
+Features = tuple[np.ndarray, np.ndarray]
+
+
+class _Ring:
+    """Slots reused oldest first; ``index`` maps a message id to its slot."""
+
+    def __init__(self, capacity: int, n_columns: int) -> None:
+        self.capacity = capacity
+        self.slot_ids: list[str | None] = [None] * capacity
+        self.features: list[Features | None] = [None] * capacity
+        self.times = np.zeros(capacity, dtype=np.float64)
+        self.scores = np.zeros((capacity, n_columns), dtype=np.float32)
+        self.head = 0
+        self.index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def ids(self) -> list[str]:
+        return list(self.index)
+
+    def occupied(self) -> np.ndarray:
+        """Slot numbers in use, in slot order."""
+        return np.array(sorted(self.index.values()), dtype=np.int64)
+
+    def grow(self, n_columns: int) -> None:
+        extra = n_columns - self.scores.shape[1]
+        if extra > 0:
+            self.scores = np.hstack([self.scores, np.zeros((self.capacity, extra), np.float32)])
+
+    def _claim(self, message_id: str) -> int:
+        slot = self.head
+        self.head = (self.head + 1) % self.capacity
+        evicted = self.slot_ids[slot]
+        if evicted is not None:
+            del self.index[evicted]
+            self._clear(slot)
+        self.slot_ids[slot] = message_id
+        self.index[message_id] = slot
+        return slot
+
+    def _clear(self, slot: int) -> None:
+        self.slot_ids[slot] = None
+        self.features[slot] = None
+        self.scores[slot] = 0.0
+
+    def discard(self, message_id: str) -> bool:
+        slot = self.index.pop(message_id, None)
+        if slot is None:
+            return False
+        self._clear(slot)
+        return True
+
+    # snapshot support: the ring as-is (slot positions matter for seeded sampling)
+    def _state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+        lengths = np.array([0 if f is None else len(f[0]) for f in self.features], dtype=np.int64)
+        present = [f for f in self.features if f is not None]
+        indices = np.concatenate([f[0] for f in present]) if present else np.zeros(0, np.int32)
+        values = np.concatenate([f[1] for f in present]) if present else np.zeros(0, np.float32)
+        header = {"capacity": self.capacity, "head": self.head, "slot_ids": self.slot_ids}
+        arrays = {f"{prefix}.times": self.times, f"{prefix}.scores": self.scores,
+                  f"{prefix}.feature_lengths": lengths, f"{prefix}.feature_indices": indices.astype(np.int32),
+                  f"{prefix}.feature_values": values.astype(np.float32)}
+        return header, arrays
+
+    def _load(self, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> None:
+        self.head = header["head"]
+        self.slot_ids = list(header["slot_ids"])
+        self.index = {message_id: slot for slot, message_id in enumerate(self.slot_ids) if message_id is not None}
+        self.times = arrays[f"{prefix}.times"]
+        self.scores = arrays[f"{prefix}.scores"]
+        lengths = arrays[f"{prefix}.feature_lengths"]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        indices, values = arrays[f"{prefix}.feature_indices"], arrays[f"{prefix}.feature_values"]
+        self.features = [None if message_id is None else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
+                         for s, message_id in enumerate(self.slot_ids)]
+
+
+class ReviewWindow(_Ring):
+    """The most recent reviews: out-of-sample scores, pinned labels, modes."""
+
+    def __init__(self, capacity: int, n_columns: int) -> None:
+        super().__init__(capacity, n_columns)
+        self.pinned = np.zeros((capacity, n_columns), dtype=bool)
+        self.modes: list[str | None] = [None] * capacity
+
+    def grow(self, n_columns: int) -> None:
+        extra = n_columns - self.pinned.shape[1]
+        super().grow(n_columns)
+        if extra > 0:
+            self.pinned = np.hstack([self.pinned, np.zeros((self.capacity, extra), bool)])
+
+    def put(self, message_id: str, features: Features, scores: np.ndarray, labels: list[int], mode: str,
+            time: float) -> int:
+        """Record a review; a message already in the window keeps its slot and first score."""
+        slot = self.index.get(message_id)
+        if slot is None:
+            slot = self._claim(message_id)
+            self.scores[slot, : len(scores)] = scores
+        self.features[slot] = features
+        self.pinned[slot] = False
+        self.pinned[slot, labels] = True
+        self.modes[slot] = mode
+        self.times[slot] = time
+        return slot
+
+    def _clear(self, slot: int) -> None:
+        super()._clear(slot)
+        self.pinned[slot] = False
+        self.modes[slot] = None
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        header, arrays = self._state("reviews")
+        header["modes"] = self.modes
+        arrays["reviews.pinned"] = self.pinned
+        return header, arrays
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "ReviewWindow":
+        window = cls(header["capacity"], 0)
+        window._load(header, arrays, "reviews")
+        window.pinned = arrays["reviews.pinned"]
+        window.modes = list(header["modes"])
+        return window
+
+
+class LiveWindow(_Ring):
+    """The most recent live messages with their observe-time scores."""
+
+    def put(self, message_id: str, features: Features, scores: np.ndarray, time: float) -> int:
+        """Record a live message; one observed again keeps its slot and gets the new scores."""
+        slot = self.index.get(message_id)
+        if slot is None:
+            slot = self._claim(message_id)
+        self.features[slot] = features
+        self.scores[slot] = 0.0
+        self.scores[slot, : len(scores)] = scores
+        self.times[slot] = time
+        return slot
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return self._state("live")
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "LiveWindow":
+        window = cls(header["capacity"], 0)
+        window._load(header, arrays, "live")
+        return window
