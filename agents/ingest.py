@@ -429,7 +429,7 @@ class Summary:
     def total_failed(self) -> int:
         return sum(self.failed.values())
 
-    def render(self, top: int = 10) -> str:
+    def render(self, top: int = 20) -> str:
         """The summary printed at the end of `refinery send`."""
         verb = "valid (dry run, nothing sent)" if self.dry_run else "sent"
         rate = f" ({self.total_sent / self.seconds:,.0f}/s)" if self.seconds > 0 and self.total_sent else ""
