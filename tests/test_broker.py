@@ -1,0 +1,156 @@
+"""`refinery kafka`: the local broker starts once, answers, holds the service's topics, and carries records."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+
+import pytest
+
+from agents import broker, cli
+from agents.config import TOPICS, Settings
+
+kafka = pytest.mark.kafka
+
+
+@kafka
+def test_start_is_idempotent(kafka_bootstrap):
+    settings = Settings.from_env()
+    pid_before = broker.recorded_pid(settings)
+
+    assert broker.start(settings, quiet=True) == kafka_bootstrap
+    assert broker.recorded_pid(settings) == pid_before
+
+
+@kafka
+def test_status_reports_a_live_answering_broker(kafka_bootstrap, capsys):
+    settings = Settings.from_env()
+    info = broker.status(settings)
+
+    assert info["bootstrap"] == kafka_bootstrap
+    assert info["answering"] is True
+    assert info["alive"] is settings.uses_local_broker
+    assert cli.main(["kafka", "status"]) == 0
+    assert "answering: True" in capsys.readouterr().out
+
+
+@kafka
+def test_topics_are_created_with_the_partitions_asked_and_snapshots_compacted(settings_for, unique_prefix):
+    settings = settings_for(unique_prefix)
+
+    created = broker.create_topics(settings, partitions=3)
+
+    assert created == {settings.topic(name): 3 for name in TOPICS}
+    policies = {t["topic"]: t["cleanup.policy"] for t in broker.describe_topics(settings)}
+    assert policies == {settings.topic(name): "compact" if name == "snapshots" else "delete" for name in TOPICS}
+
+
+@kafka
+def test_creating_topics_again_keeps_the_existing_ones(settings_for, unique_prefix):
+    settings = settings_for(unique_prefix, partitions=2)
+    broker.create_topics(settings, names=["messages"])
+
+    again = broker.create_topics(settings, partitions=5, names=["messages", "annotations"])
+
+    assert again == {settings.topic("messages"): 2, settings.topic("annotations"): 5}
+
+
+@kafka
+def test_the_topics_command_creates_every_topic_with_the_prefix(kafka_bootstrap, unique_prefix, monkeypatch, capsys):
+    monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", kafka_bootstrap)
+
+    assert cli.main(["kafka", "topics", "--prefix", unique_prefix, "--partitions", "2"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{unique_prefix}snapshots\tpartitions=2\tcleanup.policy=compact" in lines
+    assert len([line for line in lines if line.startswith(unique_prefix)]) == len(TOPICS)
+
+
+@kafka
+def test_kafka_python_round_trip(settings_for, unique_prefix):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    settings = settings_for(unique_prefix)
+    topic = settings.topic("messages")
+    broker.create_topics(settings, names=["messages"])
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
+    for i in range(3):
+        producer.send(topic, key=b"support", value=f"m-{i}".encode())
+    producer.flush()
+    producer.close()
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap, group_id=f"{unique_prefix}kp",
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    received = []
+    for record in consumer:
+        received.append((record.key, record.value))
+        if len(received) == 3:
+            break
+    consumer.commit()
+    consumer.close()
+
+    assert received == [(b"support", b"m-0"), (b"support", b"m-1"), (b"support", b"m-2")]
+
+
+@kafka
+def test_aiokafka_round_trip(settings_for, unique_prefix):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    settings = settings_for(unique_prefix)
+    topic = settings.topic("annotations")
+    broker.create_topics(settings, names=["annotations"])
+
+    async def round_trip():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            for i in range(3):
+                await producer.send_and_wait(topic, key=b"support", value=f"a-{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap, group_id=f"{unique_prefix}aio",
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            received = []
+            while len(received) < 3:
+                batches = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 10)
+                received += [(r.key, r.value) for records in batches.values() for r in records]
+            await consumer.commit()
+            return received
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(asyncio.wait_for(round_trip(), 30)) == [
+        (b"support", b"a-0"), (b"support", b"a-1"), (b"support", b"a-2")
+    ]
+
+
+def test_a_port_held_by_something_else_is_refused_not_used(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = Settings(home=tmp_path, kafka_port=port)
+
+        with pytest.raises(broker.BrokerError, match=f"127.0.0.1:{port} is already in use"):
+            broker.start(settings, quiet=True)
+
+
+def test_stop_never_signals_a_process_that_is_not_the_recorded_broker(tmp_path):
+    settings = Settings(home=tmp_path, kafka_port=1)
+    (tmp_path / "kafka.pid").write_text(f"{os.getpid()}\n")  # this very test process
+
+    assert broker.recorded_pid(settings) is None
+    assert broker.stop(settings, quiet=True) is False
+    assert not (tmp_path / "kafka.pid").exists()
+
+
+def test_an_external_broker_is_never_fetched_or_stopped(tmp_path):
+    settings = dataclasses.replace(Settings(home=tmp_path), external_bootstrap="127.0.0.1:1")
+
+    assert broker.fetch(settings, quiet=True) is None
+    assert broker.stop(settings, quiet=True) is False
+    assert not (tmp_path / "libs").exists()
