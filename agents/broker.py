@@ -522,7 +522,8 @@ def run(args: argparse.Namespace) -> int:
             info = status(settings)
             for key, value in info.items():
                 print(f"{key}: {value}")
-            return 0 if info["answering"] else 1
+            # Success means usable and, for a local broker, ours: a stranger on our port is not.
+            return 0 if info["answering"] and (info["alive"] or not info["local"]) else 1
         elif args.action == "topics":
             if not is_answering(settings.bootstrap):
                 raise BrokerError(f"no Kafka broker answers at {settings.bootstrap}: run `refinery kafka start` first")
