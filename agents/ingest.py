@@ -394,8 +394,12 @@ def dataset_records(name: str, kind: str = "messages", *, max_body_bytes: int | 
     """
     from agents import datasets
 
+    return _pair_records(datasets.load(name, **loader_kwargs), kind, max_body_bytes)
+
+
+def _pair_records(pairs: Iterable, kind: str, max_body_bytes: int | None) -> Iterator[tuple[int, Any]]:
     defaults = Defaults(max_body_bytes=max_body_bytes)
-    for number, (message, annotation) in enumerate(datasets.load(name, **loader_kwargs), start=1):
+    for number, (message, annotation) in enumerate(pairs, start=1):
         if kind in ("messages", "both"):
             yield number, _check(message.to_dict(), "messages", defaults)
         if kind in ("annotations", "both"):
@@ -499,6 +503,7 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
     from schemas import Message
 
     topic_of = topics if callable(topics) else (lambda record: topics["messages" if isinstance(record, Message) else "annotations"])
+    rejects_path = Path(rejects_path) if rejects_path is not None else None
     summary = Summary(dry_run=dry_run, rejects_path=rejects_path)
     rejects = _RejectsFile(rejects_path, unit)
     own_producer = producer is None and not dry_run
@@ -577,7 +582,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the records are (default: guessed; records with message_id or labels are annotations); "
                              "--dataset sends messages unless told; 'both' is for --dataset only")
     source.add_argument("--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)")
-    source.add_argument("--limit", type=int, help="stop after the first N records")
+    source.add_argument("--limit", type=int, help="stop after the first N records (with --dataset: N items)")
 
     columns = parser.add_argument_group("CSV columns (default: the column named like the field, if any)")
     for field, column_help in (
@@ -647,14 +652,18 @@ def run(args: argparse.Namespace) -> int:
             loader_kwargs["domain"] = args.domain
         else:
             loader_kwargs["min_annotators"] = args.min_annotators
+        from agents import datasets
+
         try:
-            pairs = list(dataset_records(args.dataset, kind, max_body_bytes=max_body, **loader_kwargs))
+            # Loaded whole (a few seconds at most) so the progress bar knows the total;
+            # validation and sending stream, and are what the summary times.
+            pairs = list(datasets.load(args.dataset, **loader_kwargs))
         except FileNotFoundError as error:
             return fail(str(error))
-        if args.limit is not None:
-            pairs = pairs[: args.limit * (2 if kind == "both" else 1)]
-        records: Iterator = iter(pairs)
-        total, unit = len(pairs), "item"
+        pairs = pairs[: args.limit]
+        records: Iterator = _pair_records(pairs, kind, max_body)
+        total = len(pairs) * (2 if kind == "both" else 1)
+        unit = "item"
         rejects_path = args.rejects or Path(f"{args.dataset}.rejects.jsonl")
     else:
         kind = args.kind
@@ -678,12 +687,11 @@ def run(args: argparse.Namespace) -> int:
         if len(args.files) > 1:
             # Positions restart in every file; the rejects file says which file with the raw record.
             summary_notes.append("positions in the rejects file count from 1 in every input file")
-        records = itertools.chain.from_iterable(readers)
+        records = _limited(itertools.chain.from_iterable(readers), args.limit)
         total = None
         unit = UNITS[formats.pop()] if len(formats) == 1 else "position"
         rejects_path = args.rejects or args.files[0].with_name(args.files[0].name + ".rejects.jsonl")
 
-    records = _limited(records, args.limit)
     topics: dict[str, str] | Callable = {name: args.topic or settings.topic(name) for name in KINDS}
     bootstrap = args.bootstrap or settings.bootstrap
     try:
@@ -696,8 +704,9 @@ def run(args: argparse.Namespace) -> int:
 
         if not isinstance(error, KafkaError):
             raise
-        print(f"refinery send: error: Kafka at {bootstrap}: {type(error).__name__}: {error} "
-              "(is the broker running? `refinery kafka start`)", file=sys.stderr)
+        text = str(error) if str(error).startswith(type(error).__name__) else f"{type(error).__name__}: {error}"
+        print(f"refinery send: error: Kafka at {bootstrap}: {text} (is the broker running? `refinery kafka start`)",
+              file=sys.stderr)
         return 1
     summary.notes.extend(summary_notes)
     print(summary.render())
