@@ -7,12 +7,9 @@ import functools
 import pytest
 
 from agents import datasets
-from agents.config import datasets_dir
 from schemas import Annotation, Message
 
-pytestmark = pytest.mark.skipif(
-    not datasets_dir().is_dir(), reason=f"real data sets not found at {datasets_dir()} (set REFINERY_DATASETS)"
-)
+pytestmark = pytest.mark.usefixtures("datasets")  # skips when the real data sets are missing
 
 
 @functools.cache

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from agents import cli, datasets
-from agents.config import datasets_dir
 from schemas import Annotation, Message
 
 pytestmark = pytest.mark.kafka
@@ -54,7 +53,7 @@ def topics(kafka_bootstrap, unique_prefix, monkeypatch):
     return {name: settings.topic(name) for name in ("messages", "annotations")}
 
 
-@pytest.mark.skipif(not datasets_dir().is_dir(), reason=f"real data sets not found at {datasets_dir()}")
+@pytest.mark.usefixtures("datasets")
 def test_every_banking77_training_message_arrives_unchanged(topics, kafka_bootstrap, tmp_path, capsys):
     code = cli.main(["send", "--dataset", "banking77", "--quiet", "--rejects", str(tmp_path / "rejects.jsonl")])
 
@@ -142,21 +141,3 @@ def test_bad_rows_are_reported_with_their_reason_and_every_good_row_arrives(topi
     assert received == [Annotation.from_dict(row) for row in GOOD if "message_id" in row]
     assert {(key, Message.decode(value).dataset) for key, value in messages} == {(b"support", "support"), (b"sales", "sales")}
 
-
-# Until tests/conftest.py provides these fixtures (being written alongside).
-@pytest.fixture(scope="session")
-def kafka_bootstrap():
-    from agents.broker import is_answering
-    from agents.config import Settings
-
-    bootstrap = Settings.from_env().bootstrap
-    if not is_answering(bootstrap):
-        pytest.skip(f"no Kafka broker at {bootstrap}")
-    return bootstrap
-
-
-@pytest.fixture
-def unique_prefix():
-    import uuid
-
-    return f"test-{uuid.uuid4().hex[:8]}."
