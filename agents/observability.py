@@ -1,0 +1,110 @@
+"""Prometheus exposition of the worker: model quality per dataset and label, and the stream's health.
+
+Each worker has its own `Observability` (its own registry, so tests can run several in one
+process). The engine agent counts events; the metrics timer calls `Observability.publish` with
+each dataset's `schemas.MetricsSnapshot`; ``/metrics`` serves `Observability.exposition`.
+
+>>> from schemas import Balance, LabelMetrics, MetricsSnapshot, Rating
+>>> obs = Observability()
+>>> obs.publish(MetricsSnapshot(dataset="d", timestamp=0, model_version=1, reviewed=3,
+...     labels={"card": LabelMetrics(precision=0.5, recall=1.0, f1=None, average_precision=0.75,
+...                                  threshold=0.4, support=2, pinned=3)},
+...     map=None, coverage=0.25, balance=Balance(score=60.0, similarity=0.7, shuffle_share=0.1),
+...     rating=Rating(score=55.0, band="Average", ready=False)))
+>>> b'refinery_label_precision{dataset="d",label="card"} 0.5' in obs.exposition()
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from schemas import MetricsSnapshot
+
+__all__ = ["CONTENT_TYPE", "Observability"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _value(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+class Observability:
+    """The worker's Prometheus metrics (names follow Prometheus conventions, ``refinery_`` prefix)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        per_label = ["dataset", "label"]
+        self.precision = Gauge("refinery_label_precision", "Precision of the label at its threshold over the validation window", per_label, registry=r)
+        self.recall = Gauge("refinery_label_recall", "Recall of the label at its threshold over the validation window", per_label, registry=r)
+        self.f1 = Gauge("refinery_label_f1", "F1 of the label at its threshold over the validation window", per_label, registry=r)
+        self.average_precision = Gauge("refinery_label_average_precision", "Average precision (area under the precision-recall curve) of the label", per_label, registry=r)
+        self.threshold = Gauge("refinery_label_threshold", "Confidence threshold in force for the label", per_label, registry=r)
+        self.support = Gauge("refinery_label_support", "Positives of the label in the validation window", per_label, registry=r)
+        self.pinned = Gauge("refinery_label_pinned", "Reviewed messages pinned with the label (all time)", per_label, registry=r)
+        self.warnings = Gauge("refinery_label_warnings", "Warnings on the label", per_label + ["severity"], registry=r)
+        self.map = Gauge("refinery_dataset_map", "Mean average precision over labels with enough positives", ["dataset"], registry=r)
+        self.coverage = Gauge("refinery_dataset_coverage", "Share of recent live messages with an informative label at threshold", ["dataset"], registry=r)
+        self.balance = Gauge("refinery_dataset_balance", "Balance score 0-100: how much reviewed messages look like the stream", ["dataset"], registry=r)
+        self.rating = Gauge("refinery_dataset_rating", "Model rating 0-100", ["dataset"], registry=r)
+        self.factor = Gauge("refinery_dataset_rating_factor", "Score 0-100 of one factor of the model rating", ["dataset", "factor"], registry=r)
+        self.reviewed = Gauge("refinery_dataset_reviewed", "Reviewed messages", ["dataset"], registry=r)
+        self.model_version = Gauge("refinery_dataset_model_version", "Model version (reviews learnt)", ["dataset"], registry=r)
+        self.events_in = Counter("refinery_events_in", "Input records read, by topic", ["topic"], registry=r)
+        self.events_out = Counter("refinery_events_out", "Records published, by topic", ["topic"], registry=r)
+        self.dead_letters = Counter("refinery_dead_letters", "Records dead-lettered, by error category", ["error"], registry=r)
+        self.latency = Histogram("refinery_processing_seconds", "Time to apply one batch of events to the engines", registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.lag = Gauge("refinery_consumer_lag", "Records of the partition not yet processed", ["topic", "partition"], registry=r)
+        self.snapshots = Counter("refinery_snapshots", "Snapshots written", ["dataset"], registry=r)
+        self.snapshot_bytes = Gauge("refinery_snapshot_bytes", "Size of the latest snapshot", ["dataset"], registry=r)
+        self.snapshots_rejected = Counter("refinery_snapshots_rejected", "Snapshots rejected on restore (forged, corrupt or incomplete)", registry=r)
+        self.restores = Counter("refinery_restores", "Partitions restored from snapshots", registry=r)
+        self._labels: dict[str, set[str]] = {}
+
+    def publish(self, snapshot: MetricsSnapshot) -> None:
+        """Set every gauge of one dataset from its latest metrics."""
+        d = snapshot.dataset
+        for label in self._labels.get(d, set()) - set(snapshot.labels):  # labels gone from the taxonomy
+            for gauge in (self.precision, self.recall, self.f1, self.average_precision, self.threshold, self.support, self.pinned):
+                gauge.remove(d, label)
+        for name, m in snapshot.labels.items():
+            self.precision.labels(d, name).set(_value(m.precision))
+            self.recall.labels(d, name).set(_value(m.recall))
+            self.f1.labels(d, name).set(_value(m.f1))
+            self.average_precision.labels(d, name).set(_value(m.average_precision))
+            self.threshold.labels(d, name).set(m.threshold)
+            self.support.labels(d, name).set(m.support)
+            self.pinned.labels(d, name).set(m.pinned)
+            for severity in ("amber", "red"):
+                self.warnings.labels(d, name, severity).set(sum(w.severity == severity for w in m.warnings))
+        self._labels[d] = set(snapshot.labels)
+        self.map.labels(d).set(_value(snapshot.map))
+        self.coverage.labels(d).set(_value(snapshot.coverage))
+        self.balance.labels(d).set(_value(snapshot.balance.score))
+        self.rating.labels(d).set(snapshot.rating.score)
+        for factor, value in snapshot.rating.factors.items():
+            self.factor.labels(d, factor).set(value.score)
+        self.reviewed.labels(d).set(snapshot.reviewed)
+        self.model_version.labels(d).set(snapshot.model_version)
+
+    def exposition(self) -> bytes:
+        """The text exposition format served at ``/metrics``."""
+        return generate_latest(self.registry)
+
+
+def log_event(logger, level: int, event: str, **fields) -> None:
+    """Log a structured event: ``event key=value ...`` (values in repr form, so strings stay quoted).
+
+    >>> import logging, sys
+    >>> logger = logging.getLogger("doctest.refinery")
+    >>> logger.addHandler(logging.StreamHandler(sys.stdout)); logger.setLevel(logging.INFO)
+    >>> log_event(logger, logging.INFO, "snapshot", partition=2, dataset="support")
+    snapshot partition=2 dataset='support'
+    """
+    if logger.isEnabledFor(level):
+        logger.log(level, " ".join([event, *(f"{key}={value!r}" for key, value in fields.items())]))
