@@ -483,7 +483,7 @@ def _producer(bootstrap: str):
     # and a retried batch is not written twice. Batching (linger, large batches) is where the
     # throughput comes from.
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
-                         batch_size=512 * 1024, client_id="refinery-send", bootstrap_timeout_ms=15_000)
+                         batch_size=256 * 1024, client_id="refinery-send", bootstrap_timeout_ms=15_000)
 
 
 def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Callable[[Any], str], *,

@@ -141,3 +141,22 @@ def test_bad_rows_are_reported_with_their_reason_and_every_good_row_arrives(topi
     assert received == [Annotation.from_dict(row) for row in GOOD if "message_id" in row]
     assert {(key, Message.decode(value).dataset) for key, value in messages} == {(b"support", "support"), (b"sales", "sales")}
 
+
+
+def test_a_send_the_producer_refuses_is_reported_as_failed_and_exits_1(topics, kafka_bootstrap, tmp_path, capsys):
+    # Valid by a raised body limit, but over the producer's 1 MiB request limit.
+    huge = {"dataset": "support", "id": "big", "timestamp": 1, "body": "x" * 1_500_000}
+    small = {"dataset": "support", "id": "small", "timestamp": 1, "body": "fits"}
+    source = tmp_path / "big.jsonl"
+    source.write_text(json.dumps(huge) + "\n" + json.dumps(small) + "\n")
+
+    code = cli.main(["send", str(source), "--quiet", "--max-body-bytes", "2000000"])
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"sent 1 ({topics['messages']}: 1) in ")
+    assert "; rejected 0; failed 1\nfailed sends, by error:\n       1  MessageSizeTooLargeError: " in out
+    [entry] = [json.loads(line) for line in (tmp_path / "big.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert (entry["line"], entry["stage"], entry["raw"]["id"]) == (1, "send", "big")
+    assert entry["reason"].startswith("send failed: MessageSizeTooLargeError: ")
+    assert [Message.decode(value).id for _, value in consume(kafka_bootstrap, topics["messages"])] == ["small"]
