@@ -455,7 +455,8 @@ class Summary:
 
 
 class _RejectsFile:
-    """The rejects file, created at the first reject (a clean run leaves no file)."""
+    """The rejects file of this run: created at the first reject; a clean run leaves none
+    (and removes one an earlier run left at the same path, so the file never misleads)."""
 
     def __init__(self, path: Path | None, unit: str) -> None:
         self.path, self.unit, self.file = path, unit, None
@@ -474,6 +475,8 @@ class _RejectsFile:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        elif self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _producer(bootstrap: str):
@@ -516,7 +519,7 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
         if future.succeeded():
             summary.sent[topic] += 1
         else:
-            error = f"{type(future.exception).__name__}: {future.exception}"
+            error = _describe(future.exception)
             summary.failed[error] += 1
             rejects.write(number, f"send failed: {error}", record.to_dict(), stage="send")
 
@@ -559,6 +562,12 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
             producer.close(timeout=10)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _describe(error: BaseException) -> str:
+    """The error's type and text, once (kafka-python's errors already name their type)."""
+    text = str(error)
+    return text if type(error).__name__ in text else f"{type(error).__name__}: {text}"
 
 
 def _failed_future(error: BaseException):
@@ -704,8 +713,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not isinstance(error, KafkaError):
             raise
-        text = str(error) if str(error).startswith(type(error).__name__) else f"{type(error).__name__}: {error}"
-        print(f"refinery send: error: Kafka at {bootstrap}: {text} (is the broker running? `refinery kafka start`)",
+        print(f"refinery send: error: Kafka at {bootstrap}: {_describe(error)} (is the broker running? `refinery kafka start`)",
               file=sys.stderr)
         return 1
     summary.notes.extend(summary_notes)

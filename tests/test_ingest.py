@@ -240,9 +240,9 @@ def test_a_dry_run_counts_valid_records_per_topic_and_writes_every_reject(tmp_pa
     assert written[0]["raw"] == {"id": "m-2", "timestamp": 1, "body": "b", "channel": "fax"}
 
 
-def test_a_clean_run_writes_no_rejects_file(tmp_path):
+def test_a_clean_run_leaves_no_rejects_file_not_even_an_earlier_one(tmp_path):
     path = write(tmp_path, "m.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a"}\n')
-    rejects = tmp_path / "rejects.jsonl"
+    rejects = write(tmp_path, "rejects.jsonl", '{"line": 1, "reason": "from an earlier run"}\n')
     send_records(read_records(path, defaults=SUPPORT), {"messages": "t", "annotations": "t"}, dry_run=True, rejects_path=rejects)
     assert not rejects.exists()
 

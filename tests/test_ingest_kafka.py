@@ -155,8 +155,8 @@ def test_a_send_the_producer_refuses_is_reported_as_failed_and_exits_1(topics, k
     assert code == 1
     out = capsys.readouterr().out
     assert out.startswith(f"sent 1 ({topics['messages']}: 1) in ")
-    assert "; rejected 0; failed 1\nfailed sends, by error:\n       1  MessageSizeTooLargeError: " in out
+    assert "; rejected 0; failed 1\nfailed sends, by error:\n       1  [Error 10] MessageSizeTooLargeError: The message is " in out
     [entry] = [json.loads(line) for line in (tmp_path / "big.jsonl.rejects.jsonl").read_text().splitlines()]
     assert (entry["line"], entry["stage"], entry["raw"]["id"]) == (1, "send", "big")
-    assert entry["reason"].startswith("send failed: MessageSizeTooLargeError: ")
+    assert entry["reason"].startswith("send failed: [Error 10] MessageSizeTooLargeError: The message is ")
     assert [Message.decode(value).id for _, value in consume(kafka_bootstrap, topics["messages"])] == ["small"]
