@@ -107,7 +107,8 @@ class ColumnMapping:
 
     def resolve(self, header: list[str]) -> dict[str, str]:
         """``{JSON key: column}`` for this header; a column given explicitly must exist."""
-        resolved = {}
+        resolved: dict[str, str] = {}
+        explicit = {getattr(self, field) for field in self._STANDARD} - {None}
         for field, (key, standard) in self._STANDARD.items():
             column = getattr(self, field)
             if column is not None:
@@ -116,7 +117,8 @@ class ColumnMapping:
                     raise InputError(f"--{flag}-column {column!r}: no such column (the header has: {', '.join(header)})")
                 resolved[key] = column
             else:
-                found = next((name for name in standard if name in header and name not in resolved.values()), None)
+                found = next((name for name in standard if name in header and name not in explicit
+                              and name not in resolved.values()), None)
                 if found is not None:
                     resolved[key] = found
         return resolved
@@ -231,8 +233,8 @@ def read_records(path: Path | str, mapping: ColumnMapping = ColumnMapping(), kin
     Yields ``(number, result)``: the record's 1-based position (CSV row after the header,
     JSONL line, JSON list item; see `UNITS`) and a Message, an Annotation or a `Rejected`.
     ``kind`` is ``"messages"``, ``"annotations"`` or ``None`` (guessed per record; a CSV file
-    with a labels column holds annotations). Raises `InputError` (before yielding anything) when
-    the file as a whole cannot be read.
+    with a labels column holds annotations). Raises `InputError` when the file as a whole
+    cannot be read: when called, before any record is read.
     """
     path = Path(path)
     if not path.is_file():
@@ -279,8 +281,7 @@ def _read_json(path: Path, kind: str | None, defaults: Defaults) -> Iterator[tup
     except orjson.JSONDecodeError as error:
         raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl") from None
     items = data if isinstance(data, list) else [data]
-    for number, item in enumerate(items, start=1):
-        yield number, _check(item, kind, defaults)
+    return ((number, _check(item, kind, defaults)) for number, item in enumerate(items, start=1))
 
 
 def _numeric_columns(path: Path, columns: list[str]) -> set[str]:
@@ -316,9 +317,13 @@ def _labels_cell(cell: str) -> Any:
 
 
 def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+    # Everything that can make the whole file unreadable is checked here, before any record
+    # is yielded (so before anything is sent); the rows then stream.
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
             header = next(csv.reader(file), None)
+            for _ in file:  # the whole file must be UTF-8
+                pass
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not UTF-8 text ({error})") from None
     if not header:
@@ -334,6 +339,11 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     inline = kind == "messages" or "body" in columns or "subject" in columns
     metadata = [c for c in header if c not in columns.values() and c not in extra] if inline else []
     numeric = _numeric_columns(path, metadata)
+    return _csv_rows(path, header, columns, kind, inline, extra, metadata, numeric, defaults)
+
+
+def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str, inline: bool, extra: set[str],
+              metadata: list[str], numeric: set[str], defaults: Defaults) -> Iterator[tuple[int, Any]]:
     # Cells of these fields are left out when empty, so that defaults apply (or None stays None).
     optional = {"thread_id", "language", "channel", "dataset"}
 

@@ -92,6 +92,13 @@ def test_a_column_named_by_a_flag_must_exist(tmp_path):
         results(path, mapping=ColumnMapping(timestamp="sent"))
 
 
+def test_a_file_that_is_not_utf8_is_refused_before_any_row_is_read(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"id,body\n1,fine\n2,caf\xe9\n")
+    with pytest.raises(InputError, match=r"latin1.csv: not UTF-8 text \('utf-8' codec can't decode byte 0xe9"):
+        read_records(path, defaults=SUPPORT)  # raises when called, not when iterated
+
+
 def test_a_row_with_the_wrong_number_of_cells_is_rejected(tmp_path):
     [(number, rejected)] = results(write(tmp_path, "q.csv", "id,body\n1,a,extra\n"))
     assert number == 1
