@@ -601,7 +601,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the records are (default: guessed; records with message_id or labels are annotations); "
                              "--dataset sends messages unless told; 'both' is for --dataset only")
     source.add_argument("--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)")
-    source.add_argument("--limit", type=int, help="stop after the first N records (with --dataset: N items)")
+    source.add_argument("--limit", type=int, help="stop after the first N records of each file (with --dataset: N items)")
 
     columns = parser.add_argument_group("CSV columns (default: the column named like the field, if any)")
     for field, column_help in (
@@ -625,7 +625,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("where to")
     out.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings, 127.0.0.1:9092)")
     out.add_argument("--topic", help="send every record to this topic (default: <prefix>messages / <prefix>annotations)")
-    out.add_argument("--rejects", type=Path, help="rejects file (default: <first input>.rejects.jsonl, or <dataset>.rejects.jsonl)")
+    out.add_argument("--rejects", type=Path, help="rejects file (default: <input>.rejects.jsonl, or <dataset>.rejects.jsonl)")
     out.add_argument("--max-body-bytes", type=int, help="largest accepted body in UTF-8 bytes (default: REFINERY_MAX_BODY_BYTES)")
     out.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
     out.add_argument("--strict", action="store_true", help="exit 1 when any record is rejected")
@@ -643,94 +643,91 @@ def _limited(records: Iterator, limit: int | None) -> Iterator:
 
 
 def run(args: argparse.Namespace) -> int:
-    import itertools
-    from datetime import datetime, timezone
-
     from agents.config import Settings
-
-    def fail(message: str) -> int:
-        print(f"refinery send: error: {message}", file=sys.stderr)
-        return 2
 
     settings = Settings.from_env()
     if bool(args.files) == bool(args.dataset):
-        return fail("give input files or --dataset (one of the two)")
+        return _usage_error("give input files or --dataset (one of the two)")
     if args.kind == "both" and not args.dataset:
-        return fail("--kind both is for --dataset only")
+        return _usage_error("--kind both is for --dataset only")
+    if args.rejects and len(args.files) > 1:
+        return _usage_error("--rejects names the rejects file of one input; with several, each gets <input>.rejects.jsonl")
     max_body = args.max_body_bytes or settings.max_body_bytes
-    summary_notes = []
-
-    if args.dataset:
-        kind = args.kind or "messages"
-        loader_kwargs: dict[str, Any] = {"mode": args.mode or "label"}
-        if args.dataset_name:
-            loader_kwargs["dataset"] = args.dataset_name
-        if args.dataset == "banking77":
-            loader_kwargs["split"] = args.split
-        elif args.dataset == "nlupp":
-            loader_kwargs["domain"] = args.domain
-        else:
-            loader_kwargs["min_annotators"] = args.min_annotators
-        from agents import datasets
-
-        try:
-            # Loaded whole (a few seconds at most) so the progress bar knows the total;
-            # validation and sending stream, and are what the summary times.
-            pairs = list(datasets.load(args.dataset, **loader_kwargs))
-        except FileNotFoundError as error:
-            return fail(str(error))
-        pairs = pairs[: args.limit]
-        records: Iterator = _pair_records(pairs, kind, max_body)
-        total = len(pairs) * (2 if kind == "both" else 1)
-        unit = "item"
-        rejects_path = args.rejects or Path(f"{args.dataset}.rejects.jsonl")
-    else:
-        kind = args.kind
-        started = round(time.time())
-        defaults = Defaults(dataset=args.dataset_name, channel=args.channel, mode=args.mode, annotator=args.annotator,
-                            timestamp=float(started), max_body_bytes=max_body)
-        mapping = ColumnMapping(**{field: getattr(args, f"{field}_column") for field in (
-            "id", "timestamp", "subject", "body", "sender", "to", "cc", "thread", "channel", "language", "dataset", "labels")})
-        formats = set()
-        try:
-            readers = []
-            for path in args.files:
-                fmt = _format(path, args.format)
-                formats.add(fmt)
-                readers.append(read_records(path, mapping, kind, defaults, fmt))
-                if fmt == "csv" and "timestamp" not in mapping.resolve(_csv_header(path)):
-                    moment = datetime.fromtimestamp(started, timezone.utc).isoformat().replace("+00:00", "Z")
-                    summary_notes.append(f"{path} has no timestamp column: its records carry this run's start time, {moment}")
-        except InputError as error:
-            return fail(str(error))
-        if len(args.files) > 1:
-            # Positions restart in every file; the rejects file says which file with the raw record.
-            summary_notes.append("positions in the rejects file count from 1 in every input file")
-        records = _limited(itertools.chain.from_iterable(readers), args.limit)
-        total = None
-        unit = UNITS[formats.pop()] if len(formats) == 1 else "position"
-        rejects_path = args.rejects or args.files[0].with_name(args.files[0].name + ".rejects.jsonl")
-
-    topics: dict[str, str] | Callable = {name: args.topic or settings.topic(name) for name in KINDS}
-    bootstrap = args.bootstrap or settings.bootstrap
     try:
-        summary = send_records(records, topics, bootstrap=bootstrap, dry_run=args.dry_run, rejects_path=rejects_path,
-                               unit=unit, progress=not args.quiet and sys.stderr.isatty(), total=total)
-    except InputError as error:
-        return fail(str(error))
-    except Exception as error:  # the broker cannot be reached, most often
-        from kafka.errors import KafkaError
+        runs = list(_dataset_run(args, max_body) if args.dataset else _file_runs(args, max_body))
+    except (InputError, FileNotFoundError) as error:
+        return _usage_error(str(error))
 
-        if not isinstance(error, KafkaError):
-            raise
+    topics = {name: args.topic or settings.topic(name) for name in KINDS}
+    bootstrap = args.bootstrap or settings.bootstrap
+    from kafka.errors import KafkaError
+
+    producer = None
+    failed = rejected = 0
+    try:
+        producer = None if args.dry_run else _producer(bootstrap)
+        for records, total, unit, rejects_path, notes in runs:
+            summary = send_records(records, topics, producer=producer, dry_run=args.dry_run, rejects_path=rejects_path,
+                                   unit=unit, progress=not args.quiet and sys.stderr.isatty(), total=total)
+            summary.notes.extend(notes)
+            print(summary.render())
+            failed += summary.total_failed
+            rejected += summary.total_rejected
+    except KafkaError as error:  # the broker cannot be reached, most often
         print(f"refinery send: error: Kafka at {bootstrap}: {_describe(error)} (is the broker running? `refinery kafka start`)",
               file=sys.stderr)
         return 1
-    summary.notes.extend(summary_notes)
-    print(summary.render())
-    if summary.total_failed or (args.strict and summary.total_rejected):
-        return 1
-    return 0
+    finally:
+        if producer is not None:
+            producer.close(timeout=10)
+    return 1 if failed or (args.strict and rejected) else 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"refinery send: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _dataset_run(args: argparse.Namespace, max_body: int) -> Iterator[tuple]:
+    """(records, total, unit, rejects path, notes) of a bundled data set."""
+    from agents import datasets
+
+    loader_kwargs: dict[str, Any] = {"mode": args.mode or "label"}
+    if args.dataset_name:
+        loader_kwargs["dataset"] = args.dataset_name
+    if args.dataset == "banking77":
+        loader_kwargs["split"] = args.split
+    elif args.dataset == "nlupp":
+        loader_kwargs["domain"] = args.domain
+    else:
+        loader_kwargs["min_annotators"] = args.min_annotators
+    # Loaded whole (a few seconds at most) so that the progress bar knows the total;
+    # validation and sending stream, and are what the summary times.
+    pairs = list(datasets.load(args.dataset, **loader_kwargs))[: args.limit]
+    kind = args.kind or "messages"
+    total = len(pairs) * (2 if kind == "both" else 1)
+    yield _pair_records(pairs, kind, max_body), total, "item", args.rejects or Path(f"{args.dataset}.rejects.jsonl"), []
+
+
+def _file_runs(args: argparse.Namespace, max_body: int) -> Iterator[tuple]:
+    """(records, total, unit, rejects path, notes) of every input file; each is opened (and
+    refused if unreadable) before anything is sent."""
+    from datetime import datetime, timezone
+
+    started = round(time.time())
+    defaults = Defaults(dataset=args.dataset_name, channel=args.channel, mode=args.mode, annotator=args.annotator,
+                        timestamp=float(started), max_body_bytes=max_body)
+    mapping = ColumnMapping(**{field: getattr(args, f"{field}_column") for field in (
+        "id", "timestamp", "subject", "body", "sender", "to", "cc", "thread", "channel", "language", "dataset", "labels")})
+    for path in args.files:
+        fmt = _format(path, args.format)
+        records = read_records(path, mapping, args.kind, defaults, fmt)
+        notes = []
+        if fmt == "csv" and "timestamp" not in mapping.resolve(_csv_header(path)):
+            moment = datetime.fromtimestamp(started, timezone.utc).isoformat().replace("+00:00", "Z")
+            notes.append(f"{path} has no timestamp column: its records carry this run's start time, {moment}")
+        rejects_path = args.rejects or path.with_name(path.name + ".rejects.jsonl")
+        yield _limited(records, args.limit), None, UNITS[fmt], rejects_path, notes
 
 
 def _csv_header(path: Path) -> list[str]:

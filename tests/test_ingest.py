@@ -295,6 +295,16 @@ def test_send_exits_2_on_an_input_error(tmp_path, capsys):
     assert capsys.readouterr().err == f"refinery send: error: {tmp_path / 'missing.csv'}: no such file\n"
 
 
+def test_send_reports_each_input_file_with_its_own_rejects_file(tmp_path, capsys):
+    first = write(tmp_path, "a.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a"}\n')
+    second = write(tmp_path, "b.csv", "id,timestamp,body\n1,1,x\n2,1,\n")
+    assert cli.main(["send", str(first), str(second), "--dataset-name", "support", "--dry-run", "--quiet"]) == 0
+    first_summary, second_summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("valid")]
+    assert "; rejected 0; failed 0" in first_summary and "; rejected 1; failed 0" in second_summary
+    assert [json.loads(line)["row"] for line in (tmp_path / "b.csv.rejects.jsonl").read_text().splitlines()] == [2]
+    assert not (tmp_path / "a.jsonl.rejects.jsonl").exists()
+
+
 def test_send_needs_files_or_a_dataset(capsys):
     assert cli.main(["send", "--dry-run"]) == 2
     assert "give input files or --dataset" in capsys.readouterr().err
