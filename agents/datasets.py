@@ -97,6 +97,22 @@ def banking77(split: str = "train", dataset: str = "banking77", *, mode: str = "
 
     Message ``i`` of a split has id ``f"{split}-{i:05d}"``, channel ``chat``, metadata
     ``{"split": split}``; the review pins its ``category``.
+
+    Parameters
+    ----------
+    split
+        ``"train"`` or ``"test"``.
+    dataset
+        The dataset the events name.
+    mode
+        The reviews' mode (``"label"``; ``"shuffle"`` presents them as a random sample).
+    root
+        The data sets folder; by default `agents.config.datasets_dir`.
+
+    Yields
+    ------
+    (Message, Annotation)
+        In file order.
     """
     if split not in _SPLITS:
         raise ValueError(f"split: expected one of {', '.join(map(repr, _SPLITS))}, got {split!r}")
@@ -116,8 +132,24 @@ def nlupp(domain: str = "banking", folds: Iterable[int] | None = None, dataset: 
     Folds are read in numeric order (all of them by default). Utterance ``j`` of fold ``f`` has
     id ``f"{domain}-f{f}-{j}"``, channel ``chat``, metadata ``{"fold": f}``; its review pins
     every intent (none for the utterances that have none: "reviewed, none apply") and its
-    slots as extraction fields (name, character span, text as value). The dataset is named
-    ``nlupp-<domain>`` unless ``dataset`` says otherwise: the two domains have different taxonomies.
+    slots as extraction fields (name, character span, text as value).
+
+    Parameters
+    ----------
+    domain
+        ``"banking"`` or ``"hotels"``.
+    folds
+        Fold numbers (0-19) to read, in the order given; all by default.
+    dataset
+        The dataset the events name; ``nlupp-<domain>`` by default (the two domains have
+        different taxonomies, so they are different datasets).
+    mode, root
+        As for `banking77`.
+
+    Yields
+    ------
+    (Message, Annotation)
+        Fold by fold, in file order.
     """
     if domain not in _DOMAINS:
         raise ValueError(f"domain: expected one of {', '.join(map(repr, _DOMAINS))}, got {domain!r}")
@@ -143,8 +175,22 @@ def enron(dataset: str = "enron", min_annotators: int = 1, *, mode: str = "label
 
     Each email keeps its own id, ``Date`` (as epoch seconds), from, to, cc, subject and body;
     channel ``email``, metadata ``{"folder": ...}``. The review pins the labels that at least
-    ``min_annotators`` people gave: 1 (the default) keeps every label, including the ones only
-    one of the two annotators gave; 2 keeps the agreed ones.
+    ``min_annotators`` people gave.
+
+    Parameters
+    ----------
+    dataset
+        The dataset the events name.
+    min_annotators
+        1 (the default) keeps every label, including the ones only one of the two annotators
+        gave (a natural source of check-label and missed-label cases); 2 keeps agreed ones.
+    mode, root
+        As for `banking77`.
+
+    Yields
+    ------
+    (Message, Annotation)
+        In file order.
     """
     path = _require(_root(root) / "enron" / "emails.jsonl", "Enron emails")
     with path.open(encoding="utf-8") as file:

@@ -170,11 +170,24 @@ def _require_text(message, path: str) -> None:
 
 
 def validate(data: Any, kind: str | None = None, defaults: Defaults = Defaults()):
-    """Parse one record as a Message or an Annotation (``kind`` or `guess_kind`), after filling
-    the fields it leaves out from ``defaults``.
+    """Parse one record as a Message or an Annotation, after filling what it leaves out.
 
-    Raises `schemas.SchemaError` naming the first wrong field. Beyond the contract, a message
-    needs some text (a subject or a body): there is nothing to classify in an empty one.
+    Beyond the contract, a message needs some text (a subject or a body): there is nothing to
+    classify in an empty one.
+
+    Parameters
+    ----------
+    data
+        The record as read (a dict, for anything valid).
+    kind
+        ``"messages"`` or ``"annotations"``; by default `guess_kind`.
+    defaults
+        Values for fields the record leaves out, and the body size limit.
+
+    Raises
+    ------
+    schemas.SchemaError
+        Naming the first wrong field, what was expected and what was found.
 
     >>> validate({"id": "m-1", "timestamp": 0, "body": "Hi", "channel": "fax"}, defaults=Defaults(dataset="d"))
     Traceback (most recent call last):
@@ -230,11 +243,30 @@ def read_records(path: Path | str, mapping: ColumnMapping = ColumnMapping(), kin
                  defaults: Defaults = Defaults(), fmt: str | None = None) -> Iterator[tuple[int, Any]]:
     """Read and validate the records of a CSV, JSONL or JSON file, in file order.
 
-    Yields ``(number, result)``: the record's 1-based position (CSV row after the header,
-    JSONL line, JSON list item; see `UNITS`) and a Message, an Annotation or a `Rejected`.
-    ``kind`` is ``"messages"``, ``"annotations"`` or ``None`` (guessed per record; a CSV file
-    with a labels column holds annotations). Raises `InputError` when the file as a whole
-    cannot be read: when called, before any record is read.
+    Parameters
+    ----------
+    path
+        A ``.csv``, ``.jsonl`` (``.ndjson``) or ``.json`` file (a list of records, or one).
+    mapping
+        Which CSV column holds which field (CSV only).
+    kind
+        ``"messages"``, ``"annotations"`` or ``None``: guessed per record (`guess_kind`); a CSV
+        file with a labels column holds annotations.
+    defaults
+        Values for fields the records leave out.
+    fmt
+        ``"csv"``, ``"jsonl"`` or ``"json"``; by default from the extension.
+
+    Yields
+    ------
+    (int, Message | Annotation | Rejected)
+        The record's 1-based position (CSV row after the header, JSONL line, JSON list item;
+        see `UNITS`) and what it parsed to.
+
+    Raises
+    ------
+    InputError
+        When the file as a whole cannot be read; raised by the call, before any record is read.
     """
     path = Path(path)
     if not path.is_file():
@@ -505,11 +537,32 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
                  total: int | None = None, timeout: float = 120.0) -> Summary:
     """Send the valid records to Kafka; write the `Rejected` ones to ``rejects_path``.
 
-    ``topics`` maps ``"messages"``/``"annotations"`` to a topic name (or is a function of the
-    record). Each record is sent with key = its dataset (UTF-8) and value = ``record.encode()``.
-    After the last one the producer is flushed and every send's outcome checked: a failed send
-    is counted in ``Summary.failed`` and written to the rejects file with ``"stage": "send"``.
-    ``producer`` (a KafkaProducer) is created from ``bootstrap`` when not given, and closed.
+    Each record is sent with key = its dataset (UTF-8) and value = ``record.encode()``. After
+    the last one the producer is flushed and every send's outcome checked: a failed send is
+    counted in ``Summary.failed`` and written to the rejects file with ``"stage": "send"``.
+
+    Parameters
+    ----------
+    records
+        ``(position, Message | Annotation | Rejected)`` pairs, as `read_records` yields them.
+    topics
+        ``{"messages": topic, "annotations": topic}``, or a function of the record.
+    bootstrap, producer
+        A KafkaProducer to use (left open), or the bootstrap servers to create one from
+        (closed at the end). Neither is needed for a ``dry_run``, which only counts.
+    rejects_path
+        Where rejected records go (created at the first; removed when there are none).
+    unit
+        How positions are named in the rejects file: ``"row"``, ``"line"`` or ``"item"``.
+    progress, total
+        Show a progress bar on stderr, out of ``total`` records if known.
+    timeout
+        Seconds to wait for the broker to acknowledge the last sends.
+
+    Returns
+    -------
+    Summary
+        Records sent per topic, rejected per reason, failed per error, and the seconds taken.
     """
     from tqdm import tqdm
 
