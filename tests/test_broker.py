@@ -154,3 +154,65 @@ def test_an_external_broker_is_never_fetched_or_stopped(tmp_path):
     assert broker.fetch(settings, quiet=True) is None
     assert broker.stop(settings, quiet=True) is False
     assert not (tmp_path / "libs").exists()
+
+
+# The pinned broker must serve Faust end to end (consumer group, table changelog, transactions
+# under exactly_once): a Faust worker is a process of its own, so the app runs in a subprocess.
+_FAUST_APP = '''
+import asyncio, os, sys
+import faust
+from kafka import KafkaConsumer, KafkaProducer
+
+bootstrap, prefix, guarantee, datadir = sys.argv[1:5]
+app = faust.App(prefix + "app", broker="kafka://" + bootstrap, store="memory://", datadir=datadir,
+                web_enabled=False, processing_guarantee=guarantee, topic_partitions=2)
+source = app.topic(prefix + "messages", value_serializer="raw")
+sink = app.topic(prefix + "predictions", value_serializer="raw")
+seen = app.Table("seen", default=int)
+
+@app.agent(source)
+async def shout(stream):
+    async for key, value in stream.items():
+        seen[key] += 1
+        await sink.send(key=key, value=value.upper())
+
+@app.task
+async def feed_and_check():
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(3):
+        producer.send(source.get_topic_name(), key=b"support", value=b"m-%d" % i)
+    producer.close()
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        consumer = KafkaConsumer(sink.get_topic_name(), bootstrap_servers=bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=2000)
+        values = [record.value for record in consumer]
+        consumer.close()
+        if len(values) >= 3:
+            print("RESULT", values, seen[b"support"], file=sys.__stdout__, flush=True)
+            os._exit(0)
+    os._exit(1)
+
+sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+app.main()
+'''
+
+
+@kafka
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_faust_agent_consumes_one_topic_and_sends_to_another(settings_for, unique_prefix, tmp_path, guarantee):
+    import subprocess
+    import sys
+
+    settings = settings_for(unique_prefix, partitions=2)
+    broker.create_topics(settings, names=["messages", "predictions"])
+    script = tmp_path / "app.py"
+    script.write_text(_FAUST_APP)
+
+    result = subprocess.run(
+        [sys.executable, str(script), settings.bootstrap, unique_prefix, guarantee, str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=90,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "RESULT [b'M-0', b'M-1', b'M-2'] 3" in result.stdout
