@@ -65,7 +65,7 @@ class RefinerConfig:
     replay: int = 4
     validation_window: int = 5000
     live_window: int = 5000
-    threshold_refresh: int = 50
+    threshold_refresh: int = 100
     precision_target: float = 0.95
     recall_target: float = 0.95
     label_targets: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)

@@ -47,6 +47,10 @@ _QUOTE_START = re.compile(
 # Header lines inside quoted or forwarded text: they say who and when, not what.
 _HEADER = re.compile(r"^\s*(?:from|to|cc|bcc|sent|date|subject|re|fw|fwd)\s*:.*$|^\s*\S+@\S+\s*$"
                      r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$", re.IGNORECASE)
+#: Weight of one character n-gram relative to one word (a word yields many n-grams).
+_GRAM_WEIGHT = 0.5
+#: Words whose hashes are remembered (saves time only).
+_CACHE_SIZE = 200_000
 _SIGN_OFF = re.compile(r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
                        r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$", re.IGNORECASE)
 
@@ -117,62 +121,78 @@ class Featurizer:
     max_chars: int = 5000
     metadata_fields: tuple[str, ...] = ()
 
+    _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
     def transform(self, subject: str = "", body: str = "", channel: str = "other",
                   metadata: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
-        counts: dict[str, float] = {}
-        own, quoted = split_quoted(body)
+        counts: dict[int, float] = {}
+        own, quoted = split_quoted(body) if body else ("", "")
         own = strip_signature(own)
         if not own and quoted:  # a bare forward: its content is the message
             own, quoted = strip_signature(quoted), ""
         budget = self.max_chars
-        for text, weight, prefix in ((subject, 1.0, ""), (own, 1.0, ""), (quoted, self.quoted_weight, "")):
+        for text, weight in ((subject, 1.0), (own, 1.0), (quoted, self.quoted_weight)):
             if not text or budget <= 0:
                 continue
             text = text[:budget]
             budget -= len(text)
-            self._add_text(counts, text.lower(), weight, prefix)
+            self._add_text(counts, text.lower(), weight)
+        extra = [f"c:{channel}"]
         if subject:
-            for word in _WORD.findall(subject.lower()):
-                counts["s:" + word] = counts.get("s:" + word, 0.0) + 1.0
-        counts["c:" + channel] = 1.0
+            extra.extend("s:" + word for word in _WORD.findall(subject.lower()))
         if metadata and self.metadata_fields:
-            for key in self.metadata_fields:
-                if key in metadata:
-                    counts[f"m:{key}={_bucket(metadata[key])}"] = 1.0
-        return self._hash(counts)
-
-    def _add_text(self, counts: dict[str, float], text: str, weight: float, prefix: str) -> None:
-        words = _WORD.findall(text)
-        for word in words:
-            key = prefix + word
-            counts[key] = counts.get(key, 0.0) + weight
-        if self.bigrams:
-            for first, second in zip(words, words[1:]):
-                key = f"{prefix}{first} {second}"
-                counts[key] = counts.get(key, 0.0) + weight
-        if self.char_ngrams:
-            # n-grams carry less weight each: a word yields many of them.
-            share = weight * 0.5
-            for word in words:
-                padded = f"<{word}>"
-                for n in self.char_ngrams:
-                    for i in range(len(padded) - n + 1):
-                        key = "#" + padded[i:i + n]
-                        counts[key] = counts.get(key, 0.0) + share
-
-    def _hash(self, counts: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+            extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
         mask = (1 << self.bits) - 1
-        buckets: dict[int, float] = {}
-        for token, count in counts.items():
-            h = zlib.crc32(token.encode("utf-8")) & mask
-            buckets[h] = buckets.get(h, 0.0) + math.log1p(count)
-        indices = np.fromiter(sorted(buckets), dtype=np.int32, count=len(buckets))
-        values = np.array([buckets[i] for i in indices.tolist()], dtype=np.float64)
+        for token in extra:
+            bucket = zlib.crc32(token.encode("utf-8")) & mask
+            counts[bucket] = counts.get(bucket, 0.0) + 1.0
+        indices = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
+        values = np.log1p(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        order = np.argsort(indices)
+        indices, values = indices[order], values[order]
         norm = float(np.sqrt(values @ values))
         if norm > 0:
             values /= norm
         return indices, values.astype(np.float32)
+
+    def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
+        cache = self._cache
+        hashes = []
+        for word in _WORD.findall(text):
+            entry = cache.get(word)
+            if entry is None:
+                entry = self._word(word)
+            word_hash, grams = entry
+            hashes.append(word_hash)
+            bucket = word_hash & self._mask
+            counts[bucket] = counts.get(bucket, 0.0) + weight
+            for gram, share in grams:
+                counts[gram] = counts.get(gram, 0.0) + share * weight
+        if self.bigrams:
+            mask = self._mask
+            for first, second in zip(hashes, hashes[1:]):
+                bucket = ((first * 0x9E3779B1) ^ second) & mask
+                counts[bucket] = counts.get(bucket, 0.0) + weight
+
+    @property
+    def _mask(self) -> int:
+        return (1 << self.bits) - 1
+
+    def _word(self, word: str) -> tuple[int, tuple[tuple[int, float], ...]]:
+        """A word's hash and its character n-gram buckets, each with its weight (cached)."""
+        mask = self._mask
+        grams: dict[int, float] = {}
+        padded = f"<{word}>"
+        for n in self.char_ngrams:
+            for i in range(len(padded) - n + 1):
+                bucket = zlib.crc32(("#" + padded[i:i + n]).encode("utf-8")) & mask
+                grams[bucket] = grams.get(bucket, 0.0) + _GRAM_WEIGHT
+        entry = (zlib.crc32(word.encode("utf-8")), tuple(grams.items()))
+        if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
+            self._cache.clear()
+        self._cache[word] = entry
+        return entry
 
 
 def _bucket(value) -> str:

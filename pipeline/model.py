@@ -8,20 +8,20 @@ steps, written as array operations:
 - weights are a float32 matrix ``n_features x capacity`` over the hashed feature space
   (:mod:`pipeline.features`); a label seen for the first time takes the next free column, its
   bias starting at the prior odds of a new label; capacity grows by half when full;
-- scoring a batch is a sparse (CSR) times dense product, computed row by row in a fixed order,
-  so a message gets bit-identical scores alone or in a batch;
+- scoring a batch gathers the weight rows of every feature present and sums each message's
+  rows with ``np.add.reduceat`` (one segment per message, summed in a fixed order), so a
+  message gets bit-identical scores alone or in a batch;
 - learning is AdaGrad with one accumulator per feature (shared by the labels, which keeps
   memory at one matrix) and one per label bias; a step may carry several examples (a review
   and the reviews rehearsed with it, see :mod:`pipeline.refiner`).
 
 >>> import numpy as np
->>> from scipy.sparse import csr_matrix
 >>> model = OnlineLinear(n_features=8)
 >>> model.add_label()
 0
->>> x = csr_matrix((np.ones(1, np.float32), np.array([3]), np.array([0, 1])), shape=(1, 8))
+>>> x = SparseRows.stack([(np.array([3], np.int32), np.array([1.0], np.float32))])
 >>> for _ in range(20):
-...     model.learn(x, np.array([[1.0]], np.float32))
+...     _ = model.learn(x, np.array([[1.0]], np.float32))
 >>> bool(model.predict_proba(x)[0, 0] > 0.9)
 True
 """
@@ -29,22 +29,30 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.special import expit
+class SparseRows:
+    """A batch of sparse vectors in CSR layout: row ``i`` is ``indices[indptr[i]:indptr[i+1]]``
+    with ``values`` alike. Every row must have at least one entry (messages always do: their
+    channel is a feature)."""
 
-__all__ = ["OnlineLinear", "to_csr"]
+    __slots__ = ("indptr", "indices", "values")
 
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        self.indptr, self.indices, self.values = indptr, indices, values
 
-def to_csr(rows: list[tuple[np.ndarray, np.ndarray]], n_features: int) -> csr_matrix:
-    """Stack sparse vectors ``(indices, values)`` into one CSR matrix."""
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    if rows:
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @classmethod
+    def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> "SparseRows":
+        """Stack sparse vectors ``(indices, values)``."""
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        if not rows:
+            return cls(indptr, np.zeros(0, np.int32), np.zeros(0, np.float32))
         np.cumsum([len(i) for i, _ in rows], out=indptr[1:])
-        indices = np.concatenate([i for i, _ in rows]) if indptr[-1] else np.zeros(0, np.int32)
-        data = np.concatenate([v for _, v in rows]) if indptr[-1] else np.zeros(0, np.float32)
-    else:
-        indices, data = np.zeros(0, np.int32), np.zeros(0, np.float32)
-    return csr_matrix((data.astype(np.float32, copy=False), indices.astype(np.int32, copy=False), indptr),
-                      shape=(len(rows), n_features))
+        if len(rows) == 1:
+            return cls(indptr, rows[0][0], rows[0][1])
+        return cls(indptr, np.concatenate([i for i, _ in rows]), np.concatenate([v for _, v in rows]))
 
 
 class OnlineLinear:
@@ -88,33 +96,59 @@ class OnlineLinear:
         self.bias = np.concatenate([self.bias, np.zeros(extra, np.float32)])
         self.bias_sq = np.concatenate([self.bias_sq, np.zeros(extra, np.float32)])
 
-    def decision(self, x: csr_matrix) -> np.ndarray:
-        """Raw scores (log-odds), ``n_rows x n_labels``; each row computed independently."""
-        if self.n_labels == 0:
-            return np.zeros((x.shape[0], 0), dtype=np.float32)
-        return (x @ self.weights)[:, : self.n_labels] + self.bias[: self.n_labels]
-
-    def predict_proba(self, x: csr_matrix) -> np.ndarray:
-        """Probabilities, ``n_rows x n_labels``."""
-        return _sigmoid(self.decision(x))
-
-    def learn(self, x: csr_matrix, y: np.ndarray, weight: np.ndarray | None = None) -> None:
-        """One AdaGrad step on the examples ``x`` with targets ``y`` (``n_rows x n_labels``)."""
+    def decision(self, x: SparseRows) -> np.ndarray:
+        """Raw scores (log-odds), ``n_rows x n_labels``; each row computed on its own."""
         n = self.n_labels
-        if n == 0 or x.shape[0] == 0:
-            return
-        gradient = self.predict_proba(x) - y[:, :n]
-        if weight is not None:
-            gradient *= weight[:, None]
-        columns, inverse = np.unique(x.indices, return_inverse=True)
-        local = csr_matrix((x.data, inverse.astype(np.int32), x.indptr), shape=(x.shape[0], len(columns)))
-        step = np.asarray(local.T @ gradient, dtype=np.float32)  # len(columns) x n
-        self.feature_sq[columns] += (step * step).mean(axis=1)
-        scale = self.learning_rate / np.sqrt(self.feature_sq[columns] + 1e-6)
-        self.weights[columns, :n] -= step * scale[:, None]
+        if n == 0 or len(x) == 0:
+            return np.zeros((len(x), n), dtype=np.float32)
+        return self._decision(x, self._gather(x))
+
+    def _gather(self, x: SparseRows) -> np.ndarray:
+        gathered = self.weights[x.indices]
+        return gathered if self.n_labels == self.capacity else gathered[:, : self.n_labels]
+
+    def _decision(self, x: SparseRows, gathered: np.ndarray) -> np.ndarray:
+        gathered *= x.values[:, None]
+        scores = np.add.reduceat(gathered, x.indptr[:-1], axis=0)
+        scores += self.bias[: self.n_labels]
+        return scores
+
+    def predict_proba(self, x: SparseRows) -> np.ndarray:
+        """Probabilities, ``n_rows x n_labels``."""
+        return expit(self.decision(x))
+
+    def learn(self, x: SparseRows, y: np.ndarray) -> np.ndarray:
+        """One AdaGrad step on the examples ``x`` with targets ``y`` (``n_rows x >= n_labels``).
+
+        Returns the probabilities of ``x`` before the step (the same as :meth:`predict_proba`
+        would have given), so a caller needing out-of-sample scores pays no second pass.
+        """
+        n = self.n_labels
+        if n == 0 or len(x) == 0:
+            return np.zeros((len(x), n), dtype=np.float32)
+        before = expit(self._decision(x, self._gather(x)))
+        gradient = before - y[:, :n]
+        order = np.argsort(x.indices, kind="stable")
+        features = x.indices[order]
+        first = np.empty(len(features), dtype=bool)
+        first[0] = True
+        np.not_equal(features[1:], features[:-1], out=first[1:])
+        rows = np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]
+        step = gradient[rows]
+        step *= x.values[order, None]
+        if len(features) > 1 and not first.all():
+            starts = np.flatnonzero(first)
+            step = np.add.reduceat(step, starts, axis=0)
+            features = features[starts]
+        self.feature_sq[features] += np.einsum("ij,ij->i", step, step) / n
+        step *= (self.learning_rate / np.sqrt(self.feature_sq[features] + 1e-6))[:, None]
+        rows = self.weights[features]  # whole rows: much faster to gather and scatter than a column slice
+        rows[:, :n] -= step
+        self.weights[features] = rows
         bias_step = gradient.sum(axis=0)
         self.bias_sq[:n] += bias_step * bias_step
         self.bias[:n] -= self.learning_rate * bias_step / np.sqrt(self.bias_sq[:n] + 1e-6)
+        return before
 
     def state(self) -> dict[str, np.ndarray]:
         """The arrays that define the model; only feature rows ever touched are kept."""
@@ -147,7 +181,3 @@ class OnlineLinear:
 
 def _next_capacity(capacity: int, minimum: int) -> int:
     return max(minimum, capacity + max(1, capacity // 2))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)

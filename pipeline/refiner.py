@@ -51,7 +51,7 @@ True
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from typing import Iterable, Literal
 
 import numpy as np
@@ -59,8 +59,8 @@ import numpy as np
 from pipeline import snapshot as snapshot_format
 from pipeline.config import RefinerConfig
 from pipeline.features import Featurizer
-from pipeline.metrics import Curve, auc, precision_recall_f1
-from pipeline.model import OnlineLinear, to_csr
+from pipeline.metrics import auc, binned_thresholds, label_curve, precision_recall_f1
+from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.windows import LiveWindow, ReviewWindow
 from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Thresholds,
@@ -73,21 +73,36 @@ _UNBIASED_MODES = ("shuffle", "rebalance")
 _MIN_SUPPORT_FOR_THRESHOLD = 3
 #: Live messages needed before "never predicted on live traffic" is judged.
 _MIN_LIVE_FOR_WARNING = 100
+#: Messages scored together by observe_many and metrics.
+_BLOCK = 128
+#: Reviews the balance model learns together (with as many live samples).
+_BALANCE_BATCH = 8
 
 
-@dataclasses.dataclass(frozen=True)
 class ReviewOutcome:
     """What :meth:`Refiner.annotate` did with a review.
 
     ``prediction`` is the out-of-sample prediction recorded before learning (None for a
-    removal); ``replaced`` says whether an earlier review of the message was replaced or removed.
+    removal), built when first read; ``replaced`` says whether an earlier review of the
+    message was replaced or removed.
     """
 
-    message_id: str
-    action: Literal["review", "remove"]
-    pinned: tuple[str, ...]
-    prediction: Prediction | None
-    replaced: bool
+    __slots__ = ("message_id", "action", "pinned", "replaced", "_build", "_prediction")
+
+    def __init__(self, message_id: str, action: Literal["review", "remove"], pinned: tuple[str, ...],
+                 replaced: bool, build=None) -> None:
+        self.message_id, self.action, self.pinned, self.replaced = message_id, action, pinned, replaced
+        self._build, self._prediction = build, None
+
+    @property
+    def prediction(self) -> Prediction | None:
+        if self._prediction is None and self._build is not None:
+            self._prediction, self._build = self._build(), None
+        return self._prediction
+
+    def __repr__(self) -> str:
+        return (f"ReviewOutcome(message_id={self.message_id!r}, action={self.action!r}, pinned={self.pinned!r}, "
+                f"replaced={self.replaced!r})")
 
 
 class Refiner:
@@ -139,6 +154,8 @@ class Refiner:
         self.balance_is_reviewed = np.zeros(size, dtype=bool)
         self.balance_head = 0
         self.balance_count = 0
+        self.balance_pending: list[int] = []  # review slots the balance model has not learned yet
+        self._informative = np.zeros(0, dtype=bool)
         self._rebuild_hierarchy()
 
     # ------------------------------------------------------------------ live messages
@@ -156,7 +173,9 @@ class Refiner:
         if not parsed:
             return []
         features = [self._features(m) for m in parsed]
-        scores = self._score(to_csr(features, self.n_features))
+        # blocks keep the gathered weight rows in cache; rows are scored independently anyway
+        scores = np.concatenate([self._score(SparseRows.stack(features[i:i + _BLOCK]))
+                                 for i in range(0, len(features), _BLOCK)])
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
@@ -185,7 +204,7 @@ class Refiner:
             if previous is not None:
                 self._count(previous, -1)
             self.reviews.discard(message_id)
-            return ReviewOutcome(message_id, "remove", (), None, previous is not None)
+            return ReviewOutcome(message_id, "remove", (), previous is not None)
 
         features = self._review_features(annotation)
         self.steps += 1
@@ -194,24 +213,29 @@ class Refiner:
         for name in pinned_names:
             self._ensure_label(name)
         columns = tuple(sorted(self.label_index[name] for name in pinned_names))
-        x = to_csr([features], self.n_features)
-        out_of_sample = self._score(x)[0]
 
         previous = self.reviewed.get(message_id)
         if previous is not None:
             self._count(previous, -1)
         self.reviewed[message_id] = (columns, annotation.mode)
         self._count(self.reviewed[message_id], +1)
-        slot = self.reviews.put(message_id, features, out_of_sample, list(columns), annotation.mode, annotation.timestamp)
+        in_window = message_id in self.reviews.index
+        slot = self.reviews.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
 
-        rng = np.random.default_rng([self.seed, self.steps])
-        self._learn_balance(features, rng)
-        self._learn(slot, rng)
+        draws = _Draws(self.seed, self.steps)
+        out_of_sample = self._learn(slot, draws)
+        if not in_window:  # a re-review keeps the score recorded when the message was first reviewed
+            self.reviews.scores[slot, : len(out_of_sample)] = out_of_sample
+        self.balance_pending.append(slot)
+        if len(self.balance_pending) >= _BALANCE_BATCH:
+            self._learn_balance(draws)
         self.model_version += 1
         if self.model_version % self.config.threshold_refresh == 0:
             self._refresh_thresholds()
-        prediction = self._prediction(message_id, annotation.timestamp, out_of_sample)
-        return ReviewOutcome(message_id, "review", pinned_names, prediction, previous is not None)
+        build = functools.partial(self._prediction, message_id, annotation.timestamp, out_of_sample,
+                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy(),
+                                  len(self.labels))
+        return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
         if annotation.message is not None:
@@ -223,28 +247,36 @@ class Refiner:
         raise ValueError(f"annotation.message_id: {annotation.message_id!r} was not observed recently and the "
                          "annotation carries no inline message; send the annotation with its message")
 
-    def _learn(self, slot: int, rng: np.random.Generator) -> None:
-        occupied = self.reviews.occupied()
-        replayed = rng.choice(occupied, size=self.config.replay) if self.config.replay and len(occupied) > 1 else []
-        slots = [slot, *(int(s) for s in replayed)]
-        x = to_csr([self.reviews.features[s] for s in slots], self.n_features)
+    def _learn(self, slot: int, draws: "_Draws") -> np.ndarray:
+        """Learn the review in ``slot`` with replayed ones; its confidences before learning."""
+        slots = [slot]
+        if self.config.replay:
+            occupied = self.reviews.occupied()
+            if len(occupied) > 1:
+                slots += [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay)]
+        x = SparseRows.stack([self.reviews.features[s] for s in slots])
         targets = self.reviews.pinned[slots].astype(np.float32)
-        self.model.learn(x, targets)
+        before = self.model.learn(x, targets)[:1]
+        return self._hierarchical(before)[0]
 
-    def _learn_balance(self, features, rng: np.random.Generator) -> None:
-        """One step of the reviewed-vs-live model on the review and one random live message."""
+    def _learn_balance(self, draws: "_Draws") -> None:
+        """One step of the reviewed-vs-live model on the pending reviews and as many random
+        live messages; their scores before the step feed the balance AUC."""
+        pending = [slot for slot in self.balance_pending if self.reviews.used[slot]]
+        self.balance_pending = []
         occupied = self.live.occupied()
-        if not len(occupied):
+        if not len(occupied) or not pending:
             return
-        live_features = self.live.features[int(rng.choice(occupied))]
-        x = to_csr([features, live_features], self.n_features)
+        live = [int(occupied[draws.below(len(occupied))]) for _ in pending]
+        x = SparseRows.stack([self.reviews.features[s] for s in pending] + [self.live.features[s] for s in live])
+        targets = np.repeat(np.array([[1.0], [0.0]], dtype=np.float32), len(pending), axis=0)
         scores = self.balance_model.predict_proba(x)[:, 0]
-        for score, is_reviewed in zip(scores, (True, False)):
+        for score, is_reviewed in zip(scores, targets[:, 0] > 0):
             self.balance_scores[self.balance_head] = score
             self.balance_is_reviewed[self.balance_head] = is_reviewed
             self.balance_head = (self.balance_head + 1) % len(self.balance_scores)
-            self.balance_count = min(self.balance_count + 1, len(self.balance_scores))
-        self.balance_model.learn(x, np.array([[1.0], [0.0]], dtype=np.float32))
+        self.balance_count = min(self.balance_count + len(scores), len(self.balance_scores))
+        self.balance_model.learn(x, targets)
 
     def _count(self, review: tuple[tuple[int, ...], str], sign: int) -> None:
         columns, mode = review
@@ -257,10 +289,13 @@ class Refiner:
             self.searched[chosen] += sign
         if mode in _UNBIASED_MODES:
             self.unbiased_reviews += sign
+        self._informative = self._informative_weights() >= 0.5
 
     # ------------------------------------------------------------------ labels and scoring
 
     def _ensure_label(self, name: str) -> None:
+        if name in self.label_index:
+            return
         for level in label_ancestors(name):
             if level in self.label_index:
                 continue
@@ -274,6 +309,7 @@ class Refiner:
             self.alone = np.append(self.alone, 0)
             self.searched = np.append(self.searched, 0)
             self.thresholds = np.append(self.thresholds, np.float32(self.config.default_threshold))
+            self._informative = self._informative_weights() >= 0.5
         self._rebuild_hierarchy()
 
     def _rebuild_hierarchy(self) -> None:
@@ -284,9 +320,12 @@ class Refiner:
         # deepest first, so a grandchild's confidence reaches its grandparent through the parent
         self._child_parent = [(child, parent) for _, child, parent in sorted(pairs, key=lambda p: (-p[0], p[1]))]
 
-    def _score(self, x) -> np.ndarray:
+    def _score(self, x: SparseRows) -> np.ndarray:
         """Confidences of every label, ``n_rows x n_labels``, a child never above its parent."""
-        scores = self.model.predict_proba(x)
+        return self._hierarchical(self.model.predict_proba(x))
+
+    def _hierarchical(self, scores: np.ndarray) -> np.ndarray:
+        """Raise each parent's confidence to its most confident child's, in place."""
         for child, parent in self._child_parent:
             np.maximum(scores[:, parent], scores[:, child], out=scores[:, parent])
         return scores
@@ -307,17 +346,27 @@ class Refiner:
         """How often each label is pinned standing alone (no other label but its ancestors)."""
         return (self.alone + 1.0) / (self.pinned + 1.0)
 
-    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray) -> Prediction:
-        confidences = dict(zip(self.labels, np.round(row.astype(np.float64), 6).tolist()))
-        at = np.flatnonzero(row >= self.thresholds)
-        chosen = set(int(c) for c in at)
-        for column in at:
-            chosen.update(self._ancestors[column])
-        labels = tuple(sorted((self.labels[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-        informative = bool(len(at)) and bool(np.any(self._informative_weights()[at] >= 0.5))
+    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
+                    thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
+                    n_labels: int | None = None) -> Prediction:
+        n = len(self.labels) if n_labels is None else n_labels
+        thresholds = self.thresholds if thresholds is None else thresholds
+        informative = self._informative if informative is None else informative
+        names = self.labels if n == len(self.labels) else self.labels[:n]
+        confidences = dict(zip(names, np.round(row[:n].astype(np.float64), 6).tolist()))
+        at = np.flatnonzero(row[:n] >= thresholds[:n])
+        if len(at) == 0:
+            labels: tuple[str, ...] = ()
+        else:
+            chosen = set(at.tolist())
+            if self._child_parent:
+                for column in at:
+                    chosen.update(self._ancestors[column])
+            labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
         return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version, confidences=confidences, labels=labels,
-                          informative=informative)
+                          model_version=self.model_version if model_version is None else model_version,
+                          confidences=confidences, labels=labels,
+                          informative=bool(len(at)) and bool(informative[at].any()))
 
     # ------------------------------------------------------------------ validation
 
@@ -327,28 +376,31 @@ class Refiner:
         n = len(self.labels)
         return self.reviews.scores[slots, :n], self.reviews.pinned[slots, :n]
 
-    def _chosen_threshold(self, label: str, thresholds: Thresholds) -> float:
-        kind, _ = self.config.target_for(label)
-        value = getattr(thresholds, kind)
-        if value is None:
-            value = thresholds.balanced
-        return self.config.default_threshold if value is None else value
-
-    def _label_thresholds(self, column: int, curve: Curve) -> Thresholds:
-        kind, target = self.config.target_for(self.labels[column])
-        precision_target = target if kind == "high_precision" else self.config.precision_target
-        recall_target = target if kind == "high_recall" else self.config.recall_target
-        return curve.thresholds_at(precision_target, recall_target)
+    def _window_thresholds(self, scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(balanced, high precision, high recall) of every label over the window; NaN where undefined."""
+        precision_targets = np.full(len(self.labels), self.config.precision_target)
+        recall_targets = np.full(len(self.labels), self.config.recall_target)
+        for label, (kind, value) in self.config.label_targets.items():
+            column = self.label_index.get(label)
+            if column is not None and kind == "high_precision":
+                precision_targets[column] = value
+            elif column is not None and kind == "high_recall":
+                recall_targets[column] = value
+        return binned_thresholds(scores, pinned, precision_targets, recall_targets)
 
     def _refresh_thresholds(self) -> None:
+        """Re-choose the thresholds in force: each label's configured kind, else balanced."""
         scores, pinned = self._window()
-        for column, label in enumerate(self.labels):
-            positives = pinned[:, column]
-            if np.count_nonzero(positives) < _MIN_SUPPORT_FOR_THRESHOLD:
-                self.thresholds[column] = self.config.default_threshold
-                continue
-            curve = Curve(scores[:, column], positives)
-            self.thresholds[column] = self._chosen_threshold(label, self._label_thresholds(column, curve))
+        balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
+        by_kind = {"balanced": balanced, "high_precision": high_precision, "high_recall": high_recall}
+        chosen = balanced.copy()
+        for label, column in self.label_index.items():
+            kind, _ = self.config.target_for(label)
+            if kind != "balanced" and not np.isnan(by_kind[kind][column]):
+                chosen[column] = by_kind[kind][column]
+        enough = pinned.sum(axis=0) >= _MIN_SUPPORT_FOR_THRESHOLD
+        chosen = np.where(enough & ~np.isnan(chosen), chosen, self.config.default_threshold)
+        self.thresholds = chosen.astype(np.float32)
 
     def metrics(self, now: float | None = None) -> MetricsSnapshot:
         """Validation metrics, coverage, balance and rating at time ``now`` (epoch seconds).
@@ -357,18 +409,19 @@ class Refiner:
         """
         scores, pinned = self._window()
         live_slots = self.live.occupied()
-        live_scores = (self._score(to_csr([self.live.features[s] for s in live_slots], self.n_features))
+        live_scores = (self._score(SparseRows.stack([self.live.features[s] for s in live_slots]))
                        if len(live_slots) else np.zeros((0, len(self.labels)), np.float32))
         at_threshold = live_scores >= self.thresholds
         weights = self._informative_weights()
 
+        balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
         per_label: dict[str, LabelMetrics] = {}
         aps: dict[str, float] = {}
         f1s: list[float] = []
         red = 0
         for column, label in enumerate(self.labels):
             positives = pinned[:, column]
-            curve = Curve(scores[:, column], positives)
+            curve = label_curve(scores[:, column], positives)
             ap = curve.average_precision()
             threshold = float(self.thresholds[column])
             precision, recall, f1 = precision_recall_f1(scores[:, column], positives, threshold)
@@ -382,7 +435,9 @@ class Refiner:
             per_label[label] = LabelMetrics(
                 precision=_round(precision), recall=_round(recall), f1=_round(f1), average_precision=_round(ap),
                 threshold=_round(threshold), support=curve.support, pinned=pinned_count,
-                thresholds=self._label_thresholds(column, curve), warnings=warnings)
+                thresholds=Thresholds(balanced=_unit(balanced[column]), high_precision=_unit(high_precision[column]),
+                                      high_recall=_unit(high_recall[column])),
+                warnings=warnings)
             if ap is not None:
                 aps[label] = ap
                 if f1 is not None:
@@ -415,7 +470,7 @@ class Refiner:
         ids = [self.live.slot_ids[s] for s in slots]
         if not slots:
             return ids, np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
-        x = to_csr([self.live.features[s] for s in slots], self.n_features)
+        x = SparseRows.stack([self.live.features[s] for s in slots])
         return ids, self._score(x), self.balance_model.predict_proba(x)[:, 0]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -441,6 +496,7 @@ class Refiner:
             "reviewed_modes": [self.reviewed[i][1] for i in ids],
             "unbiased_reviews": self.unbiased_reviews, "model_version": self.model_version, "steps": self.steps,
             "last_time": self.last_time, "balance_head": self.balance_head, "balance_count": self.balance_count,
+            "balance_pending": self.balance_pending,
             "reviews": review_header, "live": live_header,
         }
         arrays = {
@@ -479,11 +535,40 @@ class Refiner:
         engine.last_time = header["last_time"]
         engine.balance_scores, engine.balance_is_reviewed = arrays["balance_scores"], arrays["balance_is_reviewed"]
         engine.balance_head, engine.balance_count = header["balance_head"], header["balance_count"]
+        engine.balance_pending = list(header["balance_pending"])
         engine.reviews = ReviewWindow.from_state(header["reviews"], arrays)
         engine.live = LiveWindow.from_state(header["live"], arrays)
         engine._rebuild_hierarchy()
+        engine._informative = engine._informative_weights() >= 0.5
         return engine
+
+
+class _Draws:
+    """Random integers from (seed, step) alone (SplitMix64): the state of the random stream is
+    just the step counter, so a snapshot needs nothing more and no generator is built per review.
+
+    >>> [_Draws(0, 1).below(10) for _ in range(2)] == [_Draws(0, 1).below(10)] * 2
+    True
+    """
+
+    __slots__ = ("state",)
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int, step: int) -> None:
+        self.state = (seed * 0xD1B54A32D192ED03 + step * 0x9E3779B97F4A7C15) & self._MASK
+
+    def below(self, high: int) -> int:
+        """A uniform integer in ``[0, high)``."""
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self._MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
+        return (z ^ (z >> 31)) % high
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 6)
+
+
+def _unit(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 6)

@@ -40,6 +40,7 @@ class _Ring:
         self.scores = np.zeros((capacity, n_columns), dtype=np.float32)
         self.head = 0
         self.index: dict[str, int] = {}
+        self.used = np.zeros(capacity, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -49,7 +50,7 @@ class _Ring:
 
     def occupied(self) -> np.ndarray:
         """Slot numbers in use, in slot order."""
-        return np.array(sorted(self.index.values()), dtype=np.int64)
+        return np.flatnonzero(self.used)
 
     def grow(self, n_columns: int) -> None:
         extra = n_columns - self.scores.shape[1]
@@ -65,12 +66,14 @@ class _Ring:
             self._clear(slot)
         self.slot_ids[slot] = message_id
         self.index[message_id] = slot
+        self.used[slot] = True
         return slot
 
     def _clear(self, slot: int) -> None:
         self.slot_ids[slot] = None
         self.features[slot] = None
         self.scores[slot] = 0.0
+        self.used[slot] = False
 
     def discard(self, message_id: str) -> bool:
         slot = self.index.pop(message_id, None)
@@ -95,6 +98,7 @@ class _Ring:
         self.head = header["head"]
         self.slot_ids = list(header["slot_ids"])
         self.index = {message_id: slot for slot, message_id in enumerate(self.slot_ids) if message_id is not None}
+        self.used = np.array([message_id is not None for message_id in self.slot_ids], dtype=bool)
         self.times = arrays[f"{prefix}.times"]
         self.scores = arrays[f"{prefix}.scores"]
         lengths = arrays[f"{prefix}.feature_lengths"]
@@ -118,13 +122,17 @@ class ReviewWindow(_Ring):
         if extra > 0:
             self.pinned = np.hstack([self.pinned, np.zeros((self.capacity, extra), bool)])
 
-    def put(self, message_id: str, features: Features, scores: np.ndarray, labels: list[int], mode: str,
+    def put(self, message_id: str, features: Features, scores: np.ndarray | None, labels: list[int], mode: str,
             time: float) -> int:
-        """Record a review; a message already in the window keeps its slot and first score."""
+        """Record a review; a message already in the window keeps its slot and first score.
+
+        ``scores`` may be None and written into ``scores[slot]`` by the caller afterwards.
+        """
         slot = self.index.get(message_id)
         if slot is None:
             slot = self._claim(message_id)
-            self.scores[slot, : len(scores)] = scores
+            if scores is not None:
+                self.scores[slot, : len(scores)] = scores
         self.features[slot] = features
         self.pinned[slot] = False
         self.pinned[slot, labels] = True
