@@ -240,7 +240,7 @@ class Refiner:
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
         if annotation.message is not None:
             return self._features(annotation.message)
-        for window in (self.reviews, self.live):
+        for window in (self.live, self.reviews):
             slot = window.index.get(annotation.message_id)
             if slot is not None:
                 return window.features[slot]

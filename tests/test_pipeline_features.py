@@ -1,0 +1,91 @@
+"""Specification of the hashed featurizer (pipeline.features)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from pipeline.features import Featurizer, split_quoted, strip_signature
+
+REPLY = """Yes, please cancel the order.
+
+-----Original Message-----
+From: Ann Smith
+Sent: Monday, 3 March 2026 10:00
+To: help@bank.example
+Subject: Order 1234
+
+Can you cancel my order of 40 widgets?
+"""
+
+
+def test_the_same_text_hashes_to_the_same_features_in_another_process_with_another_hash_seed():
+    code = ("from pipeline.features import Featurizer; i, v = Featurizer().transform('Card?', 'Where is my new card')\n"
+            "print(i.tolist(), v.round(5).tolist())")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    indices, values = Featurizer().transform("Card?", "Where is my new card")
+    assert outputs == {f"{indices.tolist()} {values.round(5).tolist()}\n"}
+
+
+def test_features_are_sorted_unique_indices_inside_the_hashed_space_with_unit_norm():
+    featurizer = Featurizer(bits=10)
+    indices, values = featurizer.transform("Refund", "I want a refund for the refund I asked for")
+    assert np.all(np.diff(indices) > 0)
+    assert indices.min() >= 0 and indices.max() < 2 ** 10
+    assert abs(float(values @ values) - 1.0) < 1e-5
+
+
+def test_a_reply_is_split_into_the_authors_words_and_the_quoted_message_without_its_headers():
+    own, quoted = split_quoted(REPLY)
+    assert own == "Yes, please cancel the order."
+    assert quoted == "Can you cancel my order of 40 widgets?"
+
+
+def test_lines_starting_with_a_quote_mark_are_quoted_text():
+    own, quoted = split_quoted("Agreed.\n> shall we meet at 10?\n> thanks")
+    assert (own, quoted) == ("Agreed.", "shall we meet at 10?\nthanks")
+
+
+def test_a_signature_after_a_sign_off_is_dropped():
+    assert strip_signature("The invoice is wrong.\n\nBest regards,\nJohn Doe\nAccounts, ACME Ltd") == "The invoice is wrong."
+
+
+def test_quoted_text_weighs_less_than_the_authors_own_words():
+    indices, values = Featurizer(bigrams=False).transform(body="refund\n> invoice")
+    weight = dict(zip(indices.tolist(), values.tolist()))
+    own = Featurizer(bigrams=False).transform(body="refund")[0]
+    quoted = Featurizer(bigrams=False).transform(body="invoice")[0]
+    own_word = [i for i in own.tolist() if i in weight and i not in quoted.tolist()]
+    quoted_word = [i for i in quoted.tolist() if i in weight and i not in own.tolist()]
+    assert weight[own_word[0]] > weight[quoted_word[0]]
+
+
+def test_a_bare_forward_keeps_the_forwarded_content():
+    forward = "---------------------- Forwarded by Jeff Dasovich on 10/18/99 ----------\nTo: Kay\nSubject: gas prices\n\nGas prices in California rose again."
+    with_content = Featurizer().transform(body=forward)[0]
+    channel_only = Featurizer().transform(body="")[0]
+    assert len(with_content) > len(channel_only) + 5
+
+
+def test_text_beyond_max_chars_is_ignored():
+    featurizer = Featurizer(max_chars=20)
+    short = featurizer.transform(body="please close my account")
+    long = featurizer.transform(body="please close my account" + " and many more words" * 10_000)
+    assert np.array_equal(short[0], long[0])
+
+
+def test_chosen_metadata_properties_become_features_and_others_do_not():
+    chosen = Featurizer(metadata_fields=("country",))
+    base = chosen.transform(body="hello", metadata={})[0]
+    assert len(chosen.transform(body="hello", metadata={"country": "UK"})[0]) == len(base) + 1
+    assert len(chosen.transform(body="hello", metadata={"tier": "gold"})[0]) == len(base)
+
+
+def test_the_channel_is_a_feature():
+    chat = Featurizer().transform(body="hello", channel="chat")[0]
+    email = Featurizer().transform(body="hello", channel="email")[0]
+    assert not np.array_equal(chat, email)
