@@ -1,0 +1,278 @@
+"""What to review next: the six suggestion kinds of DESIGN.md section 5.
+
+Every list is drawn from one of two bounded pools that the engine already keeps:
+
+- the **reviewed** pool is the validation window: each review with its *out-of-sample*
+  confidences (recorded before the model learned from it) and its pinned labels;
+- the **unreviewed** pool is the live window minus every reviewed message, scored by the
+  current model (and by the balance model), so a message leaves all unreviewed lists the
+  moment it is reviewed.
+
+How each kind ranks (best first; ``score`` is higher for a better suggestion):
+
+``check_label`` (L)
+    Reviews pinned with L, by lowest out-of-sample confidence for L *relative to L's mean
+    self-confidence* ``t_L`` (the mean confidence of L over the window's reviews pinned with L,
+    the per-label threshold of confident learning, Northcutt et al. 2021). When another label
+    looks more likely than L does (both relative to their own ``t``), the review ranks higher:
+    ``score = other / (other + self)`` with ``self = p_L / t_L`` and ``other`` the largest
+    ``p_j / t_j`` over labels not pinned. Reviews whose latest review was itself made from a
+    check or missed list are left out: a person has just confirmed them.
+``missed_label`` (L)
+    Reviews not pinned with L, by highest out-of-sample confidence for L relative to ``t_L``
+    (``score = p_L / t_L``; at 1 or more confident learning counts it as a likely missed label).
+``teach_label`` (L)
+    Unreviewed messages whose confidence for L is closest to L's threshold in force
+    (``score = 1 - |p_L - threshold_L|``): where one review teaches the model the most.
+``low_confidence``
+    Unreviewed messages with no informative label at threshold, by lowest top confidence.
+``rebalance``
+    Unreviewed messages by how unlike the reviewed set the balance model finds them.
+``shuffle``
+    A uniform random order of the unreviewed pool, fixed by the engine's seed and each message
+    id (a keyed hash), so it needs no random state and a message keeps its place as others come
+    and go.
+
+With ``label=None`` the label kinds rank (message, label) pairs of all labels together, a
+message appearing once, with its best label. ``teach_label``, ``low_confidence`` and
+``rebalance`` lists are kept diverse: a candidate whose hashed features have a cosine
+similarity above ``max_similarity`` with one already chosen waits until the end of the list.
+Ties are broken by the shuffle order.
+
+Lists are computed on demand from the engine's state and cached until the next observed
+message or review; nothing here needs its own snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import scipy.sparse
+
+from schemas import SUGGESTION_KINDS, Suggestion
+
+__all__ = ["KINDS", "LABEL_KINDS", "Suggester"]
+
+KINDS = SUGGESTION_KINDS
+#: Kinds ranked for a label (or, with ``label=None``, for every label at once).
+LABEL_KINDS = ("check_label", "missed_label", "teach_label")
+#: Review modes whose reviews confirm labels and leave check and missed lists.
+_CONFIRMING_MODES = ("check", "missed")
+#: A label's mean self-confidence is never taken below this (labels still being learned).
+_MIN_SELF_CONFIDENCE = 0.05
+
+
+class _Pools:
+    """Both pools of one engine state, with the derived arrays every kind needs."""
+
+    def __init__(self, engine, seed: int) -> None:
+        n = len(engine.labels)
+        self.labels = list(engine.labels)
+        self.thresholds = np.asarray(engine.thresholds[:n], dtype=np.float64)
+        self.informative = np.asarray(engine._informative[:n], dtype=bool)
+        reviews = engine.reviews
+        slots = reviews.occupied()
+        self.reviewed_ids = [reviews.slot_ids[s] for s in slots]
+        self.reviewed_scores = reviews.scores[slots, :n].astype(np.float64)
+        self.reviewed_pinned = reviews.pinned[slots, :n]
+        self.confirmed = np.array([reviews.modes[s] in _CONFIRMING_MODES for s in slots], dtype=bool)
+        positives = self.reviewed_pinned.sum(axis=0)
+        mean = np.divide((self.reviewed_scores * self.reviewed_pinned).sum(axis=0), positives,
+                         out=np.full(n, 0.5), where=positives > 0)
+        self.self_confidence = np.maximum(mean, _MIN_SELF_CONFIDENCE)
+        self.live_ids, self.live_scores, balance = engine.unreviewed_pool()
+        self.live_scores = self.live_scores[:, :n].astype(np.float64)
+        self.reviewed_likeness = np.asarray(balance, dtype=np.float64)
+        self.live_features = [engine.live.features[engine.live.index[i]] for i in self.live_ids]
+        self.n_features = engine.n_features
+        self.shuffle_key = np.array([_uniform(seed, i) for i in self.live_ids], dtype=np.float64)
+
+
+class Suggester:
+    """Ranks messages to review next from an engine's pools (see the module docstring).
+
+    Parameters
+    ----------
+    max_similarity
+        Cosine similarity of hashed features above which two messages count as near-duplicates
+        in the diverse lists.
+    """
+
+    def __init__(self, max_similarity: float = 0.8) -> None:
+        self.max_similarity = max_similarity
+        self._token = None
+        self._pools: _Pools | None = None
+
+    def suggest(self, engine, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
+        """The ``limit`` best suggestions of ``kind`` (for ``label``) in ``engine``'s current state."""
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        if label is not None and kind not in LABEL_KINDS:
+            raise ValueError(f"label: {kind} lists take no label (only {', '.join(LABEL_KINDS)} do), got {label!r}")
+        if label is not None and label not in engine.label_index:
+            raise ValueError(f"label: {label!r} is not a label of dataset {engine.dataset!r} (no review has pinned it)")
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit: expected a non-negative integer, got {limit!r}")
+        pools = self._current(engine)
+        column = None if label is None else engine.label_index[label]
+        return getattr(self, "_" + kind)(pools, column, limit)
+
+    def _current(self, engine) -> _Pools:
+        token = (engine.steps, engine.drift.observed, engine.model_version, len(engine.labels))
+        if token != self._token or self._pools is None:
+            self._pools, self._token = _Pools(engine, engine.seed), token
+        return self._pools
+
+    # ------------------------------------------------------------------ reviewed pool
+
+    def _check_label(self, pools: _Pools, column: int | None, limit: int) -> list[Suggestion]:
+        scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
+        if not len(scores) or not scores.shape[1]:
+            return []
+        relative = scores / pools.self_confidence
+        other = np.where(pinned, 0.0, relative).max(axis=1, keepdims=True)
+        suspicion = other / (other + relative + 1e-12)
+        suspicion = np.where(pinned & ~pools.confirmed[:, None], suspicion, -np.inf)
+        rows, columns, values = _best(suspicion, column, limit)
+        out = []
+        for row, c, value in zip(rows, columns, values):
+            p, t = scores[row, c], pools.self_confidence[c]
+            alternative = np.where(pinned[row], -1.0, relative[row])
+            j = int(np.argmax(alternative))
+            hint = (f"; it looked more like {pools.labels[j]!r} ({scores[row, j]:.0%})"
+                    if alternative[j] > relative[row, c] else "")
+            out.append(Suggestion(
+                message_id=pools.reviewed_ids[row], kind="check_label", label=pools.labels[c], score=_r(value),
+                reason=(f"Reviewed with {pools.labels[c]!r}, but before learning from it the model gave that label "
+                        f"{p:.0%} (its reviewed examples average {t:.0%}){hint}: {pools.labels[c]!r} may be misapplied.")))
+        return out
+
+    def _missed_label(self, pools: _Pools, column: int | None, limit: int) -> list[Suggestion]:
+        scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
+        if not len(scores) or not scores.shape[1]:
+            return []
+        relative = scores / pools.self_confidence
+        relative = np.where(~pinned & ~pools.confirmed[:, None], relative, -np.inf)
+        rows, columns, values = _best(relative, column, limit)
+        return [Suggestion(
+            message_id=pools.reviewed_ids[row], kind="missed_label", label=pools.labels[c], score=_r(value),
+            reason=(f"Reviewed without {pools.labels[c]!r}, but before learning from it the model gave that label "
+                    f"{scores[row, c]:.0%} (its reviewed examples average {pools.self_confidence[c]:.0%}): "
+                    f"{pools.labels[c]!r} may be missing."))
+            for row, c, value in zip(rows, columns, values)]
+
+    # ------------------------------------------------------------------ unreviewed pool
+
+    def _teach_label(self, pools: _Pools, column: int | None, limit: int) -> list[Suggestion]:
+        scores = pools.live_scores
+        if not len(scores) or not scores.shape[1]:
+            return []
+        closeness = 1.0 - np.abs(scores - pools.thresholds)
+        if column is None:
+            columns = np.argmax(closeness, axis=1)
+            value = closeness[np.arange(len(scores)), columns]
+        else:
+            columns = np.full(len(scores), column)
+            value = closeness[:, column]
+        chosen = self._diverse(pools, value, limit)
+        return [Suggestion(
+            message_id=pools.live_ids[i], kind="teach_label", label=pools.labels[columns[i]], score=_r(value[i]),
+            reason=(f"The model gives {pools.labels[columns[i]]!r} {scores[i, columns[i]]:.0%}, close to its threshold "
+                    f"{pools.thresholds[columns[i]]:.0%}: reviewing it teaches the model most about that label."))
+            for i in chosen]
+
+    def _low_confidence(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
+        scores = pools.live_scores
+        if not len(scores):
+            return []
+        if scores.shape[1]:
+            at = scores >= pools.thresholds
+            covered = (at & pools.informative).any(axis=1)
+            top = np.argmax(scores, axis=1)
+            best = scores[np.arange(len(scores)), top]
+        else:
+            covered = np.zeros(len(scores), dtype=bool)
+            top, best = np.zeros(len(scores), dtype=np.int64), np.zeros(len(scores))
+        value = np.where(covered, -np.inf, 1.0 - best)
+        chosen = self._diverse(pools, value, limit)
+        out = []
+        for i in chosen:
+            what = (f"the most confident is {pools.labels[top[i]]!r} at {best[i]:.0%}" if scores.shape[1]
+                    else "the model knows no label yet")
+            out.append(Suggestion(message_id=pools.live_ids[i], kind="low_confidence", label=None, score=_r(value[i]),
+                                  reason=f"No informative label at threshold ({what}): reviewing it raises coverage."))
+        return out
+
+    def _rebalance(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
+        value = 1.0 - pools.reviewed_likeness
+        chosen = self._diverse(pools, value, limit)
+        return [Suggestion(
+            message_id=pools.live_ids[i], kind="rebalance", label=None, score=_r(value[i]),
+            reason=(f"Unlike the reviewed messages (the balance model gives it {pools.reviewed_likeness[i]:.0%} "
+                    "reviewed-likeness): reviewing it makes the reviewed set more representative of the stream."))
+            for i in chosen]
+
+    def _shuffle(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
+        order = np.argsort(pools.shuffle_key, kind="stable")[:limit]
+        return [Suggestion(message_id=pools.live_ids[i], kind="shuffle", label=None, score=_r(1.0 - pools.shuffle_key[i]),
+                           reason="A uniformly random unreviewed message: an unbiased sample of the stream.")
+                for i in order]
+
+    def _diverse(self, pools: _Pools, value: np.ndarray, limit: int) -> list[int]:
+        """Indices of the best ``value`` (finite only), near-duplicates of earlier picks moved to the end."""
+        order = np.lexsort((pools.shuffle_key, -value))
+        order = order[np.isfinite(value[order])]
+        if not len(order) or not limit:
+            return []
+        candidates = order[: 4 * limit + 20]
+        x = _matrix([pools.live_features[i] for i in candidates], pools.n_features)
+        similarity = (x @ x.T).toarray()
+        chosen: list[int] = []
+        waiting: list[int] = []
+        for k in range(len(candidates)):
+            if chosen and similarity[k, chosen].max() > self.max_similarity:
+                waiting.append(k)
+                continue
+            chosen.append(k)
+            if len(chosen) == limit:
+                break
+        picked = [int(candidates[k]) for k in chosen + waiting[: limit - len(chosen)]]
+        if len(picked) < limit:
+            picked += [int(i) for i in order[len(candidates): len(candidates) + limit - len(picked)]]
+        return picked
+
+
+def _best(values: np.ndarray, column: int | None, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and values of the highest finite entries: of ``column``, or each row's best."""
+    if column is None:
+        columns = np.argmax(values, axis=1)
+        picked = values[np.arange(len(values)), columns]
+    else:
+        columns = np.full(len(values), column)
+        picked = values[:, column]
+    order = np.argsort(-picked, kind="stable")
+    order = order[np.isfinite(picked[order])][:limit]
+    return order, columns[order], picked[order]
+
+
+def _matrix(features: list[tuple[np.ndarray, np.ndarray]], n_features: int) -> scipy.sparse.csr_matrix:
+    indptr = np.zeros(len(features) + 1, dtype=np.int64)
+    np.cumsum([len(i) for i, _ in features], out=indptr[1:])
+    indices = np.concatenate([i for i, _ in features]) if features else np.zeros(0, np.int32)
+    values = np.concatenate([v for _, v in features]) if features else np.zeros(0, np.float32)
+    return scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(features), n_features))
+
+
+def _uniform(seed: int, message_id: str) -> float:
+    """A number in [0, 1) fixed by the seed and the message id (a keyed BLAKE2b hash).
+
+    >>> _uniform(0, "m-1") == _uniform(0, "m-1") != _uniform(1, "m-1")
+    True
+    """
+    digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8, key=seed.to_bytes(8, "little")).digest()
+    return int.from_bytes(digest, "little") / 2.0 ** 64
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
