@@ -73,6 +73,9 @@ class WorkerOptions:
     data_dir: Path | None = None
     #: REFINERY_SNAPSHOT_CHUNK_BYTES
     chunk_bytes: int = CHUNK_BYTES
+    #: REFINERY_SESSION_TIMEOUT: seconds without heartbeat before the group gives a worker's
+    #: partitions to the others (heartbeats every tenth of it).
+    session_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerOptions":
@@ -102,6 +105,7 @@ class WorkerOptions:
             engine_config=config,
             data_dir=get("REFINERY_DATA_DIR", None, Path),
             chunk_bytes=get("REFINERY_SNAPSHOT_CHUNK_BYTES", d.chunk_bytes, int),
+            session_timeout=get("REFINERY_SESSION_TIMEOUT", d.session_timeout, float),
         )
 
 
@@ -385,9 +389,9 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         topic_partitions=settings.partitions,
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=30.0,
-        broker_heartbeat_interval=3.0,
-        broker_rebalance_timeout=60.0,
+        broker_session_timeout=options.session_timeout,
+        broker_heartbeat_interval=options.session_timeout / 10,
+        broker_rebalance_timeout=max(60.0, options.session_timeout),
         broker_commit_interval=1.0,
         producer_max_request_size=1_000_000,
         web_enabled=True,
