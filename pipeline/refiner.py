@@ -57,13 +57,16 @@ from typing import Iterable, Literal
 import numpy as np
 
 from pipeline import snapshot as snapshot_format
+from pipeline.actions import recommend
 from pipeline.config import RefinerConfig
+from pipeline.drift import DriftMonitor
 from pipeline.features import Featurizer
 from pipeline.metrics import auc, binned_thresholds, label_curve, precision_recall_f1
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
+from pipeline.suggestions import Suggester
 from pipeline.windows import LiveWindow, ReviewWindow
-from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Thresholds,
+from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Suggestion, Thresholds,
                      label_ancestors)
 
 __all__ = ["Refiner", "ReviewOutcome"]
@@ -156,6 +159,8 @@ class Refiner:
         self.balance_count = 0
         self.balance_pending: list[int] = []  # review slots the balance model has not learned yet
         self._informative = np.zeros(0, dtype=bool)
+        self.drift = DriftMonitor()  # pipeline.drift: prequential error and live label mix
+        self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
         self._rebuild_hierarchy()
 
     # ------------------------------------------------------------------ live messages
@@ -179,6 +184,7 @@ class Refiner:
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
+        self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
         return [self._prediction(m.id, m.timestamp, row) for m, row in zip(parsed, scores)]
 
     # ------------------------------------------------------------------ reviews
@@ -226,6 +232,8 @@ class Refiner:
         out_of_sample = self._learn(slot, draws)
         if not in_window:  # a re-review keeps the score recorded when the message was first reviewed
             self.reviews.scores[slot, : len(out_of_sample)] = out_of_sample
+        if previous is None:  # a re-review's score is no longer out-of-sample
+            self.drift.review(annotation.timestamp, out_of_sample, columns, self.thresholds, self.labels)
         self.balance_pending.append(slot)
         if len(self.balance_pending) >= _BALANCE_BATCH:
             self._learn_balance(draws)
@@ -459,7 +467,16 @@ class Refiner:
             dataset=self.dataset, timestamp=self.last_time if now is None else float(now),
             model_version=self.model_version, reviewed=len(self.reviewed), labels=per_label, map=mean_ap,
             coverage=coverage, balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
-            rating=rating)
+            rating=rating, drift=self.drift.events(),
+            actions=recommend(per_label, rating, Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+                              self.config.healthy_shuffle_share))
+
+    def suggestions(self, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
+        """What to review next: the ``limit`` best messages of ``kind`` (for ``label``), best first.
+
+        ``kind`` is one of ``schemas.SUGGESTION_KINDS``; how each ranks: :mod:`pipeline.suggestions`.
+        """
+        return self.suggester.suggest(self, kind, label, limit)
 
     # ------------------------------------------------------------------ pools for suggestions and drift
 
@@ -486,6 +503,7 @@ class Refiner:
         """The complete state as bytes (safe format, no pickle: :mod:`pipeline.snapshot`)."""
         review_header, review_arrays = self.reviews.state()
         live_header, live_arrays = self.live.state()
+        drift_header, drift_arrays = self.drift.state()
         model = self.model.state()
         balance_model = self.balance_model.state()
         ids = list(self.reviewed)
@@ -497,14 +515,14 @@ class Refiner:
             "unbiased_reviews": self.unbiased_reviews, "model_version": self.model_version, "steps": self.steps,
             "last_time": self.last_time, "balance_head": self.balance_head, "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
-            "reviews": review_header, "live": live_header,
+            "reviews": review_header, "live": live_header, "drift": drift_header,
         }
         arrays = {
             **{f"model.{k}": v for k, v in model.items()},
             **{f"balance_model.{k}": v for k, v in balance_model.items()},
             "pinned": self.pinned, "alone": self.alone, "searched": self.searched, "thresholds": self.thresholds,
             "balance_scores": self.balance_scores, "balance_is_reviewed": self.balance_is_reviewed,
-            **review_arrays, **live_arrays,
+            **review_arrays, **live_arrays, **drift_arrays,
         }
         return snapshot_format.encode(header, arrays)
 
@@ -540,6 +558,8 @@ class Refiner:
         engine.live = LiveWindow.from_state(header["live"], arrays)
         engine._rebuild_hierarchy()
         engine._informative = engine._informative_weights() >= 0.5
+        if "drift" in header:  # a snapshot from before drift detection starts it afresh
+            engine.drift = DriftMonitor.from_state(header["drift"], arrays)
         return engine
 
 
