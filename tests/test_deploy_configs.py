@@ -18,7 +18,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Prometheus, Grafana and compose files "
+                                          "(pip install pyyaml; it belongs in the dev extras)")
 
 from agents.config import TOPICS, Settings
 from agents.deadletter import ERRORS
@@ -283,8 +285,11 @@ def test_grafana_provisioning_points_at_the_prometheus_and_dashboards_of_the_com
     listen = next(a for a in compose["services"]["prometheus"]["command"] if a.startswith("--web.listen-address="))
     assert datasource["url"] == f"http://{listen.split('=', 1)[1]}"
     (provider,) = _yaml(GRAFANA / "provisioning" / "dashboards" / "refinery.yml")["providers"]
-    mounts = dict(v.split(":")[1::-1] for v in compose["services"]["grafana"]["volumes"] if v.startswith("./"))
-    assert (DEPLOY / mounts[provider["options"]["path"]] / DASHBOARD.name).is_file()
+    source_of = {}  # container path -> host path, of the bind mounts
+    for volume in compose["services"]["grafana"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        source_of[target] = source
+    assert (DEPLOY / source_of[provider["options"]["path"]] / DASHBOARD.name).is_file()
 
 
 def test_compose_mounts_only_files_that_exist_and_runs_prometheus_on_them():
