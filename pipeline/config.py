@@ -31,8 +31,10 @@ class RefinerConfig:
         Featurizer settings, see :class:`pipeline.features.Featurizer`.
     learning_rate
         AdaGrad base step of the label models.
-    replay
-        Reviews from the validation window rehearsed with every new review (experience replay).
+    replay, replay_every
+        Experience replay: every ``replay_every`` reviews the model takes one extra step on
+        ``replay * replay_every`` reviews drawn from the validation window (so each review is
+        rehearsed about ``replay`` times per window length, at the cost of one step).
     validation_window
         Most recent reviews whose out-of-sample scores the metrics are computed over.
     live_window
@@ -56,13 +58,14 @@ class RefinerConfig:
     """
 
     feature_bits: int = 17
-    char_ngrams: tuple[int, ...] = (3, 4, 5)
+    char_ngrams: tuple[int, ...] = ()
     bigrams: bool = True
     quoted_weight: float = 0.5
     max_chars: int = 5000
     metadata_fields: tuple[str, ...] = ()
     learning_rate: float = 0.4
-    replay: int = 4
+    replay: int = 2
+    replay_every: int = 16
     validation_window: int = 5000
     live_window: int = 5000
     threshold_refresh: int = 100
@@ -76,7 +79,7 @@ class RefinerConfig:
     healthy_shuffle_share: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("validation_window", "live_window", "threshold_refresh"):
+        for name in ("validation_window", "live_window", "threshold_refresh", "replay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
         if not 8 <= self.feature_bits <= 24:

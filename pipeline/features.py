@@ -11,15 +11,16 @@ vocabulary grows with traffic. What goes in:
 - character n-grams inside words (robust to the typos of short chat lines),
 - the channel and the chosen metadata properties (``key=value``; numbers in log2 buckets).
 
-Values are ``log(1 + count) * weight``, and every vector has unit L2 norm, so a one-line chat
-and a long email live on the same scale.
+Values are ``log(1 + count) * weight``, with unit L2 norm, so a one-line chat and a long email
+live on the same scale. Every vector ends with the constant feature ``2**bits`` (value 1),
+which carries the model's biases: the space has ``2**bits + 1`` dimensions.
 
 >>> f = Featurizer(bits=18)
 >>> indices, values = f.transform(subject="", body="Where is my card?")
 >>> indices.dtype, values.dtype, len(indices) == len(values)
 (dtype('int32'), dtype('float32'), True)
->>> bool(abs(float((values ** 2).sum()) - 1.0) < 1e-5)
-True
+>>> bool(abs(float((values[:-1] ** 2).sum()) - 1.0) < 1e-5), int(indices[-1]) == 2 ** 18, float(values[-1])
+(True, True, 1.0)
 >>> split_quoted("Yes, go ahead.\\n\\n-----Original Message-----\\nFrom: a\\nCan we ship?")
 ('Yes, go ahead.', 'Can we ship?')
 """
@@ -49,7 +50,8 @@ _HEADER = re.compile(r"^\s*(?:from|to|cc|bcc|sent|date|subject|re|fw|fwd)\s*:.*$
                      r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$", re.IGNORECASE)
 #: Weight of one character n-gram relative to one word (a word yields many n-grams).
 _GRAM_WEIGHT = 0.5
-#: Words whose hashes are remembered (saves time only).
+#: Words and tokens whose hashes are remembered (saves time only; words and the tagged
+#: tokens ``c:``, ``s:``, ``m:`` cannot collide, a word has no colon).
 _CACHE_SIZE = 200_000
 _SIGN_OFF = re.compile(r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
                        r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$", re.IGNORECASE)
@@ -127,8 +129,11 @@ class Featurizer:
                   metadata: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
-        own, quoted = split_quoted(body) if body else ("", "")
-        own = strip_signature(own)
+        if "\n" in body or ">" in body:
+            own, quoted = split_quoted(body)
+            own = strip_signature(own)
+        else:  # one line (a chat message): nothing quoted, no signature block
+            own, quoted = body.strip(), ""
         if not own and quoted:  # a bare forward: its content is the message
             own, quoted = strip_signature(quoted), ""
         budget = self.max_chars
@@ -145,16 +150,20 @@ class Featurizer:
             extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
         mask = (1 << self.bits) - 1
         for token in extra:
-            bucket = zlib.crc32(token.encode("utf-8")) & mask
+            bucket = self._cache.get(token)
+            if bucket is None:
+                if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
+                    self._cache.clear()
+                bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
-        indices = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
-        values = np.log1p(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-        order = np.argsort(indices)
-        indices, values = indices[order], values[order]
-        norm = float(np.sqrt(values @ values))
-        if norm > 0:
-            values /= norm
-        return indices, values.astype(np.float32)
+        keys = sorted(counts)
+        values = np.log1p(np.array([counts[k] for k in keys], dtype=np.float64))
+        norm = math.sqrt(float(values @ values))
+        out = np.empty(len(keys) + 1, dtype=np.float32)
+        out[:-1] = values / norm if norm > 0 else values
+        out[-1] = 1.0  # the constant bias feature, last index of the space (see pipeline.model)
+        keys.append(1 << self.bits)
+        return np.array(keys, dtype=np.int32), out
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
         cache = self._cache

@@ -11,15 +11,16 @@ steps, written as array operations:
 - scoring a batch gathers the weight rows of every feature present and sums each message's
   rows with ``np.add.reduceat`` (one segment per message, summed in a fixed order), so a
   message gets bit-identical scores alone or in a batch;
-- learning is AdaGrad with one accumulator per feature (shared by the labels, which keeps
-  memory at one matrix) and one per label bias; a step may carry several examples (a review
-  and the reviews rehearsed with it, see :mod:`pipeline.refiner`).
+- the biases are the matrix's last row, reached through a constant input feature;
+- learning is AdaGrad with one accumulator per feature row (shared by the labels, which keeps
+  memory at one matrix); a step may carry several examples (a review and the reviews
+  rehearsed with it, see :mod:`pipeline.refiner`).
 
 >>> import numpy as np
->>> model = OnlineLinear(n_features=8)
+>>> model = OnlineLinear(n_features=9)  # 8 features and the bias
 >>> model.add_label()
 0
->>> x = SparseRows.stack([(np.array([3], np.int32), np.array([1.0], np.float32))])
+>>> x = SparseRows.stack([(np.array([3, 8], np.int32), np.array([1.0, 1.0], np.float32))])
 >>> for _ in range(20):
 ...     _ = model.learn(x, np.array([[1.0]], np.float32))
 >>> bool(model.predict_proba(x)[0, 0] > 0.9)
@@ -58,12 +59,18 @@ class SparseRows:
 class OnlineLinear:
     """Per-label logistic regression over hashed features, learned online with AdaGrad.
 
+    The last row of the weight matrix holds the labels' biases: every input vector carries the
+    constant feature ``n_features - 1`` with value 1 (:class:`pipeline.features.Featurizer`
+    appends it), so scoring and learning treat the bias like any other weight.
+
     Parameters
     ----------
     n_features
-        Dimension of the (hashed) input space.
+        Dimension of the input space, the constant bias feature included.
     learning_rate
         AdaGrad's base step.
+    min_capacity
+        Columns allocated at the first label.
     """
 
     def __init__(self, n_features: int, learning_rate: float = 0.5, min_capacity: int = 16) -> None:
@@ -72,13 +79,16 @@ class OnlineLinear:
         self.min_capacity = min_capacity
         self.n_labels = 0
         self.weights = np.zeros((n_features, 0), dtype=np.float32)
-        self.bias = np.zeros(0, dtype=np.float32)
         self.feature_sq = np.zeros(n_features, dtype=np.float32)
-        self.bias_sq = np.zeros(0, dtype=np.float32)
 
     @property
     def capacity(self) -> int:
         return self.weights.shape[1]
+
+    @property
+    def bias(self) -> np.ndarray:
+        """The labels' biases (a view of the weight matrix's last row)."""
+        return self.weights[-1, : self.n_labels]
 
     def add_label(self, prior: float = 0.5) -> int:
         """Give a new label the next column; its bias starts at the log-odds of ``prior``."""
@@ -87,14 +97,12 @@ class OnlineLinear:
         column = self.n_labels
         self.n_labels += 1
         prior = min(max(prior, 1e-4), 1 - 1e-4)
-        self.bias[column] = np.float32(np.log(prior / (1 - prior)))
+        self.weights[-1, column] = np.float32(np.log(prior / (1 - prior)))
         return column
 
     def _grow(self, capacity: int) -> None:
         extra = capacity - self.capacity
         self.weights = np.ascontiguousarray(np.hstack([self.weights, np.zeros((self.n_features, extra), np.float32)]))
-        self.bias = np.concatenate([self.bias, np.zeros(extra, np.float32)])
-        self.bias_sq = np.concatenate([self.bias_sq, np.zeros(extra, np.float32)])
 
     def decision(self, x: SparseRows) -> np.ndarray:
         """Raw scores (log-odds), ``n_rows x n_labels``; each row computed on its own."""
@@ -107,11 +115,10 @@ class OnlineLinear:
         gathered = self.weights[x.indices]
         return gathered if self.n_labels == self.capacity else gathered[:, : self.n_labels]
 
-    def _decision(self, x: SparseRows, gathered: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _decision(x: SparseRows, gathered: np.ndarray) -> np.ndarray:
         gathered *= x.values[:, None]
-        scores = np.add.reduceat(gathered, x.indptr[:-1], axis=0)
-        scores += self.bias[: self.n_labels]
-        return scores
+        return np.add.reduceat(gathered, x.indptr[:-1], axis=0)
 
     def predict_proba(self, x: SparseRows) -> np.ndarray:
         """Probabilities, ``n_rows x n_labels``."""
@@ -128,44 +135,45 @@ class OnlineLinear:
             return np.zeros((len(x), n), dtype=np.float32)
         before = expit(self._decision(x, self._gather(x)))
         gradient = before - y[:, :n]
-        order = np.argsort(x.indices, kind="stable")
-        features = x.indices[order]
-        first = np.empty(len(features), dtype=bool)
-        first[0] = True
-        np.not_equal(features[1:], features[:-1], out=first[1:])
-        rows = np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]
-        step = gradient[rows]
-        step *= x.values[order, None]
-        if len(features) > 1 and not first.all():
+        if len(x) == 1:  # a vector's indices are unique: no aggregation
+            features = x.indices
+            step = x.values[:, None] * gradient
+        else:
+            order = np.argsort(x.indices, kind="stable")
+            features = x.indices[order]
+            first = np.empty(len(features), dtype=bool)
+            first[0] = True
+            np.not_equal(features[1:], features[:-1], out=first[1:])
+            rows = np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]
+            step = gradient[rows]
+            step *= x.values[order, None]
             starts = np.flatnonzero(first)
-            step = np.add.reduceat(step, starts, axis=0)
-            features = features[starts]
-        self.feature_sq[features] += np.einsum("ij,ij->i", step, step) / n
-        step *= (self.learning_rate / np.sqrt(self.feature_sq[features] + 1e-6))[:, None]
+            if len(starts) < len(features):
+                step = np.add.reduceat(step, starts, axis=0)
+                features = features[starts]
+        squared = self.feature_sq[features] + np.einsum("ij,ij->i", step, step) / n
+        self.feature_sq[features] = squared
+        step *= (self.learning_rate / np.sqrt(squared + 1e-6))[:, None]
         rows = self.weights[features]  # whole rows: much faster to gather and scatter than a column slice
         rows[:, :n] -= step
         self.weights[features] = rows
-        bias_step = gradient.sum(axis=0)
-        self.bias_sq[:n] += bias_step * bias_step
-        self.bias[:n] -= self.learning_rate * bias_step / np.sqrt(self.bias_sq[:n] + 1e-6)
         return before
 
     def state(self) -> dict[str, np.ndarray]:
-        """The arrays that define the model; only feature rows ever touched are kept."""
-        touched = np.flatnonzero(self.feature_sq).astype(np.int32)
+        """The arrays that define the model; only rows ever touched (and the bias row) are kept."""
+        touched = np.flatnonzero(self.feature_sq[:-1]).astype(np.int32)
+        touched = np.append(touched, np.int32(self.n_features - 1))
         return {
             "rows": touched,
             "weights": np.ascontiguousarray(self.weights[touched, : self.n_labels]),
             "feature_sq": self.feature_sq[touched],
-            "bias": self.bias[: self.n_labels].copy(),
-            "bias_sq": self.bias_sq[: self.n_labels].copy(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], n_features: int, learning_rate: float,
                    min_capacity: int = 16) -> "OnlineLinear":
         model = cls(n_features, learning_rate, min_capacity)
-        n = len(state["bias"])
+        n = state["weights"].shape[1]
         capacity = 0
         while capacity < n:
             capacity = _next_capacity(capacity, min_capacity)
@@ -174,8 +182,6 @@ class OnlineLinear:
         rows = state["rows"]
         model.weights[rows, :n] = state["weights"]
         model.feature_sq[rows] = state["feature_sq"]
-        model.bias[:n] = state["bias"]
-        model.bias_sq[:n] = state["bias_sq"]
         return model
 
 

@@ -133,7 +133,7 @@ class Refiner:
         self.featurizer = Featurizer(bits=cfg.feature_bits, char_ngrams=cfg.char_ngrams, bigrams=cfg.bigrams,
                                      quoted_weight=cfg.quoted_weight, max_chars=cfg.max_chars,
                                      metadata_fields=cfg.metadata_fields)
-        self.n_features = 1 << cfg.feature_bits
+        self.n_features = (1 << cfg.feature_bits) + 1  # the hashed space and the constant bias feature
         self.model = OnlineLinear(self.n_features, cfg.learning_rate)
         #: Learns to tell reviewed messages from live ones (the balance factor).
         self.balance_model = OnlineLinear(self.n_features, cfg.learning_rate, min_capacity=1)
@@ -185,7 +185,7 @@ class Refiner:
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
-        return [self._prediction(m.id, m.timestamp, row) for m, row in zip(parsed, scores)]
+        return self._predictions(parsed, scores)
 
     # ------------------------------------------------------------------ reviews
 
@@ -256,15 +256,19 @@ class Refiner:
                          "annotation carries no inline message; send the annotation with its message")
 
     def _learn(self, slot: int, draws: "_Draws") -> np.ndarray:
-        """Learn the review in ``slot`` with replayed ones; its confidences before learning."""
-        slots = [slot]
-        if self.config.replay:
+        """Learn the review in ``slot``; its confidences before learning.
+
+        Every ``replay_every`` reviews, one more step rehearses ``replay * replay_every`` reviews
+        drawn from the validation window (experience replay, batched so that it costs one step).
+        """
+        x = SparseRows.stack([self.reviews.features[slot]])
+        before = self.model.learn(x, self.reviews.pinned[slot: slot + 1].astype(np.float32))
+        every = self.config.replay_every
+        if self.config.replay and (self.model_version + 1) % every == 0:
             occupied = self.reviews.occupied()
-            if len(occupied) > 1:
-                slots += [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay)]
-        x = SparseRows.stack([self.reviews.features[s] for s in slots])
-        targets = self.reviews.pinned[slots].astype(np.float32)
-        before = self.model.learn(x, targets)[:1]
+            slots = [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay * every)]
+            self.model.learn(SparseRows.stack([self.reviews.features[s] for s in slots]),
+                             self.reviews.pinned[slots].astype(np.float32))
         return self._hierarchical(before)[0]
 
     def _learn_balance(self, draws: "_Draws") -> None:
@@ -353,6 +357,30 @@ class Refiner:
     def _informative_weights(self) -> np.ndarray:
         """How often each label is pinned standing alone (no other label but its ancestors)."""
         return (self.alone + 1.0) / (self.pinned + 1.0)
+
+    def _predictions(self, messages: list[Message], scores: np.ndarray) -> list[Prediction]:
+        """The predictions of a batch (the same as :meth:`_prediction` row by row, vectorised)."""
+        names = self.labels
+        at = scores >= self.thresholds
+        any_at = at.any(axis=1).tolist()
+        informative = (at & self._informative).any(axis=1).tolist()
+        rounded = np.round(scores.astype(np.float64), 6).tolist()
+        out = []
+        for i, message in enumerate(messages):
+            confidences = dict(zip(names, rounded[i]))
+            if any_at[i]:
+                columns = np.flatnonzero(at[i])
+                chosen = set(columns.tolist())
+                if self._child_parent:
+                    for column in columns:
+                        chosen.update(self._ancestors[column])
+                labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
+            else:
+                labels = ()
+            out.append(Prediction(dataset=self.dataset, message_id=message.id, timestamp=message.timestamp,
+                                  model_version=self.model_version, confidences=confidences, labels=labels,
+                                  informative=informative[i]))
+        return out
 
     def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
                     thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
