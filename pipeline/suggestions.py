@@ -257,11 +257,14 @@ def _best(values: np.ndarray, column: int | None, limit: int) -> tuple[np.ndarra
 
 
 def _matrix(features: list[tuple[np.ndarray, np.ndarray]], n_features: int) -> scipy.sparse.csr_matrix:
+    """The vectors as rows of a sparse matrix, each scaled to unit length."""
     indptr = np.zeros(len(features) + 1, dtype=np.int64)
     np.cumsum([len(i) for i, _ in features], out=indptr[1:])
     indices = np.concatenate([i for i, _ in features]) if features else np.zeros(0, np.int32)
     values = np.concatenate([v for _, v in features]) if features else np.zeros(0, np.float32)
-    return scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(features), n_features))
+    matrix = scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(features), n_features))
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    return scipy.sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix  # rows of unit length: products are cosines
 
 
 def _uniform(seed: int, message_id: str) -> float:
