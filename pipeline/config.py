@@ -41,7 +41,8 @@ class RefinerConfig:
         Most recent live messages kept (features, observe-time scores) for coverage, the
         balance model and suggestions.
     threshold_refresh
-        Thresholds in force are re-chosen from the window every this many reviews.
+        Thresholds in force are re-chosen from the window every this many reviews (and, before
+        that many, at 8, 16, 32... reviews, so a young model gets thresholds early).
     precision_target, recall_target
         Targets of the ``high_precision`` and ``high_recall`` thresholds.
     label_targets
@@ -68,7 +69,7 @@ class RefinerConfig:
     replay_every: int = 16
     validation_window: int = 5000
     live_window: int = 5000
-    threshold_refresh: int = 100
+    threshold_refresh: int = 250
     precision_target: float = 0.95
     recall_target: float = 0.95
     label_targets: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)

@@ -153,8 +153,9 @@ def binned_thresholds(scores: np.ndarray, pinned: np.ndarray, precision_targets:
     nan = np.full(labels, np.nan)
     if n == 0 or labels == 0:
         return nan, nan.copy(), nan.copy()
-    grid = np.minimum((scores.astype(np.float64) * THRESHOLD_BINS + 1e-9).astype(np.int64), THRESHOLD_BINS)
-    flat = (grid + np.arange(labels) * width).ravel()
+    grid = np.minimum((scores * np.float32(THRESHOLD_BINS)).astype(np.int32), THRESHOLD_BINS)
+    grid += np.arange(labels, dtype=np.int32) * width
+    flat = grid.ravel()
     positives = np.bincount(flat, weights=pinned.ravel().astype(np.float64), minlength=labels * width).reshape(labels, width)
     everything = np.bincount(flat, minlength=labels * width).reshape(labels, width).astype(np.float64)
     # counts at or above each grid point

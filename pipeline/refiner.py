@@ -238,7 +238,8 @@ class Refiner:
         if len(self.balance_pending) >= _BALANCE_BATCH:
             self._learn_balance(draws)
         self.model_version += 1
-        if self.model_version % self.config.threshold_refresh == 0:
+        version, every = self.model_version, self.config.threshold_refresh
+        if version % every == 0 or (version < every and version >= 8 and version & (version - 1) == 0):
             self._refresh_thresholds()
         build = functools.partial(self._prediction, message_id, annotation.timestamp, out_of_sample,
                                   self.model_version - 1, self.thresholds.copy(), self._informative.copy(),
