@@ -19,8 +19,10 @@ How each kind ranks (best first; ``score`` is higher for a better suggestion):
     ``p_j / t_j`` over labels not pinned. Reviews whose latest review was itself made from a
     check or missed list are left out: a person has just confirmed them.
 ``missed_label`` (L)
-    Reviews not pinned with L, by highest out-of-sample confidence for L relative to ``t_L``
-    (``score = p_L / t_L``; at 1 or more confident learning counts it as a likely missed label).
+    Reviews not pinned with L, by highest out-of-sample confidence for L, measured as log-odds
+    above L's threshold in force (``score = logit(p_L) - logit(threshold_L)``; above 0 the model
+    would have predicted L). Dividing by ``t_L`` instead, as for ``check_label``, ranked worse on
+    NLU++ (bench/README.md): rare labels have a low ``t_L`` that inflates their scores.
 ``teach_label`` (L)
     Unreviewed messages whose confidence for L is closest to L's threshold in force
     (``score = 1 - |p_L - threshold_L|``): where one review teaches the model the most.
@@ -152,14 +154,14 @@ class Suggester:
         scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
         if not len(scores) or not scores.shape[1]:
             return []
-        relative = scores / pools.self_confidence
-        relative = np.where(~pinned & ~pools.confirmed[:, None], relative, -np.inf)
-        rows, columns, values = _best(relative, column, limit)
+        above = _logit(scores) - _logit(pools.thresholds)
+        above = np.where(~pinned & ~pools.confirmed[:, None], above, -np.inf)
+        rows, columns, values = _best(above, column, limit)
         return [Suggestion(
             message_id=pools.reviewed_ids[row], kind="missed_label", label=pools.labels[c], score=_r(value),
             reason=(f"Reviewed without {pools.labels[c]!r}, but before learning from it the model gave that label "
-                    f"{scores[row, c]:.0%} (its reviewed examples average {pools.self_confidence[c]:.0%}): "
-                    f"{pools.labels[c]!r} may be missing."))
+                    f"{scores[row, c]:.0%} (threshold {pools.thresholds[c]:.0%}, its reviewed examples average "
+                    f"{pools.self_confidence[c]:.0%}): {pools.labels[c]!r} may be missing."))
             for row, c, value in zip(rows, columns, values)]
 
     # ------------------------------------------------------------------ unreviewed pool
@@ -275,6 +277,11 @@ def _uniform(seed: int, message_id: str) -> float:
     """
     digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8, key=seed.to_bytes(8, "little")).digest()
     return int.from_bytes(digest, "little") / 2.0 ** 64
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _r(value: float) -> float:
