@@ -11,17 +11,22 @@ The parts, each in its own module:
 - :mod:`pipeline.features` hashes subject, body (cleaned of quotes and signatures), channel and
   chosen metadata into a fixed sparse space;
 - :mod:`pipeline.model` is per-label online logistic regression (AdaGrad) over that space,
-  vectorised with numpy (River's per-dict loop is ~20-50x slower at 77 labels, bench/README.md);
+  vectorised with numpy. River's ``OneVsRestClassifier(LogisticRegression)`` is the same model
+  but walks a dict per label per message: on the Banking77 stream it does ~1,000-1,300
+  predict+learn per second, this engine ~3,000 reviews and ~16,000 observed messages per
+  second (bench/README.md), so River is used where it fits (drift detectors), not here;
 - :mod:`pipeline.windows` keeps the prequential validation window of recent reviews and the
   window of recent live messages;
 - :mod:`pipeline.metrics` and :mod:`pipeline.rating` turn them into DESIGN.md's metrics.
 
 How a review is learned
     The message is scored first (out-of-sample) and the score stored in the validation window
-    with the pinned labels (every label of the taxonomy not pinned is a negative). Then one
-    gradient step is taken on the review together with ``config.replay`` reviews sampled from
-    the window (experience replay: each review is rehearsed a few times while it is in the
-    window, which brings one streaming pass close to several batch epochs).
+    with the pinned labels (every label of the taxonomy not pinned is a negative). Then the
+    model takes one gradient step on the review. Every ``config.replay_every`` reviews it takes
+    one more step on ``replay * replay_every`` reviews drawn from the window (experience
+    replay: each review is rehearsed about ``replay`` times while it is in the window, with
+    its current labels; one batched step keeps the cost low). On Banking77 one streaming pass
+    reaches 0.997x the accuracy of a batch TF-IDF + logistic regression (bench/README.md).
 
 Re-reviews and removals
     An online model cannot unlearn a gradient step exactly. The engine keeps, per reviewed
