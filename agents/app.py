@@ -76,6 +76,9 @@ class WorkerOptions:
     #: REFINERY_SESSION_TIMEOUT: seconds without heartbeat before the group gives a worker's
     #: partitions to the others (heartbeats every tenth of it).
     session_timeout: float = 30.0
+    #: REFINERY_INSTANCE_ID: static group membership (KIP-345). A worker restarted with the same
+    #: id takes its partitions back at once instead of after a session timeout and a rebalance.
+    instance_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerOptions":
@@ -106,6 +109,7 @@ class WorkerOptions:
             data_dir=get("REFINERY_DATA_DIR", None, Path),
             chunk_bytes=get("REFINERY_SNAPSHOT_CHUNK_BYTES", d.chunk_bytes, int),
             session_timeout=get("REFINERY_SESSION_TIMEOUT", d.session_timeout, float),
+            instance_id=get("REFINERY_INSTANCE_ID", None, str),
         )
 
 
@@ -279,6 +283,9 @@ class Service:
                 records = [(o, v) for o, _, v in extra] + records
             outcome = await self.in_thread(part.apply, records, now=time.time())
         self.obs.latency.observe(time.perf_counter() - started)
+        if outcome.skipped:
+            log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
+                      why="covered by a snapshot, already applied, or repeated by the sequencer")
         self.obs.events_in.labels(self.topics["events"]).inc(len(events))
         out = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None) for pr in outcome.predictions]
         out += [self.dead_record(d) for d in outcome.dead_letters]
@@ -395,6 +402,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_commit_interval=1.0,
         producer_max_request_size=1_000_000,
         web_enabled=True,
+        consumer_group_instance_id=options.instance_id,
         **faust_settings,
     )
     obs = Observability()

@@ -50,8 +50,8 @@ def _free_port() -> int:
 class Worker:
     """One ``refinery worker`` subprocess."""
 
-    def __init__(self, settings, log_path, **env):
-        self.port = _free_port()
+    def __init__(self, settings, log_path, port=None, **env):
+        self.port = port or _free_port()
         self.log_path = log_path
         self.env = {
             **os.environ,
@@ -109,8 +109,8 @@ class Worker:
 def workers(tmp_path):
     started: list[Worker] = []
 
-    def start(settings, name="worker", **env) -> Worker:
-        worker = Worker(settings, tmp_path / f"{name}.log", **env).start()
+    def start(settings, name="worker", port=None, **env) -> Worker:
+        worker = Worker(settings, tmp_path / f"{name}.log", port, **env).start()
         started.append(worker)
         return worker
 
@@ -166,17 +166,24 @@ def _wait_for(condition, timeout: float, what: str, worker: Worker | None = None
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _reference(settings) -> dict[str, Refiner]:
-    """Engines fed the ``events`` log directly: each input record once, at its first position."""
-    engines: dict[str, Refiner] = {}
-    seen = set()
-    config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **ENGINE})
+def _events(settings) -> list[Event]:
+    """The ``events`` log, each input record once, at its first position (the sequencer may
+    forward a record again after a crash; the engine drops the repeat)."""
+    seen, out = set(), []
     for _, _, _, value in _read_all(settings, "events"):
         event = Event.decode(value)
         position = (event.source_topic, event.partition, event.offset)
-        if position in seen:
-            continue
-        seen.add(position)
+        if position not in seen:
+            seen.add(position)
+            out.append(event)
+    return out
+
+
+def _reference(events: list[Event]) -> dict[str, Refiner]:
+    """Engines fed the events directly, in a plain loop: what an uninterrupted worker computes."""
+    engines: dict[str, Refiner] = {}
+    config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **ENGINE})
+    for event in events:
         record = event.message or event.annotation
         engine = engines.setdefault(record.dataset, Refiner(record.dataset, config=config, seed=0))
         try:
@@ -194,19 +201,24 @@ def _latest_metrics(settings) -> dict[str, MetricsSnapshot]:
     return latest
 
 
-def _final_metrics(settings, reviews: dict[str, int], timeout: float = 60.0, worker=None) -> dict[str, MetricsSnapshot]:
-    """The published metrics once every dataset reports all its reviews learnt."""
-    def done():
+def _settle(settings, events: int, worker=None, timeout: float = 90.0) -> dict[str, MetricsSnapshot]:
+    """Wait until ``events`` distinct input records are in ``events``, then until every dataset's
+    published metrics equal a directly fed engine's (at the published time); return them."""
+    log = _wait_for(lambda: (lambda e: e if len(e) >= events else None)(_events(settings)), timeout,
+                    f"{events} events", worker)
+    assert len(log) == events
+    reference = _reference(log)
+
+    def matches():
         latest = _latest_metrics(settings)
-        if all(d in latest and latest[d].reviewed == n for d, n in reviews.items()):
-            return latest
-        return None
-    return _wait_for(done, timeout, f"metrics with {reviews} reviews", worker)
+        if set(latest) != set(reference):
+            return None
+        for dataset, published in latest.items():
+            if published.to_dict() != reference[dataset].metrics(now=published.timestamp).to_dict():
+                return None
+        return latest
 
-
-def _same_figures(published: MetricsSnapshot, engine: Refiner) -> None:
-    expected = engine.metrics(now=published.timestamp)
-    assert published.to_dict() == expected.to_dict()
+    return _wait_for(matches, timeout, "published metrics equal to the engine's", worker)
 
 
 def _pairs(n: int, dataset: str = "banking77", skip: int = 0):
@@ -249,9 +261,8 @@ def test_end_to_end_one_prediction_per_message_and_the_same_figures_as_the_engin
     assert sorted(p.message_id for p in decoded) == sorted(m.id for m, _ in pairs)
     assert {k for _, _, k, _ in predictions} == {b"banking77"}
 
-    published = _final_metrics(topics, {"banking77": reviews}, worker=worker)
-    reference = _reference(topics)
-    _same_figures(published["banking77"], reference["banking77"])
+    published = _settle(topics, 300 + reviews, worker)
+    assert published["banking77"].reviewed == reviews
     assert _read_all(topics, "deadletter") == []
 
 
@@ -259,7 +270,7 @@ def test_the_web_api_and_prometheus_report_the_dataset(topics, workers, datasets
     worker = workers(topics, REFINERY_API_TOKEN="s3cret")
     worker.wait_ready()
     reviews = _send(_producer(topics), topics, _pairs(120))
-    _final_metrics(topics, {"banking77": reviews}, worker=worker)
+    _settle(topics, 120 + reviews, worker)
 
     assert worker.get("/healthz", token="wrong")[0] == 200
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -331,6 +342,107 @@ def test_a_thousand_malformed_events_are_dead_lettered_and_every_valid_one_is_pr
     predictions = _wait_for(lambda: (lambda p: p if len(p) >= 200 else None)(_read_all(topics, "predictions")),
                             60, "200 predictions", worker)
     assert sorted(Prediction.decode(v).message_id for *_, v in predictions) == sorted(m.id for m, _ in pairs)
-    published = _final_metrics(topics, {"banking77": valid_reviews}, worker=worker)
-    _same_figures(published["banking77"], _reference(topics)["banking77"])
+    # The events log holds the valid records and the 125 reviews the engine could not apply.
+    published = _settle(topics, 200 + valid_reviews + 125, worker)
+    assert published["banking77"].reviewed == valid_reviews
     assert worker.alive() and worker.get("/healthz")[0] == 200
+
+
+# -- crash recovery ----------------------------------------------------------------------------
+
+
+def test_sigkill_at_random_points_loses_no_review_and_learns_none_twice(topics, workers, datasets):
+    rng = random.Random(20261130)
+    pairs = _pairs(300)
+    # The restarted worker takes over without waiting for a session timeout; snapshots are frequent,
+    # so kills land before, during and after them.
+    static = {"REFINERY_INSTANCE_ID": "only", "REFINERY_SNAPSHOT_EVERY": "25", "REFINERY_SNAPSHOT_SECONDS": "0.5"}
+    worker = workers(topics, **static)
+    counts = {}
+
+    def stream():  # a live stream: messages and reviews at a modest rate while the worker dies
+        producer = _producer(topics)
+        counts["reviews"] = 0
+        for start in range(0, len(pairs), 10):
+            counts["reviews"] += _send(producer, topics, pairs[start:start + 10], review_every=2, review_lag=0)
+            time.sleep(0.8)
+
+    worker.wait_ready()
+    sender = threading.Thread(target=stream)
+    sender.start()
+    for kill in range(3):  # at random points while the worker is processing the stream
+        worker.wait_ready()
+        time.sleep(rng.uniform(0.2, 1.5))
+        assert sender.is_alive(), "the stream ended before the worker was killed"
+        worker.kill(signal.SIGKILL)
+        # Same instance id and address: Faust's assignor checks the worker's URL on a static rejoin.
+        worker = workers(topics, name=f"worker-{kill + 1}", port=worker.port, **static)
+    sender.join()
+    worker.wait_ready()
+
+    published = _settle(topics, len(pairs) + counts["reviews"], worker)
+    assert published["banking77"].reviewed == counts["reviews"]
+    predicted = {Prediction.decode(v).message_id for *_, v in _read_all(topics, "predictions")}
+    assert predicted == {m.id for m, _ in pairs}  # at least once: repeats are allowed after a crash
+
+
+def _datasets_on_each_partition() -> list[str]:
+    names, covered = [], set()
+    for name in (f"bank-{i}" for i in range(1000)):
+        p = owner_partition(name, PARTITIONS)
+        if p not in covered:
+            covered.add(p)
+            names.append(name)
+        if len(covered) == PARTITIONS:
+            return names
+    raise AssertionError("no dataset names covering every partition")
+
+
+def _snapshot_manifests(settings):
+    from agents.snapshots import collect
+
+    return collect((key, value) for _, _, key, value in _read_all(settings, "snapshots")).manifests
+
+
+def _owned(worker) -> set[str]:
+    return {row["dataset"] for row in orjson.loads(worker.get("/datasets")[1])["datasets"]}
+
+
+def _assigned(worker) -> set[int]:
+    try:
+        status, body = worker.get("/readyz")
+    except urllib.error.HTTPError:
+        return set()
+    return set(orjson.loads(body)["assigned"])
+
+
+def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_datasets_over(topics, workers, datasets):
+    names = _datasets_on_each_partition()
+    first, second = workers(topics, name="first"), workers(topics, name="second")
+    first.wait_ready()
+    second.wait_ready()
+    _wait_for(lambda: _assigned(first) and _assigned(second) and not (_assigned(first) & _assigned(second))
+              and len(_assigned(first) | _assigned(second)) == PARTITIONS, 60, "the partitions shared by both workers")
+    producer = _producer(topics)
+    events = 0
+    for i, name in enumerate(names):
+        pairs = _pairs(60, dataset=name, skip=60 * i)
+        events += len(pairs) + _send(producer, topics, pairs)
+    _settle(topics, events, first)
+    owned_first, owned_second = _owned(first), _owned(second)
+    assert owned_first.isdisjoint(owned_second) and owned_first | owned_second == set(names)
+    assert owned_first and owned_second
+    for name in owned_first:
+        assert owner_partition(name, PARTITIONS) in _assigned(first)
+    _wait_for(lambda: set(_snapshot_manifests(topics)) == set(names), 30, "a snapshot of every dataset")
+
+    first.kill(signal.SIGKILL)
+    _wait_for(lambda: _assigned(second) == set(range(PARTITIONS)) and second.get("/readyz")[0] == 200,
+              60, "the survivor to own every partition", second)
+    assert _owned(second) == set(names)  # restored from the snapshots, before any new event
+    for i, name in enumerate(names):
+        pairs = _pairs(40, dataset=name, skip=60 * i + 1000)
+        events += len(pairs) + _send(producer, topics, pairs)
+    published = _settle(topics, events, second)
+    assert _owned(second) == set(names)
+    assert set(published) == set(names)
