@@ -25,7 +25,10 @@ How each kind ranks (best first; ``score`` is higher for a better suggestion):
     NLU++ (bench/README.md): rare labels have a low ``t_L`` that inflates their scores.
 ``teach_label`` (L)
     Unreviewed messages whose confidence for L is closest to L's threshold in force
-    (``score = 1 - |p_L - threshold_L|``): where one review teaches the model the most.
+    (``score = 1 - |p_L - threshold_L|``): where one review teaches the model the most. With
+    ``label=None``, messages where the model is unsure of the most labels at once: the sum over
+    labels of ``p (1 - p)`` (each label's Bernoulli variance). On Banking77 this needed fewer
+    reviews to a target accuracy than the best single label's closeness (bench/README.md).
 ``low_confidence``
     Unreviewed messages with no informative label at threshold, by lowest top confidence.
 ``rebalance``
@@ -35,8 +38,8 @@ How each kind ranks (best first; ``score`` is higher for a better suggestion):
     id (a keyed hash), so it needs no random state and a message keeps its place as others come
     and go.
 
-With ``label=None`` the label kinds rank (message, label) pairs of all labels together, a
-message appearing once, with its best label. ``teach_label``, ``low_confidence`` and
+With ``label=None`` the check and missed kinds rank (message, label) pairs of all labels
+together, a message appearing once, with its best label. ``teach_label``, ``low_confidence`` and
 ``rebalance`` lists are kept diverse: a candidate whose hashed features have a cosine
 similarity above ``max_similarity`` with one already chosen waits until the end of the list.
 Ties are broken by the shuffle order.
@@ -173,15 +176,17 @@ class Suggester:
         closeness = 1.0 - np.abs(scores - pools.thresholds)
         if column is None:
             columns = np.argmax(closeness, axis=1)
-            value = closeness[np.arange(len(scores)), columns]
+            value = (scores * (1.0 - scores)).sum(axis=1)
+            why = "the model is unsure of many labels here (total variance {:.2f}); the closest call is"
         else:
             columns = np.full(len(scores), column)
             value = closeness[:, column]
+            why = "the model gives"
         chosen = self._diverse(pools, value, limit)
         return [Suggestion(
             message_id=pools.live_ids[i], kind="teach_label", label=pools.labels[columns[i]], score=_r(value[i]),
-            reason=(f"The model gives {pools.labels[columns[i]]!r} {scores[i, columns[i]]:.0%}, close to its threshold "
-                    f"{pools.thresholds[columns[i]]:.0%}: reviewing it teaches the model most about that label."))
+            reason=(f"{why.format(value[i]).capitalize()} {pools.labels[columns[i]]!r} at {scores[i, columns[i]]:.0%}, close to "
+                    f"its threshold {pools.thresholds[columns[i]]:.0%}: reviewing it teaches the model the most."))
             for i in chosen]
 
     def _low_confidence(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:

@@ -246,3 +246,12 @@ def test_lists_follow_new_reviews_and_messages(flipped_engine, banking):
     for message, truth in banking[1800:1900]:
         engine.annotate(reviewed_as(message, [truth.labels[0].name], mode="teach"))
     assert engine.suggestions("teach_label", limit=10) != before
+
+
+def test_teach_label_over_all_labels_prefers_messages_unsure_of_many_labels(flipped_engine):
+    engine, _ = flipped_engine
+    items = engine.suggestions("teach_label", limit=20)
+    ids, scores, _ = engine.unreviewed_pool()
+    variance = dict(zip(ids, (scores * (1 - scores)).sum(axis=1).tolist()))
+    assert all(abs(s.score - variance[s.message_id]) < 1e-4 for s in items)
+    assert items[0].score == pytest.approx(max(variance.values()), abs=1e-4)
