@@ -157,7 +157,10 @@ class MixDrift:
         position = 0
         while position < len(buckets):
             take = min(self.block - self.in_block, len(buckets) - position)
-            np.add.at(self.current, buckets[position:position + take], 1)
+            if take == 1:
+                self.current[buckets[position]] += 1
+            else:
+                self.current += np.bincount(buckets[position:position + take], minlength=len(self.current))
             self.in_block += take
             position += take
             if self.in_block == self.block and self._close():
@@ -254,9 +257,9 @@ class DriftMonitor:
         self.observed += len(scores)
         n = len(labels)
         if n:
-            top = np.argmax(scores[:, :n], axis=1)
-            at = scores[np.arange(len(scores)), top] >= thresholds[top]
-            buckets = np.where(at, top, n)
+            top = scores[:, :n].argmax(axis=1)
+            best = scores[:, :n].max(axis=1)
+            buckets = np.where(best >= thresholds[top], top, n)
         else:
             buckets = np.zeros(len(scores), dtype=np.int64)
         for position in self.mix.update(buckets, n):
