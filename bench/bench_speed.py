@@ -16,7 +16,7 @@ Sections:
 4. Memory: peak RSS while observing ``--messages`` live messages (1% of them reviewed); the
    resident size must plateau (bounded windows, hashed features).
 
-Run: ``.venv/bin/python bench/bench_speed.py [--messages 1000000] [--skip-memory]``
+Run: ``.venv/bin/python bench/bench_speed.py [--sections speed,labels,length,memory] [--messages 1000000]``
 """
 
 from __future__ import annotations
@@ -199,19 +199,23 @@ def memory(data, config: RefinerConfig, total: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000, help="live messages for the memory section")
-    parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--skip-scaling", action="store_true", help="skip the label-count and length sections")
+    parser.add_argument("--sections", default="speed,labels,length,memory",
+                        help="comma-separated sections to run (speed, labels, length, memory); run memory alone "
+                             "for a clean peak RSS")
     parser.add_argument("--config", default="{}", help='RefinerConfig overrides as JSON, e.g. \'{"replay": 0}\'')
     args = parser.parse_args(argv)
     config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
     print(f"engine config: feature_bits={config.feature_bits} char_ngrams={config.char_ngrams} replay={config.replay}")
+    sections = set(args.sections.split(","))
     data = stream()
-    times, n = interleaved(data, config)
-    report("Banking77, 77 labels", times, n, targets={"annotate": 3, "observe": 10, "observe_many": 10})
-    if not args.skip_scaling:
+    if "speed" in sections:
+        times, n = interleaved(data, config)
+        report("Banking77, 77 labels", times, n, targets={"annotate": 3, "observe": 10, "observe_many": 10})
+    if "labels" in sections:
         by_labels(data, config)
+    if "length" in sections:
         by_length(data, config)
-    if not args.skip_memory:
+    if "memory" in sections:
         memory(data, config, args.messages)
     return 0
 

@@ -125,7 +125,8 @@ class OnlineLinear:
         return expit(self.decision(x))
 
     def learn(self, x: SparseRows, y: np.ndarray) -> np.ndarray:
-        """One AdaGrad step on the examples ``x`` with targets ``y`` (``n_rows x >= n_labels``).
+        """One AdaGrad step on the examples ``x`` with targets ``y`` (``n_rows x >= n_labels``,
+        0/1 or bool).
 
         Returns the probabilities of ``x`` before the step (the same as :meth:`predict_proba`
         would have given), so a caller needing out-of-sample scores pays no second pass.

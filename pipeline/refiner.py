@@ -179,13 +179,16 @@ class Refiner:
 
         Every message is checked before any is applied, so a bad one changes nothing.
         """
-        parsed = [self._message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+        parsed = [m if type(m) is Message and m.dataset == self.dataset else self._message(m, i)
+                  for i, m in enumerate(messages)]
         if not parsed:
             return []
         features = [self._features(m) for m in parsed]
-        # blocks keep the gathered weight rows in cache; rows are scored independently anyway
-        scores = np.concatenate([self._score(SparseRows.stack(features[i:i + _BLOCK]))
-                                 for i in range(0, len(features), _BLOCK)])
+        if len(features) <= _BLOCK:
+            scores = self._score(SparseRows.stack(features))
+        else:  # blocks keep the gathered weight rows in cache; rows are scored independently anyway
+            scores = np.concatenate([self._score(SparseRows.stack(features[i:i + _BLOCK]))
+                                     for i in range(0, len(features), _BLOCK)])
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
@@ -268,13 +271,13 @@ class Refiner:
         drawn from the validation window (experience replay, batched so that it costs one step).
         """
         x = SparseRows.stack([self.reviews.features[slot]])
-        before = self.model.learn(x, self.reviews.pinned[slot: slot + 1].astype(np.float32))
+        before = self.model.learn(x, self.reviews.pinned[slot: slot + 1])  # bool targets: no copy
         every = self.config.replay_every
         if self.config.replay and (self.model_version + 1) % every == 0:
             occupied = self.reviews.occupied()
             slots = [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay * every)]
             self.model.learn(SparseRows.stack([self.reviews.features[s] for s in slots]),
-                             self.reviews.pinned[slots].astype(np.float32))
+                             self.reviews.pinned[slots])
         return self._hierarchical(before)[0]
 
     def _learn_balance(self, draws: "_Draws") -> None:
@@ -307,7 +310,7 @@ class Refiner:
             self.searched[chosen] += sign
         if mode in _UNBIASED_MODES:
             self.unbiased_reviews += sign
-        self._informative = self._informative_weights() >= 0.5
+        self._informative[chosen] = (self.alone[chosen] + 1.0) / (self.pinned[chosen] + 1.0) >= 0.5
 
     # ------------------------------------------------------------------ labels and scoring
 
@@ -351,7 +354,8 @@ class Refiner:
     def _features(self, message: Message) -> tuple[np.ndarray, np.ndarray]:
         return self.featurizer.transform(message.subject, message.body, message.channel, message.metadata)
 
-    def _message(self, message: Message | dict, path: str) -> Message:
+    def _message(self, message: Message | dict, index: int) -> Message:
+        path = f"messages[{index}]"
         if isinstance(message, dict):
             message = Message.from_dict(message)
         elif not isinstance(message, Message):
