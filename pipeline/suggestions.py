@@ -50,6 +50,7 @@ message or review; nothing here needs its own snapshot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -94,6 +95,22 @@ class _Pools:
         self.shuffle_key = np.array([_uniform(seed, i) for i in self.live_ids], dtype=np.float64)
 
 
+    @functools.cached_property
+    def check_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every review's confidences relative to each label's mean self-confidence, and how
+        suspicious each pinned label is (``-inf`` where the label is not pinned, or the review confirmed)."""
+        relative = self.reviewed_scores / self.self_confidence
+        other = np.where(self.reviewed_pinned, 0.0, relative).max(axis=1, keepdims=True)
+        suspicion = other / (other + relative + 1e-12)
+        return relative, np.where(self.reviewed_pinned & ~self.confirmed[:, None], suspicion, -np.inf)
+
+    @functools.cached_property
+    def missed_matrix(self) -> np.ndarray:
+        """Log-odds of every review's confidences above each label's threshold (``-inf`` where pinned or confirmed)."""
+        above = _logit(self.reviewed_scores) - _logit(self.thresholds)
+        return np.where(~self.reviewed_pinned & ~self.confirmed[:, None], above, -np.inf)
+
+
 class Suggester:
     """Ranks messages to review next from an engine's pools (see the module docstring).
 
@@ -135,10 +152,7 @@ class Suggester:
         scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
         if not len(scores) or not scores.shape[1]:
             return []
-        relative = scores / pools.self_confidence
-        other = np.where(pinned, 0.0, relative).max(axis=1, keepdims=True)
-        suspicion = other / (other + relative + 1e-12)
-        suspicion = np.where(pinned & ~pools.confirmed[:, None], suspicion, -np.inf)
+        relative, suspicion = pools.check_matrix
         rows, columns, values = _best(suspicion, column, limit)
         out = []
         for row, c, value in zip(rows, columns, values):
@@ -157,9 +171,7 @@ class Suggester:
         scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
         if not len(scores) or not scores.shape[1]:
             return []
-        above = _logit(scores) - _logit(pools.thresholds)
-        above = np.where(~pinned & ~pools.confirmed[:, None], above, -np.inf)
-        rows, columns, values = _best(above, column, limit)
+        rows, columns, values = _best(pools.missed_matrix, column, limit)
         return [Suggestion(
             message_id=pools.reviewed_ids[row], kind="missed_label", label=pools.labels[c], score=_r(value),
             reason=(f"Reviewed without {pools.labels[c]!r}, but before learning from it the model gave that label "
@@ -173,14 +185,13 @@ class Suggester:
         scores = pools.live_scores
         if not len(scores) or not scores.shape[1]:
             return []
-        closeness = 1.0 - np.abs(scores - pools.thresholds)
         if column is None:
-            columns = np.argmax(closeness, axis=1)
+            columns = np.argmax(1.0 - np.abs(scores - pools.thresholds), axis=1)
             value = (scores * (1.0 - scores)).sum(axis=1)
             why = "the model is unsure of many labels here (total variance {:.2f}); the closest call is"
         else:
             columns = np.full(len(scores), column)
-            value = closeness[:, column]
+            value = 1.0 - np.abs(scores[:, column] - pools.thresholds[column])
             why = "the model gives"
         chosen = self._diverse(pools, value, limit)
         return [Suggestion(
