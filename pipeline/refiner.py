@@ -84,7 +84,7 @@ _MIN_LIVE_FOR_WARNING = 100
 #: Messages scored together by observe_many and metrics.
 _BLOCK = 128
 #: Reviews the balance model learns together (with as many live samples).
-_BALANCE_BATCH = 8
+_BALANCE_BATCH = 16
 
 
 class ReviewOutcome:
