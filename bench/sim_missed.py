@@ -10,7 +10,9 @@ probabilities, cut at k over the (message, absent intent) pairs, and against
 ``find_multilabel_issues_per_class`` (cleanlab's own issue set). A random pick of k absent pairs
 finds about ``k / pairs`` of them.
 
-Run: ``.venv/bin/python bench/sim_missed.py [--domain banking] [--seed 0]``
+Both NLU++ domains (banking, hotels), ``--seeds`` seeds each.
+
+Run: ``.venv/bin/python bench/sim_missed.py [--seeds 3]``
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ from sim_common import Timer, engine as make_engine, load, review
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domain", default="banking", choices=("banking", "hotels"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--share", type=float, default=0.1)
     args = parser.parse_args()
     clock = Timer()
-    pairs = load("nlupp", domain=args.domain)
-    rng = np.random.default_rng(args.seed)
+    figures = []
+    for domain in ("banking", "hotels"):
+        pairs = load("nlupp", domain=domain)
+        figures += [run(pairs, domain, seed, args.share, clock) for seed in range(args.seeds)]
+    names = ("missed_label recall@k", "cleanlab per-class ranking recall@k", "cleanlab issue set recall",
+             "cleanlab issue set precision", "random pick recall@k")
+    print(f"mean over both domains and {args.seeds} seeds:")
+    for name, values in zip(names, zip(*figures)):
+        print(f"  {name:38s} {np.mean(values):.3f}")
+
+
+def run(pairs, domain: str, seed: int, share: float, clock) -> tuple[float, ...]:
+    rng = np.random.default_rng(seed)
     multi = [i for i, (_, r) in enumerate(pairs) if len(r.labels) >= 2]
-    chosen = set(rng.choice(multi, size=int(args.share * len(multi)), replace=False).tolist())
+    chosen = set(rng.choice(multi, size=int(share * len(multi)), replace=False).tolist())
     given, dropped = {}, set()
     for i, (message, truth) in enumerate(pairs):
         labels = sorted(a.name for a in truth.labels)
@@ -40,7 +52,7 @@ def main() -> None:
             gone = labels.pop(int(rng.integers(len(labels))))
             dropped.add((message.id, gone))
         given[message.id] = labels
-    engine = make_engine(pairs[0][0].dataset, args.seed, validation_window=len(pairs))
+    engine = make_engine(pairs[0][0].dataset, seed, validation_window=len(pairs))
     for t, i in enumerate(rng.permutation(len(pairs))):
         message = pairs[i][0]
         engine.annotate(review(message, given[message.id], "shuffle", t))
@@ -72,13 +84,14 @@ def main() -> None:
     cl_set_precision = float((flagged & is_dropped).sum()) / max(1, int(flagged.sum()))
     absent = int((~target).sum())
 
-    print(f"NLU++ {args.domain}: {len(pairs)} reviews, {k} dropped (message, intent) pairs among {absent} absent pairs, "
-          f"seed {args.seed}  [{clock}]")
+    print(f"NLU++ {domain}: {len(pairs)} reviews, {k} dropped (message, intent) pairs among {absent} absent pairs, "
+          f"seed {seed}  [{clock}]")
     print(f"  missed_label recall@{k}:                                  {recall:.3f}")
     print(f"  cleanlab per-class self-confidence ranking recall@{k}:    {cl_recall:.3f}")
     print(f"  cleanlab find_multilabel_issues_per_class: {int(flagged.sum())} absent pairs flagged, "
           f"recall {cl_set_recall:.3f}, precision {cl_set_precision:.3f}")
-    print(f"  random pick recall@{k}:                                   {k / absent:.4f}")
+    print(f"  random pick recall@{k}:                                   {k / absent:.4f}", flush=True)
+    return recall, cl_recall, cl_set_recall, cl_set_precision, k / absent
 
 
 if __name__ == "__main__":
