@@ -6,6 +6,10 @@
 True
 >>> RefinerConfig(label_targets={"Urgent": ("recall", 0.9)}).target_for("Urgent")
 ('high_recall', 0.9)
+>>> RefinerConfig(validation_window="5000")
+Traceback (most recent call last):
+...
+ValueError: RefinerConfig.validation_window: expected int, got '5000'
 """
 
 from __future__ import annotations
@@ -80,6 +84,11 @@ class RefinerConfig:
     healthy_shuffle_share: float = 0.15
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = {"int": int, "float": (int, float), "bool": bool}.get(field.type)
+            if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
+                raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
         for name in ("validation_window", "live_window", "threshold_refresh", "replay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
