@@ -195,6 +195,13 @@ class Refiner:
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
         return self._predictions(parsed, scores)
 
+    def predict(self, message: Message | dict) -> Prediction:
+        """What :meth:`observe` would return, without remembering the message: the state is
+        untouched (for ad-hoc queries, e.g. the web API)."""
+        message = self._message(message, 0)
+        scores = self._score(SparseRows.stack([self._features(message)]))
+        return self._predictions([message], scores)[0]
+
     # ------------------------------------------------------------------ reviews
 
     def annotate(self, annotation: Annotation | dict) -> ReviewOutcome:

@@ -82,6 +82,14 @@ def test_observe_many_equals_observing_one_by_one_and_leaves_the_same_state(bank
     assert many.snapshot() == one.snapshot()
 
 
+def test_predict_gives_what_observe_would_and_changes_nothing():
+    engine = taught(Refiner("support"))
+    before = engine.snapshot()
+    predicted = engine.predict(message(1, "my card did not arrive yet"))
+    assert engine.snapshot() == before
+    assert engine.observe(message(1, "my card did not arrive yet")) == predicted
+
+
 def test_a_bad_message_in_a_batch_changes_nothing():
     engine = taught(Refiner("support"))
     before = engine.snapshot()
