@@ -446,3 +446,69 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     published = _settle(topics, events, second)
     assert _owned(second) == set(names)
     assert set(published) == set(names)
+
+
+# -- broker outage -----------------------------------------------------------------------------
+
+
+def _free_port_pair() -> int:
+    """A port p such that p and p + 1 (the controller's) are both free."""
+    for _ in range(100):
+        port = _free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no two consecutive free ports")
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory, unique_prefix):
+    """A broker of this test's own (its own port and REFINERY_HOME under /tmp), which it may stop:
+    never the shared one."""
+    from agents import broker
+    from agents.config import Settings
+
+    shared = Settings.from_env()
+    if not broker._fetched(shared):
+        pytest.skip(f"the Kafka jars are not in {shared.home / 'libs'}: run `refinery kafka fetch`")
+    home = tmp_path_factory.mktemp("outage-broker")
+    (home / "libs").symlink_to(shared.home / "libs")  # the jars already fetched; no download
+    settings = dataclasses.replace(shared, external_bootstrap=None, home=home, kafka_port=_free_port_pair(),
+                                   topic_prefix=unique_prefix, partitions=PARTITIONS)
+    broker.start(settings, quiet=True)
+    try:
+        broker.create_topics(settings)
+        yield settings
+    finally:
+        broker.stop(settings, quiet=True)
+
+
+def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers, datasets):
+    from agents import broker
+
+    outage = float(os.environ.get("REFINERY_TEST_OUTAGE_SECONDS", "30"))
+    worker = workers(own_broker)
+    worker.wait_ready()
+    pairs = _pairs(200)
+    producer = _producer(own_broker)
+    events = len(pairs[:100]) + _send(producer, own_broker, pairs[:100])
+    producer.close()
+    _wait_for(lambda: len(_read_all(own_broker, "predictions")) >= 50, 60, "the stream under way", worker)
+
+    broker.stop(own_broker, quiet=True)
+    deadline = time.monotonic() + outage
+    while time.monotonic() < deadline:
+        assert worker.alive(), f"the worker died during the outage; see {worker.log_path}"
+        time.sleep(1)
+    broker.start(own_broker, quiet=True)
+
+    producer = _producer(own_broker)
+    events += len(pairs[100:]) + _send(producer, own_broker, pairs[100:])
+    published = _settle(own_broker, events, worker, timeout=120)
+    assert published["banking77"].reviewed == events - len(pairs)
+    predicted = {Prediction.decode(v).message_id for *_, v in _read_all(own_broker, "predictions")}
+    assert predicted == {m.id for m, _ in pairs}
+    assert worker.alive()
