@@ -30,7 +30,7 @@ from agents.config import PROJECT_ROOT
 from agents.datasets import banking77
 from agents.sequencer import owner_partition
 from pipeline import Refiner, RefinerConfig
-from schemas import DeadLetter, Event, MetricsSnapshot, Prediction, SuggestionList
+from schemas import DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
 
 pytestmark = pytest.mark.kafka
 
@@ -76,10 +76,11 @@ class Worker:
                                         env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
         return self
 
-    def get(self, path: str, timeout: float = 5.0, token: str | None = None):
+    def get(self, path: str, timeout: float = 5.0, token: str | None = None, body: bytes | None = None):
+        """``(status, body)`` of a GET (a POST with ``body``) to the worker's web server."""
         token = token or self.env.get("REFINERY_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers, data=body)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
 
@@ -263,6 +264,9 @@ def test_end_to_end_one_prediction_per_message_and_the_same_figures_as_the_engin
 
     published = _settle(topics, 300 + reviews, worker)
     assert published["banking77"].reviewed == reviews
+    lists = [SuggestionList.decode(v) for *_, v in _read_all(topics, "suggestions")]
+    assert {s.kind for s in lists} == {"check_label", "missed_label", "teach_label", "low_confidence", "rebalance", "shuffle"}
+    assert all(s.dataset == "banking77" for s in lists)
     assert _read_all(topics, "deadletter") == []
 
 
@@ -286,6 +290,17 @@ def test_the_web_api_and_prometheus_report_the_dataset(topics, workers, datasets
     label = sorted(metrics.labels)[0]
     curve = orjson.loads(get(f"/datasets/banking77/curve?label={urllib.parse.quote(label)}"))
     assert curve["support"] == metrics.labels[label].support and curve["points"]
+    shuffle = SuggestionList.from_dict(orjson.loads(get("/datasets/banking77/suggestions?kind=shuffle&limit=5")))
+    assert shuffle.kind == "shuffle" and 0 < len(shuffle.items) <= 5
+
+    def state():
+        return {k: v for k, v in orjson.loads(get("/datasets/banking77/metrics")).items() if k != "timestamp"}
+
+    before = state()
+    question = Message(dataset="banking77", id="ad-hoc", timestamp=0, body="my card still has not arrived")
+    answer = Prediction.from_dict(orjson.loads(worker.get("/datasets/banking77/predict", body=question.encode())[1]))
+    assert answer.message_id == "ad-hoc" and set(answer.confidences) == set(metrics.labels)
+    assert state() == before  # predicting learns nothing and is not live traffic
     exposition = get("/metrics").decode()
     assert f'refinery_label_precision{{dataset="banking77",label="{label}"}}' in exposition
     assert f'refinery_dataset_reviewed{{dataset="banking77"}} {float(reviews)}' in exposition
