@@ -148,7 +148,7 @@ class MixDrift:
             self.counts = np.hstack([self.counts[:, :-1], np.zeros((len(self.counts), extra), np.int64), self.counts[:, -1:]])
             self.current = np.concatenate([self.current[:-1], np.zeros(extra, np.int64), self.current[-1:]])
 
-    def update(self, buckets: np.ndarray, n_labels: int) -> list[int]:
+    def update(self, buckets: np.ndarray | list[int], n_labels: int) -> list[int]:
         """Count messages by bucket (``-1`` for none, else a label column), in order; the
         positions (0-based, within ``buckets``) of the messages that closed a block where a
         change was found."""
@@ -256,7 +256,10 @@ class DriftMonitor:
         """Count the predicted label of each observed message (rows of ``scores``, in order)."""
         self.observed += len(scores)
         n = len(labels)
-        if n:
+        if len(scores) == 1:  # one message at a time (observe): plain Python is cheaper than array calls
+            top = int(scores[0, :n].argmax()) if n else n
+            buckets = [top if n and scores[0, top] >= thresholds[top] else n]
+        elif n:
             top = scores[:, :n].argmax(axis=1)
             best = scores[:, :n].max(axis=1)
             buckets = np.where(best >= thresholds[top], top, n)
