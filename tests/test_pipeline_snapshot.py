@@ -74,3 +74,25 @@ def test_a_corrupted_or_truncated_snapshot_is_refused():
         Refiner.restore(blob[:-40] + bytes(40))
     with pytest.raises(ValueError, match="not a Refinery snapshot"):
         Refiner.restore(b'{"dataset": "support"}')
+
+
+def test_two_processes_with_different_hash_seeds_reach_byte_identical_state(datasets):
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, itertools\n"
+        "from agents.datasets import enron\n"
+        "from pipeline import Refiner, RefinerConfig\n"
+        "engine = Refiner('enron', RefinerConfig(feature_bits=14, validation_window=200, live_window=100))\n"
+        "for message, annotation in itertools.islice(enron(), 120):\n"
+        "    engine.observe(message)\n"
+        "    engine.annotate(annotation)\n"
+        "print(hashlib.sha256(engine.snapshot()).hexdigest())\n"
+    )
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed, "REFINERY_DATASETS": str(datasets)}).stdout
+               for seed in ("0", "12345")}
+    assert len(digests) == 1 and len(next(iter(digests)).strip()) == 64
