@@ -12,6 +12,8 @@ Reported per scenario and seed: the delay (live messages after the switch) until
 predicted-label mix alarm (``live_mix``), the delay (reviews after the switch) until the
 prequential error alarm (``review_error`` or ``label_error``), and the false alarms on a
 *stationary* stream of the same length (A only, no switch) started from the same warm-up.
+Last, false alarms on a stationary stream of all intents seen by an engine starting empty
+(*cold start*: the model learns from its first review on, so its predictions move a lot).
 
 Run: ``.venv/bin/python bench/sim_drift.py [--seeds 5]``
 """
@@ -86,6 +88,13 @@ def main() -> None:
               f"error alarm in {len(found_error)}/{args.seeds}, mean delay "
               f"{np.mean(found_error) if found_error else float('nan'):.1f} reviews; "
               f"false alarms {sum(false_alarms)} over {args.seeds} stationary streams of {2 * args.half} messages")
+    cold = []
+    for seed in range(args.seeds):
+        rng = np.random.default_rng(seed)
+        cold.append(len(stream_run([], [pairs[i] for i in rng.permutation(len(pairs))[: 2 * args.half]],
+                                   args.review_every, seed)))
+    print(f"cold start: false alarms {sum(cold)} over {args.seeds} stationary streams of {2 * args.half} messages "
+          f"from an empty engine  [{clock}]")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ plain arrays so a snapshot carries them exactly:
   ``reference_blocks`` before them by a G-test of homogeneity; a p-value under ``alpha`` is a
   change (a new topic appearing, one disappearing), and the reference restarts from the recent
   blocks. A change is therefore reported at most ``(recent_blocks + 1) * block`` messages after it
-  starts, once it is large enough to be significant.
+  starts, once it is large enough to be significant. The mix also moves when the *model* changes
+  (a young model learning fast predicts differently week by week), so the test is skipped while
+  the reviews learned during the compared blocks exceed ``max_learned_share`` of all reviews
+  learned: the mix is judged only once the model has settled.
 
 :class:`DriftMonitor` owns both and keeps the latest events (at most ``max_events``).
 
@@ -133,10 +136,13 @@ class MixDrift:
     are added). Parameters are described in the module docstring.
     """
 
-    def __init__(self, block: int = 100, reference_blocks: int = 10, recent_blocks: int = 2, alpha: float = 1e-6) -> None:
+    def __init__(self, block: int = 100, reference_blocks: int = 10, recent_blocks: int = 2, alpha: float = 1e-6,
+                 max_learned_share: float = 0.15) -> None:
         self.block, self.reference_blocks, self.recent_blocks, self.alpha = block, reference_blocks, recent_blocks, alpha
+        self.max_learned_share = max_learned_share
         size = reference_blocks + recent_blocks
         self.counts = np.zeros((size, 1), dtype=np.int64)  # closed blocks, oldest first; column -1 is "none"
+        self.learned = np.zeros(size, dtype=np.int64)  # reviews the model had learned when each block closed
         self.filled = 0
         self.current = np.zeros(1, dtype=np.int64)
         self.in_block = 0
@@ -148,10 +154,10 @@ class MixDrift:
             self.counts = np.hstack([self.counts[:, :-1], np.zeros((len(self.counts), extra), np.int64), self.counts[:, -1:]])
             self.current = np.concatenate([self.current[:-1], np.zeros(extra, np.int64), self.current[-1:]])
 
-    def update(self, buckets: np.ndarray | list[int], n_labels: int) -> list[int]:
-        """Count messages by bucket (``-1`` for none, else a label column), in order; the
+    def update(self, buckets: np.ndarray | list[int], n_labels: int, learned: int = 0) -> list[int]:
+        """Count messages by bucket (``n_labels`` for none, else a label column), in order; the
         positions (0-based, within ``buckets``) of the messages that closed a block where a
-        change was found."""
+        change was found. ``learned`` is how many reviews the model has learned so far."""
         self._grow(n_labels + 1)
         found = []
         position = 0
@@ -163,21 +169,25 @@ class MixDrift:
                 self.current += np.bincount(buckets[position:position + take], minlength=len(self.current))
             self.in_block += take
             position += take
-            if self.in_block == self.block and self._close():
+            if self.in_block == self.block and self._close(learned):
                 found.append(position - 1)
         return found
 
-    def _close(self) -> bool:
+    def _close(self, learned: int) -> bool:
         size = len(self.counts)
         if self.filled == size:
             self.counts[:-1] = self.counts[1:]
+            self.learned[:-1] = self.learned[1:]
             self.filled -= 1
         self.counts[self.filled] = self.current
+        self.learned[self.filled] = learned
         self.filled += 1
         self.current = np.zeros_like(self.current)
         self.in_block = 0
         if self.filled < size:
             return False
+        if learned - self.learned[0] > self.max_learned_share * learned:
+            return False  # the model itself changed a lot over these blocks (it is still learning): not the stream
         reference = self.counts[: self.reference_blocks].sum(axis=0).astype(np.float64)
         recent = self.counts[self.reference_blocks:].sum(axis=0).astype(np.float64)
         p_value = _g_test(reference, recent)
@@ -187,17 +197,22 @@ class MixDrift:
         # the recent blocks start the new reference
         self.counts[: self.recent_blocks] = self.counts[self.reference_blocks:]
         self.counts[self.recent_blocks:] = 0
+        self.learned[: self.recent_blocks] = self.learned[self.reference_blocks:]
+        self.learned[self.recent_blocks:] = 0
         self.filled = self.recent_blocks
         return True
 
     def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
         header = {"block": self.block, "reference_blocks": self.reference_blocks, "recent_blocks": self.recent_blocks,
-                  "alpha": self.alpha, "filled": self.filled, "in_block": self.in_block}
-        return header, {f"{prefix}.counts": self.counts, f"{prefix}.current": self.current}
+                  "alpha": self.alpha, "max_learned_share": self.max_learned_share, "filled": self.filled,
+                  "in_block": self.in_block}
+        return header, {f"{prefix}.counts": self.counts, f"{prefix}.current": self.current, f"{prefix}.learned": self.learned}
 
     @classmethod
     def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> "MixDrift":
-        detector = cls(header["block"], header["reference_blocks"], header["recent_blocks"], header["alpha"])
+        detector = cls(header["block"], header["reference_blocks"], header["recent_blocks"], header["alpha"],
+                       header["max_learned_share"])
+        detector.learned = arrays[f"{prefix}.learned"]
         detector.counts, detector.current = arrays[f"{prefix}.counts"], arrays[f"{prefix}.current"]
         detector.filled, detector.in_block = header["filled"], header["in_block"]
         return detector
@@ -265,7 +280,7 @@ class DriftMonitor:
             buckets = np.where(best >= thresholds[top], top, n)
         else:
             buckets = np.zeros(len(scores), dtype=np.int64)
-        for position in self.mix.update(buckets, n):
+        for position in self.mix.update(buckets, n, self.reviewed):
             _, before, after = self.mix.last_result
             self._report(None, "live_mix", float(times[position]), _mix_detail(before, after, labels))
 
