@@ -166,30 +166,29 @@ class Featurizer:
         return np.array(keys, dtype=np.int32), out
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
-        cache = self._cache
+        cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
         hashes = []
+        remember = hashes.append
         for word in _WORD.findall(text):
             entry = cache.get(word)
             if entry is None:
                 entry = self._word(word)
-            word_hash, grams = entry
-            hashes.append(word_hash)
-            bucket = word_hash & self._mask
-            counts[bucket] = counts.get(bucket, 0.0) + weight
+            word_hash, bucket, grams = entry
+            remember(word_hash)
+            counts[bucket] = get(bucket, 0.0) + weight
             for gram, share in grams:
-                counts[gram] = counts.get(gram, 0.0) + share * weight
+                counts[gram] = get(gram, 0.0) + share * weight
         if self.bigrams:
-            mask = self._mask
             for first, second in zip(hashes, hashes[1:]):
                 bucket = ((first * 0x9E3779B1) ^ second) & mask
-                counts[bucket] = counts.get(bucket, 0.0) + weight
+                counts[bucket] = get(bucket, 0.0) + weight
 
     @property
     def _mask(self) -> int:
         return (1 << self.bits) - 1
 
-    def _word(self, word: str) -> tuple[int, tuple[tuple[int, float], ...]]:
-        """A word's hash and its character n-gram buckets, each with its weight (cached)."""
+    def _word(self, word: str) -> tuple[int, int, tuple[tuple[int, float], ...]]:
+        """A word's hash, its bucket and its character n-gram buckets with their weights (cached)."""
         mask = self._mask
         grams: dict[int, float] = {}
         padded = f"<{word}>"
@@ -197,7 +196,8 @@ class Featurizer:
             for i in range(len(padded) - n + 1):
                 bucket = zlib.crc32(("#" + padded[i:i + n]).encode("utf-8")) & mask
                 grams[bucket] = grams.get(bucket, 0.0) + _GRAM_WEIGHT
-        entry = (zlib.crc32(word.encode("utf-8")), tuple(grams.items()))
+        word_hash = zlib.crc32(word.encode("utf-8"))
+        entry = (word_hash, word_hash & mask, tuple(grams.items()))
         if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
             self._cache.clear()
         self._cache[word] = entry

@@ -47,12 +47,13 @@ class SparseRows:
     @classmethod
     def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> "SparseRows":
         """Stack sparse vectors ``(indices, values)``."""
+        if len(rows) == 1:
+            indices, values = rows[0]
+            return cls(np.array([0, len(indices)], dtype=np.int64), indices, values)
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         if not rows:
             return cls(indptr, np.zeros(0, np.int32), np.zeros(0, np.float32))
         np.cumsum([len(i) for i, _ in rows], out=indptr[1:])
-        if len(rows) == 1:
-            return cls(indptr, rows[0][0], rows[0][1])
         return cls(indptr, np.concatenate([i for i, _ in rows]), np.concatenate([v for _, v in rows]))
 
 

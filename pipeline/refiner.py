@@ -378,6 +378,8 @@ class Refiner:
     def _predictions(self, messages: list[Message], scores: np.ndarray) -> list[Prediction]:
         """The predictions of a batch (the same as :meth:`_prediction` row by row, vectorised)."""
         names = self.labels
+        if len(messages) == 1:  # one message (observe): the scalar path is cheaper than the vectorised one
+            return [self._prediction(messages[0].id, messages[0].timestamp, scores[0])]
         at = scores >= self.thresholds
         any_at = at.any(axis=1).tolist()
         informative = (at & self._informative).any(axis=1).tolist()
@@ -405,9 +407,12 @@ class Refiner:
         n = len(self.labels) if n_labels is None else n_labels
         thresholds = self.thresholds if thresholds is None else thresholds
         informative = self._informative if informative is None else informative
-        names = self.labels if n == len(self.labels) else self.labels[:n]
-        confidences = dict(zip(names, np.round(row[:n].astype(np.float64), 6).tolist()))
-        at = np.flatnonzero(row[:n] >= thresholds[:n])
+        if n == len(self.labels):
+            names = self.labels
+        else:
+            names, row, thresholds = self.labels[:n], row[:n], thresholds[:n]
+        confidences = dict(zip(names, np.round(row.astype(np.float64), 6).tolist()))
+        at = np.flatnonzero(row >= thresholds)
         if len(at) == 0:
             labels: tuple[str, ...] = ()
         else:
