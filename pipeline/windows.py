@@ -61,9 +61,8 @@ class _Ring:
         slot = self.head
         self.head = (self.head + 1) % self.capacity
         evicted = self.slot_ids[slot]
-        if evicted is not None:
+        if evicted is not None:  # the caller overwrites the slot's rows: only the bookkeeping changes
             del self.index[evicted]
-            self._clear(slot)
         self.slot_ids[slot] = message_id
         self.index[message_id] = slot
         self.used[slot] = True
@@ -126,12 +125,13 @@ class ReviewWindow(_Ring):
             time: float) -> int:
         """Record a review; a message already in the window keeps its slot and first score.
 
-        ``scores`` may be None and written into ``scores[slot]`` by the caller afterwards.
+        ``scores`` may be None: the caller then writes ``scores[slot, :n_labels]`` itself.
         """
         slot = self.index.get(message_id)
         if slot is None:
             slot = self._claim(message_id)
             if scores is not None:
+                self.scores[slot] = 0.0
                 self.scores[slot, : len(scores)] = scores
         self.features[slot] = features
         self.pinned[slot] = False
@@ -169,8 +169,11 @@ class LiveWindow(_Ring):
         if slot is None:
             slot = self._claim(message_id)
         self.features[slot] = features
-        self.scores[slot] = 0.0
-        self.scores[slot, : len(scores)] = scores
+        if len(scores) == self.scores.shape[1]:
+            self.scores[slot] = scores
+        else:
+            self.scores[slot] = 0.0
+            self.scores[slot, : len(scores)] = scores
         self.times[slot] = time
         return slot
 
