@@ -68,6 +68,8 @@ LABEL_KINDS = ("check_label", "missed_label", "teach_label")
 _CONFIRMING_MODES = ("check", "missed")
 #: A label's mean self-confidence is never taken below this (labels still being learned).
 _MIN_SELF_CONFIDENCE = 0.05
+#: Candidates compared for diversity (the rest of a very long list follows in rank order).
+_MAX_CANDIDATES = 2000
 
 
 class _Pools:
@@ -255,9 +257,9 @@ class Suggester:
         order = order[np.isfinite(value[order])]
         if not len(order) or not limit:
             return []
-        candidates = order[: 4 * limit + 20]
+        candidates = order[: min(4 * limit + 20, _MAX_CANDIDATES)]
         x = _matrix([pools.live_features[i] for i in candidates], pools.n_features)
-        similarity = (x @ x.T).toarray()
+        similarity = (x @ x.T).toarray()  # at most _MAX_CANDIDATES squared float32
         chosen: list[int] = []
         waiting: list[int] = []
         for k in range(len(candidates)):
@@ -291,10 +293,11 @@ def _matrix(features: list[tuple[np.ndarray, np.ndarray]], n_features: int) -> s
     indptr = np.zeros(len(features) + 1, dtype=np.int64)
     np.cumsum([len(i) for i, _ in features], out=indptr[1:])
     indices = np.concatenate([i for i, _ in features]) if features else np.zeros(0, np.int32)
-    values = np.concatenate([v for _, v in features]) if features else np.zeros(0, np.float32)
+    values = (np.concatenate([v for _, v in features]) if features else np.zeros(0)).astype(np.float32)
     matrix = scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(features), n_features))
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    return scipy.sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix  # rows of unit length: products are cosines
+    scale = scipy.sparse.diags((1.0 / np.maximum(norms, 1e-12)).astype(np.float32))
+    return (scale @ matrix).astype(np.float32)  # rows of unit length: products are cosines
 
 
 def _uniform(seed: int, message_id: str) -> float:
