@@ -175,7 +175,7 @@ class Service:
     def dead_record(self, dead: DeadLetter) -> tuple[str, bytes | None, bytes, None]:
         self.obs.dead_letters.labels(dead.error).inc()
         log_event(log, logging.INFO, "dead_letter", source_topic=dead.source_topic, partition=dead.partition,
-                                       offset=dead.offset, error=dead.error, reason=dead.reason)
+                  offset=dead.offset, error=dead.error, reason=dead.reason)
         key = dead.dataset.encode("utf-8") if dead.dataset else None
         return (self.topics["deadletter"], key, dead.encode(), None)
 
@@ -210,6 +210,16 @@ class Service:
             if p not in self.partitions and p not in self.restoring:
                 self.restoring[p] = asyncio.ensure_future(self.restore(p))
 
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Before a rebalance hands partitions out: let the batch or snapshot in progress finish,
+        then drop the partitions' engines and unacked events (the next owner, maybe this worker,
+        restores them from their snapshots). No snapshot is written after this."""
+        async with self.lock:
+            for p in partitions:
+                self.forget(p)
+            if self.assigned is not None:
+                self.assigned -= partitions
+
     def forget(self, p: int) -> None:
         task = self.restoring.pop(p, None)
         if task is not None:
@@ -237,7 +247,7 @@ class Service:
         self.partitions[p] = part
         self.restoring.pop(p, None)
         log_event(log, logging.INFO, "partition_restored", partition=p, datasets=sorted(part.engines),
-                                              seconds=round(time.monotonic() - started, 3))
+                  seconds=round(time.monotonic() - started, 3))
         return part
 
     @property
@@ -272,55 +282,63 @@ class Service:
         if part is None:
             task = self.restoring.get(p) or asyncio.ensure_future(self.restore(p))
             self.restoring[p] = task
-            part = await task
+            try:
+                part = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    return  # revoked while restoring: Faust delivers these events again after the rebalance
+                raise
         records = [(e.message.offset, e.message.value) for e in events]
-        started = time.perf_counter()
-        async with self.lock:
+        async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
+            if self.partitions.get(p) is not part:
+                return  # revoked while waiting
+            started = time.perf_counter()
             gap = part.gap(records[0][0])
             if gap is not None:
                 log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
                 extra = await read_range(self.settings.bootstrap, self.topics["events"], p, gap[0], gap[1])
                 records = [(o, v) for o, _, v in extra] + records
             outcome = await self.in_thread(part.apply, records, now=time.time())
-        self.obs.latency.observe(time.perf_counter() - started)
-        if outcome.skipped:
-            log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
-                      why="covered by a snapshot, already applied, or repeated by the sequencer")
-        self.obs.events_in.labels(self.topics["events"]).inc(len(events))
-        out = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None) for pr in outcome.predictions]
-        out += [self.dead_record(d) for d in outcome.dead_letters]
-        await self.deliver(out)
-        self.held.setdefault(p, []).extend(events)
-        self.first_held_at.setdefault(p, time.monotonic())
-        if part.since_snapshot >= self.options.snapshot_every:
-            await self.snapshot(p)
-        elif not part.dirty:  # nothing to cover (all skipped or dead-lettered): release now
-            self._ack(p)
+            self.obs.latency.observe(time.perf_counter() - started)
+            if outcome.skipped:
+                log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
+                          why="covered by a snapshot, already applied, or repeated by the sequencer")
+            self.obs.events_in.labels(self.topics["events"]).inc(len(events))
+            out = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None) for pr in outcome.predictions]
+            out += [self.dead_record(d) for d in outcome.dead_letters]
+            await self.deliver(out)
+            self.held.setdefault(p, []).extend(events)
+            self.first_held_at.setdefault(p, time.monotonic())
+            if part.since_snapshot >= self.options.snapshot_every:
+                await self._snapshot(p, part)
+            elif not part.dirty:  # nothing to cover (all skipped or dead-lettered): release now
+                self._ack(p)
 
     # -- snapshots -------------------------------------------------------------------------
 
     async def snapshot(self, p: int) -> None:
         """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover."""
-        part = self.partitions.get(p)
-        if part is None:
-            return
         async with self.lock:
-            packed = await self.in_thread(part.snapshot_records, key=self.settings.snapshot_key,
-                                          chunk_bytes=self.options.chunk_bytes)
-            topic = self.topics["snapshots"]
-            for manifest, chunks, manifest_record in packed:
-                await self.deliver([(topic, k, v, p) for k, v in chunks])
-                await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
-                self.obs.snapshots.labels(manifest.dataset).inc()
-                self.obs.snapshot_bytes.labels(manifest.dataset).set(manifest.size)
-            stale = part.snapshotted([m for m, _, _ in packed])
-            if stale:
-                await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
-            if packed:
-                log_event(log, logging.INFO, "snapshot", partition=p, events_offset=part.position,
-                                            datasets=[m.dataset for m, _, _ in packed])
-        if self.partitions.get(p) is part:
-            self._ack(p)
+            part = self.partitions.get(p)
+            if part is not None:
+                await self._snapshot(p, part)
+
+    async def _snapshot(self, p: int, part: PartitionEngines) -> None:
+        packed = await self.in_thread(part.snapshot_records, key=self.settings.snapshot_key,
+                                      chunk_bytes=self.options.chunk_bytes)
+        topic = self.topics["snapshots"]
+        for manifest, chunks, manifest_record in packed:
+            await self.deliver([(topic, k, v, p) for k, v in chunks])
+            await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
+            self.obs.snapshots.labels(manifest.dataset).inc()
+            self.obs.snapshot_bytes.labels(manifest.dataset).set(manifest.size)
+        stale = part.snapshotted([m for m, _, _ in packed])
+        if stale:
+            await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
+        if packed:
+            log_event(log, logging.INFO, "snapshot", partition=p, events_offset=part.position,
+                      datasets=[m.dataset for m, _, _ in packed])
+        self._ack(p)
 
     def _ack(self, p: int) -> None:
         for event in self.held.pop(p, []):
@@ -440,6 +458,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
             await service.process(batch)
             last = batch[-1].message
             service.record_lag(app.consumer, last.tp, last.offset)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **kwargs):
+        await service.on_revoked({tp.partition for tp in revoked if tp.topic == service.topics["events"]})
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 import zlib
 from typing import Any, Callable, Iterable
 
@@ -88,6 +89,7 @@ class PartitionEngines:
         self.dirty: set[str] = set()     # changed since the last snapshot
         self.changed: set[str] = set()   # changed since metrics were last published
         self.since_snapshot = 0
+        self.writer = uuid.uuid4().hex[:12]  # names this owner's snapshot chunks
 
     # -- restore ---------------------------------------------------------------------------
 
@@ -236,7 +238,7 @@ class PartitionEngines:
             version = self.versions.get(dataset, 0) + 1
             chunks, manifest_record = pack(zlib.compress(self.engines[dataset].snapshot(), 1), dataset=dataset, partition=self.partition,
                                            version=version, events_offset=self.position or 0,
-                                           sources=self.sources.get(dataset, {}), key=key, **extra)
+                                           sources=self.sources.get(dataset, {}), key=key, writer=self.writer, **extra)
             manifest = Manifest.decode(manifest_record[1])
             out.append((manifest, chunks, manifest_record))
         return out

@@ -105,14 +105,18 @@ def _mac(key: str, header: bytes, blob: bytes) -> str:
     return digest.hexdigest()
 
 
-def chunk_key(dataset: str, version: int, index: int) -> str:
-    """The record key of chunk ``index`` of snapshot ``version`` of ``dataset``."""
-    return _SEPARATOR.join((dataset, "chunk", str(version), str(index)))
+def chunk_key(dataset: str, version: int, index: int, writer: str = "") -> str:
+    """The record key of chunk ``index`` of snapshot ``version`` of ``dataset``, by ``writer``.
+
+    The writer (one token per worker process) keeps two workers that briefly both believe they
+    own a dataset (around a rebalance) from overwriting each other's chunks.
+    """
+    return _SEPARATOR.join((dataset, "chunk", str(version), writer, str(index)))
 
 
 def _chunk_dataset(key: str) -> str | None:
     parts = key.split(_SEPARATOR)
-    return _SEPARATOR.join(parts[:-3]) if len(parts) >= 4 and parts[-3] == "chunk" else None
+    return _SEPARATOR.join(parts[:-4]) if len(parts) >= 5 and parts[-4] == "chunk" else None
 
 
 def pack(
@@ -125,6 +129,7 @@ def pack(
     sources: dict[str, int],
     key: str,
     chunk_bytes: int = CHUNK_BYTES,
+    writer: str = "",
 ) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
     """The records of one snapshot: ``(chunks, manifest)``, each ``(key bytes, value bytes)``.
 
@@ -132,7 +137,7 @@ def pack(
     arrived and whose MAC matches.
     """
     pieces = [blob[i:i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)] or [b""]
-    keys = tuple(chunk_key(dataset, version, i) for i in range(len(pieces)))
+    keys = tuple(chunk_key(dataset, version, i, writer) for i in range(len(pieces)))
     manifest = Manifest(dataset=dataset, partition=partition, version=version, events_offset=events_offset,
                         sources=dict(sources), chunks=keys, size=len(blob))
     manifest = dataclasses.replace(manifest, mac=_mac(key, manifest.header(), blob))
