@@ -307,17 +307,19 @@ class Refiner:
         self.balance_model.learn(x, targets)
 
     def _count(self, review: tuple[tuple[int, ...], str], sign: int) -> None:
+        """Add (``sign=1``) or take back (``-1``) a review's share of the per-label counts."""
         columns, mode = review
-        chosen = list(columns)
-        self.pinned[chosen] += sign
-        for column in columns:
+        searched = mode == "search"
+        pinned, alone, informative = self.pinned, self.alone, self._informative
+        for column in columns:  # a review pins few labels: scalar updates beat fancy indexing
+            pinned[column] += sign
             if all(other == column or other in self._ancestors[column] for other in columns):
-                self.alone[column] += sign
-        if mode == "search":
-            self.searched[chosen] += sign
+                alone[column] += sign
+            if searched:
+                self.searched[column] += sign
+            informative[column] = (alone[column] + 1.0) / (pinned[column] + 1.0) >= 0.5
         if mode in _UNBIASED_MODES:
             self.unbiased_reviews += sign
-        self._informative[chosen] = (self.alone[chosen] + 1.0) / (self.pinned[chosen] + 1.0) >= 0.5
 
     # ------------------------------------------------------------------ labels and scoring
 
