@@ -174,3 +174,17 @@ def test_a_young_model_learning_on_a_stationary_stream_raises_no_alarm(datasets)
             engine.annotate(_reviewed(message, truth.labels[0].name, float(t)))
     # the predicted mix moves a lot while the model learns its first reviews: that is not drift
     assert engine.metrics().drift == ()
+
+
+def test_a_label_whose_meaning_changes_raises_its_own_error_alarm(trained, halves):
+    first, _ = halves
+    engine = Refiner.restore(trained.snapshot())
+    intents = sorted({r.labels[0].name for _, r in first})
+    moved, target = intents[0], intents[1]
+    # from now on reviewers file the messages of `moved` under `target`
+    stream = [(m, target if r.labels[0].name == moved else r.labels[0].name) for m, r in first[600:2400]]
+    for t, (message, label) in enumerate(stream):
+        engine.annotate(_reviewed(message, label, 50_000.0 + t))
+    alarms = {d.label for d in engine.metrics().drift if d.kind == "label_error"}
+    assert target in alarms or moved in alarms
+    assert alarms <= {moved, target}
