@@ -47,6 +47,18 @@ Ties are broken by the shuffle order.
 
 Lists are computed on demand from the engine's state and cached until the next observed
 message or review; nothing here needs its own snapshot.
+
+>>> from pipeline import Refiner
+>>> r = Refiner(dataset="support", seed=0)
+>>> for i, (text, label) in enumerate([("where is my card", "Card"), ("refund me please", "Refund")] * 3):
+...     _ = r.annotate({"dataset": "support", "message_id": f"r{i}", "timestamp": i, "labels": [{"name": label}],
+...                     "message": {"dataset": "support", "id": f"r{i}", "timestamp": i, "body": text}})
+>>> _ = r.observe_many([{"dataset": "support", "id": f"m{i}", "timestamp": 10 + i, "body": body}
+...                     for i, body in enumerate(["card refund", "my card", "hello"])])
+>>> [s.message_id for s in r.suggestions("shuffle")] == [s.message_id for s in r.suggestions("shuffle")]
+True
+>>> sorted(s.message_id for s in r.suggestions("teach_label", label="Card"))
+['m0', 'm1', 'm2']
 """
 
 from __future__ import annotations
@@ -81,7 +93,7 @@ class _Pools:
         self.thresholds = np.asarray(engine.thresholds[:n], dtype=np.float64)
         self.informative = np.asarray(engine._informative[:n], dtype=bool)
         parents = {name.rsplit(" > ", 1)[0] for name in self.labels if " > " in name}
-        self.leaves = np.array([name not in parents for name in self.labels], dtype=bool)  # no label is their child
+        self.leaves = np.array([name not in parents for name in self.labels], dtype=bool)  # labels with no child label
         reviews = engine.reviews
         slots = reviews.occupied()
         self.reviewed_ids = [reviews.slot_ids[s] for s in slots]
@@ -98,7 +110,6 @@ class _Pools:
         self.live_features = [engine.live.features[engine.live.index[i]] for i in self.live_ids]
         self.n_features = engine.n_features
         self.shuffle_key = np.array([_uniform(seed, i) for i in self.live_ids], dtype=np.float64)
-
 
     @functools.cached_property
     def check_matrix(self) -> tuple[np.ndarray, np.ndarray]:
