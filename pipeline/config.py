@@ -69,7 +69,7 @@ class RefinerConfig:
     max_chars: int = 5000
     metadata_fields: tuple[str, ...] = ()
     learning_rate: float = 0.4
-    replay: int = 2
+    replay: int = 1
     replay_every: int = 16
     validation_window: int = 5000
     live_window: int = 5000
