@@ -366,24 +366,27 @@ class Service:
         return metrics, lists
 
     async def publish_metrics(self) -> None:
-        for part in list(self.partitions.values()):
+        """Publish the metrics and suggestions of every dataset changed since its last publication."""
+        for p, part in list(self.partitions.items()):
             for dataset in sorted(part.changed):
-                engine = part.engines.get(dataset)
-                if engine is None:
-                    continue
                 async with self.lock:
+                    if self.partitions.get(p) is not part:
+                        break  # revoked meanwhile: the next owner publishes
+                    engine = part.engines.get(dataset)
+                    if engine is None:
+                        continue
                     part.changed.discard(dataset)
                     try:
                         metrics, lists = await self.in_thread(self._publications, dataset, engine, time.time())
                     except Exception:
                         log.exception("metrics failed dataset=%r", dataset)
                         continue
-                self.latest_metrics[dataset] = metrics
-                self.obs.publish(metrics)
-                key = dataset.encode("utf-8")
-                out = [(self.topics["metrics"], key, metrics.encode(), None)]
-                out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
-                await self.deliver(out)
+                    self.latest_metrics[dataset] = metrics
+                    self.obs.publish(metrics)
+                    key = dataset.encode("utf-8")
+                    out = [(self.topics["metrics"], key, metrics.encode(), None)]
+                    out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
+                    await self.deliver(out)
 
     def record_lag(self, consumer, tp, last_offset: int) -> None:
         try:
@@ -443,6 +446,8 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
             try:  # take_events acks the batch when we ask for the next one: after delivery
                 await service.sequence_batch([(e.message.topic, e.message.partition, e.message.offset,
                                                e.message.key, e.message.value) for e in batch])
+                last = batch[-1].message
+                service.record_lag(app.consumer, last.tp, last.offset)
             except asyncio.CancelledError:
                 raise
             except Exception:
