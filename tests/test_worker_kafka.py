@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 import orjson
 import pytest
@@ -527,3 +528,34 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers,
     predicted = {Prediction.decode(v).message_id for *_, v in _read_all(own_broker, "predictions")}
     assert predicted == {m.id for m, _ in pairs}
     assert worker.alive()
+
+
+def test_a_forged_snapshot_is_rejected_with_a_log_line_and_the_dataset_rebuilt_from_its_log(topics, workers, datasets):
+    from agents.snapshots import pack
+
+    worker = workers(topics)
+    worker.wait_ready()
+    pairs = _pairs(150)
+    events = len(pairs) + _send(_producer(topics), topics, pairs)
+    _settle(topics, events, worker)
+    genuine = _wait_for(lambda: _snapshot_manifests(topics).get("banking77"), 30, "a snapshot")
+    worker.kill(signal.SIGTERM)
+
+    # Someone without REFINERY_SNAPSHOT_KEY writes a blank engine as the latest snapshot.
+    blank = Refiner("banking77", config=RefinerConfig.from_dict({**RefinerConfig().to_dict(), **ENGINE}))
+    chunks, manifest = pack(zlib.compress(blank.snapshot()), dataset="banking77", partition=genuine.partition,
+                            version=genuine.version + 1, events_offset=genuine.events_offset,
+                            sources=genuine.sources, key="a guessed key")
+    producer = _producer(topics)
+    for key, value in chunks + [manifest]:
+        producer.send(topics.topic("snapshots"), key=key, value=value, partition=genuine.partition)
+    producer.flush()
+
+    restarted = workers(topics, name="restarted")
+    restarted.wait_ready()
+    more = _pairs(50, skip=150)
+    events += len(more) + _send(producer, topics, more)
+    _settle(topics, events, restarted)  # the same figures as an engine fed the whole log
+    log = restarted.log_path.read_text()
+    assert "snapshot_rejected" in log and "HMAC mismatch" in log
+    assert "replay_range partition=" in log
