@@ -77,6 +77,9 @@ from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot
 
 __all__ = ["Refiner", "ReviewOutcome"]
 
+#: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
+#: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.
+STATE_VERSION = 2
 _UNBIASED_MODES = ("shuffle", "rebalance")
 #: Positives a label needs in the window before its thresholds are chosen from the curve.
 _MIN_SUPPORT_FOR_THRESHOLD = 3
@@ -561,7 +564,8 @@ class Refiner:
         balance_model = self.balance_model.state()
         ids = list(self.reviewed)
         header = {
-            "kind": "refiner", "dataset": self.dataset, "seed": self.seed, "config": self.config.to_dict(),
+            "kind": "refiner", "state_version": STATE_VERSION, "dataset": self.dataset, "seed": self.seed,
+            "config": self.config.to_dict(),
             "labels": self.labels, "reviewed_ids": ids,
             "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
             "reviewed_modes": [self.reviewed[i][1] for i in ids],
@@ -588,6 +592,9 @@ class Refiner:
         header, arrays = snapshot_format.decode(blob)
         if header.get("kind") != "refiner":
             raise ValueError(f"snapshot: expected a Refiner snapshot, got kind {header.get('kind')!r}")
+        if header.get("state_version") != STATE_VERSION:
+            raise ValueError(f"snapshot: engine state version {header.get('state_version')}, this engine reads version "
+                             f"{STATE_VERSION}; rebuild the dataset's state by replaying its log")
         engine = cls(header["dataset"], RefinerConfig.from_dict(header["config"]), header["seed"])
         cfg = engine.config
         engine.model = OnlineLinear.from_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")},

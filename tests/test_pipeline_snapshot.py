@@ -68,6 +68,16 @@ def test_a_snapshot_of_another_format_version_is_refused_with_a_clear_message():
         Refiner.restore(bytes(blob))
 
 
+def test_a_snapshot_of_another_engine_state_version_is_refused_with_a_clear_message():
+    from pipeline import snapshot as snapshot_format
+    from pipeline.refiner import STATE_VERSION
+
+    header, arrays = snapshot_format.decode(Refiner("support").snapshot())
+    older = snapshot_format.encode({**header, "state_version": STATE_VERSION - 1}, arrays)
+    with pytest.raises(ValueError, match=f"engine state version {STATE_VERSION - 1}, this engine reads version {STATE_VERSION}"):
+        Refiner.restore(older)
+
+
 def test_a_corrupted_or_truncated_snapshot_is_refused():
     blob = Refiner("support").snapshot()
     with pytest.raises(ValueError, match="checksum mismatch"):
