@@ -89,3 +89,11 @@ def test_the_channel_is_a_feature():
     chat = Featurizer().transform(body="hello", channel="chat")[0]
     email = Featurizer().transform(body="hello", channel="email")[0]
     assert not np.array_equal(chat, email)
+
+
+def test_character_ngrams_let_a_misspelt_word_share_features_with_the_right_one():
+    with_grams = Featurizer(char_ngrams=(3, 4), bigrams=False)
+    words_only = Featurizer(bigrams=False)
+    shared = lambda f: len(set(f.transform(body="transfer").__getitem__(0)) & set(f.transform(body="tranfser")[0]))
+    assert shared(words_only) == 2  # the channel and the bias feature only
+    assert shared(with_grams) > 4
