@@ -134,17 +134,20 @@ class Featurizer:
         if "\n" in body or ">" in body:
             own, quoted = split_quoted(body)
             own = strip_signature(own)
+            if not own and quoted:  # a bare forward: its content is the message
+                own, quoted = strip_signature(quoted), ""
         else:  # one line (a chat message): nothing quoted, no signature block
-            own, quoted = body.strip(), ""
-        if not own and quoted:  # a bare forward: its content is the message
-            own, quoted = strip_signature(quoted), ""
-        budget = self.max_chars
-        for text, weight in ((subject, 1.0), (own, 1.0), (quoted, self.quoted_weight)):
-            if not text or budget <= 0:
-                continue
-            text = text[:budget]
-            budget -= len(text)
-            self._add_text(counts, text.lower(), weight)
+            own, quoted = body, ""
+        if not subject and not quoted and len(own) <= self.max_chars:  # the common short case
+            self._add_text(counts, own.lower(), 1.0)
+        else:
+            budget = self.max_chars
+            for text, weight in ((subject, 1.0), (own, 1.0), (quoted, self.quoted_weight)):
+                if not text or budget <= 0:
+                    continue
+                text = text[:budget]
+                budget -= len(text)
+                self._add_text(counts, text.lower(), weight)
         extra = [f"c:{channel}"]
         if subject:
             extra.extend("s:" + word for word in _WORD.findall(subject.lower()))
@@ -159,13 +162,13 @@ class Featurizer:
                 bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
         keys = sorted(counts)
-        values = np.log1p(np.array([counts[k] for k in keys], dtype=np.float64))
-        norm = math.sqrt(float(values @ values))
-        out = np.empty(len(keys) + 1, dtype=np.float32)
-        out[:-1] = values / norm if norm > 0 else values
-        out[-1] = 1.0  # the constant bias feature, last index of the space (see pipeline.model)
-        keys.append(1 << self.bits)
-        return np.array(keys, dtype=np.int32), out
+        logs = [math.log1p(counts[k]) for k in keys]
+        norm = math.sqrt(sum(v * v for v in logs))
+        scale = 1.0 / norm if norm > 0 else 1.0
+        values = [v * scale for v in logs]
+        keys.append(1 << self.bits)  # the constant bias feature, last index of the space (see pipeline.model)
+        values.append(1.0)
+        return np.array(keys, dtype=np.int32), np.array(values, dtype=np.float32)
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
         cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
