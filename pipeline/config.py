@@ -44,6 +44,11 @@ class RefinerConfig:
     live_window
         Most recent live messages kept (features, observe-time scores) for coverage, the
         balance model and suggestions.
+    max_reviewed
+        Reviewed messages whose current review the engine remembers (to replace it on a
+        re-review, or take it back on ``remove``). Past this many the least recently reviewed
+        are forgotten: their counts stay, and a later re-review of one counts as a new review.
+        Bounds memory however many reviews arrive.
     threshold_refresh
         Thresholds in force are re-chosen from the window every this many reviews (and, before
         that many, at 8, 16, 32... reviews, so a young model gets thresholds early).
@@ -73,6 +78,7 @@ class RefinerConfig:
     replay_every: int = 16
     validation_window: int = 5000
     live_window: int = 5000
+    max_reviewed: int = 200_000
     threshold_refresh: int = 250
     precision_target: float = 0.95
     recall_target: float = 0.95
@@ -89,7 +95,7 @@ class RefinerConfig:
             expected = {"int": int, "float": (int, float), "bool": bool}.get(field.type)
             if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
                 raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
-        for name in ("validation_window", "live_window", "threshold_refresh", "replay_every"):
+        for name in ("validation_window", "live_window", "max_reviewed", "threshold_refresh", "replay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
         if not 8 <= self.feature_bits <= 24:

@@ -151,12 +151,14 @@ class Refiner:
         self.live = LiveWindow(cfg.live_window, 0)
         self.labels: list[str] = []
         self.label_index: dict[str, int] = {}
-        #: message id -> (pinned label columns, mode) of its current review, for every reviewed message.
+        #: message id -> (pinned label columns, mode) of its current review, least recently reviewed
+        #: first, for at most ``config.max_reviewed`` messages.
         self.reviewed: dict[str, tuple[tuple[int, ...], str]] = {}
         self.pinned = np.zeros(0, dtype=np.int64)  # current reviews pinning each label
         self.alone = np.zeros(0, dtype=np.int64)  # ... of which pin no other label but its ancestors
         self.searched = np.zeros(0, dtype=np.int64)  # ... of which were found by search
         self.unbiased_reviews = 0  # current reviews made in shuffle or rebalance mode
+        self.reviewed_count = 0  # messages with a current review (including those the registry forgot)
         self.thresholds = np.zeros(0, dtype=np.float32)  # in force, per label
         self.model_version = 0  # reviews learned
         self.steps = 0  # annotations applied (positions the random stream)
@@ -228,6 +230,7 @@ class Refiner:
             previous = self.reviewed.pop(message_id, None)
             if previous is not None:
                 self._count(previous, -1)
+                self.reviewed_count -= 1
             self.reviews.discard(message_id)
             return ReviewOutcome(message_id, "remove", (), previous is not None)
 
@@ -239,11 +242,15 @@ class Refiner:
             self._ensure_label(name)
         columns = tuple(sorted(self.label_index[name] for name in pinned_names))
 
-        previous = self.reviewed.get(message_id)
+        previous = self.reviewed.pop(message_id, None)  # re-inserted last: the registry is in review order
         if previous is not None:
             self._count(previous, -1)
+        else:
+            self.reviewed_count += 1
         self.reviewed[message_id] = (columns, annotation.mode)
         self._count(self.reviewed[message_id], +1)
+        if len(self.reviewed) > self.config.max_reviewed:  # bounded: forget the least recently reviewed
+            del self.reviewed[next(iter(self.reviewed))]
         in_window = message_id in self.reviews.index
         slot = self.reviews.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
 
@@ -521,7 +528,7 @@ class Refiner:
                       similarity, shuffle_share)
         return MetricsSnapshot(
             dataset=self.dataset, timestamp=self.last_time if now is None else float(now),
-            model_version=self.model_version, reviewed=len(self.reviewed), labels=per_label, map=mean_ap,
+            model_version=self.model_version, reviewed=self.reviewed_count, labels=per_label, map=mean_ap,
             coverage=coverage, balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
             rating=rating, drift=self.drift.events(),
             actions=recommend(per_label, rating, Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
@@ -569,7 +576,8 @@ class Refiner:
             "labels": self.labels, "reviewed_ids": ids,
             "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
             "reviewed_modes": [self.reviewed[i][1] for i in ids],
-            "unbiased_reviews": self.unbiased_reviews, "model_version": self.model_version, "steps": self.steps,
+            "unbiased_reviews": self.unbiased_reviews, "reviewed_count": self.reviewed_count,
+            "model_version": self.model_version, "steps": self.steps,
             "last_time": self.last_time, "balance_head": self.balance_head, "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
             "reviews": review_header, "live": live_header, "drift": drift_header,
@@ -609,6 +617,7 @@ class Refiner:
         engine.pinned, engine.alone, engine.searched = arrays["pinned"], arrays["alone"], arrays["searched"]
         engine.thresholds = arrays["thresholds"]
         engine.unbiased_reviews = header["unbiased_reviews"]
+        engine.reviewed_count = header.get("reviewed_count", len(engine.reviewed))
         engine.model_version, engine.steps = header["model_version"], header["steps"]
         engine.last_time = header["last_time"]
         engine.balance_scores, engine.balance_is_reviewed = arrays["balance_scores"], arrays["balance_is_reviewed"]

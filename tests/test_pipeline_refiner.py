@@ -302,3 +302,19 @@ def test_the_engine_learns_banking77_intents_from_a_stream_of_reviews(banking_pa
     accuracy = np.mean([b == a.labels[0].name for b, (_, a) in zip(best, banking_test)])
     assert accuracy > 0.7
     assert engine.metrics().map > 0.6
+
+
+def test_the_registry_of_reviewed_messages_is_bounded():
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10)), rounds=5)
+    assert len(engine.reviewed) == 10
+    assert engine.metrics().reviewed == 40  # forgotten by the registry, still reviewed
+    restored = Refiner.restore(engine.snapshot())
+    assert restored.metrics().reviewed == 40 and list(restored.reviewed) == list(engine.reviewed)
+
+
+def test_a_re_review_makes_a_message_the_most_recently_reviewed():
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10)), rounds=5)
+    oldest = next(iter(engine.reviewed))
+    columns, _ = engine.reviewed[oldest]
+    engine.annotate(review(int(oldest.split("-")[1]), [engine.labels[columns[-1]]], "card refund again"))
+    assert list(engine.reviewed)[-1] == oldest and engine.metrics().reviewed == 40
