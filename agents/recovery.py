@@ -50,13 +50,6 @@ class Outcome:
     reviews: int = 0
     skipped: int = 0  # covered by a snapshot, already applied, or a sequencer repeat
 
-    def merge(self, other: "Outcome") -> None:
-        self.predictions += other.predictions
-        self.dead_letters += other.dead_letters
-        self.messages += other.messages
-        self.reviews += other.reviews
-        self.skipped += other.skipped
-
 
 class PartitionEngines:
     """The engines of the datasets on one ``events`` partition.
@@ -232,13 +225,13 @@ class PartitionEngines:
         snapshot (the engine's bytes, zlib-compressed); call `snapshotted` once they are durable."""
         out = []
         extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+        self.dirty &= set(self.engines)  # a dataset without engine has no state to save
         for dataset in sorted(self.dirty):
-            if dataset not in self.engines:
-                continue
-            version = self.versions.get(dataset, 0) + 1
-            chunks, manifest_record = pack(zlib.compress(self.engines[dataset].snapshot(), 1), dataset=dataset, partition=self.partition,
-                                           version=version, events_offset=self.position or 0,
-                                           sources=self.sources.get(dataset, {}), key=key, writer=self.writer, **extra)
+            blob = zlib.compress(self.engines[dataset].snapshot(), 1)
+            chunks, manifest_record = pack(blob, dataset=dataset, partition=self.partition,
+                                           version=self.versions.get(dataset, 0) + 1,
+                                           events_offset=self.position or 0, sources=self.sources.get(dataset, {}),
+                                           key=key, writer=self.writer, **extra)
             manifest = Manifest.decode(manifest_record[1])
             out.append((manifest, chunks, manifest_record))
         return out
