@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import random
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Iterator
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
     parser.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
     parser.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine, count = replay(pairs, lambda dataset: Refiner(dataset, config=config, seed=args.seed),
                                review_share=args.review_share, delay=args.delay, seed=args.seed,
-                               progress=not args.no_progress, total=_total(args))
+                               progress=not args.no_progress and sys.stderr.isatty(), total=_total(args))
     except (ValueError, OSError) as error:
         raise SystemExit(f"replay: {error}") from None
     if engine is None:
