@@ -143,6 +143,7 @@ class Service:
         self.lock = asyncio.Lock()                 # one writer of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         self.latest_metrics: dict[str, Any] = {}
+        self.must_replay: set[int] = set()         # partitions to rebuild from their snapshots' offsets
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -240,7 +241,9 @@ class Service:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         part = PartitionEngines(self.topics["events"], p, self.make_engine, self.restore_engine)
-        problems = await self.in_thread(part.restore, collect((k, v) for _, k, v in records), key=self.settings.snapshot_key)
+        problems = await self.in_thread(part.restore, collect((k, v) for _, k, v in records),
+                                        key=self.settings.snapshot_key, replay=p in self.must_replay)
+        self.must_replay.discard(p)
         self.obs.snapshots_rejected.inc(len(problems))
         self.obs.restores.inc()
         part.changed.update(part.engines)  # publish the restored metrics once
@@ -272,8 +275,12 @@ class Service:
                 await self._process_partition(p, events)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug, not bad input: keep the worker alive, the events stay unacked
+            except Exception:  # a bug, not bad input: keep the worker alive, rebuild the partition
                 log.exception("processing failed partition=%d events=%d", p, len(events))
+                self.forget(p)  # its unacked events stay unacked: the commit never passes a snapshot
+                self.must_replay.add(p)
+                if self.assigned is None or p in self.assigned:
+                    self.restoring[p] = asyncio.ensure_future(self.restore(p))
 
     async def _process_partition(self, p: int, events: list) -> None:
         if self.assigned is not None and p not in self.assigned:

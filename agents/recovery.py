@@ -86,11 +86,13 @@ class PartitionEngines:
 
     # -- restore ---------------------------------------------------------------------------
 
-    def restore(self, collected: Collected, *, key: str) -> list[str]:
+    def restore(self, collected: Collected, *, key: str, replay: bool = False) -> list[str]:
         """Load the latest authentic snapshot of every dataset of this partition.
 
         Returns the rejections (one line each, also logged). A dataset whose snapshot is rejected
-        starts empty and is replayed from the beginning of the partition.
+        starts empty and is replayed from the beginning of the partition. With ``replay``, the
+        consumer's position is not trusted: everything after the oldest snapshot is read again
+        (after a failed batch, whose events the consumer will not deliver twice).
         """
         problems = []
         for dataset, reason in collected.rejected.items():
@@ -115,6 +117,9 @@ class PartitionEngines:
             self.engines[dataset] = engine
             self.resume[dataset] = manifest.events_offset
             self.sources[dataset] = dict(manifest.sources)
+        if replay:
+            oldest = min(self.resume.values(), default=0)
+            self.replay_from = oldest if self.replay_from is None else min(self.replay_from, oldest)
         for problem in problems:
             log_event(log, logging.ERROR, "snapshot_rejected", partition=self.partition, reason=problem)
         return problems

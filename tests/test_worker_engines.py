@@ -154,3 +154,15 @@ def test_only_changed_datasets_are_snapshotted(log):
     engines.apply(log[20:30], now=0)
     second = engines.snapshot_records(key=KEY)
     assert [(m.version, m.events_offset) for m, _, _ in second] == [(2, 30)]
+
+
+def test_after_a_failed_batch_the_partition_is_replayed_from_its_oldest_snapshot(log):
+    before = _engines()
+    before.apply(log[:90], now=0)
+    records = [r for _, chunks, manifest in before.snapshot_records(key=KEY) for r in chunks + [manifest]]
+    after = _engines()
+    after.restore(collect(records), key=KEY, replay=True)
+    # The consumer has moved past the failed batch: what it skipped is read again first.
+    assert after.gap(120) == (90, 120)
+    after.apply(log[90:], now=0)
+    assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
