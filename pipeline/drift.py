@@ -173,6 +173,14 @@ class MixDrift:
                 found.append(position - 1)
         return found
 
+    def add(self, bucket: int, n_labels: int, learned: int = 0) -> bool:
+        """:meth:`update` of one message: True when it closed a block where a change was found."""
+        if n_labels + 1 > self.counts.shape[1]:
+            self._grow(n_labels + 1)
+        self.current[bucket] += 1
+        self.in_block += 1
+        return self.in_block == self.block and self._close(learned)
+
     def _close(self, learned: int) -> bool:
         size = len(self.counts)
         if self.filled == size:
@@ -283,6 +291,19 @@ class DriftMonitor:
         for position in self.mix.update(buckets, n, self.reviewed):
             _, before, after = self.mix.last_result
             self._report(None, "live_mix", float(times[position]), _mix_detail(before, after, labels))
+
+    def observe_one(self, time: float, row: np.ndarray, thresholds: np.ndarray, labels: list[str]) -> None:
+        """:meth:`observe` of one message (its confidences ``row``), without array calls."""
+        self.observed += 1
+        n = len(labels)
+        bucket = n
+        if n:
+            top = int(row[:n].argmax())
+            if row[top] >= thresholds[top]:
+                bucket = top
+        if self.mix.add(bucket, n, self.reviewed):
+            _, before, after = self.mix.last_result
+            self._report(None, "live_mix", float(time), _mix_detail(before, after, labels))
 
     def review(self, time: float, scores: np.ndarray, pinned: tuple[int, ...], thresholds: np.ndarray,
                labels: list[str]) -> None:

@@ -82,6 +82,16 @@ def test_observe_many_equals_observing_one_by_one_and_leaves_the_same_state(bank
     assert many.snapshot() == one.snapshot()
 
 
+def test_observe_equals_observe_many_with_a_label_hierarchy_down_to_the_drift_counts():
+    one, many = taught(Refiner("support")), taught(Refiner("support"))
+    texts = CARD + REFUND + ["hello there", "card refund"]
+    messages = [message(i, f"{texts[i % len(texts)]} {i}") for i in range(250)]  # closes two blocks of the mix detector
+    singles = [one.observe(m) for m in messages]
+    assert many.observe_many(messages) == singles
+    assert any("Card" in p.labels and "Card > Delivery" in p.labels for p in singles)
+    assert many.snapshot() == one.snapshot()
+
+
 def test_predict_gives_what_observe_would_and_changes_nothing():
     engine = taught(Refiner("support"))
     before = engine.snapshot()
