@@ -30,6 +30,7 @@ which carries the model's biases: the space has ``2**bits + 1`` dimensions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import zlib
@@ -126,6 +127,7 @@ class Featurizer:
     metadata_fields: tuple[str, ...] = ()
 
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    _hashes: dict = dataclasses.field(default_factory=lambda: _WordHashes(), compare=False, repr=False)
 
     def transform(self, subject: str = "", body: str = "", channel: str = "other",
                   metadata: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +141,8 @@ class Featurizer:
         else:  # one line (a chat message): nothing quoted, no signature block
             own, quoted = body, ""
         if not subject and not quoted and len(own) <= self.max_chars:  # the common short case
+            if not self.char_ngrams:  # every feature weighs 1: count buckets, no per-word bookkeeping
+                return self._unweighted(self._text_buckets(own.lower()), channel, metadata)
             self._add_text(counts, own.lower(), 1.0)
         else:
             budget = self.max_chars
@@ -148,19 +152,12 @@ class Featurizer:
                 text = text[:budget]
                 budget -= len(text)
                 self._add_text(counts, text.lower(), weight)
-        extra = [f"c:{channel}"]
-        if subject:
-            extra.extend("s:" + word for word in _WORD.findall(subject.lower()))
-        if metadata and self.metadata_fields:
-            extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
-        mask = (1 << self.bits) - 1
-        for token in extra:
-            bucket = self._cache.get(token)
-            if bucket is None:
-                if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
-                    self._cache.clear()
-                bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
+        for bucket in self._tag_buckets(channel, subject, metadata):
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
+        return self._vector(counts)
+
+    def _vector(self, counts: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted indices and unit-norm ``log(1 + count)`` values, the bias feature last."""
         keys = sorted(counts)
         logs = [math.log1p(counts[k]) for k in keys]
         norm = math.sqrt(sum(v * v for v in logs))
@@ -169,6 +166,50 @@ class Featurizer:
         keys.append(1 << self.bits)  # the constant bias feature, last index of the space (see pipeline.model)
         values.append(1.0)
         return np.array(keys, dtype=np.int32), np.array(values, dtype=np.float32)
+
+    def _unweighted(self, buckets: list[int], channel: str, metadata: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform`'s vector when every feature weighs 1: the same numbers as
+        :meth:`_vector`, with the values of a vector of distinct features computed once per length."""
+        buckets.extend(self._tag_buckets(channel, "", metadata))
+        counts = dict.fromkeys(buckets, 1.0)
+        if len(counts) < len(buckets):  # some feature occurs twice
+            counts = {}
+            get = counts.get
+            for bucket in buckets:
+                counts[bucket] = get(bucket, 0.0) + 1.0
+            return self._vector(counts)
+        keys = sorted(counts)
+        keys.append(1 << self.bits)
+        values = np.full(len(keys), _distinct_value(len(counts)), dtype=np.float32)
+        values[-1] = 1.0
+        return np.array(keys, dtype=np.int32), values
+
+    def _text_buckets(self, text: str) -> list[int]:
+        """The buckets of a text's words and word pairs (no character n-grams), repeats kept."""
+        mask = (1 << self.bits) - 1
+        hashes = [*map(self._hashes.__getitem__, _WORD.findall(text))]
+        buckets = [word_hash & mask for word_hash in hashes]
+        if self.bigrams and len(hashes) > 1:  # the pair formula of _add_text
+            buckets += [((first * 0x9E3779B1) ^ second) & mask for first, second in zip(hashes, hashes[1:])]
+        return buckets
+
+    def _tag_buckets(self, channel: str, subject: str, metadata: dict | None) -> list[int]:
+        """Buckets of the tagged tokens: channel, subject words, chosen metadata."""
+        extra = [f"c:{channel}"]
+        if subject:
+            extra.extend("s:" + word for word in _WORD.findall(subject.lower()))
+        if metadata and self.metadata_fields:
+            extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
+        mask = (1 << self.bits) - 1
+        buckets = []
+        for token in extra:
+            bucket = self._cache.get(token)
+            if bucket is None:
+                if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
+                    self._cache.clear()
+                bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
+            buckets.append(bucket)
+        return buckets
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
         cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
@@ -207,6 +248,26 @@ class Featurizer:
             self._cache.clear()
         self._cache[word] = entry
         return entry
+
+
+class _WordHashes(dict):
+    """word -> CRC-32 of its UTF-8 bytes, computed on first use; at most ``_CACHE_SIZE`` words
+    (the cache only saves time: dropping it changes no result)."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= _CACHE_SIZE:
+            self.clear()
+        word_hash = self[word] = zlib.crc32(word.encode("utf-8"))
+        return word_hash
+
+
+@functools.lru_cache(maxsize=1024)
+def _distinct_value(n: int) -> float:
+    """The value of each of ``n`` distinct features counted once, as :meth:`Featurizer._vector`
+    computes it (the same float operations in the same order)."""
+    logs = [math.log1p(1.0)] * n
+    norm = math.sqrt(sum(v * v for v in logs))
+    return logs[0] * (1.0 / norm)
 
 
 def _bucket(value) -> str:

@@ -98,3 +98,25 @@ def test_character_ngrams_let_a_misspelt_word_share_features_with_the_right_one(
 
     assert shared(Featurizer(bigrams=False)) == 2  # the channel and the bias feature only
     assert shared(Featurizer(char_ngrams=(3, 4), bigrams=False)) > 4
+
+
+def test_a_repeated_word_weighs_log_one_plus_its_count_before_the_vector_is_normalised():
+    indices, values = Featurizer(bigrams=False).transform(body="refund refund please")
+    once = Featurizer(bigrams=False).transform(body="please")[0]  # the word's bucket and the channel's
+    weight = dict(zip(indices.tolist(), values.tolist()))
+    refund = (set(indices.tolist()) - set(once.tolist())).pop()
+    norm = np.sqrt(np.log1p(2.0) ** 2 + 2 * np.log1p(1.0) ** 2)  # refund twice; please and the channel once
+    assert weight[refund] == np.float32(np.log1p(2.0) / norm)
+    assert weight[once[0]] == weight[once[1]] == np.float32(np.log1p(1.0) / norm)
+
+
+def test_the_bounded_cache_of_word_hashes_changes_no_vector(monkeypatch):
+    text = "where is the card I ordered last week"
+    fresh_indices, fresh_values = Featurizer().transform(body=text)
+    monkeypatch.setattr("pipeline.features._CACHE_SIZE", 3)  # the cache is dropped again and again
+    small = Featurizer()
+    for i in range(3):
+        small.transform(body=f"{text} {i}")
+    indices, values = small.transform(body=text)
+    assert len(small._hashes) <= 3
+    assert indices.tolist() == fresh_indices.tolist() and values.tobytes() == fresh_values.tobytes()
