@@ -416,7 +416,7 @@ class Refiner:
         at = scores >= self.thresholds
         any_at = at.any(axis=1).tolist()
         informative = (at & self._informative).any(axis=1).tolist()
-        rounded = np.round(scores.astype(np.float64), 6).tolist()
+        rounded = _rounded(scores).tolist()
         out = []
         for i, message in enumerate(messages):
             confidences = dict(zip(names, rounded[i]))
@@ -444,7 +444,7 @@ class Refiner:
             names = self.labels
         else:
             names, row, thresholds = self.labels[:n], row[:n], thresholds[:n]
-        confidences = dict(zip(names, row.astype(np.float64).round(6).tolist()))
+        confidences = dict(zip(names, _rounded(row).tolist()))
         at = (row >= thresholds).nonzero()[0]
         if len(at) == 0:
             labels: tuple[str, ...] = ()
@@ -678,6 +678,20 @@ class _Draws:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
         return (z ^ (z >> 31)) % high
+
+
+def _rounded(scores: np.ndarray) -> np.ndarray:
+    """``np.round(scores.astype(np.float64), 6)`` with fewer array calls: the same three steps
+    numpy's round takes (scale by 10**6, round half to even, divide), so the same bits.
+
+    >>> x = np.array([0.1234565, 0.99999949, 0.5], np.float32)
+    >>> bool((_rounded(x) == np.round(x.astype(np.float64), 6)).all())
+    True
+    """
+    out = np.multiply(scores, 1e6, dtype=np.float64)
+    np.rint(out, out=out)
+    out /= 1e6
+    return out
 
 
 def _round(value: float | None) -> float | None:
