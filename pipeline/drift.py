@@ -292,16 +292,11 @@ class DriftMonitor:
             _, before, after = self.mix.last_result
             self._report(None, "live_mix", float(times[position]), _mix_detail(before, after, labels))
 
-    def observe_one(self, time: float, row: np.ndarray, thresholds: np.ndarray, labels: list[str]) -> None:
-        """:meth:`observe` of one message (its confidences ``row``), without array calls."""
+    def observe_one(self, time: float, bucket: int, labels: list[str]) -> None:
+        """:meth:`observe` of one message whose predicted label is known: ``bucket`` is the
+        column of its top label if that is at threshold, else ``len(labels)`` (none)."""
         self.observed += 1
-        n = len(labels)
-        bucket = n
-        if n:
-            top = int(row[:n].argmax())
-            if row[top] >= thresholds[top]:
-                bucket = top
-        if self.mix.add(bucket, n, self.reviewed):
+        if self.mix.add(bucket, len(labels), self.reviewed):
             _, before, after = self.mix.last_result
             self._report(None, "live_mix", float(time), _mix_detail(before, after, labels))
 

@@ -190,8 +190,14 @@ class Refiner:
         self.live.put(message.id, features, row, timestamp)
         if timestamp > self.last_time:
             self.last_time = timestamp
-        self.drift.observe_one(timestamp, row, self.thresholds, self.labels)
-        return self._prediction(message.id, timestamp, row)
+        at = (row >= self.thresholds).nonzero()[0]  # label columns at threshold
+        columns = at.tolist()
+        if columns:  # the live mix counts the top label if it is at threshold, else "none"
+            top = int(row.argmax())
+            self.drift.observe_one(timestamp, top if top in columns else len(row), self.labels)
+        else:
+            self.drift.observe_one(timestamp, len(row), self.labels)
+        return self._prediction_at(message.id, timestamp, row, at, columns)
 
     def observe_many(self, messages: Iterable[Message | dict]) -> list[Prediction]:
         """Predict a batch of live messages at once; the same as calling :meth:`observe` on each in turn.
@@ -433,6 +439,28 @@ class Refiner:
                                   model_version=self.model_version, confidences=confidences, labels=labels,
                                   informative=informative[i]))
         return out
+
+    def _prediction_at(self, message_id: str, timestamp: float, row: np.ndarray, at: np.ndarray,
+                       columns: list[int]) -> Prediction:
+        """:meth:`_prediction` of a live message now, given its label columns at threshold
+        (``at``, and the same as a list)."""
+        names = self.labels
+        confidences = dict(zip(names, _rounded(row).tolist()))
+        if not columns:
+            labels: tuple[str, ...] = ()
+            informative = False
+        elif len(columns) == 1 and not self._child_parent:
+            labels = (names[columns[0]],)
+            informative = bool(self._informative[columns[0]])
+        else:
+            chosen = set(columns)
+            for column in columns:
+                chosen.update(self._ancestors[column])
+            labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
+            informative = bool(self._informative[at].any())
+        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
+                          model_version=self.model_version, confidences=confidences, labels=labels,
+                          informative=informative)
 
     def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
                     thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
