@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 import re
 import zlib
 
@@ -51,6 +52,8 @@ _QUOTE_START = re.compile(
 # Header lines inside quoted or forwarded text: they say who and when, not what.
 _HEADER = re.compile(r"^\s*(?:from|to|cc|bcc|sent|date|subject|re|fw|fwd)\s*:.*$|^\s*\S+@\S+\s*$"
                      r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$", re.IGNORECASE)
+#: Multiplier of the first word's hash in a word pair's hash.
+_PAIR = 0x9E3779B1
 #: Weight of one character n-gram relative to one word (a word yields many n-grams).
 _GRAM_WEIGHT = 0.5
 #: Words and tokens whose hashes are remembered (saves time only; words and the tagged
@@ -127,7 +130,14 @@ class Featurizer:
     metadata_fields: tuple[str, ...] = ()
 
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
-    _hashes: dict = dataclasses.field(default_factory=lambda: _WordHashes(), compare=False, repr=False)
+    #: word -> its bucket, and word -> its share of a word pair's bucket (:meth:`_text_buckets`)
+    _buckets: dict = dataclasses.field(init=False, compare=False, repr=False)
+    _pair_parts: dict = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        mask = (1 << self.bits) - 1
+        object.__setattr__(self, "_buckets", _WordCodes(1, mask))
+        object.__setattr__(self, "_pair_parts", _WordCodes(_PAIR, mask))
 
     def transform(self, subject: str = "", body: str = "", channel: str = "other",
                   metadata: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +169,8 @@ class Featurizer:
     def _vector(self, counts: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
         """Sorted indices and unit-norm ``log(1 + count)`` values, the bias feature last."""
         keys = sorted(counts)
-        logs = [math.log1p(counts[k]) for k in keys]
-        norm = math.sqrt(sum(v * v for v in logs))
+        logs = list(map(math.log1p, map(counts.__getitem__, keys)))
+        norm = math.sqrt(sum(map(operator.mul, logs, logs)))  # summed in key order, as ever
         scale = 1.0 / norm if norm > 0 else 1.0
         values = [v * scale for v in logs]
         keys.append(1 << self.bits)  # the constant bias feature, last index of the space (see pipeline.model)
@@ -171,26 +181,25 @@ class Featurizer:
         """:meth:`transform`'s vector when every feature weighs 1: the same numbers as
         :meth:`_vector`, with the values of a vector of distinct features computed once per length."""
         buckets.extend(self._tag_buckets(channel, "", metadata))
-        counts = dict.fromkeys(buckets, 1.0)
-        if len(counts) < len(buckets):  # some feature occurs twice
-            counts = {}
+        distinct = set(buckets)
+        if len(distinct) < len(buckets):  # some feature occurs twice
+            counts: dict[int, float] = {}
             get = counts.get
             for bucket in buckets:
                 counts[bucket] = get(bucket, 0.0) + 1.0
             return self._vector(counts)
-        keys = sorted(counts)
+        keys = sorted(distinct)
         keys.append(1 << self.bits)
-        values = np.full(len(keys), _distinct_value(len(counts)), dtype=np.float32)
-        values[-1] = 1.0
-        return np.array(keys, dtype=np.int32), values
+        return np.array(keys, dtype=np.int32), _distinct_values(len(distinct)).copy()
 
     def _text_buckets(self, text: str) -> list[int]:
         """The buckets of a text's words and word pairs (no character n-grams), repeats kept."""
-        mask = (1 << self.bits) - 1
-        hashes = [*map(self._hashes.__getitem__, _WORD.findall(text))]
-        buckets = [word_hash & mask for word_hash in hashes]
-        if self.bigrams and len(hashes) > 1:  # the pair formula of _add_text
-            buckets += [((first * 0x9E3779B1) ^ second) & mask for first, second in zip(hashes, hashes[1:])]
+        words = _WORD.findall(text)
+        buckets = [*map(self._buckets.__getitem__, words)]
+        if self.bigrams and len(words) > 1:
+            # _add_text's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
+            parts = [*map(self._pair_parts.__getitem__, words)]
+            return buckets + [part ^ bucket for part, bucket in zip(parts, buckets[1:])]
         return buckets
 
     def _tag_buckets(self, channel: str, subject: str, metadata: dict | None) -> list[int]:
@@ -226,7 +235,7 @@ class Featurizer:
                 counts[gram] = get(gram, 0.0) + share * weight
         if self.bigrams:
             for first, second in zip(hashes, hashes[1:]):
-                bucket = ((first * 0x9E3779B1) ^ second) & mask
+                bucket = ((first * _PAIR) ^ second) & mask
                 counts[bucket] = get(bucket, 0.0) + weight
 
     @property
@@ -250,24 +259,28 @@ class Featurizer:
         return entry
 
 
-class _WordHashes(dict):
-    """word -> CRC-32 of its UTF-8 bytes, computed on first use; at most ``_CACHE_SIZE`` words
-    (the cache only saves time: dropping it changes no result)."""
+class _WordCodes(dict):
+    """word -> ``(CRC-32 of its UTF-8 bytes * multiplier) & mask``, computed on first use; at
+    most ``_CACHE_SIZE`` words (the cache only saves time: dropping it changes no result)."""
+
+    def __init__(self, multiplier: int, mask: int) -> None:
+        super().__init__()
+        self.multiplier, self.mask = multiplier, mask
 
     def __missing__(self, word: str) -> int:
         if len(self) >= _CACHE_SIZE:
             self.clear()
-        word_hash = self[word] = zlib.crc32(word.encode("utf-8"))
-        return word_hash
+        code = self[word] = (zlib.crc32(word.encode("utf-8")) * self.multiplier) & self.mask
+        return code
 
 
-@functools.lru_cache(maxsize=1024)
-def _distinct_value(n: int) -> float:
-    """The value of each of ``n`` distinct features counted once, as :meth:`Featurizer._vector`
-    computes it (the same float operations in the same order)."""
-    logs = [math.log1p(1.0)] * n
-    norm = math.sqrt(sum(v * v for v in logs))
-    return logs[0] * (1.0 / norm)
+@functools.lru_cache(maxsize=256)
+def _distinct_values(n: int) -> np.ndarray:
+    """The values of ``n`` distinct features counted once and the bias, as :meth:`Featurizer._vector`
+    computes them (the same float operations in the same order); read-only, callers copy it."""
+    values = Featurizer._vector(Featurizer(bits=0), dict.fromkeys(range(n), 1.0))[1]
+    values.flags.writeable = False
+    return values
 
 
 def _bucket(value) -> str:

@@ -118,5 +118,5 @@ def test_the_bounded_cache_of_word_hashes_changes_no_vector(monkeypatch):
     for i in range(3):
         small.transform(body=f"{text} {i}")
     indices, values = small.transform(body=text)
-    assert len(small._hashes) <= 3
+    assert len(small._buckets) <= 3
     assert indices.tolist() == fresh_indices.tolist() and values.tobytes() == fresh_values.tobytes()
