@@ -145,7 +145,12 @@ class OnlineLinear:
         n = self.n_labels
         if n == 0 or len(x) == 0:
             return np.zeros((len(x), n), dtype=np.float32)
-        before = expit(self._decision(x, self._gather(x)))
+        weight_rows = None
+        if len(x) == 1:  # one vector: its weight rows, gathered once, serve the score and the step
+            weight_rows = self.weights.take(x.indices, axis=0)
+            before = expit(np.add.reduceat(weight_rows * x.values[:, None], _FIRST, axis=0)[:, :n])
+        else:
+            before = expit(self._decision(x, self._gather(x)))
         gradient = before - y[:, :n]
         if len(x) == 1:  # a vector's indices are unique: no aggregation
             features = x.indices
@@ -166,9 +171,10 @@ class OnlineLinear:
         squared = self.feature_sq[features] + np.einsum("ij,ij->i", step, step) / n
         self.feature_sq[features] = squared
         step *= (self.learning_rate / np.sqrt(squared + 1e-6))[:, None]
-        rows = self.weights[features]  # whole rows: much faster to gather and scatter than a column slice
-        rows[:, :n] -= step
-        self.weights[features] = rows
+        if weight_rows is None:
+            weight_rows = self.weights[features]  # whole rows: much faster to gather and scatter than a column slice
+        weight_rows[:, :n] -= step
+        self.weights[features] = weight_rows
         return before
 
     def state(self) -> dict[str, np.ndarray]:
