@@ -204,6 +204,10 @@ class Featurizer:
 
     def _tag_buckets(self, channel: str, subject: str, metadata: dict | None) -> list[int]:
         """Buckets of the tagged tokens: channel, subject words, chosen metadata."""
+        if not subject and not (metadata and self.metadata_fields):  # the channel alone (most messages)
+            bucket = self._cache.get("c:" + channel)
+            if bucket is not None:
+                return [bucket]
         extra = [f"c:{channel}"]
         if subject:
             extra.extend("s:" + word for word in _WORD.findall(subject.lower()))

@@ -185,7 +185,9 @@ class Refiner:
         if type(message) is not Message or message.dataset != self.dataset:
             message = self._message(message, 0)
         features = self._features(message)
-        row = self._hierarchical_row(self.model.proba_one(*features))
+        row = self.model.proba_one(*features)
+        if self._child_parent:
+            self._hierarchical_row(row)
         timestamp = message.timestamp
         self.live.put(message.id, features, row, timestamp)
         if timestamp > self.last_time:
