@@ -12,10 +12,10 @@ The parts, each in its own module:
   chosen metadata into a fixed sparse space;
 - :mod:`pipeline.model` is per-label online logistic regression (AdaGrad) over that space,
   vectorised with numpy. River's ``OneVsRestClassifier(LogisticRegression)`` is the same model
-  but walks a dict per label per message: on the Banking77 stream it does ~1,800
-  predict+learn per second where this engine applies ~5,900 reviews or observes ~27,000
-  messages (batches of 100) per second (bench/README.md), so River is used where it fits
-  (drift detectors), not here;
+  but walks a dict per label per message: on the Banking77 stream it does ~1,700
+  predict+learn per second where this engine applies ~6,000 reviews, observes ~22,000
+  messages one call each or ~27,000 in batches of 100 per second (bench/README.md), so River
+  is used where it fits (drift detectors), not here;
 - :mod:`pipeline.windows` keeps the prequential validation window of recent reviews and the
   window of recent live messages;
 - :mod:`pipeline.metrics` and :mod:`pipeline.rating` turn them into DESIGN.md's metrics.
