@@ -212,14 +212,31 @@ class Service:
                 self.restoring[p] = asyncio.ensure_future(self.restore(p))
 
     async def on_revoked(self, partitions: set[int]) -> None:
-        """Before a rebalance hands partitions out: let the batch or snapshot in progress finish,
-        then drop the partitions' engines and unacked events (the next owner, maybe this worker,
-        restores them from their snapshots). No snapshot is written after this."""
+        """Before a rebalance hands partitions out: let the batch in progress finish, snapshot what
+        changed (so the next owner, maybe this worker, replays little), then drop the partitions'
+        engines and unacked events. No snapshot of them is written after this."""
         async with self.lock:
+            await self._final_snapshots(partitions)
             for p in partitions:
                 self.forget(p)
             if self.assigned is not None:
                 self.assigned -= partitions
+
+    async def on_shutdown(self) -> None:
+        """On a clean stop: snapshot what changed, so that a restart replays nothing."""
+        async with self.lock:
+            await self._final_snapshots(set(self.partitions))
+
+    async def _final_snapshots(self, partitions: set[int]) -> None:
+        budget = self.options.session_timeout / 2  # a rebalance must not wait on an unreachable broker
+        for p in sorted(partitions):
+            part = self.partitions.get(p)
+            if part is None or not part.dirty:
+                continue
+            try:
+                await asyncio.wait_for(self._snapshot(p, part), budget)
+            except asyncio.TimeoutError:
+                log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
 
     def forget(self, p: int) -> None:
         task = self.restoring.pop(p, None)
@@ -474,6 +491,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
         await service.on_revoked({tp.partition for tp in revoked if tp.topic == service.topics["events"]})
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender, **kwargs):
+        await service.on_shutdown()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs):
