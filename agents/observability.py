@@ -61,7 +61,7 @@ class Observability:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
         self.lag = Gauge("refinery_consumer_lag", "Records of the partition not yet processed", ["topic", "partition"], registry=r)
         self.snapshots = Counter("refinery_snapshots", "Snapshots written", ["dataset"], registry=r)
-        self.snapshot_bytes = Gauge("refinery_snapshot_bytes", "Size of the latest snapshot", ["dataset"], registry=r)
+        self.snapshot_bytes = Gauge("refinery_snapshot_bytes", "Size of the latest snapshot (compressed bytes)", ["dataset"], registry=r)
         self.snapshots_rejected = Counter("refinery_snapshots_rejected", "Snapshots rejected on restore (forged, corrupt or incomplete)", registry=r)
         self.restores = Counter("refinery_restores", "Partitions restored from snapshots", registry=r)
         self._labels: dict[str, set[str]] = {}
