@@ -38,7 +38,6 @@ from typing import Any, Mapping
 import orjson
 
 from agents.config import Settings
-from agents.deadletter import letter
 from agents.observability import Observability, log_event
 from agents.recovery import PartitionEngines, read_range
 from agents.sequencer import sequence
