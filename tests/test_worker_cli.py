@@ -15,13 +15,30 @@ from schemas import Balance, Factor, LabelMetrics, Message, MetricsSnapshot, Rat
 pytestmark = pytest.mark.kafka
 
 
+def _delete_topics(settings) -> None:
+    """Remove this test's topics from the shared broker (best effort)."""
+    from kafka import KafkaAdminClient
+
+    from agents.config import TOPICS
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        admin.delete_topics([settings.topic(name) for name in TOPICS if settings.topic(name) in existing])
+    except Exception:
+        pass
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def topics(settings_for, unique_prefix):
     from agents.broker import create_topics
 
     settings = settings_for(unique_prefix)
     create_topics(settings)
-    return settings
+    yield settings
+    _delete_topics(settings)
 
 
 def _refinery(settings, *args, timeout=60):
