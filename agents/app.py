@@ -49,6 +49,15 @@ __all__ = ["Service", "WorkerOptions", "create_app"]
 log = logging.getLogger("refinery.worker")
 
 
+def _undeliverable() -> tuple[type, ...]:
+    from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
+    return (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+_UNDELIVERABLE = _undeliverable()
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerOptions:
     """Worker tuning, from ``REFINERY_*`` environment variables (see docs/service.md)."""
@@ -153,18 +162,34 @@ class Service:
         """Publish ``(topic, key, value, partition)`` records and wait until all are durable.
 
         A failed delivery (the broker gone longer than the producer's request timeout) is retried
-        from the first failure on, in order, until it succeeds: the engine drops repeats.
+        from the first failure on, in order, until it succeeds: the engine drops repeats. A record
+        the broker can never take (too large) is logged and counted, not retried.
         """
         pending = list(records)
         delay = 0.5
         while pending:
             futures = []
             for topic, key, value, partition in pending:
-                futures.append(await self.send(topic, key, value, partition))
+                try:
+                    futures.append(await self.send(topic, key, value, partition))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # refused before sending (too large, no metadata yet)
+                    refused = asyncio.get_running_loop().create_future()
+                    refused.set_exception(error)
+                    futures.append(refused)
             results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
-            for topic, *_ in pending[: len(pending) if failed is None else failed]:
-                self.obs.events_out.labels(topic).inc()
+            failed = None
+            for i, (record, result) in enumerate(zip(pending, results)):
+                if isinstance(result, _UNDELIVERABLE):  # retrying cannot help: say so and go on
+                    log_event(log, logging.ERROR, "undeliverable", topic=record[0], bytes=len(record[2] or b""),
+                              error=repr(result))
+                    self.obs.dead_letters.labels("undeliverable").inc()
+                elif isinstance(result, BaseException):
+                    failed = i
+                    break
+                else:
+                    self.obs.events_out.labels(record[0]).inc()
             if failed is None:
                 return
             log_event(log, logging.WARNING, "delivery_retry", records=len(pending) - failed, error=repr(results[failed]))

@@ -17,7 +17,10 @@ import base64
 
 from schemas import DeadLetter
 
-__all__ = ["ERRORS", "letter", "raw_value"]
+__all__ = ["ERRORS", "MAX_RAW_BYTES", "letter", "raw_value"]
+
+#: Raw bytes kept in a dead letter: a huge rejected record must not make an undeliverable one.
+MAX_RAW_BYTES = 256 * 1024
 
 #: The ``error`` categories, one Prometheus counter label value each.
 ERRORS = (
@@ -49,7 +52,8 @@ def letter(
     Parameters
     ----------
     raw
-        The value bytes exactly as read (``None`` for a record without value).
+        The value bytes exactly as read (``None`` for a record without value); only the first
+        `MAX_RAW_BYTES` are kept.
     error
         One of `ERRORS`.
     reason
@@ -59,6 +63,9 @@ def letter(
     """
     if error not in ERRORS:
         raise ValueError(f"error: expected one of {', '.join(ERRORS)}, got {error!r}")
+    if raw is not None and len(raw) > MAX_RAW_BYTES:
+        reason = f"{reason} (raw value truncated to its first {MAX_RAW_BYTES} of {len(raw)} bytes)"
+        raw = raw[:MAX_RAW_BYTES]
     return DeadLetter(
         source_topic=topic,
         partition=partition,

@@ -77,3 +77,12 @@ def test_a_dead_letter_is_a_valid_deadletter_record_on_the_wire():
 def test_an_unknown_error_category_is_a_programming_error():
     with pytest.raises(ValueError, match="expected one of"):
         letter(b"", topic="t", partition=0, offset=0, error="oops", reason="", now=0)
+
+
+def test_a_huge_rejected_record_keeps_only_its_first_bytes_and_says_so():
+    from agents.deadletter import MAX_RAW_BYTES
+
+    raw = b"{" + b"x" * (3 * MAX_RAW_BYTES)
+    dead = _sequence(raw)
+    assert len(raw_value(dead)) == MAX_RAW_BYTES and raw.startswith(raw_value(dead))
+    assert f"truncated to its first {MAX_RAW_BYTES} of {len(raw)} bytes" in dead.reason
