@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from schemas import MetricsSnapshot
 
-__all__ = ["CONTENT_TYPE", "Observability"]
+__all__ = ["CONTENT_TYPE", "Observability", "log_event"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
