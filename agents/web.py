@@ -12,6 +12,7 @@ that token is set):
 ``GET /datasets/{dataset}/suggestions``    ``?kind=check_label&label=L&limit=50``: a SuggestionList
 ``GET /datasets/{dataset}/curve``          ``?label=L&points=200``: the label's precision-recall curve
 ``POST /datasets/{dataset}/predict``       body: a Message; the prediction, without learning
+``GET /`` and ``GET /datasets/{dataset}``  HTML dashboard pages for people (`agents.pages`)
 =========================================  =======================================================
 
 A worker answers for the datasets it owns; another dataset gives 404 with a hint (with several
@@ -165,11 +166,18 @@ def register(app, service) -> Api:
     """Add the API's routes to the Faust ``app``."""
     from faust.web import View
 
+    from agents import pages
+
     api = Api(service)
+    html_pages = pages.Pages(service)
 
     def reply(view: View, result: Reply):
         status, body = result
         return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    def page(view: View, result: tuple[int, str]):
+        status, html = result
+        return view.html(html, status=status)
 
     def guarded(handler):
         async def get(self, request, **kwargs):
@@ -177,6 +185,22 @@ def register(app, service) -> Api:
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
         return get
+
+    # The index is registered before anything else at "/" (Faust's own placeholder index there
+    # comes later and never answers).
+    @app.page("/")
+    class IndexPage(View):
+        async def get(self, request):
+            if not api.authorised(request.headers.get("Authorization")):
+                return page(self, (401, pages.render_unauthorised()))
+            return page(self, html_pages.index())
+
+    @app.page("/datasets/{dataset}")
+    class DatasetPage(View):
+        async def get(self, request, dataset):
+            if not api.authorised(request.headers.get("Authorization")):
+                return page(self, (401, pages.render_unauthorised()))
+            return page(self, await html_pages.dataset(dataset))
 
     @app.page("/healthz")
     class Healthz(View):
