@@ -4,8 +4,9 @@ It starts the local Kafka broker if none runs (fetching it first if needed), cre
 starts a worker, then streams a real data set from ``../shared/datasets`` as live traffic: each
 message is sent with the current time, and a simulated reviewer answers a share of them (30% by
 default) a few messages later, from the data set's true labels, in ``shuffle`` mode. It prints
-where to look (API, ``/metrics``, ``refinery status``) and runs until the data set is exhausted
-or Ctrl-C; then it stops what it started (the worker always, the broker only if it started it).
+where to look (the dashboard pages, API, ``/metrics``, ``refinery status``) and runs until the
+data set is exhausted or Ctrl-C; then it stops what it started (the worker always, the broker
+only if it started it).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def _pairs(name: str, seed: int):
     return pairs
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C, ``kill -INT`` and ``kill -TERM`` all stop the demo through its clean-up (which stops
+    the worker). A shell script that starts the demo in the background starts it with SIGINT
+    ignored, and SIGTERM would otherwise end it at once, leaving the worker running."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -77,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from agents import broker
     from agents.config import PROJECT_ROOT, Settings
 
+    _stop_on_signals()
     settings = Settings.from_env()
     if args.web_port is not None:
         settings = dataclasses.replace(settings, web_port=args.web_port)
@@ -97,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
                                    "--logfile", str(log_file)], env=env, cwd=PROJECT_ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         api = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"worker: pid {worker.pid}, log {log_file}\n  API      {api}/datasets\n  metrics  {api}/metrics\n"
-              f"  status   refinery status {args.dataset}\n  Ctrl-C stops the demo", flush=True)
+        print(f"worker: pid {worker.pid}, log {log_file}\n  dashboard  {api}/  (open it in a browser)\n  API        {api}/datasets\n"
+              f"  metrics    {api}/metrics\n  status     refinery status {args.dataset}\n  Ctrl-C stops the demo",
+              flush=True)
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         pairs = _pairs(args.dataset, args.seed)[: args.limit]
         interval = 1.0 / args.rate if args.rate > 0 else 0.0
@@ -118,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
         producer.flush()
         print(f"done: {counts['messages']} messages, {counts['annotations']} reviews; the worker keeps running "
               f"until Ctrl-C", flush=True)
-        worker.wait()
-        return 0
+        code = worker.wait()
+        print(f"the worker exited ({code}); see {log_file}", file=sys.stderr)
+        return 0 if code == 0 else 1
     except KeyboardInterrupt:
         return 0
     finally:

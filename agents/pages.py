@@ -37,11 +37,12 @@ from urllib.parse import quote
 
 from schemas import SUGGESTION_KINDS, LabelMetrics, MetricsSnapshot, Suggestion, SuggestionList
 
-__all__ = ["REFRESH_SECONDS", "SUGGESTIONS_SHOWN", "IndexRow", "Pages", "render_index", "render_dataset",
+__all__ = ["REFRESH_SECONDS", "SUGGESTIONS_SHOWN", "ACTIONS_SHOWN", "IndexRow", "Pages", "render_index", "render_dataset",
            "render_missing", "render_unauthorised"]
 
 REFRESH_SECONDS = 5
 SUGGESTIONS_SHOWN = 10
+ACTIONS_SHOWN = 5  # the rest are folded away (in the order the engine ranks them)
 
 #: One row of the index: ``(dataset, partition, latest published metrics or None)``.
 IndexRow = tuple[str, int, Optional[MetricsSnapshot]]
@@ -73,7 +74,7 @@ th{background:#f0f2f5;font-weight:600;font-size:12px}td.n{text-align:right;font-
 .ready{color:#1e8449;font-weight:600}.notready{color:#a04000;font-weight:600}
 .red{color:#c0392b;font-weight:600}.amber{color:#b9770e;font-weight:600}
 .note{background:#fff8e1;border:1px solid #f0d98c;border-radius:6px;padding:10px 14px;max-width:900px}
-.muted{color:#5f6b7a}ul{margin:4px 0 8px 0;padding-left:20px}footer{padding:8px 24px 24px;color:#5f6b7a;font-size:12px}
+summary{cursor:pointer;color:#2c5d9e;margin:2px 0 6px}.muted{color:#5f6b7a}ul{margin:4px 0 8px 0;padding-left:20px}footer{padding:8px 24px 24px;color:#5f6b7a;font-size:12px}
 """
 
 
@@ -128,7 +129,7 @@ def _page(title: str, body: str, refresh: bool = True) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)} · Refinery</title><style>{_CSS}</style></head><body>"
             f'<header><a class="brand" href="/">Refinery</a><a href="/">datasets</a>'
-            f'<a href="/datasets">JSON</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></header>'
+            f'<a href="/datasets">/datasets (JSON)</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></header>'
             f"<main>{body}</main>"
             f"<footer>{'This page reloads every %d s. ' % REFRESH_SECONDS if refresh else ''}"
             f"Rendered {escape(_when(time.time()))}.</footer></body></html>")
@@ -227,7 +228,8 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     balance = s.balance
     parts.append('<div class="cards">'
                  + _card("rating", f"{r.score:.1f}", f"{escape(r.band)}, {_ready(r.ready)}")
-                 + _card("MAP", _num(s.map), "mean average precision")
+                 + _card("MAP", _num(s.map), "mean average precision" if s.map is not None
+                         else "mean average precision: too few reviewed examples per label yet")
                  + _card("coverage", _percent(s.coverage), "live messages with an informative label")
                  + _card("balance", _num(balance.score, 1),
                          f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}")
@@ -247,9 +249,12 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
 
     parts.append("<h2>Recommended actions</h2>")
     if s.actions:
-        parts.append(_table(["action", "label", "why", "expected gain"],
-                            [[escape(a.kind), escape(a.label or "–"), escape(a.why), _num(a.expected_gain, 1)]
-                             for a in s.actions], numeric=(3,)))
+        header = ["action", "label", "why", "expected gain"]
+        rows = [[escape(a.kind), escape(a.label or "–"), escape(a.why), _num(a.expected_gain, 1)] for a in s.actions]
+        parts.append(_table(header, rows[:ACTIONS_SHOWN], numeric=(3,)))
+        if len(rows) > ACTIONS_SHOWN:
+            parts.append(f"<details><summary>{len(rows) - ACTIONS_SHOWN} more actions</summary>"
+                         f"{_table(header, rows[ACTIONS_SHOWN:], numeric=(3,))}</details>")
     else:
         parts.append('<p class="muted">None: nothing stands out.</p>')
 

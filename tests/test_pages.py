@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from agents.datasets import banking77
-from agents.pages import SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
+from agents.pages import ACTIONS_SHOWN, SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
 from pipeline import Refiner
 from agents.sequencer import owner_partition
 from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, LabelMetrics, LabelWarning, MetricsSnapshot,
@@ -252,3 +252,12 @@ def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, dat
     with pytest.raises(urllib.error.HTTPError) as missing:
         worker.get("/datasets/elsewhere", timeout=10)
     assert missing.value.code == 404 and "owned here: banking77" in _text(missing.value.read().decode())
+
+
+def test_only_the_first_actions_are_open_and_the_rest_folded_away():
+    actions = tuple(Action(kind="teach_label", label=f"label-{i}", why=f"reason {i}", expected_gain=10.0 - i) for i in range(8))
+    html = render_dataset(_snapshot(actions=actions), [])
+    folded = html[html.index("<details>"):html.index("</details>")]
+    assert "3 more actions" in folded
+    assert ACTIONS_SHOWN == 5
+    assert [f"label-{i}" in folded for i in range(8)] == [False] * 5 + [True] * 3
