@@ -314,11 +314,20 @@ def _java_command(settings: Settings, main: str, *args: str) -> list[str]:
     ]
 
 
+def _cluster_id() -> str:
+    """A new Kafka cluster id: a UUID in URL-safe base64 without padding, never starting with
+    '-' (the tool's argument parser would take it for an option; Kafka's own Uuid.randomUuid
+    avoids it the same way)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(settings: Settings) -> None:
     if (_data_dir(settings) / "meta.properties").exists():
         return
-    # A Kafka cluster id is a UUID in URL-safe base64 without padding.
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id()
     command = _java_command(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                             "-t", cluster_id, "-c", str(_properties_file(settings)))
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -216,3 +216,10 @@ def test_a_faust_agent_consumes_one_topic_and_sends_to_another(settings_for, uni
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "RESULT [b'M-0', b'M-1', b'M-2'] 3" in result.stdout
+
+
+def test_cluster_ids_never_look_like_an_option():
+    from agents.broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5000)]  # about 1 in 64 raw UUIDs would start with '-'
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
