@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from agents.config import Settings
+from agents.config import Settings, env_value
 from agents.observability import Observability, log_event
 from agents.recovery import PartitionEngines, read_range
 from agents.sequencer import sequence
@@ -94,13 +94,7 @@ class WorkerOptions:
         d = cls()
 
         def get(name, default, cast):
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return cast(raw)
-            except ValueError:
-                raise ValueError(f"{name}: expected {cast.__name__}, got {raw!r}") from None
+            return env_value(env, name, default, cast)
 
         config = get("REFINERY_ENGINE_CONFIG", {}, orjson.loads)
         if not isinstance(config, dict):

@@ -469,6 +469,22 @@ def create_topics(settings: Settings, partitions: int | None = None, names=None)
         admin.close()
 
 
+def delete_topics(settings: Settings, names=None) -> list[str]:
+    """Delete the service's topics under ``settings.topic_prefix`` (``names`` without prefix,
+    default all of `TOPICS`) that exist; returns the names deleted. Nothing else is touched."""
+    from kafka import KafkaAdminClient
+
+    wanted = [settings.topic(name) for name in (names or TOPICS)]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="refinery-topics")
+    try:
+        existing = [topic for topic in wanted if topic in set(admin.list_topics())]
+        if existing:
+            admin.delete_topics(existing)
+        return existing
+    finally:
+        admin.close()
+
+
 def describe_topics(settings: Settings, names=None) -> list[dict]:
     """``[{"topic", "partitions", "cleanup.policy"}]`` for the service's topics that exist."""
     from kafka import KafkaAdminClient

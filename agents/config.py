@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "TOPICS", "PROJECT_ROOT", "datasets_dir"]
+__all__ = ["Settings", "TOPICS", "PROJECT_ROOT", "datasets_dir", "env_value"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,13 +66,7 @@ class Settings:
         defaults = cls()
 
         def get(name: str, default, cast=str):
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return cast(raw)
-            except ValueError:
-                raise ValueError(f"{name}: expected {cast.__name__}, got {raw!r}") from None
+            return env_value(env, name, default, cast)
 
         return cls(
             external_bootstrap=get("REFINERY_KAFKA_BOOTSTRAP", None),
@@ -86,6 +80,24 @@ class Settings:
             snapshot_key=get("REFINERY_SNAPSHOT_KEY", defaults.snapshot_key),
             max_body_bytes=get("REFINERY_MAX_BODY_BYTES", defaults.max_body_bytes, int),
         )
+
+
+def env_value(env: Mapping[str, str], name: str, default, cast=str):
+    """``cast(env[name])``, or ``default`` when unset or empty; a value that does not cast is a
+    ValueError naming the variable.
+
+    >>> env_value({"REFINERY_PARTITIONS": "x"}, "REFINERY_PARTITIONS", 4, int)
+    Traceback (most recent call last):
+    ...
+    ValueError: REFINERY_PARTITIONS: expected int, got 'x'
+    """
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected {getattr(cast, '__name__', 'a valid value')}, got {raw!r}") from None
 
 
 def datasets_dir(env: Mapping[str, str] | None = None) -> Path:

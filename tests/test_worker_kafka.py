@@ -122,19 +122,13 @@ def workers(tmp_path):
 
 
 def _delete_topics(settings) -> None:
-    """Remove this test's topics from the shared broker (best effort)."""
-    from kafka import KafkaAdminClient
+    """Remove this test's topics from the shared broker (best effort: cleanup never fails a test)."""
+    from agents.broker import delete_topics
 
-    from agents.config import TOPICS
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
     try:
-        existing = set(admin.list_topics())
-        admin.delete_topics([settings.topic(name) for name in TOPICS if settings.topic(name) in existing])
+        delete_topics(settings)
     except Exception:
         pass
-    finally:
-        admin.close()
 
 
 @pytest.fixture
