@@ -111,9 +111,12 @@ def run(args: argparse.Namespace) -> int:
                                    "--logfile", str(log_file)], env=env, cwd=PROJECT_ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         api = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"worker: pid {worker.pid}, log {log_file}\n  dashboard  {api}/  (open it in a browser)\n  API        {api}/datasets\n"
-              f"  metrics    {api}/metrics\n  status     refinery status {args.dataset}\n  Ctrl-C stops the demo",
-              flush=True)
+        print(f"worker: pid {worker.pid}, log {log_file}\n"
+              f"  dashboard  {api}/  (open it in a browser)\n"
+              f"  API        {api}/datasets\n"
+              f"  metrics    {api}/metrics\n"
+              f"  status     refinery status {args.dataset} --url {api}\n"
+              f"  Ctrl-C stops the demo", flush=True)
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         pairs = _pairs(args.dataset, args.seed)[: args.limit]
         interval = 1.0 / args.rate if args.rate > 0 else 0.0

@@ -68,7 +68,7 @@ h1{font-size:22px;margin:4px 0 12px}h2{font-size:16px;margin:22px 0 8px}h3{font-
 .card .v{font-size:22px;font-weight:600}.card .s{color:#5f6b7a;font-size:12px}
 table{border-collapse:collapse;background:#fff;border:1px solid #dde1e6;margin:4px 0 8px}
 th,td{padding:4px 10px;border-bottom:1px solid #eceff2;text-align:left;vertical-align:top}
-th{background:#f0f2f5;font-weight:600;font-size:12px}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f2f5;font-weight:600;font-size:12px;white-space:nowrap}td:first-child{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .band{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
 .Poor{background:#c0392b}.Average{background:#d68910}.Good{background:#27ae60}.Excellent{background:#1e8449}
 .ready{color:#1e8449;font-weight:600}.notready{color:#a04000;font-weight:600}
@@ -201,7 +201,7 @@ def _suggestions_section(lists: Sequence[SuggestionList]) -> str:
         by_kind.setdefault(suggestion_list.kind, []).extend(suggestion_list.items)
     parts = [f"<h2>What to review next (top {SUGGESTIONS_SHOWN} of each kind)</h2>"]
     for kind in SUGGESTION_KINDS:
-        items = sorted(by_kind.get(kind, ()), key=lambda s: -s.score)[:SUGGESTIONS_SHOWN]
+        items = by_kind.get(kind, [])[:SUGGESTIONS_SHOWN]  # the engine's order: best first
         parts.append(f"<h3>{escape(_KIND_TITLES.get(kind, kind))} <span class=muted>({escape(kind)})</span></h3>")
         if not items:
             parts.append('<p class="muted">No suggestions of this kind yet.</p>')
@@ -213,7 +213,8 @@ def _suggestions_section(lists: Sequence[SuggestionList]) -> str:
 
 
 def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionList]) -> str:
-    """One dataset's page from its metrics and its suggestion lists (any number per kind).
+    """One dataset's page from its metrics and its suggestion lists (the first `SUGGESTIONS_SHOWN`
+    items of each kind are shown, in the lists' order).
 
     >>> from schemas import Balance, MetricsSnapshot, Rating
     >>> empty = MetricsSnapshot(dataset="new", timestamp=0, model_version=0, reviewed=0, labels={}, map=None,
@@ -229,7 +230,7 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     parts.append('<div class="cards">'
                  + _card("rating", f"{r.score:.1f}", f"{escape(r.band)}, {_ready(r.ready)}")
                  + _card("MAP", _num(s.map), "mean average precision" if s.map is not None
-                         else "mean average precision: too few reviewed examples per label yet")
+                         else "too few reviews per label yet")
                  + _card("coverage", _percent(s.coverage), "live messages with an informative label")
                  + _card("balance", _num(balance.score, 1),
                          f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}")
