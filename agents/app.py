@@ -146,6 +146,8 @@ class Service:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         self.latest_metrics: dict[str, Any] = {}
         self.must_replay: set[int] = set()         # partitions to rebuild from their snapshots' offsets
+        self.delivered: dict[int, int] = {}        # next events offset after the last batch Faust delivered
+        observability.ready.set_function(lambda: float(self.ready))  # read at each scrape: always current
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -263,6 +265,10 @@ class Service:
         self.partitions.pop(p, None)
         self.held.pop(p, None)  # never acked: the next owner replays them from the snapshot
         self.first_held_at.pop(p, None)
+        self.delivered.pop(p, None)
+        owned = {dataset for part in self.partitions.values() for dataset in part.engines}
+        for dataset in self.obs.datasets() - owned:  # the next owner reports them
+            self.obs.drop(dataset)
 
     async def restore(self, p: int) -> PartitionEngines:
         started = time.monotonic()
@@ -372,8 +378,7 @@ class Service:
         for manifest, chunks, manifest_record in packed:
             await self.deliver([(topic, k, v, p) for k, v in chunks])
             await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
-            self.obs.snapshots.labels(manifest.dataset).inc()
-            self.obs.snapshot_bytes.labels(manifest.dataset).set(manifest.size)
+            self.obs.record_snapshot(manifest.dataset, manifest.size)
         stale = part.snapshotted([m for m, _, _ in packed])
         if stale:
             await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
@@ -423,6 +428,8 @@ class Service:
                     except Exception:
                         log.exception("metrics failed dataset=%r", dataset)
                         continue
+                    if self.partitions.get(p) is not part:
+                        break  # forgotten while computing (a new assignment): publish nothing stale
                     self.latest_metrics[dataset] = metrics
                     self.obs.publish(metrics)
                     key = dataset.encode("utf-8")
@@ -431,12 +438,40 @@ class Service:
                     await self.deliver(out)
 
     def record_lag(self, consumer, tp, last_offset: int) -> None:
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:
-            return
+        """Set the lag of ``tp`` after a batch ending at ``last_offset`` was handled."""
+        if tp.topic == self.topics["events"]:
+            if self.assigned is not None and tp.partition not in self.assigned:
+                return  # a stale delivery: the partition is no longer ours
+            self.delivered[tp.partition] = max(self.delivered.get(tp.partition, 0), last_offset + 1)
+        highwater = _highwater(consumer, tp)
         if highwater is not None:
-            self.obs.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - last_offset - 1, 0))
+            self.obs.set_lag(tp.topic, tp.partition, highwater - last_offset - 1)
+
+    def refresh_lag(self, consumer) -> None:
+        """Set the lag of every assigned ``events`` partition from the consumer's highwater and the
+        engine's position, whether or not batches arrive (a stalled engine's lag keeps growing).
+
+        The position is the next offset the engine will apply, or, before it applied anything
+        since its restore, the offset after the last batch Faust delivered. Reads cached values
+        only: nothing waits on the broker.
+        """
+        from faust.types import TP
+
+        topic = self.topics["events"]
+        for p in sorted(self.assigned or ()):
+            part = self.partitions.get(p)
+            position = part.position if part is not None and part.position is not None else self.delivered.get(p)
+            highwater = _highwater(consumer, TP(topic, p))
+            if position is not None and highwater is not None:
+                self.obs.set_lag(topic, p, highwater - position)
+
+
+def _highwater(consumer, tp) -> int | None:
+    """The consumer's highwater of ``tp``, None when it does not know it (not assigned, no fetch yet)."""
+    try:
+        return consumer.highwater(tp)
+    except Exception:
+        return None
 
 
 def create_app(settings: Settings | None = None, options: WorkerOptions | None = None, **faust_settings):
@@ -509,6 +544,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
         await service.on_revoked({tp.partition for tp in revoked if tp.topic == service.topics["events"]})
+        obs.drop_lag({(tp.topic, tp.partition) for tp in revoked})
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender, **kwargs):
@@ -517,6 +553,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs):
         service.on_assigned({tp.partition for tp in assigned if tp.topic == service.topics["events"]})
+        obs.retain_lag({(tp.topic, tp.partition) for tp in assigned})
 
     @app.timer(max(0.5, min(options.snapshot_seconds, 5.0)))
     async def snapshot_timer():
@@ -525,6 +562,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.timer(options.metrics_seconds)
     async def metrics_timer():
         await service.publish_metrics()
+
+    @app.timer(options.metrics_seconds)
+    async def lag_timer():
+        service.refresh_lag(app.consumer)
 
     web.register(app, service)
     return app

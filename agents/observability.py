@@ -4,6 +4,10 @@ Each worker has its own `Observability` (its own registry, so tests can run seve
 process). The engine agent counts events; the metrics timer calls `Observability.publish` with
 each dataset's `schemas.MetricsSnapshot`; ``/metrics`` serves `Observability.exposition`.
 
+A worker reports only what it owns now: when a rebalance takes a partition away, the worker calls
+`Observability.drop` for each of its datasets and `Observability.retain_lag` with the partitions
+it keeps, so that the new owner is the only one to report them.
+
 >>> from schemas import Balance, LabelMetrics, MetricsSnapshot, Rating
 >>> obs = Observability()
 >>> obs.publish(MetricsSnapshot(dataset="d", timestamp=0, model_version=1, reviewed=3,
@@ -21,11 +25,19 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from agents.deadletter import ERRORS
 from schemas import MetricsSnapshot
 
-__all__ = ["CONTENT_TYPE", "Observability", "log_event"]
+__all__ = ["CONTENT_TYPE", "DEAD_LETTER_ERRORS", "Observability", "SEVERITIES", "log_event"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: The ``error`` values of ``refinery_dead_letters_total``: the dead-letter categories, and
+#: ``undeliverable`` (a record the broker refuses, logged and counted by the worker).
+DEAD_LETTER_ERRORS = (*ERRORS, "undeliverable")
+
+#: The ``severity`` values of ``refinery_label_warnings``.
+SEVERITIES = ("amber", "red")
 
 
 def _value(x: float | None) -> float:
@@ -64,33 +76,85 @@ class Observability:
         self.snapshot_bytes = Gauge("refinery_snapshot_bytes", "Size of the latest snapshot (compressed bytes)", ["dataset"], registry=r)
         self.snapshots_rejected = Counter("refinery_snapshots_rejected", "Snapshots rejected on restore (forged, corrupt or incomplete)", registry=r)
         self.restores = Counter("refinery_restores", "Partitions restored from snapshots", registry=r)
-        self._labels: dict[str, set[str]] = {}
+        self.ready = Gauge("refinery_worker_ready", "1 when every assigned partition is restored (GET /readyz answers 200), else 0", registry=r)
+        for error in DEAD_LETTER_ERRORS:  # at 0 from the start, so that increase() sees the first one
+            self.dead_letters.labels(error)
+        self._published: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}  # dataset -> its series
+        self._snapshotted: set[str] = set()
+        self._lagging: set[tuple[str, int]] = set()
 
     def publish(self, snapshot: MetricsSnapshot) -> None:
-        """Set every gauge of one dataset from its latest metrics."""
+        """Set every gauge of one dataset from its latest metrics.
+
+        A series the previous snapshot of the dataset had and this one lacks (a label gone from the
+        taxonomy or with all its reviews removed, a rating factor) is removed, not left stale.
+        """
         d = snapshot.dataset
-        for label in self._labels.get(d, set()) - set(snapshot.labels):  # labels gone from the taxonomy
-            for gauge in (self.precision, self.recall, self.f1, self.average_precision, self.threshold, self.support, self.pinned):
-                gauge.remove(d, label)
+        values: dict[tuple[Gauge, tuple[str, ...]], float] = {}
         for name, m in snapshot.labels.items():
-            self.precision.labels(d, name).set(_value(m.precision))
-            self.recall.labels(d, name).set(_value(m.recall))
-            self.f1.labels(d, name).set(_value(m.f1))
-            self.average_precision.labels(d, name).set(_value(m.average_precision))
-            self.threshold.labels(d, name).set(m.threshold)
-            self.support.labels(d, name).set(m.support)
-            self.pinned.labels(d, name).set(m.pinned)
-            for severity in ("amber", "red"):
-                self.warnings.labels(d, name, severity).set(sum(w.severity == severity for w in m.warnings))
-        self._labels[d] = set(snapshot.labels)
-        self.map.labels(d).set(_value(snapshot.map))
-        self.coverage.labels(d).set(_value(snapshot.coverage))
-        self.balance.labels(d).set(_value(snapshot.balance.score))
-        self.rating.labels(d).set(snapshot.rating.score)
+            for gauge, value in ((self.precision, _value(m.precision)), (self.recall, _value(m.recall)),
+                                 (self.f1, _value(m.f1)), (self.average_precision, _value(m.average_precision)),
+                                 (self.threshold, m.threshold), (self.support, m.support), (self.pinned, m.pinned)):
+                values[gauge, (d, name)] = value
+            for severity in SEVERITIES:
+                values[self.warnings, (d, name, severity)] = sum(w.severity == severity for w in m.warnings)
+        values[self.map, (d,)] = _value(snapshot.map)
+        values[self.coverage, (d,)] = _value(snapshot.coverage)
+        values[self.balance, (d,)] = _value(snapshot.balance.score)
+        values[self.rating, (d,)] = snapshot.rating.score
         for factor, value in snapshot.rating.factors.items():
-            self.factor.labels(d, factor).set(value.score)
-        self.reviewed.labels(d).set(snapshot.reviewed)
-        self.model_version.labels(d).set(snapshot.model_version)
+            values[self.factor, (d, factor)] = value.score
+        values[self.reviewed, (d,)] = snapshot.reviewed
+        values[self.model_version, (d,)] = snapshot.model_version
+        for gauge, labelvalues in self._published.get(d, set()) - values.keys():
+            gauge.remove(*labelvalues)
+        for (gauge, labelvalues), value in values.items():
+            gauge.labels(*labelvalues).set(value)
+        self._published[d] = set(values)
+
+    def record_snapshot(self, dataset: str, size: int) -> None:
+        """Count a snapshot of ``dataset`` written, of ``size`` compressed bytes."""
+        self.snapshots.labels(dataset).inc()
+        self.snapshot_bytes.labels(dataset).set(size)
+        self._snapshotted.add(dataset)
+
+    def drop(self, dataset: str) -> None:
+        """Remove every series of ``dataset``: its partition went to another worker (or its engine is gone).
+
+        The new owner reports the dataset from now on; without this, a rebalance leaves the old
+        worker exporting frozen values and the dataset appears twice in dashboards and alerts.
+
+        >>> obs = Observability()
+        >>> obs.record_snapshot("d", 100)
+        >>> obs.drop("d")
+        >>> b'dataset="d"' in obs.exposition()
+        False
+        """
+        for gauge, labelvalues in self._published.pop(dataset, set()):
+            gauge.remove(*labelvalues)
+        if dataset in self._snapshotted:
+            self._snapshotted.discard(dataset)
+            self.snapshots.remove(dataset)
+            self.snapshot_bytes.remove(dataset)
+
+    def datasets(self) -> set[str]:
+        """The datasets with series in the exposition."""
+        return set(self._published) | self._snapshotted
+
+    def set_lag(self, topic: str, partition: int, records: int) -> None:
+        """Set the consumer lag of one partition (records not yet processed)."""
+        self.lag.labels(topic, str(partition)).set(max(records, 0))
+        self._lagging.add((topic, partition))
+
+    def drop_lag(self, partitions: set[tuple[str, int]]) -> None:
+        """Remove the lag of each ``(topic, partition)`` in ``partitions`` (revoked)."""
+        self.retain_lag(self._lagging - set(partitions))
+
+    def retain_lag(self, partitions: set[tuple[str, int]]) -> None:
+        """Remove the lag of every ``(topic, partition)`` not in ``partitions`` (no longer assigned)."""
+        for topic, partition in self._lagging - set(partitions):
+            self.lag.remove(topic, str(partition))
+        self._lagging &= set(partitions)
 
     def exposition(self) -> bytes:
         """The text exposition format served at ``/metrics``."""

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -438,6 +439,12 @@ def _owned(worker) -> set[str]:
     return {row["dataset"] for row in orjson.loads(worker.get("/datasets")[1])["datasets"]}
 
 
+def _exported(worker) -> set[str]:
+    """The datasets whose rating the worker's /metrics exports."""
+    text = worker.get("/metrics")[1].decode()
+    return set(re.findall(r'^refinery_dataset_rating\{dataset="([^"]+)"\}', text, flags=re.M))
+
+
 def _assigned(worker) -> set[int]:
     try:
         status, body = worker.get("/readyz")
@@ -464,6 +471,8 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     assert owned_first and owned_second
     for name in owned_first:
         assert owner_partition(name, PARTITIONS) in _assigned(first)
+    assert (_exported(first), _exported(second)) == (owned_first, owned_second)  # each reports only its own
+    assert b"refinery_worker_ready 1.0" in second.get("/metrics")[1]
     _wait_for(lambda: set(_snapshot_manifests(topics)) == set(names), 30, "a snapshot of every dataset")
 
     first.kill(signal.SIGKILL)
@@ -476,6 +485,7 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     published = _settle(topics, events, second)
     assert _owned(second) == set(names)
     assert set(published) == set(names)
+    assert _exported(second) == set(names)
 
 
 # -- broker outage -----------------------------------------------------------------------------
