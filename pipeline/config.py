@@ -65,6 +65,12 @@ class RefinerConfig:
         Warnings when a label has fewer pinned examples than these.
     healthy_shuffle_share
         Share of reviews in shuffle/rebalance mode above which balance takes no penalty.
+    drift_error_bucket, drift_error_delta
+        Prequential-error drift (:class:`pipeline.drift.ErrorDrift`): outcomes per bucket, and
+        ADWIN's confidence (smaller: fewer false alarms, slower detection).
+    drift_mix_block, drift_mix_alpha
+        Live label-mix drift (:class:`pipeline.drift.MixDrift`): messages per block (a change
+        is reported within three blocks), and the G-test's significance level.
     """
 
     feature_bits: int = 17
@@ -88,6 +94,10 @@ class RefinerConfig:
     few_pinned_red: int = 10
     few_pinned_amber: int = 25
     healthy_shuffle_share: float = 0.15
+    drift_error_bucket: int = 10
+    drift_error_delta: float = 0.002
+    drift_mix_block: int = 100
+    drift_mix_alpha: float = 1e-6
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -95,11 +105,15 @@ class RefinerConfig:
             expected = {"int": int, "float": (int, float), "bool": bool}.get(field.type)
             if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
                 raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
-        for name in ("validation_window", "live_window", "max_reviewed", "threshold_refresh", "replay_every"):
+        for name in ("validation_window", "live_window", "max_reviewed", "threshold_refresh", "replay_every",
+                     "drift_error_bucket", "drift_mix_block"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
         if not 8 <= self.feature_bits <= 24:
             raise ValueError(f"RefinerConfig.feature_bits: expected 8..24, got {self.feature_bits}")
+        for name in ("drift_error_delta", "drift_mix_alpha"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"RefinerConfig.{name}: expected a probability in (0, 1), got {getattr(self, name)}")
         if self.replay < 0:
             raise ValueError(f"RefinerConfig.replay: expected at least 0, got {self.replay}")
         for label, target in self.label_targets.items():

@@ -65,7 +65,7 @@ import numpy as np
 from pipeline import snapshot as snapshot_format
 from pipeline.actions import recommend
 from pipeline.config import RefinerConfig
-from pipeline.drift import DriftMonitor
+from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
 from pipeline.features import Featurizer
 from pipeline.metrics import auc, binned_thresholds, label_curve, precision_recall_f1
 from pipeline.model import OnlineLinear, SparseRows
@@ -170,7 +170,9 @@ class Refiner:
         self.balance_count = 0
         self.balance_pending: list[int] = []  # review slots the balance model has not learned yet
         self._informative = np.zeros(0, dtype=bool)
-        self.drift = DriftMonitor()  # pipeline.drift: prequential error and live label mix
+        self.drift = DriftMonitor(  # pipeline.drift: prequential error and live label mix
+            error=ErrorDrift(bucket_size=cfg.drift_error_bucket, delta=cfg.drift_error_delta),
+            mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha))
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
         self._rebuild_hierarchy()
 

@@ -188,3 +188,20 @@ def test_a_label_whose_meaning_changes_raises_its_own_error_alarm(trained, halve
     alarms = {d.label for d in engine.metrics().drift if d.kind == "label_error"}
     assert target in alarms or moved in alarms
     assert alarms <= {moved, target}
+
+
+def test_drift_detectors_take_their_settings_from_the_engine_config():
+    from pipeline import Refiner, RefinerConfig
+
+    engine = Refiner("d", RefinerConfig(drift_error_bucket=5, drift_error_delta=0.01, drift_mix_block=50, drift_mix_alpha=1e-3))
+    assert (engine.drift.error.bucket_size, engine.drift.error.delta) == (5, 0.01)
+    assert (engine.drift.mix.block, engine.drift.mix.alpha) == (50, 1e-3)
+    restored = Refiner.restore(engine.snapshot())
+    assert (restored.drift.mix.block, restored.drift.error.delta) == (50, 0.01)
+
+
+def test_a_drift_confidence_outside_zero_and_one_is_refused():
+    from pipeline import RefinerConfig
+
+    with pytest.raises(ValueError, match=r"^RefinerConfig.drift_mix_alpha: expected a probability in \(0, 1\), got 2"):
+        RefinerConfig(drift_mix_alpha=2)
