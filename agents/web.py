@@ -44,20 +44,6 @@ def _int(raw: str | None, default: int) -> int:
         return default
 
 
-def _curve(engine, label: str, points: int) -> dict:
-    """The label's precision-recall curve over the validation window (out-of-sample scores),
-    at most ``points`` points, highest threshold first."""
-    from pipeline.metrics import Curve
-
-    _, scores, pinned = engine.validation_records()
-    column = list(engine.labels).index(label)
-    curve = Curve(scores[:, column], pinned[:, column])
-    keep = sorted({round(i * (len(curve.thresholds) - 1) / (points - 1)) for i in range(points)}) if len(curve.thresholds) else []
-    return {"support": curve.support, "average_precision": curve.average_precision(),
-            "points": [{"threshold": float(curve.thresholds[i]), "precision": float(curve.precision[i]),
-                        "recall": float(curve.recall[i])} for i in keep]}
-
-
 def _error(status: int, message: str) -> Reply:
     return status, {"error": message}
 
@@ -139,7 +125,7 @@ class Api:
         if label not in getattr(engine, "labels", ()):
             return _error(404, f"label {label!r} is not in dataset {dataset!r}")
         async with self.service.lock:
-            points = await self.service.in_thread(_curve, engine, label, _int(query.get("points"), 200))
+            points = await self.service.in_thread(engine.curve, label, _int(query.get("points"), 200))
         return 200, {"dataset": dataset, "label": label, **points}
 
     async def predict(self, dataset: str, body: bytes) -> Reply:

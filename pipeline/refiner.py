@@ -67,7 +67,7 @@ from pipeline.actions import recommend
 from pipeline.config import RefinerConfig
 from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
 from pipeline.features import Featurizer
-from pipeline.metrics import auc, binned_thresholds, label_curve, precision_recall_f1
+from pipeline.metrics import Curve, auc, binned_thresholds, label_curve, precision_recall_f1
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.suggestions import Suggester
@@ -616,6 +616,24 @@ class Refiner:
         slots = self.reviews.occupied()
         scores, pinned = self._window()
         return [self.reviews.slot_ids[s] for s in slots], scores, pinned
+
+    def curve(self, label: str, points: int = 200) -> dict:
+        """The label's precision-recall curve over the validation window (out-of-sample scores):
+        ``{"support", "average_precision", "points": [{"threshold", "precision", "recall"}]}``,
+        at most ``points`` points spread evenly along the curve, highest threshold first.
+
+        Raises KeyError for a label the dataset does not have.
+        """
+        if label not in self.label_index:
+            raise KeyError(f"label {label!r} is not in dataset {self.dataset!r}")
+        _, scores, pinned = self.validation_records()
+        column = self.label_index[label]
+        curve = Curve(scores[:, column], pinned[:, column])
+        last = len(curve.thresholds) - 1
+        keep = sorted({round(i * last / (max(points, 2) - 1)) for i in range(max(points, 2))}) if last >= 0 else []
+        return {"support": curve.support, "average_precision": curve.average_precision(),
+                "points": [{"threshold": float(curve.thresholds[i]), "precision": float(curve.precision[i]),
+                            "recall": float(curve.recall[i])} for i in keep]}
 
     # ------------------------------------------------------------------ snapshot / restore
 

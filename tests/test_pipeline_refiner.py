@@ -328,3 +328,14 @@ def test_a_re_review_makes_a_message_the_most_recently_reviewed():
     columns, _ = engine.reviewed[oldest]
     engine.annotate(review(int(oldest.split("-")[1]), [engine.labels[columns[-1]]], "card refund again"))
     assert list(engine.reviewed)[-1] == oldest and engine.metrics().reviewed == 40
+
+
+def test_a_label_curve_runs_from_the_highest_threshold_to_full_recall():
+    engine = taught(Refiner("support"), rounds=5)
+    curve = engine.curve("Refund", points=5)
+    thresholds = [p["threshold"] for p in curve["points"]]
+    assert curve["support"] == engine.metrics().labels["Refund"].support
+    assert len(curve["points"]) <= 5 and thresholds == sorted(thresholds, reverse=True)
+    assert curve["points"][-1]["recall"] == 1.0
+    with pytest.raises(KeyError, match="label 'Nope' is not in dataset 'support'"):
+        engine.curve("Nope")
