@@ -146,7 +146,7 @@ class Service:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         self.latest_metrics: dict[str, Any] = {}
         self.must_replay: set[int] = set()         # partitions to rebuild from their snapshots' offsets
-        self.delivered: dict[int, int] = {}        # next events offset after the last batch Faust delivered
+        self.delivered: dict[int, int] = {}        # first events offset not known to be applied
         observability.ready.set_function(lambda: float(self.ready))  # read at each scrape: always current
 
     # -- helpers ---------------------------------------------------------------------------
@@ -312,6 +312,8 @@ class Service:
         for event in batch:
             by_partition.setdefault(event.message.partition, []).append(event)
         for p, events in by_partition.items():
+            if self.assigned is None or p in self.assigned:
+                self.delivered.setdefault(p, events[0].message.offset)  # a batch stuck here still shows lag
             try:
                 await self._process_partition(p, events)
             except asyncio.CancelledError:
@@ -452,8 +454,9 @@ class Service:
         engine's position, whether or not batches arrive (a stalled engine's lag keeps growing).
 
         The position is the next offset the engine will apply, or, before it applied anything
-        since its restore, the offset after the last batch Faust delivered. Reads cached values
-        only: nothing waits on the broker.
+        since its restore, the first offset of the batch in progress (after the last batch
+        handled). A partition with neither has no lag series yet. Reads cached values only:
+        nothing waits on the broker.
         """
         from faust.types import TP
 
