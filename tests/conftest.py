@@ -58,3 +58,22 @@ def datasets():
     if not path.is_dir():
         pytest.skip(f"real data sets not found at {path}: set REFINERY_DATASETS or place them beside the project")
     return path
+
+
+#: Partitions of the dataset-keyed topics in integration tests (the worker tests rely on 4).
+TEST_PARTITIONS = 4
+
+
+@pytest.fixture
+def topics(settings_for, unique_prefix):
+    """Settings whose topics (``TEST_PARTITIONS`` partitions each) this test owns: created on
+    the broker first, deleted afterwards (best effort: cleanup never fails a test)."""
+    from agents.broker import create_topics, delete_topics
+
+    settings = settings_for(unique_prefix, partitions=TEST_PARTITIONS)
+    create_topics(settings)
+    yield settings
+    try:
+        delete_topics(settings)
+    except Exception:
+        pass

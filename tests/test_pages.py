@@ -19,8 +19,7 @@ from pipeline import Refiner
 from agents.sequencer import owner_partition
 from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, LabelMetrics, LabelWarning, MetricsSnapshot,
                      Rating, Suggestion, SuggestionList)
-from tests.test_worker_kafka import (PARTITIONS, _pairs, _producer, _send, _wait_for,  # noqa: F401 (fixtures)
-                                     topics, workers)
+from tests.test_worker_kafka import PARTITIONS, _pairs, _producer, _send, _wait_for, workers  # noqa: F401 (fixture)
 
 SCRIPT = "<script>alert('x')</script>"
 

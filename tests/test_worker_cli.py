@@ -15,25 +15,6 @@ from schemas import Balance, Factor, LabelMetrics, Message, MetricsSnapshot, Rat
 pytestmark = pytest.mark.kafka
 
 
-def _delete_topics(settings) -> None:
-    """Remove this test's topics from the shared broker (best effort: cleanup never fails a test)."""
-    from agents.broker import delete_topics
-
-    try:
-        delete_topics(settings)
-    except Exception:
-        pass
-
-
-@pytest.fixture
-def topics(settings_for, unique_prefix):
-    from agents.broker import create_topics
-
-    settings = settings_for(unique_prefix)
-    create_topics(settings)
-    yield settings
-    _delete_topics(settings)
-
 
 def _refinery(settings, *args, timeout=60):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "REFINERY_KAFKA_BOOTSTRAP": settings.bootstrap,

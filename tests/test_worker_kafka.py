@@ -33,11 +33,12 @@ from agents.datasets import banking77
 from agents.sequencer import owner_partition
 from pipeline import Refiner, RefinerConfig
 from schemas import DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
+from tests.conftest import TEST_PARTITIONS
 
 pytestmark = pytest.mark.kafka
 
 ENGINE = {"feature_bits": 12, "validation_window": 300, "live_window": 300}
-PARTITIONS = 4
+PARTITIONS = TEST_PARTITIONS
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -121,25 +122,6 @@ def workers(tmp_path):
     for worker in started:
         worker.kill(signal.SIGTERM if worker.alive() else signal.SIGKILL)
 
-
-def _delete_topics(settings) -> None:
-    """Remove this test's topics from the shared broker (best effort: cleanup never fails a test)."""
-    from agents.broker import delete_topics
-
-    try:
-        delete_topics(settings)
-    except Exception:
-        pass
-
-
-@pytest.fixture
-def topics(settings_for, unique_prefix):
-    from agents.broker import create_topics
-
-    settings = settings_for(unique_prefix, partitions=PARTITIONS)
-    create_topics(settings)
-    yield settings
-    _delete_topics(settings)
 
 
 def _producer(settings):
