@@ -111,6 +111,9 @@ class RefinerConfig:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
         if not 8 <= self.feature_bits <= 24:
             raise ValueError(f"RefinerConfig.feature_bits: expected 8..24, got {self.feature_bits}")
+        if self.max_reviewed < self.validation_window:  # a review in the window must stay in the registry
+            raise ValueError(f"RefinerConfig.max_reviewed: expected at least validation_window ({self.validation_window}), "
+                             f"got {self.max_reviewed}")
         for name in ("drift_error_delta", "drift_mix_alpha"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected a probability in (0, 1), got {getattr(self, name)}")

@@ -315,7 +315,7 @@ def test_the_engine_learns_banking77_intents_from_a_stream_of_reviews(banking_pa
 
 
 def test_the_registry_of_reviewed_messages_is_bounded():
-    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10)), rounds=5)
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10, validation_window=10)), rounds=5)
     assert len(engine.reviewed) == 10
     assert engine.metrics().reviewed == 40  # forgotten by the registry, still reviewed
     restored = Refiner.restore(engine.snapshot())
@@ -323,7 +323,7 @@ def test_the_registry_of_reviewed_messages_is_bounded():
 
 
 def test_a_re_review_makes_a_message_the_most_recently_reviewed():
-    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10)), rounds=5)
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10, validation_window=10)), rounds=5)
     oldest = next(iter(engine.reviewed))
     columns, _ = engine.reviewed[oldest]
     engine.annotate(review(int(oldest.split("-")[1]), [engine.labels[columns[-1]]], "card refund again"))
@@ -339,3 +339,8 @@ def test_a_label_curve_runs_from_the_highest_threshold_to_full_recall():
     assert curve["points"][-1]["recall"] == 1.0
     with pytest.raises(KeyError, match="label 'Nope' is not in dataset 'support'"):
         engine.curve("Nope")
+
+
+def test_the_registry_keeps_at_least_every_review_of_the_window():
+    with pytest.raises(ValueError, match=r"^RefinerConfig.max_reviewed: expected at least validation_window \(5000\), got 10$"):
+        RefinerConfig(max_reviewed=10)
