@@ -66,8 +66,9 @@ h1{font-size:22px;margin:4px 0 12px}h2{font-size:16px;margin:22px 0 8px}h3{font-
 .card{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 14px;min-width:130px}
 .card .k{color:#5f6b7a;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card .v{font-size:22px;font-weight:600}.card .s{color:#5f6b7a;font-size:12px}
-table{border-collapse:collapse;background:#fff;border:1px solid #dde1e6;margin:4px 0 8px}
+table{border-collapse:collapse;background:#fff;border:1px solid #dde1e6;margin:4px 0 8px;max-width:100%}
 th,td{padding:4px 10px;border-bottom:1px solid #eceff2;text-align:left;vertical-align:top}
+td:not(.n){overflow-wrap:anywhere}td.n{white-space:nowrap}
 th{background:#f0f2f5;font-weight:600;font-size:12px;white-space:nowrap}td:first-child{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .band{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
 .Poor{background:#c0392b}.Average{background:#d68910}.Good{background:#27ae60}.Excellent{background:#1e8449}

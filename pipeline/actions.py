@@ -83,7 +83,7 @@ def recommend(labels: dict[str, LabelMetrics], rating: Rating, balance: Balance,
             actions.append(Action(kind="teach_label", label=name, expected_gain=_r(gain),
                                   why=f"{codes['few_pinned'].message}: teach it on the messages the model is least sure of"))
             actions.append(Action(kind="search", label=name, expected_gain=_r(gain / 2),
-                                  why=f"{name!r} has {metrics.pinned} pinned examples: search for more by keyword"))
+                                  why=f"{name!r} has {metrics.pinned} pinned example{'' if metrics.pinned == 1 else 's'}: search for more by keyword"))
         elif "never_predicted" in codes:
             actions.append(Action(kind="teach_label", label=name, expected_gain=_r(gain),
                                   why=f"{codes['never_predicted'].message}: teach it on live messages near its threshold"))

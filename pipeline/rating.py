@@ -50,7 +50,7 @@ def label_warnings(name: str, *, pinned: int, support: int, average_precision: f
     if pinned < few_amber:
         warnings.append(LabelWarning(
             code="few_pinned", severity="red" if pinned < few_red else "amber",
-            message=f"{name!r} has {pinned} pinned examples; at least {few_amber} are needed for reliable predictions",
+            message=f"{name!r} has {pinned} pinned example{'' if pinned == 1 else 's'}; at least {few_amber} are needed for reliable predictions",
             action="teach_label"))
     if average_precision is not None and support >= 5 and average_precision < 0.7:
         warnings.append(LabelWarning(
