@@ -1,0 +1,375 @@
+"""End to end: the streaming worker on the local broker against the engine in-process, same run.
+
+The stream is ``--messages`` Banking77 training messages in a shuffled order (``--seed``); a
+share of them (``--review-share``, default 1/3, drawn with the same seed) is reviewed, each
+review carrying its message inline and sent ``--review-lag`` messages after it (the last ones
+after the final message). Both sides get exactly these events, in this order:
+
+* **Service**: one ``refinery worker`` subprocess (``python -m agents.cli worker``, default
+  engine configuration) on topics of a fresh prefix, fed by a kafka-python producer as fast as
+  it sends. Timed from the first send until every prediction is on ``predictions`` and the
+  worker's ``/datasets/banking77/metrics`` shows ``model_version`` equal to the number of
+  reviews (the API is only asked once every prediction is out, so polling costs the worker
+  nothing while it works).
+* **In-process baseline**: a `pipeline.Refiner` (same configuration and seed as the worker's)
+  fed the same events: consecutive messages through ``observe_many`` in batches of 200, each
+  review through ``annotate``.
+
+Reported: events/s of both, their ratio (the service's overhead: broker round trips, JSON,
+sequencer, batching, producer), the time to the first prediction, the worker's peak RSS
+(``VmHWM`` of its ``/proc/<pid>/status``, read before stopping it), and whether the worker's
+final metrics (rating score, MAP, reviewed) equal the in-process engine's. Kafka does not order
+the ``messages`` topic against the ``annotations`` topic, so the worker may apply a review
+before or after nearby messages in another order than they were sent; the check is therefore
+made against an engine replaying the worker's own ``events`` log (must be equal: PASS/FAIL),
+and the comparison with the send-order baseline is printed beside it.
+
+The local broker is started if it is not running (and left running). The worker is stopped
+with SIGTERM (by pid) and the prefix's topics are deleted, unless ``--keep-topics``.
+
+Run: ``.venv/bin/python bench/bench_service.py [--messages 5000] [--review-share 0.3333]
+[--seed 0] [--keep-topics]`` (about a minute for 5,000 messages)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+from agents import broker  # noqa: E402
+from agents.config import PROJECT_ROOT, Settings  # noqa: E402
+from agents.datasets import banking77  # noqa: E402
+from pipeline import Refiner, RefinerConfig  # noqa: E402
+from schemas import Annotation, Event, Message, MetricsSnapshot  # noqa: E402
+
+DATASET = "banking77"
+BATCH = 200  # consecutive messages per observe_many call in the baseline
+
+
+# -- the stream --------------------------------------------------------------------------------
+
+
+def stream(messages: int, review_share: float, review_lag: int, seed: int) -> list[Message | Annotation]:
+    """The events both sides get, in send order: messages, and reviews ``review_lag`` messages
+    after theirs (message inline).
+
+    >>> events = stream(30, 1 / 3, 5, seed=0)
+    >>> sum(isinstance(e, Message) for e in events), sum(isinstance(e, Annotation) for e in events)
+    (30, 10)
+    """
+    pairs = list(banking77(dataset=DATASET))
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    pairs = pairs[:messages]
+    reviewed = sorted(rng.sample(range(len(pairs)), round(len(pairs) * review_share)))
+    due: dict[int, list[Annotation]] = {}
+    for i in reviewed:
+        message, review = pairs[i]
+        due.setdefault(min(i + review_lag, len(pairs) - 1), []).append(dataclasses.replace(review, message=message))
+    events: list[Message | Annotation] = []
+    for i, (message, _) in enumerate(pairs):
+        events.append(message)
+        events += due.get(i, [])
+    return events
+
+
+def apply(engine: Refiner, events: list[Message | Annotation]) -> None:
+    """Feed ``events`` to ``engine`` in order: runs of messages through ``observe_many`` in
+    batches of `BATCH`, reviews through ``annotate``."""
+    run: list[Message] = []
+    for event in events:
+        if isinstance(event, Message):
+            run.append(event)
+            if len(run) == BATCH:
+                engine.observe_many(run)
+                run = []
+        else:
+            if run:
+                engine.observe_many(run)
+                run = []
+            engine.annotate(event)
+    if run:
+        engine.observe_many(run)
+
+
+def in_process(events: list[Message | Annotation]) -> tuple[Refiner, float]:
+    """A fresh engine (the worker's configuration and seed) fed ``events``; (engine, seconds)."""
+    engine = Refiner(DATASET, config=RefinerConfig(), seed=0)
+    start = time.perf_counter()
+    apply(engine, events)
+    return engine, time.perf_counter() - start
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Worker:
+    """One ``refinery worker`` subprocess on ``settings``' topics, its web server on a free port."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.port = _free_port()
+        self.log_path = workdir / "worker.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "REFINERY_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "REFINERY_TOPIC_PREFIX": settings.topic_prefix,
+            "REFINERY_PARTITIONS": str(settings.partitions),
+            "REFINERY_WEB_PORT": str(self.port),
+            "REFINERY_DATA_DIR": str(workdir / "data"),
+        }
+        env.pop("REFINERY_API_TOKEN", None)
+        env.pop("REFINERY_ENGINE_CONFIG", None)  # the default engine, as the baseline
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warning"],
+                                            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def get(self, path: str, timeout: float = 10.0):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
+            return orjson.loads(response.read())
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"worker exited ({self.process.returncode}); its log ends:\n{tail}")
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if self.get("/readyz", timeout=1.0)["assigned"]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"worker not ready after {timeout} s")
+
+    def peak_rss_mb(self) -> float | None:
+        """``VmHWM`` (peak resident set) of the worker process, in MB."""
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+class PredictionCounter(threading.Thread):
+    """Counts the records of ``predictions`` as they arrive; notes the first and last arrival."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+        partitions = [TopicPartition(settings.topic("predictions"), p) for p in range(settings.partitions)]
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            self.consumer.position(tp)  # resolve now, before anything is sent
+        self.count, self.first, self.last = 0, None, None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.is_set():
+                for records in self.consumer.poll(timeout_ms=200).values():
+                    now = time.perf_counter()
+                    self.first = self.first or now
+                    self.last = now
+                    self.count += len(records)
+        finally:
+            self.consumer.close()
+
+
+def _read_events(settings: Settings) -> list[Message | Annotation]:
+    """The worker's ``events`` log (one partition: one dataset), each input record once."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += [(tp.partition, r.offset, r.value) for r in batch]
+    finally:
+        consumer.close()
+    seen, out = set(), []
+    for _, _, value in sorted(records, key=lambda r: r[:2]):
+        event = Event.decode(value)
+        position = (event.source_topic, event.partition, event.offset)
+        if position not in seen:
+            seen.add(position)
+            out.append(event.message or event.annotation)
+    return out
+
+
+def service(settings: Settings, events: list[Message | Annotation], workdir: Path, timeout: float) -> dict:
+    """Run the worker on ``events``; the timings, its final metrics and its events log."""
+    from kafka import KafkaProducer
+
+    messages = sum(isinstance(e, Message) for e in events)
+    reviews = len(events) - messages
+    payloads = [(settings.topic("messages" if isinstance(e, Message) else "annotations"), e.encode()) for e in events]
+    worker = Worker(settings, workdir)
+    counter = None
+    try:
+        worker.wait_ready()
+        counter = PredictionCounter(settings)
+        counter.start()
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
+        key = DATASET.encode()
+        start = time.perf_counter()
+        for topic, value in payloads:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        sent = time.perf_counter() - start
+        producer.close()
+
+        deadline = time.monotonic() + timeout
+        while counter.count < messages:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{counter.count} of {messages} predictions after {timeout} s")
+            time.sleep(0.05)
+        # reviews are interleaved with the messages, so by the last prediction nearly all are
+        # applied: if the first poll already shows them all, the run ended with the last
+        # prediction; otherwise it ends at the poll that sees the last review applied
+        finished, polls = counter.last, 0
+        while (metrics := worker.get(f"/datasets/{DATASET}/metrics"))["model_version"] < reviews:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"model_version {metrics['model_version']} of {reviews} after {timeout} s")
+            time.sleep(0.1)
+            polls += 1
+        if polls:
+            finished = time.perf_counter()
+        peak = worker.peak_rss_mb()
+        return {
+            "sent": sent,
+            "seconds": finished - start,
+            "first": counter.first - start,
+            "predictions": counter.count,
+            "metrics": MetricsSnapshot.from_dict(metrics),
+            "peak_rss_mb": peak,
+            "log": _read_events(settings),
+        }
+    finally:
+        if counter is not None:
+            counter.done.set()
+            counter.join(timeout=5)
+        worker.stop()
+
+
+# -- the comparison ----------------------------------------------------------------------------
+
+
+def _figures(metrics: MetricsSnapshot) -> tuple:
+    return metrics.rating.score, metrics.map, metrics.reviewed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=5000, help="Banking77 messages to send (default 5000)")
+    parser.add_argument("--review-share", type=float, default=1 / 3, help="share of them reviewed (default 1/3)")
+    parser.add_argument("--review-lag", type=int, default=20, help="messages between a message and its review")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle and review draw")
+    parser.add_argument("--keep-topics", action="store_true", help="leave the run's topics on the broker")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the worker")
+    args = parser.parse_args(argv)
+
+    events = stream(args.messages, args.review_share, args.review_lag, args.seed)
+    messages = sum(isinstance(e, Message) for e in events)
+    reviews = len(events) - messages
+    print(f"stream: {messages:,} Banking77 messages, {reviews:,} reviews (message inline, "
+          f"{args.review_lag} messages later), seed {args.seed}")
+
+    engine, baseline_seconds = in_process(events)
+    print(f"in-process: {len(events):,} events in {baseline_seconds:.2f} s")
+
+    base = Settings.from_env()
+    settings = dataclasses.replace(base, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    bootstrap = broker.start(settings, quiet=True)
+    settings = dataclasses.replace(settings, external_bootstrap=bootstrap)
+    broker.create_topics(settings)
+    print(f"broker {bootstrap}, topics {settings.topic('*')} ({settings.partitions} partitions each)")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-service-") as workdir:
+            run = service(settings, events, Path(workdir), args.timeout)
+    finally:
+        if args.keep_topics:
+            print(f"kept topics {settings.topic('*')}")
+        else:
+            broker.delete_topics(settings)
+
+    replayed = Refiner(DATASET, config=RefinerConfig(), seed=0)
+    apply(replayed, run["log"])
+    now = run["metrics"].timestamp
+    worker_figures = _figures(run["metrics"])
+    log_figures = _figures(replayed.metrics(now=now))
+    send_figures = _figures(engine.metrics(now=now))
+    same_order = [e.id if isinstance(e, Message) else ("review", e.message_id) for e in run["log"]] == \
+                 [e.id if isinstance(e, Message) else ("review", e.message_id) for e in events]
+
+    service_rate = len(events) / run["seconds"]
+    baseline_rate = len(events) / baseline_seconds
+    print()
+    print(f"sent {len(events):,} events in {run['sent']:.2f} s ({len(events) / run['sent']:,.0f}/s, kafka-python)")
+    print(f"first prediction      {run['first']:.2f} s after the first send")
+    print(f"all done              {run['seconds']:.2f} s after the first send "
+          f"({run['predictions']:,} predictions, model_version {run['metrics'].model_version:,})")
+    print(f"service               {service_rate:,.0f} events/s")
+    print(f"in-process            {baseline_rate:,.0f} events/s")
+    print(f"overhead              {baseline_rate / service_rate:.2f}x (in-process / service)")
+    rss = run["peak_rss_mb"]
+    print(f"worker peak RSS       {rss:.0f} MB" if rss is not None else "worker peak RSS       unknown")
+    print(f"worker events log in send order: {'yes' if same_order else 'no (Kafka interleaved the two input topics)'}")
+    print("(rating score, MAP, reviewed)")
+    print(f"  worker                  {worker_figures}")
+    print(f"  engine on its log       {log_figures}")
+    print(f"  engine in send order    {send_figures}"
+          f"{'  (equal)' if send_figures == worker_figures else '  (differs: other order)'}")
+    ok = worker_figures == log_figures and run["predictions"] == messages
+    print(f"final metrics equal the in-process engine's: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
