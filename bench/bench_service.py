@@ -3,7 +3,7 @@
 The stream is ``--messages`` Banking77 training messages in a shuffled order (``--seed``); a
 share of them (``--review-share``, default 1/3, drawn with the same seed) is reviewed, each
 review carrying its message inline and sent ``--review-lag`` messages after it (the last ones
-after the final message). Both sides get exactly these events, in this order:
+after the final message). Both sides get exactly these events, sent in this order:
 
 * **Service**: one ``refinery worker`` subprocess (``python -m agents.cli worker``, default
   engine configuration) on topics of a fresh prefix, fed by a kafka-python producer as fast as
