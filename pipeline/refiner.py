@@ -240,12 +240,7 @@ class Refiner:
         in the annotation, or seen recently (observed, or reviewed within the window);
         otherwise ValueError and nothing changes.
         """
-        if isinstance(annotation, dict):
-            annotation = Annotation.from_dict(annotation)
-        elif not isinstance(annotation, Annotation):
-            raise TypeError(f"annotation: expected schemas.Annotation or a dict, got {type(annotation).__name__}")
-        if annotation.dataset != self.dataset:
-            raise ValueError(f"annotation.dataset: expected {self.dataset!r} (this engine's dataset), got {annotation.dataset!r}")
+        annotation = self._accept(annotation, Annotation, "annotation")
         message_id = annotation.message_id
         if annotation.action == "remove":
             self.steps += 1
@@ -405,14 +400,17 @@ class Refiner:
         return self.featurizer.transform(message.subject, message.body, message.channel, message.metadata)
 
     def _message(self, message: Message | dict, index: int) -> Message:
-        path = f"messages[{index}]"
-        if isinstance(message, dict):
-            message = Message.from_dict(message)
-        elif not isinstance(message, Message):
-            raise TypeError(f"{path}: expected schemas.Message or a dict, got {type(message).__name__}")
-        if message.dataset != self.dataset:
-            raise ValueError(f"{path}.dataset: expected {self.dataset!r} (this engine's dataset), got {message.dataset!r}")
-        return message
+        return self._accept(message, Message, f"messages[{index}]")
+
+    def _accept(self, record, kind: type, path: str):
+        """``record`` as a ``kind`` (a dict is parsed strictly) of this engine's dataset."""
+        if isinstance(record, dict):
+            record = kind.from_dict(record)
+        elif not isinstance(record, kind):
+            raise TypeError(f"{path}: expected schemas.{kind.__name__} or a dict, got {type(record).__name__}")
+        if record.dataset != self.dataset:
+            raise ValueError(f"{path}.dataset: expected {self.dataset!r} (this engine's dataset), got {record.dataset!r}")
+        return record
 
     def _informative_weights(self) -> np.ndarray:
         """How often each label is pinned standing alone (no other label but its ancestors)."""
