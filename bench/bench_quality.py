@@ -35,7 +35,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score  #
 from sklearn.multiclass import OneVsRestClassifier  # noqa: E402
 from sklearn.preprocessing import MultiLabelBinarizer  # noqa: E402
 
-from agents.datasets import banking77, enron, nlupp  # noqa: E402
+from agents.ingest.datasets import banking77, enron, nlupp  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation  # noqa: E402
 

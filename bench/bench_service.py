@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 
 from agents import broker  # noqa: E402
-from agents.config import PROJECT_ROOT, Settings  # noqa: E402
-from agents.datasets import banking77  # noqa: E402
+from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
+from agents.ingest.datasets import banking77  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation, Event, Message, MetricsSnapshot  # noqa: E402
 

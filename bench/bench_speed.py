@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from agents.datasets import banking77  # noqa: E402
+from agents.ingest.datasets import banking77  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation, LabelAssignment, Message  # noqa: E402
 

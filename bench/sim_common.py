@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from agents import datasets
+from agents.ingest import datasets
 from pipeline import Refiner, RefinerConfig
 from pipeline.model import SparseRows
 from schemas import Annotation, LabelAssignment, Message

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from agents.config import Settings, datasets_dir
+from agents.settings import Settings, datasets_dir
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def kafka_bootstrap():
     ``REFINERY_KAFKA_BOOTSTRAP`` if set; else the local broker, started for the session (and
     stopped at its end) only if it was not already running.
     """
-    from agents import broker
+    from agents.kafka import broker
 
     settings = Settings.from_env()
     if not settings.uses_local_broker or broker.is_running(settings):
@@ -68,7 +68,7 @@ TEST_PARTITIONS = 4
 def topics(settings_for, unique_prefix):
     """Settings whose topics (``TEST_PARTITIONS`` partitions each) this test owns: created on
     the broker first, deleted afterwards (best effort: cleanup never fails a test)."""
-    from agents.broker import create_topics, delete_topics
+    from agents.kafka.broker import create_topics, delete_topics
 
     settings = settings_for(unique_prefix, partitions=TEST_PARTITIONS)
     create_topics(settings)

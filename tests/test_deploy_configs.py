@@ -1,6 +1,6 @@
 """The monitoring configuration of ``deploy/`` against what a worker really exposes.
 
-The reference is the worker's own exposition: `agents.observability.Observability` after publishing
+The reference is the worker's own exposition: `agents.worker.observability.Observability` after publishing
 the metrics of a `pipeline.Refiner` that learnt from real Banking77 reviews. Every PromQL expression
 of the alerting rules and of the Grafana dashboard may name only series of that exposition (or
 Prometheus's own ``up``), only labels those series carry and, where the worker fixes them, only
@@ -22,8 +22,8 @@ import pytest
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Prometheus, Grafana and compose files "
                                           "(pip install pyyaml; it belongs in the dev extras)")
 
-from agents.config import TOPICS, Settings
-from agents.deadletter import ERRORS
+from agents.settings import TOPICS, Settings
+from agents.worker.deadletter import ERRORS
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -71,8 +71,8 @@ class Exposition:
 @pytest.fixture(scope="module")
 def exposition(datasets) -> Exposition:
     """``/metrics`` of a worker whose Banking77 dataset has learnt from 300 real reviews."""
-    from agents import datasets as loaders
-    from agents.observability import Observability
+    from agents.ingest import datasets as loaders
+    from agents.worker.observability import Observability
     from pipeline import Refiner, RefinerConfig
 
     refiner = Refiner(dataset="banking77", config=RefinerConfig(validation_window=300), seed=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 
-from agents.config import PROJECT_ROOT
+from agents.settings import PROJECT_ROOT
 
 
 def test_readme_python_examples_run():

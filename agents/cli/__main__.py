@@ -1,0 +1,7 @@
+"""``python -m agents.cli``: the same as the `refinery` command."""
+
+import sys
+
+from agents.cli.main import main
+
+sys.exit(main())

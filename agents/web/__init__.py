@@ -1,0 +1,1 @@
+"""The worker's web server: the JSON API and Prometheus endpoint (`api`) and the HTML pages (`pages`)."""

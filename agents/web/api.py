@@ -1,0 +1,238 @@
+"""The worker's HTTP API (JSON) and Prometheus endpoint, on Faust's web server.
+
+Routes (every one but ``/healthz`` requires ``Authorization: Bearer <REFINERY_API_TOKEN>`` when
+that token is set):
+
+=========================================  =======================================================
+``GET /healthz``                           the process is up
+``GET /readyz``                            200 once every assigned partition is restored, else 503
+``GET /metrics``                           Prometheus exposition
+``GET /datasets``                          the datasets this worker owns
+``GET /datasets/{dataset}/metrics``        the dataset's current MetricsSnapshot
+``GET /datasets/{dataset}/suggestions``    ``?kind=check_label&label=L&limit=50``: a SuggestionList
+``GET /datasets/{dataset}/curve``          ``?label=L&points=200``: the label's precision-recall curve
+``POST /datasets/{dataset}/predict``       body: a Message; the prediction, without learning
+``GET /`` and ``GET /datasets/{dataset}``  HTML dashboard pages for people (`agents.web.pages`)
+=========================================  =======================================================
+
+A worker answers for the datasets it owns; another dataset gives 404 with a hint (with several
+workers, ask the one that owns the dataset's partition).
+
+`Api` holds the logic as plain ``(status, body)`` methods; `register` wires them as Faust views.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+
+from agents.worker.observability import CONTENT_TYPE
+from schemas import SUGGESTION_KINDS, Message, SchemaError, SuggestionList
+
+__all__ = ["Api", "register"]
+
+Reply = tuple[int, Any]
+
+
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return max(2, int(raw)) if raw else default
+    except ValueError:
+        return default
+
+
+def _error(status: int, message: str) -> Reply:
+    return status, {"error": message}
+
+
+class Api:
+    """The API's answers, given the worker's `agents.worker.app.Service`."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def authorised(self, header: str | None) -> bool:
+        token = self.service.settings.api_token
+        if not token:
+            return True
+        expected = f"Bearer {token}"
+        return header is not None and hmac.compare_digest(header.encode("utf-8"), expected.encode("utf-8"))
+
+    def healthz(self) -> Reply:
+        return 200, {"status": "ok"}
+
+    def readyz(self) -> Reply:
+        s = self.service
+        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": sorted(s.partitions)}
+        return (200 if s.ready else 503), body
+
+    def datasets(self) -> Reply:
+        rows = []
+        for p, part in sorted(self.service.partitions.items()):
+            for name in sorted(part.engines):
+                metrics = self.service.latest_metrics.get(name)
+                rows.append({"dataset": name, "partition": p,
+                             "model_version": None if metrics is None else metrics.model_version,
+                             "reviewed": None if metrics is None else metrics.reviewed})
+        return 200, {"datasets": rows}
+
+    def _engine(self, dataset: str):
+        part = self.service.owner_of(dataset)
+        return None if part is None else part.engines[dataset]
+
+    def _missing(self, dataset: str) -> Reply:
+        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: "
+                           f"{', '.join(sorted(n for p in self.service.partitions.values() for n in p.engines)) or 'none'})")
+
+    async def metrics(self, dataset: str) -> Reply:
+        engine = self._engine(dataset)
+        if engine is None:
+            return self._missing(dataset)
+        async with self.service.lock:
+            snapshot = await self.service.in_thread(engine.metrics, now=time.time())
+        return 200, snapshot.to_dict()
+
+    async def suggestions(self, dataset: str, query) -> Reply:
+        engine = self._engine(dataset)
+        if engine is None:
+            return self._missing(dataset)
+        if not hasattr(engine, "suggestions"):
+            return _error(501, "this engine version does not offer suggestions yet")
+        kind = query.get("kind", "")
+        if kind not in SUGGESTION_KINDS:
+            return _error(400, f"kind: expected one of {', '.join(SUGGESTION_KINDS)}, got {kind!r}")
+        label = query.get("label") or None
+        try:
+            limit = int(query.get("limit", 50))
+        except ValueError:
+            return _error(400, f"limit: expected an integer, got {query.get('limit')!r}")
+        async with self.service.lock:
+            items = await self.service.in_thread(engine.suggestions, kind, label=label, limit=limit)
+            version = engine.metrics(now=time.time()).model_version if items else 0
+        return 200, SuggestionList(dataset=dataset, timestamp=time.time(), model_version=version, kind=kind,
+                                   label=label, items=tuple(items)).to_dict()
+
+    async def curve(self, dataset: str, query) -> Reply:
+        engine = self._engine(dataset)
+        if engine is None:
+            return self._missing(dataset)
+        label = query.get("label")
+        if not label:
+            return _error(400, "label: required, e.g. ?label=Billing%20%3E%20Refund")
+        if label not in getattr(engine, "labels", ()):
+            return _error(404, f"label {label!r} is not in dataset {dataset!r}")
+        async with self.service.lock:
+            points = await self.service.in_thread(engine.curve, label, _int(query.get("points"), 200))
+        return 200, {"dataset": dataset, "label": label, **points}
+
+    async def predict(self, dataset: str, body: bytes) -> Reply:
+        engine = self._engine(dataset)
+        if engine is None:
+            return self._missing(dataset)
+        try:
+            message = Message.decode(body, max_body_bytes=self.service.settings.max_body_bytes)
+        except SchemaError as error:
+            return _error(400, str(error))
+        if message.dataset != dataset:
+            return _error(400, f"message.dataset: expected {dataset!r} (the URL's dataset), got {message.dataset!r}")
+        if not hasattr(engine, "predict"):
+            return _error(501, "this engine version cannot predict without learning")
+        async with self.service.lock:
+            prediction = await self.service.in_thread(engine.predict, message)
+        return 200, prediction.to_dict()
+
+    def exposition(self) -> bytes:
+        return self.service.obs.exposition()
+
+
+def register(app, service) -> Api:
+    """Add the API's routes to the Faust ``app``."""
+    from faust.web import View
+
+    from agents.web import pages
+
+    api = Api(service)
+    html_pages = pages.Pages(service)
+
+    def reply(view: View, result: Reply):
+        status, body = result
+        return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    def page(view: View, result: tuple[int, str]):
+        status, html = result
+        return view.html(html, status=status)
+
+    def guarded(handler):
+        async def get(self, request, **kwargs):
+            if not api.authorised(request.headers.get("Authorization")):
+                return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
+            return await handler(self, request, **kwargs)
+        return get
+
+    # The index is registered before anything else at "/" (Faust's own placeholder index there
+    # comes later and never answers).
+    @app.page("/")
+    class IndexPage(View):
+        async def get(self, request):
+            if not api.authorised(request.headers.get("Authorization")):
+                return page(self, (401, pages.render_unauthorised()))
+            return page(self, html_pages.index())
+
+    @app.page("/datasets/{dataset}")
+    class DatasetPage(View):
+        async def get(self, request, dataset):
+            if not api.authorised(request.headers.get("Authorization")):
+                return page(self, (401, pages.render_unauthorised()))
+            return page(self, await html_pages.dataset(dataset))
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request):
+            return reply(self, api.healthz())
+
+    @app.page("/readyz")
+    class Readyz(View):
+        @guarded
+        async def get(self, request):
+            return reply(self, api.readyz())
+
+    @app.page("/metrics")
+    class Metrics(View):
+        @guarded
+        async def get(self, request):
+            return self.bytes(api.exposition(), content_type=CONTENT_TYPE.split(";")[0])
+
+    @app.page("/datasets")
+    class Datasets(View):
+        @guarded
+        async def get(self, request):
+            return reply(self, api.datasets())
+
+    @app.page("/datasets/{dataset}/metrics")
+    class DatasetMetrics(View):
+        @guarded
+        async def get(self, request, dataset):
+            return reply(self, await api.metrics(dataset))
+
+    @app.page("/datasets/{dataset}/suggestions")
+    class DatasetSuggestions(View):
+        @guarded
+        async def get(self, request, dataset):
+            return reply(self, await api.suggestions(dataset, request.query))
+
+    @app.page("/datasets/{dataset}/curve")
+    class LabelCurve(View):
+        @guarded
+        async def get(self, request, dataset):
+            return reply(self, await api.curve(dataset, request.query))
+
+    @app.page("/datasets/{dataset}/predict")
+    class Predict(View):
+        @guarded
+        async def post(self, request, dataset):
+            return reply(self, await api.predict(dataset, await request.read()))
+
+    return api

@@ -1,0 +1,299 @@
+"""The engines of one ``events`` partition, and the log bookkeeping that makes recovery exact.
+
+`PartitionEngines` is plain Python (no Kafka, no asyncio): the Faust agent hands it batches of
+``(events offset, raw value)`` in log order and publishes what `PartitionEngines.apply` returns.
+It owns one engine per dataset found on the partition and remembers, per dataset:
+
+- ``resume``: the first ``events`` offset its restored snapshot does not cover (skip below it);
+- ``sources``: per input partition, the next source offset it has consumed. The sequencer is
+  at-least-once, so ``events`` may repeat an input record after a crash; a repeat carries a
+  source offset below this mark and is dropped, so no review is learnt twice.
+
+A batch is applied in log order. Consecutive messages of a dataset are scored together with
+``observe_many`` (whose results equal one-by-one ``observe``); reviews are applied one at a time
+between them, so where ``stream.take`` cuts batches never changes the state.
+
+`read_range` is the separate, group-less consumer that reads a stretch of a partition the Faust
+consumer will not deliver (after a rejected snapshot, or a gap), as DESIGN.md section 7 asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+import zlib
+from typing import Any, Callable, Iterable
+
+from agents.worker.deadletter import letter
+from agents.worker.observability import log_event
+from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
+from schemas import DeadLetter, Event, Prediction, SchemaError
+
+__all__ = ["Outcome", "PartitionEngines", "read_range", "source_id"]
+
+log = logging.getLogger("refinery.recovery")
+
+
+def source_id(topic: str, partition: int) -> str:
+    """The name of one input partition in the dedup marks: ``topic:partition``."""
+    return f"{topic}:{partition}"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What applying a batch produced: predictions and dead letters to publish, and counts."""
+
+    predictions: list[Prediction] = dataclasses.field(default_factory=list)
+    dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    messages: int = 0
+    reviews: int = 0
+    skipped: int = 0  # covered by a snapshot, already applied, or a sequencer repeat
+
+
+class PartitionEngines:
+    """The engines of the datasets on one ``events`` partition.
+
+    Parameters
+    ----------
+    topic, partition
+        The ``events`` topic and partition (for dead letters and snapshots).
+    make_engine
+        ``make_engine(dataset)`` -> a new engine (``pipeline.Refiner``-like).
+    restore_engine
+        ``restore_engine(blob)`` -> an engine from its snapshot bytes.
+    """
+
+    def __init__(self, topic: str, partition: int, make_engine: Callable[[str], Any],
+                 restore_engine: Callable[[bytes], Any]) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.make_engine = make_engine
+        self.restore_engine = restore_engine
+        self.engines: dict[str, Any] = {}
+        self.resume: dict[str, int] = {}
+        self.sources: dict[str, dict[str, int]] = {}
+        self.versions: dict[str, int] = {}
+        self.known_chunks: dict[str, set[str]] = {}
+        #: The next ``events`` offset to apply; None until the first record after a restore.
+        self.position: int | None = None
+        #: Replay from here before anything else (a dataset whose snapshot was rejected).
+        self.replay_from: int | None = None
+        self.dirty: set[str] = set()     # changed since the last snapshot
+        self.changed: set[str] = set()   # changed since metrics were last published
+        self.since_snapshot = 0
+        self.writer = uuid.uuid4().hex[:12]  # names this owner's snapshot chunks
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def restore(self, collected: Collected, *, key: str, replay: bool = False) -> list[str]:
+        """Load the latest authentic snapshot of every dataset of this partition.
+
+        Returns the rejections (one line each, also logged). A dataset whose snapshot is rejected
+        starts empty and is replayed from the beginning of the partition. With ``replay``, the
+        consumer's position is not trusted: everything after the oldest snapshot is read again
+        (after a failed batch, whose events the consumer will not deliver twice).
+        """
+        problems = []
+        for dataset, reason in collected.rejected.items():
+            problems.append(reason)
+            self.resume[dataset] = 0
+            self.replay_from = 0
+        for dataset, manifest in sorted(collected.manifests.items()):
+            self.known_chunks[dataset] = collected.chunk_keys_of(dataset)
+            self.versions[dataset] = manifest.version
+            try:
+                if manifest.partition != self.partition:
+                    raise SnapshotRejected(f"snapshot of dataset {dataset!r} is for partition {manifest.partition}, "
+                                           f"found on {self.partition}")
+                blob = verify(manifest, collected.chunks, key=key)
+                engine = self.restore_engine(zlib.decompress(blob))
+            except Exception as error:  # a rejected or unloadable snapshot: rebuild from the log
+                problems.append(str(error) if isinstance(error, SnapshotRejected)
+                                else f"snapshot of dataset {dataset!r}: restore failed ({type(error).__name__}: {error})")
+                self.resume[dataset] = 0
+                self.replay_from = 0
+                continue
+            self.engines[dataset] = engine
+            self.resume[dataset] = manifest.events_offset
+            self.sources[dataset] = dict(manifest.sources)
+        if replay:
+            oldest = min(self.resume.values(), default=0)
+            self.replay_from = oldest if self.replay_from is None else min(self.replay_from, oldest)
+        for problem in problems:
+            log_event(log, logging.ERROR, "snapshot_rejected", partition=self.partition, reason=problem)
+        return problems
+
+    # -- apply -----------------------------------------------------------------------------
+
+    def gap(self, first_offset: int) -> tuple[int, int] | None:
+        """The ``[start, end)`` range to read with `read_range` before applying ``first_offset``."""
+        start = self.replay_from if self.replay_from is not None else self.position
+        if start is not None and start < first_offset:
+            return start, first_offset
+        return None
+
+    def _engine(self, dataset: str) -> Any:
+        engine = self.engines.get(dataset)
+        if engine is None:
+            engine = self.engines[dataset] = self.make_engine(dataset)
+        return engine
+
+    def apply(self, records: Iterable[tuple[int, bytes | None]], *, now: float) -> Outcome:
+        """Apply ``(events offset, raw value)`` records of this partition, in log order."""
+        outcome = Outcome()
+        run: list[tuple[int, Event]] = []  # consecutive messages of one dataset
+
+        def flush() -> None:
+            if run:
+                self._observe(run, outcome, now)
+                run.clear()
+
+        for offset, raw in records:
+            if self.position is not None and offset < self.position:
+                outcome.skipped += 1  # delivered again after a rebalance: already applied
+                continue
+            self.position = offset + 1
+            self.replay_from = None
+            event = self._decode(offset, raw, outcome, now)
+            if event is None:
+                continue
+            record = event.message or event.annotation
+            dataset = record.dataset
+            if offset < self.resume.get(dataset, 0):
+                outcome.skipped += 1
+                continue
+            marks = self.sources.setdefault(dataset, {})
+            source = source_id(event.source_topic, event.partition)
+            if event.offset < marks.get(source, 0):
+                outcome.skipped += 1
+                continue
+            marks[source] = event.offset + 1
+            self.dirty.add(dataset)
+            self.changed.add(dataset)
+            self.since_snapshot += 1
+            if event.message is not None:
+                if run and run[0][1].message.dataset != dataset:
+                    flush()
+                run.append((offset, event))
+                continue
+            flush()
+            self._annotate(offset, event, outcome, now)
+        flush()
+        return outcome
+
+    def _decode(self, offset: int, raw: bytes | None, outcome: Outcome, now: float) -> Event | None:
+        try:
+            if raw is None:
+                raise SchemaError("event", "an event", "a record without value")
+            return Event.decode(raw)
+        except SchemaError as error:
+            outcome.dead_letters.append(letter(raw, topic=self.topic, partition=self.partition, offset=offset,
+                                               error="schema", reason=str(error), now=now))
+            return None
+
+    def _observe(self, run: list[tuple[int, Event]], outcome: Outcome, now: float) -> None:
+        engine = self._engine(run[0][1].message.dataset)
+        messages = [event.message for _, event in run]
+        try:
+            outcome.predictions += engine.observe_many(messages)
+            outcome.messages += len(messages)
+            return
+        except Exception:  # find the culprit: one by one gives the same results
+            log.debug("observe_many failed; retrying one by one", exc_info=True)
+        for offset, event in run:
+            try:
+                outcome.predictions.append(engine.observe(event.message))
+                outcome.messages += 1
+            except Exception as error:
+                outcome.dead_letters.append(self._failed(offset, event, error, now))
+
+    def _annotate(self, offset: int, event: Event, outcome: Outcome, now: float) -> None:
+        try:
+            self._engine(event.annotation.dataset).annotate(event.annotation)
+            outcome.reviews += 1
+        except Exception as error:
+            outcome.dead_letters.append(self._failed(offset, event, error, now))
+
+    def _failed(self, offset: int, event: Event, error: Exception, now: float) -> DeadLetter:
+        record = event.message or event.annotation
+        kind = "message" if event.message is not None else "review"
+        reason = (f"{kind} of dataset {record.dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
+                  f"the engine raised {type(error).__name__}: {error}")
+        return letter(event.encode(), topic=self.topic, partition=self.partition, offset=offset, error="processing",
+                      reason=reason, now=now, dataset=record.dataset)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot_records(self, *, key: str, chunk_bytes: int | None = None) -> list[tuple[Manifest, list, tuple]]:
+        """``(manifest, chunk records, manifest record)`` for every dataset changed since its last
+        snapshot (the engine's bytes, zlib-compressed); call `snapshotted` once they are durable."""
+        out = []
+        extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+        self.dirty &= set(self.engines)  # a dataset without engine has no state to save
+        for dataset in sorted(self.dirty):
+            blob = zlib.compress(self.engines[dataset].snapshot(), 1)
+            chunks, manifest_record = pack(blob, dataset=dataset, partition=self.partition,
+                                           version=self.versions.get(dataset, 0) + 1,
+                                           events_offset=self.position or 0, sources=self.sources.get(dataset, {}),
+                                           key=key, writer=self.writer, **extra)
+            manifest = Manifest.decode(manifest_record[1])
+            out.append((manifest, chunks, manifest_record))
+        return out
+
+    def snapshotted(self, manifests: Iterable[Manifest]) -> list[str]:
+        """Record durable snapshots; return the chunk keys now stale (tombstone them)."""
+        stale = []
+        for manifest in manifests:
+            self.versions[manifest.dataset] = manifest.version
+            known = self.known_chunks.setdefault(manifest.dataset, set())
+            stale += stale_chunk_keys(known, manifest)
+            self.known_chunks[manifest.dataset] = set(manifest.chunks)
+            self.dirty.discard(manifest.dataset)
+        self.since_snapshot = 0
+        return stale
+
+
+async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
+                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
+    """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
+    ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
+
+    Offsets lost to retention are reported loudly and reading continues at the first kept one.
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import OffsetOutOfRangeError
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="none", client_id="refinery-recovery")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        last = (await consumer.end_offsets([tp]))[tp]
+        end = last if end is None else min(end, last)
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await consumer.position(tp) < end:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
+                                   f"{await consumer.position(tp)} after {timeout:g} s")
+            try:
+                batches = await consumer.getmany(tp, timeout_ms=500)
+            except OffsetOutOfRangeError:
+                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
+                await consumer.seek_to_beginning(tp)
+                continue
+            for record in batches.get(tp, []):
+                if record.offset < end:
+                    out.append((record.offset, record.key, record.value))
+        return out
+    finally:
+        await consumer.stop()

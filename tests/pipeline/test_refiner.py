@@ -1,0 +1,346 @@
+"""Specification of the per-dataset engine (pipeline.Refiner): observe, annotate, metrics."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from agents.ingest.datasets import banking77, enron
+from pipeline import Refiner, RefinerConfig
+from schemas import Annotation, Message, Prediction
+
+
+def message(i, body, dataset="support", **fields) -> Message:
+    return Message(dataset=dataset, id=f"m-{i}", timestamp=1_000 + i, body=body, channel="chat", **fields)
+
+
+def review(i, labels, body=None, mode="shuffle", dataset="support", **fields) -> dict:
+    data = {"dataset": dataset, "message_id": f"m-{i}", "timestamp": 2_000 + i, "mode": mode,
+            "labels": [{"name": name} for name in labels], **fields}
+    if body is not None:
+        data["message"] = {"dataset": dataset, "id": f"m-{i}", "timestamp": 1_000 + i, "body": body}
+    return data
+
+
+CARD = ["my card has not arrived", "where is my new card", "card still not delivered", "when will my card come"]
+REFUND = ["I want a refund", "please refund my money", "refund for the double charge", "give me my money back"]
+
+
+def taught(engine: Refiner, rounds: int = 10, start: int = 0) -> Refiner:
+    for i in range(rounds):
+        for j, (card, refund) in enumerate(zip(CARD, REFUND)):
+            engine.annotate(review(start + 100 * i + 2 * j, ["Card > Delivery"], card))
+            engine.annotate(review(start + 100 * i + 2 * j + 1, ["Refund"], refund))
+    return engine
+
+
+@pytest.fixture(scope="module")
+def banking_pairs(datasets):
+    return list(itertools.islice(banking77("train", root=datasets, mode="shuffle"), 2500))
+
+
+@pytest.fixture(scope="module")
+def banking_test(datasets):
+    return list(itertools.islice(banking77("test", root=datasets), 600))
+
+
+# ---------------------------------------------------------------- observe
+
+
+def test_a_prediction_gives_every_labels_confidence_the_labels_at_threshold_and_the_model_version():
+    engine = taught(Refiner("support"))
+    prediction = engine.observe(message(1, "my card did not arrive yet"))
+    assert isinstance(prediction, Prediction)
+    assert set(prediction.confidences) == {"Card", "Card > Delivery", "Refund"}
+    assert all(0.0 <= c <= 1.0 for c in prediction.confidences.values())
+    assert prediction.labels[:2] == ("Card", "Card > Delivery")
+    assert prediction.model_version == 80 and prediction.informative
+
+
+def test_a_message_may_be_given_as_a_dict():
+    engine = taught(Refiner("support"))
+    assert engine.observe(message(1, "refund please").to_dict()) == engine.observe(message(1, "refund please"))
+
+
+def test_a_message_of_another_dataset_is_refused_with_both_names():
+    with pytest.raises(ValueError, match="expected 'support' .*got 'sales'"):
+        Refiner("support").observe(message(1, "hi", dataset="sales"))
+    with pytest.raises(ValueError, match="annotation.dataset: expected 'support'"):
+        Refiner("support").annotate(review(1, ["A"], "hi", dataset="sales"))
+
+
+def test_observe_many_equals_observing_one_by_one_and_leaves_the_same_state(banking_pairs, banking_test):
+    one, many = Refiner("banking77"), Refiner("banking77")
+    for engine in (one, many):
+        for msg, annotation in banking_pairs[:300]:
+            engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    messages = [m for m, _ in banking_test[:250]]
+    singles = [one.observe(m) for m in messages]
+    assert many.observe_many(messages) == singles
+    assert many.snapshot() == one.snapshot()
+
+
+def test_observe_equals_observe_many_with_a_label_hierarchy_down_to_the_drift_counts():
+    one, many = taught(Refiner("support")), taught(Refiner("support"))
+    texts = CARD + REFUND + ["hello there", "card refund"]
+    messages = [message(i, f"{texts[i % len(texts)]} {i}") for i in range(250)]  # closes two blocks of the mix detector
+    singles = [one.observe(m) for m in messages]
+    assert many.observe_many(messages) == singles
+    assert any("Card" in p.labels and "Card > Delivery" in p.labels for p in singles)
+    assert many.snapshot() == one.snapshot()
+
+
+def test_predict_gives_what_observe_would_and_changes_nothing():
+    engine = taught(Refiner("support"))
+    before = engine.snapshot()
+    predicted = engine.predict(message(1, "my card did not arrive yet"))
+    assert engine.snapshot() == before
+    assert engine.observe(message(1, "my card did not arrive yet")) == predicted
+
+
+def test_a_bad_message_in_a_batch_changes_nothing():
+    engine = taught(Refiner("support"))
+    before = engine.snapshot()
+    with pytest.raises(ValueError):
+        engine.observe_many([message(1, "fine"), message(2, "wrong", dataset="other")])
+    assert engine.snapshot() == before
+
+
+def test_datasets_never_share_state():
+    support, sales = taught(Refiner("support")), Refiner("sales")
+    sales.annotate(review(1, ["Lead"], "we would like a quote", dataset="sales"))
+    assert set(sales.observe(message(2, "a quote please", dataset="sales")).confidences) == {"Lead"}
+    assert "Lead" not in support.observe(message(3, "a quote please")).confidences
+
+
+# ---------------------------------------------------------------- reviews
+
+
+def test_a_review_is_scored_out_of_sample_before_the_model_learns_from_it():
+    engine = taught(Refiner("support"))
+    expected = engine.observe(message(5000, "refund for my card please")).confidences
+    outcome = engine.annotate(review(5000, ["Refund"]))
+    assert outcome.prediction.confidences == expected
+    assert engine.observe(message(5000, "refund for my card please")).confidences["Refund"] > expected["Refund"]
+
+
+def test_a_review_of_a_message_never_observed_needs_the_message_inline():
+    engine = taught(Refiner("support"))
+    before = engine.snapshot()
+    with pytest.raises(ValueError, match="'m-9999' was not observed recently"):
+        engine.annotate(review(9999, ["Refund"]))
+    assert engine.snapshot() == before
+    assert engine.annotate(review(9999, ["Refund"], "refund now")).action == "review"
+
+
+def test_a_label_seen_for_the_first_time_gets_its_classifier_and_earlier_reviews_are_its_negatives():
+    engine = taught(Refiner("support"), rounds=3)
+    engine.annotate(review(9000, ["Complaint"], "your service is terrible"))
+    labels = engine.metrics().labels
+    assert labels["Complaint"].pinned == 1 and labels["Complaint"].support == 1
+    assert labels["Refund"].support == 12 and engine.metrics().reviewed == 25
+
+
+def test_pinning_a_child_pins_its_parent_and_a_child_never_outscores_its_parent(datasets):
+    engine = Refiner("enron")
+    for msg, annotation in itertools.islice(enron(root=datasets), 300):
+        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    metrics = engine.metrics().labels
+    parents = {name.split(" > ")[0] for name in metrics if " > " in name}
+    for parent in parents:
+        children = sum(metrics[name].pinned for name in metrics if name.startswith(parent + " > "))
+        assert metrics[parent].pinned >= max(metrics[name].pinned for name in metrics if name.startswith(parent + " > "))
+        assert metrics[parent].pinned <= children
+    for msg, _ in itertools.islice(enron(root=datasets), 300, 400):
+        prediction = engine.observe(msg)
+        for name, confidence in prediction.confidences.items():
+            if " > " in name:
+                assert confidence <= prediction.confidences[name.split(" > ")[0]]
+        for name in prediction.labels:
+            if " > " in name:
+                assert name.split(" > ")[0] in prediction.labels
+
+
+def test_an_empty_review_means_reviewed_with_no_label_applying():
+    engine = taught(Refiner("support"), rounds=2)
+    outcome = engine.annotate(review(7000, [], "hello, just saying thanks"))
+    snap = engine.metrics()
+    ids, scores, pinned = engine.validation_records()
+    assert outcome.pinned == () and snap.reviewed == 17 and len(ids) == 17
+    assert not pinned[ids.index("m-7000")].any()
+    assert sum(label.support for label in snap.labels.values()) == 24
+
+
+def test_a_re_review_replaces_the_earlier_one():
+    engine = taught(Refiner("support"), rounds=3)
+    engine.annotate(review(8000, ["Refund"], "card refund"))
+    outcome = engine.annotate(review(8000, ["Card > Delivery"], "card refund"))
+    snap = engine.metrics()
+    assert outcome.replaced and snap.reviewed == 25
+    assert snap.labels["Refund"].pinned == 12 and snap.labels["Card > Delivery"].pinned == 13
+    assert snap.labels["Refund"].support == 12 and snap.labels["Card"].support == 13
+
+
+def test_remove_un_reviews_a_message():
+    engine = taught(Refiner("support"), rounds=3)
+    engine.annotate(review(8000, ["Refund"], "card refund"))
+    outcome = engine.annotate({"dataset": "support", "message_id": "m-8000", "timestamp": 3_000, "action": "remove"})
+    snap = engine.metrics()
+    assert outcome.replaced and outcome.prediction is None
+    assert snap.reviewed == 24 and snap.labels["Refund"].pinned == 12 and snap.labels["Refund"].support == 12
+
+
+def test_the_validation_window_is_bounded():
+    engine = taught(Refiner("support", RefinerConfig(validation_window=20)), rounds=5)
+    snap = engine.metrics()
+    assert sum(snap.labels[name].support for name in ("Card", "Refund")) == 20
+    assert snap.labels["Refund"].pinned == 20 and snap.reviewed == 40
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_carry_every_field_of_the_contract(banking_pairs):
+    engine = Refiner("banking77")
+    for msg, annotation in banking_pairs[:400]:
+        engine.observe(msg)
+        engine.annotate(annotation)
+    data = engine.metrics(now=123.0).to_dict()
+    assert data["timestamp"] == 123.0 and data["reviewed"] == 400
+    assert set(data) >= {"labels", "map", "coverage", "balance", "rating"}
+    label = next(iter(data["labels"].values()))
+    assert set(label) >= {"precision", "recall", "f1", "average_precision", "threshold", "support", "pinned",
+                          "thresholds", "warnings"}
+    assert set(label["thresholds"]) == {"balanced", "high_precision", "high_recall"}
+    assert set(data["balance"]) == {"score", "similarity", "shuffle_share"}
+    assert set(data["rating"]) == {"score", "band", "ready", "factors"}
+    assert set(data["rating"]["factors"]) == {"all_labels", "underperforming_labels", "coverage", "balance"}
+    assert all(set(f) == {"score", "band", "metrics"} for f in data["rating"]["factors"].values())
+
+
+def test_metrics_read_the_state_and_never_change_it(banking_pairs):
+    engine = Refiner("banking77")
+    for msg, annotation in banking_pairs[:150]:
+        engine.observe(msg)
+        engine.annotate(annotation)
+    before = engine.snapshot()
+    engine.metrics(now=5.0)
+    assert engine.snapshot() == before
+
+
+def test_map_averages_only_labels_with_at_least_twenty_positives_in_the_window():
+    engine = taught(Refiner("support"), rounds=6)  # 24 of each
+    for i in range(5):
+        engine.annotate(review(9000 + i, ["Complaint"], f"terrible service number {i}"))
+    snap = engine.metrics()
+    counted = [snap.labels[name].average_precision for name in ("Card", "Card > Delivery", "Refund")]
+    assert snap.map == pytest.approx(sum(counted) / 3, abs=1e-6)
+
+
+def test_coverage_is_the_share_of_recent_live_messages_with_an_informative_label_at_threshold(banking_pairs, banking_test):
+    engine = Refiner("banking77", RefinerConfig(threshold_refresh=100))
+    for msg, annotation in banking_pairs[:1000]:
+        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    predictions = engine.observe_many([m for m, _ in banking_test[:400]])
+    assert engine.metrics().coverage == pytest.approx(np.mean([p.informative for p in predictions]), abs=1e-6)
+    assert engine.metrics().coverage > 0.5
+
+
+def test_a_parent_always_pinned_with_a_child_is_not_informative_on_its_own(datasets):
+    engine = Refiner("enron")
+    pairs = list(itertools.islice(enron(root=datasets), 400))
+    for msg, annotation in pairs[:300]:
+        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    for msg, _ in pairs[300:]:
+        prediction = engine.observe(msg)
+        if prediction.labels and all(" > " not in name for name in prediction.labels):
+            assert not prediction.informative
+
+
+def test_balance_sees_reviews_found_by_search_as_unlike_the_stream(banking_pairs):
+    def run(choose):
+        engine = Refiner("banking77", seed=3)
+        intents = sorted({a.labels[0].name for _, a in banking_pairs})[:10]
+        reviewed = 0
+        for i, (msg, annotation) in enumerate(banking_pairs):
+            engine.observe(msg)
+            if choose(i, annotation, intents):
+                mode = "shuffle" if choose is shuffled else "search"
+                engine.annotate(Annotation.from_dict({**annotation.to_dict(), "mode": mode}))
+                reviewed += 1
+        return engine.metrics().balance
+
+    def shuffled(i, annotation, intents):
+        return i % 8 == 0
+
+    def searched(i, annotation, intents):
+        return annotation.labels[0].name in intents
+
+    representative, biased = run(shuffled), run(searched)
+    assert representative.similarity > biased.similarity + 0.3
+    assert representative.shuffle_share == 1.0 and biased.shuffle_share == 0.0
+    assert representative.score > biased.score
+
+
+def test_labels_with_few_pinned_examples_are_warned_and_the_model_is_not_ready():
+    engine = taught(Refiner("support"), rounds=10)
+    engine.annotate(review(9000, ["Complaint"], "terrible service"))
+    snap = engine.metrics()
+    assert [(w.code, w.severity) for w in snap.labels["Complaint"].warnings] == [("few_pinned", "red")]
+    assert not snap.rating.ready
+
+
+def test_a_label_target_sets_the_threshold_in_force(banking_pairs):
+    label = banking_pairs[0][1].labels[0].name
+    config = RefinerConfig(label_targets={label: ("precision", 0.9)}, threshold_refresh=1)
+    engine = Refiner("banking77", config)
+    for msg, annotation in banking_pairs[:1500]:
+        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    metrics = engine.metrics().labels[label]
+    assert metrics.threshold == metrics.thresholds.high_precision != metrics.thresholds.balanced
+    assert metrics.precision >= 0.9
+
+
+def test_the_engine_learns_banking77_intents_from_a_stream_of_reviews(banking_pairs, banking_test):
+    engine = Refiner("banking77")
+    for msg, annotation in banking_pairs:
+        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
+    predictions = engine.observe_many([m for m, _ in banking_test])
+    best = [max(p.confidences, key=p.confidences.get) for p in predictions]
+    accuracy = np.mean([b == a.labels[0].name for b, (_, a) in zip(best, banking_test)])
+    assert accuracy > 0.7
+    assert engine.metrics().map > 0.6
+
+
+def test_the_registry_of_reviewed_messages_is_bounded():
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10, validation_window=10)), rounds=5)
+    assert len(engine.reviewed) == 10
+    assert engine.metrics().reviewed == 40  # forgotten by the registry, still reviewed
+    restored = Refiner.restore(engine.snapshot())
+    assert restored.metrics().reviewed == 40 and list(restored.reviewed) == list(engine.reviewed)
+
+
+def test_a_re_review_makes_a_message_the_most_recently_reviewed():
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10, validation_window=10)), rounds=5)
+    oldest = next(iter(engine.reviewed))
+    columns, _ = engine.reviewed[oldest]
+    engine.annotate(review(int(oldest.split("-")[1]), [engine.labels[columns[-1]]], "card refund again"))
+    assert list(engine.reviewed)[-1] == oldest and engine.metrics().reviewed == 40
+
+
+def test_a_label_curve_runs_from_the_highest_threshold_to_full_recall():
+    engine = taught(Refiner("support"), rounds=5)
+    curve = engine.curve("Refund", points=5)
+    thresholds = [p["threshold"] for p in curve["points"]]
+    assert curve["support"] == engine.metrics().labels["Refund"].support
+    assert len(curve["points"]) <= 5 and thresholds == sorted(thresholds, reverse=True)
+    assert curve["points"][-1]["recall"] == 1.0
+    with pytest.raises(KeyError, match="label 'Nope' is not in dataset 'support'"):
+        engine.curve("Nope")
+
+
+def test_the_registry_keeps_at_least_every_review_of_the_window():
+    with pytest.raises(ValueError, match=r"^RefinerConfig.max_reviewed: expected at least validation_window \(5000\), got 10$"):
+        RefinerConfig(max_reviewed=10)

@@ -1,0 +1,55 @@
+"""`Service.deliver`: every record durable before the caller goes on, in order, whatever the broker does."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+from agents.worker.app import Service, WorkerOptions
+from agents.settings import Settings
+from agents.worker.observability import Observability
+
+
+class Broker:
+    """A stand-in for the producer: records what it accepted; fails as told."""
+
+    def __init__(self, failures=(), too_large=()):
+        self.accepted: list[bytes] = []
+        self.failures = list(failures)  # values whose next delivery times out (once each)
+        self.too_large = set(too_large)  # values refused at send time, always
+
+    async def send(self, topic, key, value, partition):
+        if value in self.too_large:
+            raise MessageSizeTooLargeError(f"{len(value)} bytes")
+        future = asyncio.get_running_loop().create_future()
+        if value in self.failures:
+            self.failures.remove(value)
+            future.set_exception(KafkaTimeoutError("broker unavailable"))
+        else:
+            self.accepted.append(value)
+            future.set_result(None)
+        return future
+
+
+def _deliver(broker, values):
+    async def run():
+        service = Service(Settings(), WorkerOptions(), broker.send, Observability())
+        await service.deliver([("t", None, v, 0) for v in values])
+        return service
+    return asyncio.run(run())
+
+
+def test_a_failed_delivery_is_retried_from_the_failure_on_in_order():
+    broker = Broker(failures=[b"2"])
+    _deliver(broker, [b"1", b"2", b"3"])
+    # 3 was accepted before 2 failed; everything from the failure on is sent again, in order
+    # (the engine drops the repeated 3).
+    assert broker.accepted == [b"1", b"3", b"2", b"3"]
+
+
+def test_a_record_the_broker_can_never_take_is_counted_and_skipped_not_retried_forever():
+    broker = Broker(too_large=[b"huge"])
+    service = _deliver(broker, [b"1", b"huge", b"2"])
+    assert broker.accepted == [b"1", b"2"]
+    assert b'refinery_dead_letters_total{error="undeliverable"} 1.0' in service.obs.exposition()

@@ -1,0 +1,168 @@
+"""`PartitionEngines`: applying an ``events`` partition to real engines, exactly once, in log order.
+
+No Kafka here: the records are what the engine agent receives, built from a Banking77 slice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+
+import pytest
+
+from agents.ingest.datasets import banking77
+from agents.worker.engines import PartitionEngines
+from agents.worker.snapshots import collect, pack
+from pipeline import Refiner, RefinerConfig
+from schemas import Annotation, Event
+
+CONFIG = RefinerConfig(feature_bits=12, validation_window=200, live_window=200)
+KEY = "test-key"
+TOPIC = "refinery.events"
+
+
+def _engine(dataset: str) -> Refiner:
+    return Refiner(dataset, config=CONFIG, seed=0)
+
+
+def _engines() -> PartitionEngines:
+    return PartitionEngines(TOPIC, 0, _engine, Refiner.restore)
+
+
+@pytest.fixture(scope="module")
+def log(datasets):
+    """An ``events`` log: 120 messages, and a review of every other one a few records later."""
+    pairs = list(itertools.islice(banking77(), 120))
+    events, reviews = [], 0
+    for i, (message, review) in enumerate(pairs):
+        events.append(Event(source_topic="refinery.messages", partition=0, offset=i, message=message))
+        if i >= 3 and i % 2 == 1:
+            events.append(Event(source_topic="refinery.annotations", partition=0, offset=reviews,
+                                annotation=pairs[i - 3][1]))
+            reviews += 1
+    return [(offset, event.encode()) for offset, event in enumerate(events)]
+
+
+def _direct(log) -> Refiner:
+    """The reference: one engine fed the same events one by one, in log order."""
+    engine = _engine("banking77")
+    for _, raw in log:
+        event = Event.decode(raw)
+        if event.message is not None:
+            engine.observe(event.message)
+        else:
+            engine.annotate(event.annotation)
+    return engine
+
+
+def _apply_in_batches(engines: PartitionEngines, log, size: int):
+    predictions = []
+    for start in range(0, len(log), size):
+        predictions += engines.apply(log[start:start + size], now=0).predictions
+    return predictions
+
+
+def test_the_state_equals_feeding_the_engine_directly_in_log_order(log):
+    engines = _engines()
+    outcome = engines.apply(log, now=0)
+    assert outcome.messages == 120 and outcome.reviews == 59 and not outcome.dead_letters
+    assert engines.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_where_batches_are_cut_never_changes_the_state_or_the_predictions(log):
+    whole, cut = _engines(), _engines()
+    assert _apply_in_batches(whole, log, len(log)) == _apply_in_batches(cut, log, 7)
+    assert whole.engines["banking77"].snapshot() == cut.engines["banking77"].snapshot()
+
+
+def test_one_prediction_per_message(log):
+    outcome = _engines().apply(log, now=0)
+    assert len({p.message_id for p in outcome.predictions}) == len(outcome.predictions) == 120
+
+
+def test_a_record_repeated_by_the_sequencer_is_applied_once(log):
+    engines = _engines()
+    engines.apply(log[:50], now=0)
+    # After a sequencer crash the same input records reappear further down the log.
+    repeated = [(50 + i, raw) for i, (_, raw) in enumerate(log[40:50])]
+    outcome = engines.apply(repeated + [(60 + o, raw) for o, raw in log[50:]], now=0)
+    assert outcome.skipped == 10
+    assert engines.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_records_delivered_again_after_a_rebalance_are_skipped(log):
+    engines = _engines()
+    engines.apply(log[:100], now=0)
+    outcome = engines.apply(log[80:], now=0)
+    assert outcome.skipped == 20
+    assert engines.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_restoring_a_snapshot_and_replaying_after_it_reaches_the_uninterrupted_state(log):
+    before = _engines()
+    before.apply(log[:90], now=0)
+    records = [r for _, chunks, manifest in before.snapshot_records(key=KEY, chunk_bytes=4096) for r in chunks + [manifest]]
+    after = _engines()
+    assert after.restore(collect(records), key=KEY) == []
+    # The new owner's consumer starts at an older committed offset: what the snapshot covers is skipped.
+    outcome = after.apply(log[60:], now=0)
+    assert outcome.skipped == 30
+    assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_a_forged_snapshot_is_rejected_and_the_dataset_is_rebuilt_from_the_start_of_the_log(log, caplog):
+    before = _engines()
+    before.apply(log[:90], now=0)
+    manifest, _, _ = before.snapshot_records(key=KEY)[0]
+    # An attacker without the key writes a snapshot of a blank engine, claiming the same coverage.
+    forged_chunks, forged_manifest = pack(zlib.compress(_engine("banking77").snapshot(), 1), dataset="banking77",
+                                          partition=0, version=manifest.version, events_offset=manifest.events_offset,
+                                          sources=manifest.sources, key="not the service's key")
+    after = _engines()
+    problems = after.restore(collect(forged_chunks + [forged_manifest]), key=KEY)
+    assert len(problems) == 1 and "HMAC mismatch" in problems[0]
+    assert any(r.levelname == "ERROR" and r.getMessage().startswith("snapshot_rejected") for r in caplog.records)
+    assert "banking77" not in after.engines
+    assert after.gap(90) == (0, 90)
+    after.apply(log, now=0)
+    assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_a_review_the_engine_cannot_apply_is_dead_lettered_and_the_rest_goes_on(log):
+    unknown = Annotation(dataset="banking77", message_id="never-seen", timestamp=5, labels=())
+    # From another input partition, so that its source offset does not mark later reviews as repeats.
+    bad = Event(source_topic="refinery.annotations", partition=1, offset=0, annotation=unknown).encode()
+    engines = _engines()
+    outcome = engines.apply(log[:10] + [(10, bad)] + [(o + 1, raw) for o, raw in log[10:]], now=0)
+    assert [d.error for d in outcome.dead_letters] == ["processing"]
+    assert "never-seen" in outcome.dead_letters[0].reason and outcome.dead_letters[0].offset == 10
+    assert engines.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_an_undecodable_event_is_dead_lettered_with_its_events_position(log):
+    outcome = _engines().apply([(0, b"garbage")] + [(o + 1, raw) for o, raw in log[:5]], now=0)
+    assert [(d.error, d.source_topic, d.offset) for d in outcome.dead_letters] == [("schema", TOPIC, 0)]
+    assert outcome.messages == 4 and outcome.reviews == 1
+
+
+def test_only_changed_datasets_are_snapshotted(log):
+    engines = _engines()
+    engines.apply(log[:20], now=0)
+    first = engines.snapshot_records(key=KEY)
+    engines.snapshotted([m for m, _, _ in first])
+    assert engines.snapshot_records(key=KEY) == []
+    engines.apply(log[20:30], now=0)
+    second = engines.snapshot_records(key=KEY)
+    assert [(m.version, m.events_offset) for m, _, _ in second] == [(2, 30)]
+
+
+def test_after_a_failed_batch_the_partition_is_replayed_from_its_oldest_snapshot(log):
+    before = _engines()
+    before.apply(log[:90], now=0)
+    records = [r for _, chunks, manifest in before.snapshot_records(key=KEY) for r in chunks + [manifest]]
+    after = _engines()
+    after.restore(collect(records), key=KEY, replay=True)
+    # The consumer has moved past the failed batch: what it skipped is read again first.
+    assert after.gap(120) == (90, 120)
+    after.apply(log[90:], now=0)
+    assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
