@@ -152,10 +152,11 @@ def register(app, service) -> Api:
     """Add the API's routes to the Faust ``app``."""
     from faust.web import View
 
-    from agents.web import pages
+    from agents.web import pages, workbench
 
     api = Api(service)
     html_pages = pages.Pages(service)
+    bench = workbench.register(app, service)  # the review workbench: sign-in, queues, search, live values
 
     def reply(view: View, result: Reply):
         status, body = result
@@ -167,7 +168,7 @@ def register(app, service) -> Api:
 
     def guarded(handler):
         async def get(self, request, **kwargs):
-            if not api.authorised(request.headers.get("Authorization")):
+            if not bench.allowed(request):  # the bearer token, or a signed-in browser session
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
         return get
@@ -177,16 +178,17 @@ def register(app, service) -> Api:
     @app.page("/")
     class IndexPage(View):
         async def get(self, request):
-            if not api.authorised(request.headers.get("Authorization")):
+            if not bench.allowed(request):
                 return page(self, (401, pages.render_unauthorised()))
-            return page(self, html_pages.index())
+            return page(self, html_pages.index(**bench.chrome(bench.session(request))))
 
     @app.page("/datasets/{dataset}")
     class DatasetPage(View):
         async def get(self, request, dataset):
-            if not api.authorised(request.headers.get("Authorization")):
+            if not bench.allowed(request):
                 return page(self, (401, pages.render_unauthorised()))
-            return page(self, await html_pages.dataset(dataset))
+            return page(self, await html_pages.dataset(dataset, charts=bench.dataset_charts,
+                                                       **bench.chrome(bench.session(request))))
 
     @app.page("/healthz")
     class Healthz(View):
