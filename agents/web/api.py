@@ -178,15 +178,15 @@ def register(app, service) -> Api:
     @app.page("/")
     class IndexPage(View):
         async def get(self, request):
-            if not bench.allowed(request):
-                return page(self, (401, pages.render_unauthorised()))
+            if not bench.allowed(request):  # a browser signs in first
+                return workbench.respond(self, bench.login_redirect(request))
             return page(self, html_pages.index(**bench.chrome(bench.session(request))))
 
     @app.page("/datasets/{dataset}")
     class DatasetPage(View):
         async def get(self, request, dataset):
             if not bench.allowed(request):
-                return page(self, (401, pages.render_unauthorised()))
+                return workbench.respond(self, bench.login_redirect(request))
             return page(self, await html_pages.dataset(dataset, charts=bench.dataset_charts,
                                                        **bench.chrome(bench.session(request))))
 

@@ -51,7 +51,7 @@ from agents.web.session import COOKIE, Session, Sessions, valid_reviewer
 from agents.worker.observability import log_event
 from schemas import SUGGESTION_KINDS, Annotation, LabelAssignment, SchemaError, Suggestion
 
-__all__ = ["WorkbenchOptions", "WorkerView", "Workbench", "Reply", "worker_view", "register", "parse_labels"]
+__all__ = ["WorkbenchOptions", "WorkerView", "Workbench", "Reply", "worker_view", "register", "respond", "parse_labels"]
 
 log = logging.getLogger("refinery.workbench")
 
@@ -243,7 +243,7 @@ class Workbench:
         """The page header's reviewer and sign-out form."""
         return {} if session is None else {"reviewer": session.reviewer, "csrf": self.sessions.csrf(session)}
 
-    def _login_redirect(self, request) -> Reply:
+    def login_redirect(self, request) -> Reply:
         return _redirect("/login?" + urlencode({"next": str(request.rel_url)}))
 
     @staticmethod
@@ -314,7 +314,7 @@ class Workbench:
     async def review_page(self, request, dataset: str) -> Reply:
         session = self.session(request)
         if session is None:
-            return self._login_redirect(request)
+            return self.login_redirect(request)
         engine = self.worker.engine(dataset)
         if engine is None:
             return _html(404, pages.render_missing(dataset, self.worker.owned()))
@@ -515,25 +515,27 @@ def _queue_url(dataset: str, kind: str, label: str | None, q: str | None, *, mes
 # -- routes --------------------------------------------------------------------------------------
 
 
+def respond(view, reply: Reply):
+    """A Faust view's response for ``reply``, with the pages' security headers."""
+    body = reply.body.encode("utf-8") if isinstance(reply.body, str) else reply.body
+    headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", **reply.headers}
+    if reply.content_type == "text/html":
+        headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                              "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+    return view.bytes(body, content_type=reply.content_type, status=reply.status, headers=headers)
+
+
 def register(app, service) -> Workbench:
     """Add the workbench's routes and its background task to the Faust ``app``."""
     from faust.web import View
 
     bench = Workbench(worker_view(service), WorkbenchOptions.from_env())
 
-    def respond(view: View, reply: Reply):
-        body = reply.body.encode("utf-8") if isinstance(reply.body, str) else reply.body
-        headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", **reply.headers}
-        if reply.content_type == "text/html":
-            headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                                  "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
-        return view.bytes(body, content_type=reply.content_type, status=reply.status, headers=headers)
-
     def reading(handler):
         """A page people read: with a token set, it needs the bearer header or a session."""
         async def get(self, request, **kwargs):
             if not bench.allowed(request):
-                return respond(self, bench._login_redirect(request))
+                return respond(self, bench.login_redirect(request))
             return respond(self, await handler(request, **kwargs))
         return get
 
