@@ -320,10 +320,10 @@ def test_a_cross_site_post_without_the_session_is_refused_and_sends_nothing(brow
                 if a.message_id == target and any(label.name == "Forged" for label in a.labels)]
 
 
-def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser, signed_in):
+def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser, signed_in, tmp_path):
     from selenium.webdriver.common.by import By
 
-    out = Path(os.environ.get("REFINERY_SCREENSHOTS") or Path(__file__).parent / ".screenshots")
+    out = Path(os.environ.get("REFINERY_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
 
     def shoot(name: str) -> None:
