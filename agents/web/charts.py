@@ -28,10 +28,10 @@ def _frame(width: int, height: int, title: str, body: str) -> str:
 
 
 def line_chart(series: Mapping[str, Sequence[tuple[float, float | None]]], *, title: str, y_max: float = 100.0,
-               y_label: str = "", width: int = 600, height: int = 200) -> str:
+               y_label: str = "", width: int = 580, height: int = 200) -> str:
     """Lines of ``(time, value)`` points against time (epoch seconds), from 0 to ``y_max``;
     a None value breaks its line."""
-    left, right, top, bottom = 40, 130, 10, 24
+    left, right, top, bottom = 34, 178, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     times = [t for points in series.values() for t, v in points if v is not None]
     parts = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#dde1e6"/>']
@@ -119,7 +119,7 @@ def pr_curve(points: Sequence[Mapping[str, float]], thresholds: Mapping[str, flo
     return _frame(width, height, title, "".join(parts))
 
 
-def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 600) -> str:
+def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 580) -> str:
     """Horizontal bars of shares in [0, 1], one row per ``(name, share)``."""
     row, label_w = 18, 230
     height = max(row * len(items) + 8, 30)

@@ -87,19 +87,19 @@ header nav{display:flex;gap:18px}header .spacer{flex:1}header .who{color:#fff}
 form.inline{display:inline}button.link{background:none;border:0;color:#cfe3ff;text-decoration:underline;cursor:pointer;font:inherit;padding:0 0 0 8px}
 a.button,button{display:inline-block;background:#fff;border:1px solid #9aa7b5;border-radius:5px;padding:4px 10px;color:#1d2327;text-decoration:none;font:inherit;cursor:pointer;margin:2px 2px 2px 0}
 button.primary{background:#1f5fa8;border-color:#1f5fa8;color:#fff;font-weight:600}button.danger{color:#a02b1f;border-color:#d9a39b}
-a.go{font-size:12px;font-weight:normal;margin-left:8px}
+a.go{font-size:12px;font-weight:normal;margin-left:8px;white-space:nowrap}
 :focus-visible{outline:3px solid #f0a400;outline-offset:1px}
 th button.sort{background:none;border:0;padding:0;margin:0;font:inherit;font-weight:600;cursor:pointer;color:inherit}
 th[aria-sort=ascending] button.sort::after{content:" ▲"}th[aria-sort=descending] button.sort::after{content:" ▼"}
 caption{text-align:left;font-weight:600;padding:4px 0}
 .changed{background:#fff3b0;transition:background .3s}
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:8px}
-figcaption{color:#5f6b7a;font-size:12px;max-width:600px}.curve{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
+figcaption{color:#5f6b7a;font-size:12px;max-width:580px}figure ul{font-size:12px;max-width:560px}.curve{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
 .queues{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:4px 14px;margin:14px 0}
 .warning{background:#fdecea;border:1px solid #e6a39a;border-radius:6px;padding:10px 14px;max-width:900px}
 .ok{background:#e9f7ef;border:1px solid #9fd5b3;border-radius:6px;padding:8px 14px;max-width:900px}
 .crumbs{margin:0;color:#5f6b7a}
-.review{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:18px;align-items:start}
+.review{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:18px;align-items:start}
 article.message{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:12px 16px}
 article.message h2{margin:0 0 6px;font-size:18px}.meta{color:#5f6b7a;font-size:13px;margin:0 0 8px}
 .body{white-space:pre-wrap;overflow-wrap:anywhere;max-width:80ch;font-size:15px;line-height:1.5}
@@ -107,8 +107,8 @@ details.quoted{color:#5f6b7a;border-left:3px solid #dde1e6;padding-left:10px;mar
 dl.metadata{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:8px 0;font-size:13px}dl.metadata dt{color:#5f6b7a}dl.metadata dd{margin:0}
 .panel{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 14px;margin-bottom:12px}
 .panel h2{margin:0 0 6px}.bar{display:inline-block;height:8px;background:#56B4E9;vertical-align:middle;margin-right:6px}
-.taxonomy{columns:2 220px;margin:6px 0;padding-left:0;list-style:none}.taxonomy ul{list-style:none;padding-left:18px}
-.taxonomy li{break-inside:avoid}.taxonomy label{cursor:pointer}.taxonomy .predicted{font-weight:600;color:#1f5fa8}
+.taxonomy{columns:2 170px;margin:6px 0;padding-left:0;list-style:none}.taxonomy ul{list-style:none;padding-left:18px}
+.taxonomy li{break-inside:avoid;font-size:13px}.taxonomy label{cursor:pointer;display:flex;gap:4px;align-items:baseline;overflow-wrap:anywhere}.taxonomy .predicted{font-weight:600;color:#1f5fa8}
 .pinned-tag{display:inline-block;background:#e8eef7;border:1px solid #b9c8de;border-radius:10px;padding:0 8px;margin:2px;font-size:12px}
 kbd{border:1px solid #c2c9d1;border-bottom-width:2px;border-radius:3px;padding:0 4px;font-size:12px;background:#fafbfc}
 fieldset{border:1px solid #dde1e6;border-radius:6px;margin:8px 0}legend{font-weight:600}
@@ -188,13 +188,14 @@ def _live(key: str, html: str) -> str:
     return f'<span data-live="{escape(key)}">{html}</span>'
 
 
-def layout(title: str, body: str, *, refresh: bool = True, live_url: str | None = None,
+def layout(title: str, body: str, *, refresh: bool = True, live_url: str | None = None, live_version: int = 0,
            reviewer: str | None = None, csrf: str | None = None) -> str:
     """A whole page: the header (with the reviewer signed in, and a sign-out form), ``body``, and
     the worker's own script (`STATIC_SCRIPT`). With ``live_url`` the script polls that JSON and
     updates the page's ``data-live`` values and charts in place; without the script (or with
     ``refresh`` and no ``live_url``), ``<meta http-equiv=refresh>`` reloads it every
-    `REFRESH_SECONDS`."""
+    `REFRESH_SECONDS`. When the live JSON's ``version`` is above ``live_version`` (a dataset or
+    a label appeared), the page reloads to show the new rows."""
     if live_url:
         meta = f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECONDS}"></noscript>'
         note = '<span id="live-status">live: updates without a reload</span>. '
@@ -203,7 +204,7 @@ def layout(title: str, body: str, *, refresh: bool = True, live_url: str | None 
         note = "This page reloads every %d s. " % REFRESH_SECONDS
     else:
         meta, note = "", ""
-    live = f' data-live-url="{escape(live_url)}"' if live_url else ""
+    live = f' data-live-url="{escape(live_url)}" data-live-version="{int(live_version)}"' if live_url else ""
     if reviewer:
         who = (f'<span class="who">reviewer <b>{escape(reviewer)}</b></span><form method="post" action="/logout" '
                f'class="inline"><input type="hidden" name="csrf" value="{escape(csrf or "")}">'
@@ -242,6 +243,16 @@ def index_live_values(rows: Sequence[IndexRow]) -> dict[str, str]:
     return values
 
 
+def index_version(rows: Sequence[IndexRow]) -> int:
+    """Grows when the index needs new rows: a dataset appeared, or its first metrics."""
+    return len(rows) + sum(snapshot is not None for _, _, snapshot in rows)
+
+
+def dataset_version(snapshot: MetricsSnapshot) -> int:
+    """Grows when the dataset page needs new rows: a label appeared."""
+    return len(snapshot.labels)
+
+
 def render_index(rows: Sequence[IndexRow], *, ready: bool = True, **chrome) -> str:
     """The list of datasets this worker owns, with their rating, band and ready flag.
 
@@ -251,6 +262,8 @@ def render_index(rows: Sequence[IndexRow], *, ready: bool = True, **chrome) -> s
     >>> "owns no datasets yet" in render_index([])
     True
     """
+    chrome.setdefault("live_url", "/live")
+    chrome.setdefault("live_version", index_version(rows))
     parts = ["<h1>Datasets on this worker</h1>"]
     if not ready:
         parts.append('<p class="note">This worker is still restoring its partitions from their snapshots; '
@@ -277,7 +290,6 @@ def render_index(rows: Sequence[IndexRow], *, ready: bool = True, **chrome) -> s
                         table_rows, numeric=(1, 2, 5, 6, 7), sortable=True))
     parts.append('<p class="muted">Ratings are those last published (every few seconds, when a dataset changed). '
                  "Open a dataset to review its messages.</p>")
-    chrome.setdefault("live_url", "/live")
     return layout("Datasets", "".join(parts), **chrome)
 
 
@@ -412,9 +424,12 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
                         [[escape(k), f"{f.score:.1f}", _band(f.band), _factor_metrics(f.metrics)] for k, f in r.factors.items()],
                         numeric=(1,), sortable=True))
     if charts:
-        parts.append('<h2>Over time</h2><div class="charts">'
+        drift = ("<ul>" + "".join(f'<li><span class="amber">drift</span> {escape(_when(d.when))} '
+                                  f'{escape(d.label or "label mix")}: {escape(d.detail)}</li>' for d in s.drift[-5:])
+                 + "</ul>") if s.drift else '<p class="muted">No drift detected.</p>'
+        parts.append('<h2>Over time and live</h2><div class="charts">'
                      + "".join(f'<figure><div id="{escape(key)}">{svg}</div><figcaption>{escape(_CHART_TITLES.get(key, key))}'
-                               f"</figcaption></figure>" for key, svg in charts.items())
+                               f"</figcaption>{drift if key == 'chart-mix' else ''}</figure>" for key, svg in charts.items())
                      + "</div>")
 
     parts.append("<h2>Labels, worst average precision first</h2>")
@@ -444,6 +459,7 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     parts.append(f'<h2>Machine-readable</h2><p><a href="{_dataset_href(s.dataset, "/metrics")}">metrics (JSON)</a> · '
                  f"suggestions (JSON): {kinds} · <a href=\"/metrics\">Prometheus /metrics</a></p>")
     chrome.setdefault("live_url", _live_url(s.dataset))
+    chrome.setdefault("live_version", dataset_version(s))
     return layout(s.dataset, "".join(parts), **chrome)
 
 

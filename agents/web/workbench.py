@@ -447,8 +447,9 @@ class Workbench:
         out = {
             "chart-rating": charts.line_chart(
                 {"rating": [(p.timestamp, p.rating) for p in points],
-                 **{name.replace("_", " "): [(p.timestamp, p.factors.get(name)) for p in points]
-                    for name in ("all_labels", "underperforming_labels", "coverage", "balance")}},
+                 **{name: [(p.timestamp, p.factors.get(key)) for p in points]
+                    for key, name in (("all_labels", "all labels"), ("underperforming_labels", "underperforming"),
+                                      ("coverage", "coverage"), ("balance", "balance"))}},
                 title="Rating and factors over time"),
             "chart-coverage": charts.line_chart(
                 {"coverage %": [(p.timestamp, p.coverage) for p in points],
@@ -464,11 +465,13 @@ class Workbench:
         if snapshot is None:
             return _json({"values": {}, "charts": {}}, 404 if self.worker.engine(dataset) is None else 200)
         self.history.record(snapshot)
-        return _json({"values": pages.dataset_live_values(snapshot), "charts": self.dataset_charts(dataset)})
+        return _json({"values": pages.dataset_live_values(snapshot), "charts": self.dataset_charts(dataset),
+                      "version": pages.dataset_version(snapshot)})
 
     def live_index(self) -> Reply:
         latest = self.worker.latest_metrics()
-        return _json({"values": pages.index_live_values([(d, 0, latest.get(d)) for d in self.worker.owned()])})
+        rows = [(d, 0, latest.get(d)) for d in self.worker.owned()]
+        return _json({"values": pages.index_live_values(rows), "version": pages.index_version(rows)})
 
     @staticmethod
     def static(name: str) -> Reply:

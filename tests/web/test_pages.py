@@ -9,12 +9,13 @@ import re
 import time
 import urllib.error
 from html import escape, unescape
+from urllib.parse import quote
 
 import orjson
 import pytest
 
 from agents.ingest.datasets import banking77
-from agents.web.pages import ACTIONS_SHOWN, SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
+from agents.web.pages import ACTIONS_SHOWN, STATIC_SCRIPT, SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
 from pipeline import Refiner
 from agents.worker.sequencer import owner_partition
 from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, LabelMetrics, LabelWarning, MetricsSnapshot,
@@ -22,6 +23,7 @@ from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, Labe
 from tests.worker.test_worker_kafka import PARTITIONS, _pairs, _producer, _send, _wait_for, workers  # noqa: F401 (fixture)
 
 SCRIPT = "<script>alert('x')</script>"
+OWN_SCRIPT = f'<script src="{STATIC_SCRIPT}" defer></script>'
 
 
 @pytest.fixture(scope="module")
@@ -90,19 +92,35 @@ def test_the_dataset_page_shows_map_coverage_and_balance(engine):
     assert f"balance {_num(snapshot.balance.score, 1)}" in text
 
 
+def _rows(html: str, caption_header: str) -> list[list[str]]:
+    """The cells' text of the table whose header row starts with ``caption_header``."""
+    start = html.index(f"<tr><th scope=col>{caption_header}</th>")
+    table = html[start:html.index("</table>", start)]
+    return [[_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)] for row in re.findall(r"<tr>(.*?)</tr>", table)
+            if "<td" in row]
+
+
 def test_every_label_is_in_the_table_with_its_figures_worst_average_precision_first(engine):
     snapshot = engine.metrics(now=time.time())
     html = render_dataset(snapshot, [])
-    rows = re.findall(r"<tr><td>([^<]*)</td>((?:<td class=n>[^<]*</td>){7})", html)
-    assert sorted(label for label, _ in rows) == sorted(escape(label) for label in snapshot.labels)
-    aps = [snapshot.labels[label].average_precision for label, _ in rows]
+    rows = _rows(html, "label")
+    assert sorted(row[0] for row in rows) == sorted(snapshot.labels)
+    aps = [snapshot.labels[row[0]].average_precision for row in rows]
     defined = [ap for ap in aps if ap is not None]
     assert defined == sorted(defined) and aps[: len(defined)] == defined  # undefined AP last
-    label, cells = rows[0]
-    m = snapshot.labels[label]
-    assert re.findall(r">([^<]*)<", cells)[::2] == [_num(m.precision), _num(m.recall), _num(m.f1),
-                                                   _num(m.average_precision), _num(m.threshold),
-                                                   str(m.support), str(m.pinned)]
+    m = snapshot.labels[rows[0][0]]
+    assert rows[0][1:8] == [_num(m.precision), _num(m.recall), _num(m.f1), _num(m.average_precision),
+                            _num(m.threshold), str(m.support), str(m.pinned)]
+
+
+def test_each_label_links_to_its_page_and_its_pinned_count_updates_in_place(engine):
+    snapshot = engine.metrics(now=time.time())
+    html = render_dataset(snapshot, [])
+    for label, m in snapshot.labels.items():
+        assert f'href="/datasets/banking77/label?name={quote(label, safe="")}"' in html
+        assert f'<span data-live="pinned:{escape(label)}">{m.pinned}</span>' in html
+    assert f'<span data-live="reviewed">{snapshot.reviewed}</span>' in html
+    assert 'data-live-url="/datasets/banking77/live"' in html
 
 
 def test_label_warnings_are_shown_with_their_actions():
@@ -129,7 +147,8 @@ def test_the_first_ten_suggestions_of_each_kind_are_shown_with_id_label_score_an
     html = render_dataset(engine.metrics(now=time.time()), lists)
 
     def row(s):
-        return f"<td>{escape(s.message_id)}</td><td>{escape(s.label or '–')}</td><td class=n>{s.score:.3f}</td><td>{escape(s.reason)}</td>"
+        return (f"{escape(s.message_id)}</a></td><td>{escape(s.label or '–')}</td><td class=n>{s.score:.3f}</td>"
+                f"<td>{escape(s.reason)}</td>")
 
     for suggestions in lists:
         assert len(suggestions.items) > SUGGESTIONS_SHOWN
@@ -170,6 +189,7 @@ def test_strings_from_the_data_are_escaped_everywhere():
     lists = [SuggestionList(dataset="d<i>", timestamp=0, model_version=1, kind="check_label", label=SCRIPT,
                             items=(Suggestion(message_id=SCRIPT, kind="check_label", label=SCRIPT, score=0.5, reason=SCRIPT),))]
     for html in (render_dataset(snapshot, lists), render_index([(SCRIPT, 0, snapshot)]), render_missing(SCRIPT, [SCRIPT])):
+        html = html.replace(OWN_SCRIPT, "")
         assert "<script" not in html and "<i>" not in html
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
 
@@ -178,13 +198,15 @@ def test_the_pages_load_nothing_from_outside_the_worker(engine):
     snapshot = engine.metrics(now=time.time())
     for html in (render_dataset(snapshot, _lists(engine)), render_index([("banking77", 0, snapshot)]),
                  render_missing("x", []), render_unauthorised()):
-        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
-        assert "<script" not in html and "@import" not in html and "url(" not in html
+        assert not re.search(r"""(src|href|action)=["']?(https?:)?//""", html)
+        assert OWN_SCRIPT in html  # the one script is the worker's own
+        assert "<script" not in html.replace(OWN_SCRIPT, "") and "@import" not in html and "url(" not in html
 
 
-def test_the_pages_reload_themselves_every_five_seconds():
-    assert '<meta http-equiv="refresh" content="5">' in render_dataset(_snapshot(), [])
-    assert '<meta http-equiv="refresh" content="5">' in render_index([])
+def test_the_pages_update_in_place_and_reload_every_five_seconds_without_script():
+    for html in (render_dataset(_snapshot(), []), render_index([])):
+        assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
+        assert re.search(r'<body data-live-url="/(datasets/support/)?live" data-live-version="\d+">', html)
 
 
 # -- the index and the error pages -------------------------------------------------------------

@@ -185,6 +185,37 @@ def _live_value(driver, key: str) -> str:
 # -- the tests ---------------------------------------------------------------------------------
 
 
+def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser, signed_in, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    out = Path(os.environ.get("REFINERY_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def shoot(name: str) -> None:
+        browser.set_window_size(1280, 800)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(max(height + 40, 800), 2400))
+        path = out / name
+        assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
+
+    browser.get(f"{signed_in}/datasets/banking77")
+    _until(browser, lambda: "live: updated" in browser.find_element(By.ID, "live-status").text, "a live update")
+    shoot("dashboard.png")
+    labels = browser.find_element(By.XPATH, "//table[.//th[.//text()='pinned']]")
+    pinned_header = labels.find_element(By.XPATH, ".//th//button[text()='pinned']")
+    pinned_header.click()
+    pinned_header.click()  # sorted by pinned, most first
+    column = [int(row.find_elements(By.TAG_NAME, "td")[7].text) for row in labels.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert column == sorted(column, reverse=True) and column[0] > column[-1]
+    labels.find_element(By.CSS_SELECTOR, "tbody tr td a").click()  # the best-taught label's page
+    _until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-curve svg polyline"), "the curve")
+    shoot("label.png")
+    browser.get(f"{signed_in}/datasets/banking77/review?kind=teach_label")
+    _until(browser, lambda: "id=" in browser.current_url, "a teach-label message")
+    shoot("review.png")
+    browser.set_window_size(1280, 1000)
+
+
 def test_a_recommended_check_label_action_opens_the_check_label_queue(browser, signed_in):
     from selenium.webdriver.common.by import By
 
@@ -318,27 +349,3 @@ def test_a_cross_site_post_without_the_session_is_refused_and_sends_nothing(brow
     time.sleep(2)
     assert not [a for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
                 if a.message_id == target and any(label.name == "Forged" for label in a.labels)]
-
-
-def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser, signed_in, tmp_path):
-    from selenium.webdriver.common.by import By
-
-    out = Path(os.environ.get("REFINERY_SCREENSHOTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def shoot(name: str) -> None:
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1280, min(max(height, 800), 2400))
-        path = out / name
-        assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
-
-    browser.get(f"{signed_in}/datasets/banking77")
-    _until(browser, lambda: "live: updated" in browser.find_element(By.ID, "live-status").text, "a live update")
-    shoot("dashboard.png")
-    browser.find_element(By.CSS_SELECTOR, "table.sortable td a[href*='/label?name=']").click()
-    _until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-curve svg polyline"), "the curve")
-    shoot("label.png")
-    browser.get(f"{signed_in}/datasets/banking77/review?kind=teach_label")
-    _until(browser, lambda: "id=" in browser.current_url, "a teach-label message")
-    shoot("review.png")
-    browser.set_window_size(1280, 1000)

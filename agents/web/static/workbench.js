@@ -46,6 +46,11 @@
   // -- live values: poll the page's JSON and update [data-live] elements in place --
   function poll(url, every) {
     function apply(data) {
+      var known = document.body.getAttribute("data-live-version");
+      if (typeof data.version === "number" && known !== null && data.version > parseInt(known, 10)) {
+        location.reload();  // new rows (a dataset or a label appeared): render them
+        return;
+      }
       var values = data.values || {};
       Array.prototype.forEach.call(document.querySelectorAll("[data-live]"), function (el) {
         var key = el.getAttribute("data-live");
