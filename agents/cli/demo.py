@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         api = f"http://{settings.web_host}:{settings.web_port}"
         print(f"worker: pid {worker.pid}, log {log_file}\n"
               f"  dashboard  {api}/  (open it in a browser)\n"
+              f"  workbench  {api}/datasets/{args.dataset}/review?kind=shuffle  (sign in with your name, review)\n"
               f"  API        {api}/datasets\n"
               f"  metrics    {api}/metrics\n"
               f"  status     refinery status {args.dataset} --url {api}\n"
