@@ -51,6 +51,7 @@ def test_the_demo_streams_serves_its_pages_and_ctrl_c_stops_its_worker(topics, t
                 break
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in output and "done: 60 messages" in output
+        assert f"workbench  http://127.0.0.1:{port}/datasets/banking77/review?kind=shuffle" in output
         worker = int(re.search(r"worker: pid (\d+)", output).group(1))
         deadline = time.monotonic() + 60
         page = b""
