@@ -521,7 +521,8 @@ def render_missing(dataset: str, owned: Sequence[str]) -> str:
     links = ", ".join(f'<a href="{_dataset_href(d)}">{escape(d)}</a>' for d in owned) or "none"
     return _page("Not here", f"<h1>{escape(dataset)}</h1><p class=note>Dataset <b>{escape(dataset)}</b> is not owned "
                              f"by this worker (owned here: {links}). With several workers, open the one that owns "
-                             f"the dataset's partition.</p>", refresh=False)
+                             f"the dataset's partition. If its stream has just started, the dataset appears once "
+                             f"its first message is processed: this page reloads by itself.</p>")
 
 
 def render_unauthorised() -> str:
