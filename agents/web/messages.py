@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 from agents.worker.observability import log_event
 from schemas import Event, Message, SchemaError
 
-__all__ = ["MessageStore", "decode_events", "follow_events", "DEFAULT_MESSAGES", "DEFAULT_BYTES"]
+__all__ = ["MessageStore", "decode_events", "follow_events", "search", "DEFAULT_MESSAGES", "DEFAULT_BYTES"]
 
 log = logging.getLogger("refinery.workbench")
 
@@ -80,24 +80,11 @@ class MessageStore:
     def search(self, dataset: str, query: str, limit: int = 50) -> list[Message]:
         """Messages of ``dataset`` whose subject or body contains every word of ``query`` (or the
         phrase, when quoted), case-insensitively, newest first."""
-        query = query.strip()
-        if len(query) >= 2 and query[0] == query[-1] == '"':
-            needles = [query[1:-1].casefold()]
-        else:
-            needles = [word.casefold() for word in query.split()]
-        needles = [n for n in needles if n]
-        if not needles:
-            return []
-        out = []
-        for (name, _), message in reversed(self.messages.items()):
-            if name != dataset:
-                continue
-            text = f"{message.subject}\n{message.body}".casefold()
-            if all(n in text for n in needles):
-                out.append(message)
-                if len(out) >= limit:
-                    break
-        return out
+        return search(self.recent(), dataset, query, limit)
+
+    def recent(self) -> list[Message]:
+        """Every message held, newest first (a copy: search it in another thread)."""
+        return list(reversed(self.messages.values()))
 
     def apply(self, seen: Iterable[Message | tuple[str, str]]) -> None:
         """Remember messages, and touch ``(dataset, id)`` pairs, as `decode_events` returns them."""
@@ -106,6 +93,28 @@ class MessageStore:
                 self.put(item)
             else:
                 self.touch(*item)
+
+
+def search(messages: Iterable[Message], dataset: str, query: str, limit: int = 50) -> list[Message]:
+    """The first ``limit`` of ``messages`` of ``dataset`` matching ``query`` (see `MessageStore.search`)."""
+    query = query.strip()
+    if len(query) >= 2 and query[0] == query[-1] == '"':
+        needles = [query[1:-1].casefold()]
+    else:
+        needles = [word.casefold() for word in query.split()]
+    needles = [n for n in needles if n]
+    if not needles:
+        return []
+    out = []
+    for message in messages:
+        if message.dataset != dataset:
+            continue
+        text = f"{message.subject}\n{message.body}".casefold()
+        if all(n in text for n in needles):
+            out.append(message)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def decode_events(values: Iterable[bytes | None]) -> list[Message | tuple[str, str]]:
@@ -148,8 +157,11 @@ async def follow_events(store: MessageStore, bootstrap: str, topic: str, owned: 
             while not stop.is_set():
                 wanted = set(owned())
                 if wanted != assigned:
+                    kept = {p: await consumer.position(TopicPartition(topic, p)) for p in assigned & wanted}
                     tps = [TopicPartition(topic, p) for p in sorted(wanted)]
                     consumer.assign(tps)
+                    for p, position in kept.items():  # assign() forgets positions: carry on where it was
+                        consumer.seek(TopicPartition(topic, p), position)
                     if tps:
                         ends = await consumer.end_offsets(tps)
                         begins = await consumer.beginning_offsets(tps)

@@ -303,11 +303,20 @@ def _worst_first(labels: dict[str, LabelMetrics]) -> list[tuple[str, LabelMetric
                                                    item[0]))
 
 
-def _warnings(m: LabelMetrics) -> str:
+def _warnings(m: LabelMetrics, dataset: str | None = None, label: str | None = None) -> str:
+    """A label's warnings; with ``dataset`` and ``label``, each action that is a suggestion kind
+    links to its review queue."""
     if not m.warnings:
         return ""
+
+    def action(w) -> str:
+        if dataset is not None and w.action in SUGGESTION_KINDS:
+            return (f'<a data-kind="{escape(w.action)}" href="{review_href(dataset, w.action, label)}">'
+                    f"{escape(w.action)}</a>")
+        return escape(w.action)
+
     items = "".join(f'<li><span class="{escape(w.severity)}">{escape(w.severity)}</span> {escape(w.message)}'
-                    f"<br><span class=muted>→ {escape(w.action)}</span></li>" for w in m.warnings)
+                    f"<br><span class=muted>→ {action(w)}</span></li>" for w in m.warnings)
     return f"<ul>{items}</ul>"
 
 
@@ -436,7 +445,7 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     if s.labels:
         rows = [[f'<a href="{label_href(s.dataset, label)}">{escape(label)}</a>', _num(m.precision), _num(m.recall),
                  _num(m.f1), _live(f"ap:{label}", _num(m.average_precision)), _num(m.threshold),
-                 _live(f"support:{label}", str(m.support)), _live(f"pinned:{label}", str(m.pinned)), _warnings(m)]
+                 _live(f"support:{label}", str(m.support)), _live(f"pinned:{label}", str(m.pinned)), _warnings(m, s.dataset, label)]
                 for label, m in _worst_first(s.labels)]
         parts.append(_table(["label", "precision", "recall", "F1", "AP", "threshold", "support", "pinned", "warnings"],
                             rows, numeric=(1, 2, 3, 4, 5, 6, 7), sortable=True))
@@ -487,7 +496,7 @@ def render_label(dataset: str, label: str, m: LabelMetrics, curve_svg: str,
              + _card("support", _live(f"support:{label}", str(m.support)), "positives in the window")
              + _card("pinned", _live(f"pinned:{label}", str(m.pinned)), "reviewed examples, all time")
              + "</div>"]
-    parts.append("<h2>Warnings</h2>" + (_warnings(m) or '<p class="muted">None.</p>'))
+    parts.append("<h2>Warnings</h2>" + (_warnings(m, dataset, label) or '<p class="muted">None.</p>'))
     t = m.thresholds
     parts.append('<h2>Precision-recall curve</h2><div class="curve">'
                  f'<figure><div id="chart-curve">{curve_svg}</div><figcaption>Out-of-sample scores of the validation '

@@ -43,7 +43,7 @@ import orjson
 from agents.settings import env_value
 from agents.web import charts, pages
 from agents.web.history import DEFAULT_POINTS, MetricsHistory
-from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, follow_events
+from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, follow_events, search
 from agents.web.queue import KIND_MODES, LEASE_SECONDS, ReviewQueues
 from agents.web.review import (ReviewView, SearchHit, render_error, render_login, render_queue_empty, render_review,
                                render_search)
@@ -308,8 +308,12 @@ class Workbench:
     async def _items(self, engine, dataset: str, kind: str, label: str | None, q: str | None) -> list:
         if kind == "search":
             return [Suggestion(message_id=m.id, kind="shuffle", label=None, score=0.0, reason=f"matches “{q}”")
-                    for m in self.store.search(dataset, q or "", SEARCH_LIMIT)]
+                    for m in await self._search(dataset, q or "")]
         return await self.worker.call(engine.suggestions, kind, label=label, limit=QUEUE_DEPTH)
+
+    async def _search(self, dataset: str, q: str):
+        """Search the held messages in a thread (long emails make it slow), on a copy of the store."""
+        return await asyncio.to_thread(search, self.store.recent(), dataset, q, SEARCH_LIMIT)
 
     async def review_page(self, request, dataset: str) -> Reply:
         session = self.session(request)
@@ -408,7 +412,7 @@ class Workbench:
             return _html(404, pages.render_missing(dataset, self.worker.owned()))
         q = (request.query.get("q") or "").strip()
         label = request.query.get("label") or None
-        found = self.store.search(dataset, q, SEARCH_LIMIT) if q else []
+        found = await self._search(dataset, q) if q else []
 
         def gather():
             return [(m, *_pinned(engine, m.id)) for m in found]

@@ -222,7 +222,7 @@ def test_a_recommended_check_label_action_opens_the_check_label_queue(browser, s
     browser.get(f"{signed_in}/datasets/banking77")
     for details in browser.find_elements(By.CSS_SELECTOR, "details"):
         browser.execute_script("arguments[0].open = true", details)  # folded actions too
-    action = browser.find_element(By.CSS_SELECTOR, 'a[data-kind="check_label"]')
+    action = browser.find_element(By.CSS_SELECTOR, 'a.go[data-kind="check_label"]')
     label = action.find_element(By.XPATH, "./ancestor::tr/td[2]").text
     action.click()
     _until(browser, lambda: "id=" in browser.current_url, "the queue's first message")
@@ -239,7 +239,7 @@ def test_changing_the_labels_and_submitting_sends_a_check_review_by_the_reviewer
     browser.get(f"{signed_in}/datasets/banking77")
     for details in browser.find_elements(By.CSS_SELECTOR, "details"):
         browser.execute_script("arguments[0].open = true", details)
-    browser.find_element(By.CSS_SELECTOR, 'a[data-kind="check_label"]').click()
+    browser.find_element(By.CSS_SELECTOR, 'a.go[data-kind="check_label"]').click()
     _until(browser, lambda: "id=" in browser.current_url, "the queue's first message")
     message_id = _message_id(browser)
     boxes = _boxes(browser)
@@ -303,6 +303,21 @@ def test_a_review_made_from_a_search_is_sent_with_mode_search(browser, signed_in
     review = _wait_review(settings, message_id)
     assert review.mode == "search" and review.annotator == REVIEWER
     assert "Found by search" in {label.name for label in review.labels}
+
+
+def test_un_reviewing_a_message_sends_a_removal_by_the_reviewer(browser, signed_in, settings):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{signed_in}/datasets/banking77/review?kind=missed_label")
+    _until(browser, lambda: "id=" in browser.current_url, "a missed-label message")
+    message_id = _message_id(browser)
+    browser.find_element(By.CSS_SELECTOR, 'button[name=action][value=remove]').click()
+    _until(browser, lambda: f"sent={message_id}" in browser.current_url or
+           (browser.find_elements(By.CSS_SELECTOR, "[role=status]") and
+            message_id in browser.find_element(By.CSS_SELECTOR, "[role=status]").text), "the queue to advance")
+    review = _wait_review(settings, message_id)
+    assert review.action == "remove" and review.labels == () and review.mode == "missed"
+    assert review.annotator == REVIEWER
 
 
 def _serve(html: str) -> tuple[ThreadingHTTPServer, int]:
