@@ -152,11 +152,11 @@ def register(app, service) -> Api:
     """Add the API's routes to the Faust ``app``."""
     from faust.web import View
 
-    from agents.web import pages, workbench
+    from agents.web import pages, routes
 
     api = Api(service)
     html_pages = pages.Pages(service)
-    bench = workbench.register(app, service)  # the review workbench: sign-in, queues, search, live values
+    bench = routes.register(app, service)  # the review workbench: sign-in, queues, search, live values
 
     def reply(view: View, result: Reply):
         status, body = result
@@ -179,14 +179,14 @@ def register(app, service) -> Api:
     class IndexPage(View):
         async def get(self, request):
             if not bench.allowed(request):  # a browser signs in first
-                return workbench.respond(self, bench.login_redirect(request))
+                return routes.respond(self, bench.login_redirect(request))
             return page(self, html_pages.index(**bench.chrome(bench.session(request))))
 
     @app.page("/datasets/{dataset}")
     class DatasetPage(View):
         async def get(self, request, dataset):
             if not bench.allowed(request):
-                return workbench.respond(self, bench.login_redirect(request))
+                return routes.respond(self, bench.login_redirect(request))
             return page(self, await html_pages.dataset(dataset, charts=bench.dataset_charts,
                                                        **bench.chrome(bench.session(request))))
 

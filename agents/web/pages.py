@@ -576,9 +576,9 @@ class Pages:
                          for kind in SUGGESTION_KINDS]
             mix = None
             if charts is not None:
-                from agents.web.workbench import _label_mix
+                from agents.web.service_view import label_mix
 
-                mix = _label_mix(engine)
+                mix = label_mix(engine)
             return snapshot, lists, mix
 
         async with self.service.lock:

@@ -18,7 +18,7 @@ import time
 from html import escape
 from typing import Mapping, Sequence
 
-from agents.web.pages import _KIND_LABELS, _KIND_TITLES, _dataset_href, layout, review_href
+from agents.web.pages import _KIND_LABELS, _dataset_href, layout, review_href
 from schemas import Message, label_ancestors
 
 __all__ = ["ReviewView", "SearchHit", "body_html", "render_login", "render_review", "render_queue_empty",

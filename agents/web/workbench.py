@@ -1,6 +1,7 @@
 """The review workbench: training modes in the browser, every review written to ``annotations``.
 
-Served by the worker's web server, beside the API (`agents.web.api`), under the same access rule:
+Served by the worker's web server (routes: `agents.web.routes`), beside the API (`agents.web.api`),
+under the same access rule:
 
 =============================================  =====================================================
 ``GET /login``, ``POST /login``, ``POST /logout``  sign in with a reviewer name (and ``REFINERY_API_TOKEN``
@@ -24,7 +25,7 @@ the dataset's partition. It reaches the engine like any other review, through th
 Everything the workbench holds is bounded by configuration (`WorkbenchOptions`): the recent
 messages' text (`agents.web.messages`), the metrics history (`agents.web.history`), leases
 and skips (`agents.web.queue`). Engine calls run in the worker's engine thread under its lock.
-The worker is reached only through `WorkerView` (built by `worker_view`).
+The worker is reached only through `agents.web.service_view.WorkerView`.
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, f
 from agents.web.queue import KIND_MODES, LEASE_SECONDS, ReviewQueues
 from agents.web.review import (ReviewView, SearchHit, render_error, render_login, render_queue_empty, render_review,
                                render_search)
+from agents.web.service_view import WorkerView, pinned_labels
 from agents.web.session import COOKIE, Session, Sessions, valid_reviewer
 from agents.worker.observability import log_event
-from schemas import SUGGESTION_KINDS, Annotation, LabelAssignment, SchemaError, Suggestion
+from schemas import Annotation, LabelAssignment, SchemaError, Suggestion
 
-__all__ = ["WorkbenchOptions", "WorkerView", "Workbench", "Reply", "worker_view", "register", "respond", "parse_labels"]
+__all__ = ["WorkbenchOptions", "Workbench", "Reply", "json_reply", "parse_labels"]
 
 log = logging.getLogger("refinery.workbench")
 
 #: Items of a suggestion kind a queue draws from.
 QUEUE_DEPTH = 100
 SEARCH_LIMIT = 100
-SEND_TIMEOUT = 15.0
 STATIC = {"workbench.js": "text/javascript"}
 
 
@@ -102,7 +103,7 @@ def _html(status: int, html: str) -> Reply:
     return Reply(status, html)
 
 
-def _json(body: Any, status: int = 200) -> Reply:
+def json_reply(body: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(body), "application/json")
 
 
@@ -128,83 +129,6 @@ def parse_labels(ticked: list[str], typed: str) -> tuple[LabelAssignment, ...]:
 def _ancestors(name: str) -> tuple[str, ...]:
     parts = name.split(" > ")
     return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
-
-
-# -- the worker, as the workbench sees it ------------------------------------------------------
-
-
-class WorkerView:
-    """Everything the workbench needs from the worker's `agents.worker.app.Service`, in one place."""
-
-    def __init__(self, service) -> None:
-        self.service = service
-        self.settings = service.settings
-
-    def engine(self, dataset: str):
-        part = self.service.owner_of(dataset)
-        return None if part is None else part.engines.get(dataset)
-
-    def owned(self) -> list[str]:
-        return sorted(name for part in self.service.partitions.values() for name in part.engines)
-
-    def partitions(self) -> set[int]:
-        return set(self.service.assigned or ())
-
-    def latest_metrics(self) -> dict:
-        return dict(self.service.latest_metrics)
-
-    async def call(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)`` in the engine thread, under the engines' lock."""
-        async with self.service.lock:
-            return await self.service.in_thread(fn, *args, **kwargs)
-
-    @property
-    def events_topic(self) -> str:
-        return self.service.topics["events"]
-
-    async def send_annotation(self, annotation: Annotation) -> None:
-        """Produce ``annotation`` to ``annotations``, keyed by its dataset, on the dataset's partition."""
-        from agents.worker.sequencer import owner_partition
-
-        partition = owner_partition(annotation.dataset, self.settings.partitions)
-        delivery = await self.service.send(self.service.topics["annotations"], annotation.dataset.encode("utf-8"),
-                                           annotation.encode(), partition)
-        await asyncio.wait_for(asyncio.ensure_future(delivery), SEND_TIMEOUT)
-
-
-def worker_view(service) -> WorkerView:
-    """The workbench's one way into the worker."""
-    return WorkerView(service)
-
-
-def _pinned(engine, message_id: str) -> tuple[bool, tuple[str, ...]]:
-    """Whether the engine holds a current review of the message, and its pinned labels."""
-    review = getattr(engine, "reviewed", {}).get(message_id)
-    if review is None:
-        return False, ()
-    return True, tuple(sorted(engine.labels[c] for c in review[0]))
-
-
-def _label_mix(engine, top: int = 12) -> list[tuple[str, float]]:
-    """Shares of the live window by top predicted label at threshold (as predicted when each
-    message arrived), the largest ``top``, plus the share with no label at threshold."""
-    import numpy as np
-
-    live, labels = getattr(engine, "live", None), list(getattr(engine, "labels", ()))
-    if live is None:
-        return []
-    slots = live.occupied()
-    if not len(slots):
-        return []
-    n = len(labels)
-    if n == 0:
-        return [("(no label at threshold)", 1.0)]
-    scores = live.scores[slots, :n]
-    best = scores.argmax(axis=1)
-    at = scores[np.arange(len(slots)), best] >= engine.thresholds[:n][best]
-    counts = np.bincount(best[at], minlength=n)
-    shares = sorted(((labels[i], counts[i] / len(slots)) for i in range(n) if counts[i]), key=lambda x: (-x[1], x[0]))
-    return shares[:top] + [("(no label at threshold)", float(1 - at.mean()))]
 
 
 # -- the workbench -----------------------------------------------------------------------------
@@ -347,7 +271,7 @@ class Workbench:
 
         def gather():
             prediction = engine.predict(message)
-            reviewed, pinned = _pinned(engine, wanted)
+            reviewed, pinned = pinned_labels(engine, wanted)
             return prediction, reviewed, pinned, tuple(engine.labels)
 
         prediction, reviewed, pinned, taxonomy = await self.worker.call(gather)
@@ -415,7 +339,7 @@ class Workbench:
         found = await self._search(dataset, q) if q else []
 
         def gather():
-            return [(m, *_pinned(engine, m.id)) for m in found]
+            return [(m, *pinned_labels(engine, m.id)) for m in found]
 
         hits = [SearchHit(message=m, reviewed=r, pinned=p) for m, r, p in await self.worker.call(gather)] if found else []
         chrome = self.chrome(session)
@@ -467,15 +391,15 @@ class Workbench:
         """The dataset's values that its pages update in place, from the metrics last published."""
         snapshot = self.worker.latest_metrics().get(dataset)
         if snapshot is None:
-            return _json({"values": {}, "charts": {}}, 404 if self.worker.engine(dataset) is None else 200)
+            return json_reply({"values": {}, "charts": {}}, 404 if self.worker.engine(dataset) is None else 200)
         self.history.record(snapshot)
-        return _json({"values": pages.dataset_live_values(snapshot), "charts": self.dataset_charts(dataset),
+        return json_reply({"values": pages.dataset_live_values(snapshot), "charts": self.dataset_charts(dataset),
                       "version": pages.dataset_version(snapshot)})
 
     def live_index(self) -> Reply:
         latest = self.worker.latest_metrics()
         rows = [(d, 0, latest.get(d)) for d in self.worker.owned()]
-        return _json({"values": pages.index_live_values(rows), "version": pages.index_version(rows)})
+        return json_reply({"values": pages.index_live_values(rows), "version": pages.index_version(rows)})
 
     @staticmethod
     def static(name: str) -> Reply:
@@ -517,84 +441,3 @@ def _queue_url(dataset: str, kind: str, label: str | None, q: str | None, *, mes
                sent: str | None = None) -> str:
     params = [("kind", kind)] + [(k, v) for k, v in (("label", label), ("q", q), ("id", message_id), ("sent", sent)) if v]
     return f"/datasets/{quote(dataset, safe='')}/review?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params)
-
-
-# -- routes --------------------------------------------------------------------------------------
-
-
-def respond(view, reply: Reply):
-    """A Faust view's response for ``reply``, with the pages' security headers."""
-    body = reply.body.encode("utf-8") if isinstance(reply.body, str) else reply.body
-    headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", **reply.headers}
-    if reply.content_type == "text/html":
-        headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                              "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
-    return view.bytes(body, content_type=reply.content_type, status=reply.status, headers=headers)
-
-
-def register(app, service) -> Workbench:
-    """Add the workbench's routes and its background task to the Faust ``app``."""
-    from faust.web import View
-
-    bench = Workbench(worker_view(service), WorkbenchOptions.from_env())
-
-    def reading(handler):
-        """A page people read: with a token set, it needs the bearer header or a session."""
-        async def get(self, request, **kwargs):
-            if not bench.allowed(request):
-                return respond(self, bench.login_redirect(request))
-            return respond(self, await handler(request, **kwargs))
-        return get
-
-    @app.page("/login")
-    class Login(View):
-        async def get(self, request):
-            return respond(self, bench.login_page(request))
-
-        async def post(self, request):
-            return respond(self, await bench.login(request))
-
-    @app.page("/logout")
-    class Logout(View):
-        async def post(self, request):
-            return respond(self, await bench.logout(request))
-
-    @app.page("/datasets/{dataset}/review")
-    class ReviewQueue(View):
-        get = reading(bench.review_page)
-
-        async def post(self, request, dataset):
-            return respond(self, await bench.submit(request, dataset))
-
-    @app.page("/datasets/{dataset}/search")
-    class Search(View):
-        get = reading(bench.search_page)
-
-    @app.page("/datasets/{dataset}/label")
-    class LabelPage(View):
-        get = reading(bench.label_page)
-
-    @app.page("/datasets/{dataset}/live")
-    class Live(View):
-        async def get(self, request, dataset):
-            if not bench.allowed(request):
-                return respond(self, _json({"error": "sign in or send the bearer token"}, 401))
-            return respond(self, bench.live(dataset))
-
-    @app.page("/live")
-    class LiveIndex(View):
-        async def get(self, request):
-            if not bench.allowed(request):
-                return respond(self, _json({"error": "sign in or send the bearer token"}, 401))
-            return respond(self, bench.live_index())
-
-    @app.page("/static/{name}")
-    class Static(View):
-        async def get(self, request, name):
-            return respond(self, bench.static(name))
-
-    @app.task
-    async def workbench_feed():
-        await bench.run()
-
-    return bench
