@@ -18,7 +18,7 @@ import time
 from html import escape
 from typing import Mapping, Sequence
 
-from agents.web.pages import _KIND_LABELS, _dataset_href, layout, review_href
+from agents.web.layout import KIND_LABELS as _KIND_LABELS, dataset_href as _dataset_href, layout, review_href
 from schemas import Message, label_ancestors
 
 __all__ = ["ReviewView", "SearchHit", "body_html", "render_login", "render_review", "render_queue_empty",
