@@ -99,8 +99,7 @@ def worker(settings, pairs, tmp_path_factory):
         w.kill()
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _chromium():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -111,24 +110,34 @@ def browser():
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _chromium()
     try:
         yield driver
     finally:
         driver.quit()
 
 
-@pytest.fixture(scope="module")
-def signed_in(browser, worker):
-    """The browser, signed in as `REVIEWER` with the API token; returns the worker's base URL."""
+def _sign_in(browser, base: str, reviewer: str) -> None:
     from selenium.webdriver.common.by import By
 
-    base = f"http://127.0.0.1:{worker.port}"
     browser.get(f"{base}/datasets/banking77")
     assert "/login" in browser.current_url  # with a token set, pages ask for a sign-in
-    browser.find_element(By.NAME, "reviewer").send_keys(REVIEWER)
+    browser.find_element(By.NAME, "reviewer").send_keys(reviewer)
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
     _until(browser, lambda: browser.current_url.endswith("/datasets/banking77"), "back on the dataset page")
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser, worker):
+    """The browser, signed in as `REVIEWER` with the API token; returns the worker's base URL."""
+    base = f"http://127.0.0.1:{worker.port}"
+    _sign_in(browser, base, REVIEWER)
     return base
 
 
@@ -302,6 +311,40 @@ def test_a_review_made_from_a_search_is_sent_with_mode_search(browser, signed_in
     review = _wait_review(settings, message_id)
     assert review.mode == "search" and review.annotator == REVIEWER
     assert "Found by search" in {label.name for label in review.labels}
+
+
+def test_keys_accept_the_predictions_and_skip_to_the_next_message(browser, signed_in):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{signed_in}/datasets/banking77/review?kind=low_confidence")
+    _until(browser, lambda: "id=" in browser.current_url, "a low-confidence message")
+    message_id = _message_id(browser)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("a")
+    boxes = _boxes(browser)
+    assert {name for name, box in boxes.items() if box.is_selected()} == \
+        {name for name, box in boxes.items() if box.get_attribute("data-predicted") is not None}
+    body.send_keys("n")
+    _until(browser, lambda: "id=" in browser.current_url and _message_id(browser) != message_id, "the next message")
+
+
+def test_two_reviewers_on_one_queue_get_different_messages_and_a_shared_one_is_flagged(browser, signed_in):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{signed_in}/datasets/banking77/review?kind=rebalance")
+    _until(browser, lambda: "id=" in browser.current_url, "Ann's first rebalance message")
+    anns = _message_id(browser)
+    assert not browser.find_elements(By.ID, "lease-warning")
+    bob = _chromium()
+    try:
+        _sign_in(bob, signed_in, "Bob")
+        bob.get(f"{signed_in}/datasets/banking77/review?kind=rebalance")
+        _until(bob, lambda: "id=" in bob.current_url, "Bob's first rebalance message")
+        assert _message_id(bob) != anns and not bob.find_elements(By.ID, "lease-warning")
+        bob.get(f"{signed_in}/datasets/banking77/review?kind=rebalance&id={anns}")  # the same one, by its address
+        assert f"{REVIEWER} has this message open too" in bob.find_element(By.ID, "lease-warning").text
+    finally:
+        bob.quit()
 
 
 def test_un_reviewing_a_message_sends_a_removal_by_the_reviewer(browser, signed_in, settings):
