@@ -79,7 +79,7 @@ dl.metadata{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;marg
 .panel{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 14px;margin-bottom:12px}
 .panel h2{margin:0 0 6px}.bar{display:inline-block;height:8px;background:#56B4E9;vertical-align:middle;margin-right:6px}
 .taxonomy{columns:2 170px;margin:6px 0;padding-left:0;list-style:none}.taxonomy ul{list-style:none;padding-left:18px}
-.taxonomy li{break-inside:avoid;font-size:13px}.taxonomy label{cursor:pointer;display:flex;gap:4px;align-items:baseline;overflow-wrap:anywhere}.taxonomy .predicted{font-weight:600;color:#1f5fa8}
+.taxonomy li{break-inside:avoid;font-size:13px}.taxonomy label{cursor:pointer;display:flex;gap:4px;align-items:baseline;overflow-wrap:anywhere}.taxonomy .predicted{font-weight:600;color:#1f5fa8}.taxonomy .focus{font-size:11px;background:#fff3b0;border-radius:8px;padding:0 6px;white-space:nowrap}
 .pinned-tag{display:inline-block;background:#e8eef7;border:1px solid #b9c8de;border-radius:10px;padding:0 8px;margin:2px;font-size:12px}
 kbd{border:1px solid #c2c9d1;border-bottom-width:2px;border-radius:3px;padding:0 4px;font-size:12px;background:#fafbfc}
 fieldset{border:1px solid #dde1e6;border-radius:6px;margin:8px 0}legend{font-weight:600}

@@ -88,9 +88,10 @@ def body_html(body: str) -> str:
     return "".join(out) or '<p class="muted">(empty body)</p>'
 
 
-def taxonomy_tree(labels: Sequence[str], checked: Sequence[str], predicted: Sequence[str]) -> str:
+def taxonomy_tree(labels: Sequence[str], checked: Sequence[str], predicted: Sequence[str], focus: str | None = None) -> str:
     """Checkboxes for every label, nested by ``Parent > Child``; ``checked`` ticked, ``predicted``
-    marked (the "accept predictions" shortcut ticks exactly those)."""
+    marked (the "accept predictions" shortcut ticks exactly those), the queue's label (``focus``)
+    named as such."""
     tree: dict = {}
     for label in sorted(set(labels) | set(checked)):
         node = tree
@@ -104,8 +105,9 @@ def taxonomy_tree(labels: Sequence[str], checked: Sequence[str], predicted: Sequ
             leaf = name.split(" > ")[-1]
             attrs = (" checked" if name in checked_set else "") + (" data-predicted" if name in predicted_set else "")
             cls = ' class="predicted"' if name in predicted_set else ""
+            mark = ' <span class="focus">this queue\'s label</span>' if name == focus else ""
             items.append(f'<li data-label="{escape(name)}"><label{cls}><input type="checkbox" name="labels" '
-                         f'value="{escape(name)}"{attrs}> {escape(leaf)}</label>'
+                         f'value="{escape(name)}"{attrs}> {escape(leaf)}{mark}</label>'
                          + (f"<ul>{render(children)}</ul>" if children else "") + "</li>")
         return "".join(items)
 
@@ -164,7 +166,7 @@ def render_review(v: ReviewView, *, csrf: str, reviewer: str) -> str:
             + '<fieldset><legend>Labels</legend>'
             + '<label>filter <input type="text" id="label-filter" size="18" aria-describedby="keys"></label> '
             + '<button type="button" id="accept" title="tick the predicted labels (a)">accept predictions</button>'
-            + taxonomy_tree(v.taxonomy, v.pinned, v.predicted)
+            + taxonomy_tree(v.taxonomy, v.pinned, v.predicted, v.label)
             + '<label>new labels <input type="text" name="new_labels" size="30" placeholder="Parent &gt; Child, Other"></label>'
             + "</fieldset>"
             + '<button type="submit" name="action" value="review" class="primary">submit review</button> '

@@ -199,12 +199,17 @@ def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser,
     out = Path(os.environ.get("REFINERY_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
 
-    def shoot(name: str) -> None:
-        browser.set_window_size(1280, 800)
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1280, min(max(height + 40, 800), 2400))
+    def shoot(name: str) -> None:  # the page at 1280 px wide, at most 2,300 px of it
+        import base64
+
+        width, height = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                               "document.documentElement.scrollHeight]")
+        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 2300), "scale": 1}})
         path = out / name
-        assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
+        path.write_bytes(base64.b64decode(shot["data"]))
+        assert path.stat().st_size > 10_000
 
     browser.get(f"{signed_in}/datasets/banking77")
     _until(browser, lambda: "live: updated" in browser.find_element(By.ID, "live-status").text, "a live update")
@@ -218,10 +223,14 @@ def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser,
     labels.find_element(By.CSS_SELECTOR, "tbody tr td a").click()  # the best-taught label's page
     _until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-curve svg polyline"), "the curve")
     shoot("label.png")
-    browser.get(f"{signed_in}/datasets/banking77/review?kind=teach_label")
+    label = browser.find_element(By.TAG_NAME, "h1").text
+    browser.get(f"{signed_in}/datasets/banking77/review?kind=teach_label&label={label}")
     _until(browser, lambda: "id=" in browser.current_url, "a teach-label message")
     shoot("review.png")
-    browser.set_window_size(1280, 1000)
+    browser.get(f"{signed_in}/")
+    shoot("index.png")
+    browser.get(f"{signed_in}/datasets/banking77/search?q=card+arrive")
+    shoot("search.png")
 
 
 def test_a_recommended_check_label_action_opens_the_check_label_queue(browser, signed_in):
