@@ -209,3 +209,29 @@ def test_the_review_form_carries_the_csrf_token_and_ticks_the_pinned_labels():
     assert 'value="Card" checked>' in html and 'value="Loan" data-predicted>' in html
     assert 'value="remove"' in html  # a reviewed message can be un-reviewed
     assert "bob</b> has this message open too" in html
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def test_after_sign_in_only_a_local_path_is_followed():
+    from agents.web.workbench import _safe_next
+
+    assert _safe_next("/datasets/d/review?kind=shuffle") == "/datasets/d/review?kind=shuffle"
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "", None, "javascript:alert(1)"):
+        assert _safe_next(elsewhere) == "/"
+
+
+@dataclasses.dataclass
+class _Request:
+    headers: dict
+
+
+def test_a_post_naming_another_origin_is_not_same_origin():
+    from agents.web.workbench import Workbench
+
+    same = Workbench._same_origin
+    assert same(_Request({"Host": "127.0.0.1:6066", "Origin": "http://127.0.0.1:6066"}))
+    assert same(_Request({"Host": "127.0.0.1:6066"}))  # no Origin (an older browser, curl): the CSRF token decides
+    assert not same(_Request({"Host": "127.0.0.1:6066", "Origin": "http://localhost:6066"}))
+    assert not same(_Request({"Host": "127.0.0.1:6066", "Origin": "null"}))
