@@ -17,7 +17,8 @@ signs in at ``/login`` (`agents.web.workbench`); the shared layout is `agents.we
 The HTML is built by plain functions (`render_index`, `render_dataset`, `render_label`,
 `render_missing`, `render_unauthorised`) from `schemas` records, so it is tested without Kafka; every string that
 comes from data (dataset and label names, reasons, message ids) is escaped. `Pages` gathers the
-records from the worker's `agents.worker.app.Service`; `agents.web.api.register` wires it.
+records from the worker (through `agents.web.service_view`, engine calls in the engine thread);
+`agents.web.api.register` wires it.
 
 >>> from schemas import Balance, Factor, LabelMetrics, MetricsSnapshot, Rating
 >>> snapshot = MetricsSnapshot(dataset="support", timestamp=0, model_version=3, reviewed=3,
@@ -371,42 +372,35 @@ def render_unauthorised() -> str:
 
 
 class Pages:
-    """The pages' answers, ``(status, html)``, given the worker's `agents.worker.app.Service`."""
+    """The pages' answers, ``(status, html)``, given the worker's ``Service``
+    (read through `agents.web.service_view.WorkerView`)."""
 
     def __init__(self, service) -> None:
-        self.service = service
+        from agents.web.service_view import worker_view
 
-    def _owned(self) -> list[str]:
-        return sorted(name for part in self.service.partitions.values() for name in part.engines)
+        self.worker = worker_view(service)
 
     def index(self, **chrome) -> tuple[int, str]:
-        rows = [(name, p, self.service.latest_metrics.get(name))
-                for p, part in sorted(self.service.partitions.items()) for name in sorted(part.engines)]
-        return 200, render_index(rows, ready=self.service.ready, **chrome)
+        latest = self.worker.latest_metrics()
+        rows = [(name, p, latest.get(name)) for p, name in self.worker.owned_rows()]
+        return 200, render_index(rows, ready=self.worker.ready, **chrome)
 
     async def dataset(self, dataset: str, *, charts=None, **chrome) -> tuple[int, str]:
         """The dataset page; ``charts(dataset, mix)`` adds the charts (`agents.web.workbench`)."""
-        part = self.service.owner_of(dataset)
-        if part is None:
-            return 404, render_missing(dataset, self._owned())
-        engine = part.engines[dataset]
+        from agents.web.service_view import label_mix
+
+        engine = self.worker.engine(dataset)
+        if engine is None:
+            return 404, render_missing(dataset, self.worker.owned())
 
         def gather():
             now = time.time()
             snapshot = engine.metrics(now=now)
-            lists = []
-            if hasattr(engine, "suggestions"):
-                lists = [SuggestionList(dataset=dataset, timestamp=now, model_version=snapshot.model_version, kind=kind,
-                                        label=None, items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)))
-                         for kind in SUGGESTION_KINDS]
-            mix = None
-            if charts is not None:
-                from agents.web.service_view import label_mix
+            lists = [SuggestionList(dataset=dataset, timestamp=now, model_version=snapshot.model_version, kind=kind,
+                                    label=None, items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)))
+                     for kind in SUGGESTION_KINDS]
+            return snapshot, lists, (label_mix(engine) if charts is not None else None)
 
-                mix = label_mix(engine)
-            return snapshot, lists, mix
-
-        async with self.service.lock:
-            snapshot, lists, mix = await self.service.in_thread(gather)
+        snapshot, lists, mix = await self.worker.call(gather)
         drawn = charts(dataset, mix) if charts is not None else None
         return 200, render_dataset(snapshot, lists, charts=drawn, **chrome)

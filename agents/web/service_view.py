@@ -1,5 +1,7 @@
-"""The worker, as the web pages see it: the one place that reads `agents.worker.app.Service`
-and the engines' internals (`WorkerView`), so that changes there touch only this module.
+"""The worker, as the web pages see it: the one place that reads the worker's ``Service`` and the
+engines' internals (`WorkerView`), so that changes there touch only this module. It reads both the
+``agents.worker.app.Service`` of today and the ``agents.worker.service.Service`` of the worker's
+split (``engine(dataset)``, ``owned()``); the first branch goes once the split is merged.
 
 Engine calls go through `WorkerView.call`: in the worker's engine thread, under its lock, never
 on the event loop.
@@ -25,11 +27,24 @@ class WorkerView:
         self.settings = service.settings
 
     def engine(self, dataset: str):
-        part = self.service.owner_of(dataset)
-        return None if part is None else part.engines.get(dataset)
+        """The engine of ``dataset`` when this worker owns it, else None. Call it through `call`."""
+        if hasattr(self.service, "owner_of"):  # the Service of agents.worker.app (before its split)
+            part = self.service.owner_of(dataset)
+            return None if part is None else part.engines.get(dataset)
+        return self.service.engine(dataset)  # agents.worker.service.Service
+
+    def owned_rows(self) -> list[tuple[int, str]]:
+        """``(partition, dataset)`` of every dataset this worker owns, sorted."""
+        if hasattr(self.service, "owner_of"):
+            return [(p, name) for p, part in sorted(self.service.partitions.items()) for name in sorted(part.engines)]
+        return list(self.service.owned())
 
     def owned(self) -> list[str]:
-        return sorted(name for part in self.service.partitions.values() for name in part.engines)
+        return sorted(name for _, name in self.owned_rows())
+
+    @property
+    def ready(self) -> bool:
+        return self.service.ready
 
     def partitions(self) -> set[int]:
         return set(self.service.assigned or ())
