@@ -134,8 +134,7 @@ class Service:
         self.options = options
         self.send = send
         self.obs = observability
-        self.topics = {name: settings.topic(name) for name in ("messages", "annotations", "events", "predictions",
-                                                               "metrics", "suggestions", "deadletter", "snapshots")}
+        self.topics = settings.topics()  # every topic of schemas.topics.TOPICS, prefixed
         self.make_engine, self.restore_engine = _engine_functions(options)
         self.partitions: dict[int, PartitionEngines] = {}
         self.restoring: dict[int, asyncio.Task] = {}
