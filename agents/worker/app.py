@@ -39,7 +39,8 @@ import orjson
 
 from agents.settings import Settings, env_value
 from agents.worker.observability import Observability, log_event
-from agents.worker.engines import PartitionEngines, read_range
+from agents.kafka.ranges import read_range
+from agents.worker.engines import PartitionEngines
 from agents.worker.sequencer import sequence
 from agents.worker.snapshots import CHUNK_BYTES, collect
 from schemas import SUGGESTION_KINDS, DeadLetter, Event, SuggestionList

@@ -25,6 +25,7 @@ import uuid
 import zlib
 from typing import Any, Callable, Iterable
 
+from agents.kafka.ranges import read_range
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
@@ -252,48 +253,3 @@ class PartitionEngines:
             self.dirty.discard(manifest.dataset)
         self.since_snapshot = 0
         return stale
-
-
-async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
-                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
-    """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
-    ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
-
-    Offsets lost to retention are reported loudly and reading continues at the first kept one.
-    """
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import OffsetOutOfRangeError
-
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="none", client_id="refinery-recovery")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        last = (await consumer.end_offsets([tp]))[tp]
-        end = last if end is None else min(end, last)
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
-        out: list[tuple[int, bytes | None, bytes | None]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while await consumer.position(tp) < end:
-            if loop.time() > deadline:
-                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
-                                   f"{await consumer.position(tp)} after {timeout:g} s")
-            try:
-                batches = await consumer.getmany(tp, timeout_ms=500)
-            except OffsetOutOfRangeError:
-                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
-                await consumer.seek_to_beginning(tp)
-                continue
-            for record in batches.get(tp, []):
-                if record.offset < end:
-                    out.append((record.offset, record.key, record.value))
-        return out
-    finally:
-        await consumer.stop()

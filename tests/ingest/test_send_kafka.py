@@ -44,7 +44,7 @@ def consume(bootstrap: str, topic: str, timeout: float = 60.0) -> list[tuple[byt
 @pytest.fixture
 def topics(kafka_bootstrap, unique_prefix, monkeypatch):
     """The input topics of a fresh prefix, created on the test broker; ``refinery send`` uses them."""
-    from agents.kafka.broker import create_topics
+    from agents.kafka.admin import create_topics
     from agents.settings import Settings
 
     monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", kafka_bootstrap)
