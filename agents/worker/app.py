@@ -61,7 +61,7 @@ _UNDELIVERABLE = _undeliverable()
 
 @dataclasses.dataclass(frozen=True)
 class WorkerOptions:
-    """Worker tuning, from ``REFINERY_*`` environment variables (see docs/service.md)."""
+    """Worker tuning, from ``REFINERY_*`` environment variables (see docs/configuration.md)."""
 
     #: REFINERY_BATCH_SIZE / REFINERY_BATCH_SECONDS: ``stream.take`` bounds.
     batch_size: int = 200
