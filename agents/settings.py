@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from schemas.topics import TOPICS as _REGISTRY
 
-__all__ = ["Settings", "TOPICS", "PROJECT_ROOT", "datasets_dir", "env_value"]
+__all__ = ["PROJECT_ROOT", "TOPICS", "Settings", "datasets_dir", "env_value"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ class Settings:
         return {name: self.topic(name) for name in TOPICS}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
 

@@ -20,16 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Literal, Mapping, Optional
+from collections.abc import Mapping
+from typing import Literal
 
 from schemas._typed import Record
-from schemas.events import Annotation, DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
+from schemas.events import (
+    Annotation,
+    DeadLetter,
+    Event,
+    Message,
+    MetricsSnapshot,
+    Prediction,
+    SuggestionList,
+)
 
-__all__ = ["Direction", "Key", "TOPICS", "Topic", "topic"]
+__all__ = ["TOPICS", "Direction", "Key", "Topic", "topic"]
 
 #: How records are keyed: by dataset name (so a dataset's records share one partition), or not
 #: at all for partitioning (``None``).
-Key = Optional[Literal["dataset"]]
+Key = Literal["dataset"] | None
 #: ``in``: written by producers, read by the worker; ``out``: written by the worker for
 #: dashboards and automations; ``internal``: written and read by the worker only.
 Direction = Literal["in", "out", "internal"]

@@ -63,7 +63,7 @@ def test_each_variable_has_exactly_one_row():
 def test_no_other_document_keeps_its_own_table_of_variables():
     documents = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
     others = [str(path.relative_to(PROJECT_ROOT)) for path in documents
-              if path != CONFIGURATION and re.search(r"^\| `REFINERY_", path.read_text(encoding="utf-8"), flags=re.M)]
+              if path != CONFIGURATION and re.search(r"^\| `REFINERY_", path.read_text(encoding="utf-8"), flags=re.MULTILINE)]
 
     assert not others, f"link to docs/configuration.md instead of a table of variables in: {others}"
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from agents.settings import Settings
 from agents.worker.observability import log_event
@@ -37,7 +38,7 @@ class TopicError(RuntimeError):
 
 @contextlib.contextmanager
 def admin_client(where: Settings | str, *, client_id: str = "refinery-admin",
-                 timeout: float | None = None) -> Iterator["KafkaAdminClient"]:
+                 timeout: float | None = None) -> Iterator[KafkaAdminClient]:
     """A ``KafkaAdminClient`` for the broker of ``where`` (Settings, or a bootstrap string), closed on exit.
 
     ``timeout`` (seconds) bounds connecting and each request; None keeps kafka-python's defaults.

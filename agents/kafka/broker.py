@@ -34,9 +34,9 @@ from agents.settings import PROJECT_ROOT, Settings
 from agents.worker.observability import log_event
 
 __all__ = [
-    "BrokerError",
     "DEFAULT_HEAP_OPTS",
     "POM",
+    "BrokerError",
     "ensure_broker",
     "fetch",
     "is_answering",
@@ -122,7 +122,7 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path | None:
     _say(f"fetching Kafka {kafka_version()} from Maven Central into {libs} ...", quiet)
     command = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
                "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise BrokerError(f"mvn failed (exit {result.returncode}): {' '.join(command)}\n{result.stdout[-4000:]}")
@@ -318,7 +318,7 @@ def _format_storage(settings: Settings) -> None:
     cluster_id = _cluster_id()
     command = _java_command(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                             "-t", cluster_id, "-c", str(_properties_file(settings)))
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
 

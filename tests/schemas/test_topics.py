@@ -8,7 +8,8 @@ import re
 import orjson
 import pytest
 
-from agents.settings import PROJECT_ROOT, TOPICS as SETTINGS_TOPICS, Settings
+from agents.settings import PROJECT_ROOT, Settings
+from agents.settings import TOPICS as SETTINGS_TOPICS
 from schemas.jsonschema import INDEX, SCHEMA_DIR, TOPIC_TYPES
 from schemas.topics import TOPICS, topic
 
@@ -20,7 +21,7 @@ def _design_table() -> dict[str, tuple[str, str]]:
     if not DESIGN.is_file():
         pytest.skip(f"DESIGN.md not found at {DESIGN}")
     section = DESIGN.read_text(encoding="utf-8").split("## 3.", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([^|]+) \|", section, flags=re.M)
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([^|]+) \|", section, flags=re.MULTILINE)
     return {name: (key, direction.strip()) for name, key, direction in rows}
 
 
