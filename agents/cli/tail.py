@@ -16,18 +16,12 @@ import argparse
 import base64
 import sys
 
+from schemas.topics import TOPICS
+
 __all__ = ["SCHEMAS", "add_arguments", "decode_record", "run"]
 
-#: Topic (without prefix) -> the schema type of its values.
-SCHEMAS = {
-    "messages": "Message",
-    "annotations": "Annotation",
-    "events": "Event",
-    "predictions": "Prediction",
-    "metrics": "MetricsSnapshot",
-    "suggestions": "SuggestionList",
-    "deadletter": "DeadLetter",
-}
+#: Topic (without prefix) -> the schema type of its values (the registry's; ``snapshots`` has none).
+SCHEMAS = {name: topic.record for name, topic in TOPICS.items() if topic.record is not None}
 
 
 def decode_record(topic: str, value: bytes | None) -> dict | None:
@@ -46,7 +40,7 @@ def decode_record(topic: str, value: bytes | None) -> dict | None:
             return {"undecodable": str(error)}
         return {"manifest": {"dataset": manifest.dataset, "version": manifest.version,
                              "events_offset": manifest.events_offset, "chunks": len(manifest.chunks), "size": manifest.size}}
-    kind = getattr(schemas, SCHEMAS[topic])
+    kind = SCHEMAS[topic]
     try:
         return kind.decode(value).to_dict()
     except schemas.SchemaError as error:

@@ -58,3 +58,19 @@ def test_the_topic_index_names_an_existing_schema_file_per_topic():
 def test_an_unknown_topic_name_lists_the_known_ones():
     with pytest.raises(KeyError, match="no topic 'message': the topics are messages, annotations"):
         topic("message")
+
+
+def test_no_other_module_spells_out_the_list_of_topics():
+    """A literal naming four or more topics is a second registry: read `schemas.topics.TOPICS`."""
+    quoted = re.compile(r"""["'](%s)["']""" % "|".join(TOPICS))
+    literal = re.compile(r"[(\[{][^()\[\]{}]*[)\]}]", flags=re.S)
+    copies = []
+    for root in ("agents", "schemas"):
+        for path in sorted((PROJECT_ROOT / root).rglob("*.py")):
+            if path.name == "topics.py" and path.parent.name == "schemas":
+                continue
+            for found in literal.finditer(path.read_text(encoding="utf-8")):
+                if len(set(quoted.findall(found.group()))) >= 4:
+                    copies.append(f"{path.relative_to(PROJECT_ROOT)}: {found.group()[:80]}")
+
+    assert not copies, copies
