@@ -19,7 +19,7 @@ import orjson
 from schemas._typed import Record
 from schemas.topics import TOPICS
 
-__all__ = ["INDEX", "SCHEMA_DIR", "TOPIC_TYPES", "rendered", "schema_file", "stale", "write"]
+__all__ = ["INDEX", "SCHEMA_DIR", "TOPIC_TYPES", "main", "rendered", "schema_file", "stale", "write"]
 
 #: The type carried by each topic that has a `schemas` type (all but ``snapshots``).
 TOPIC_TYPES: dict[str, type[Record]] = {t.name: t.record for t in TOPICS.values() if t.record is not None}

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
     parser.add_argument("--partitions", type=int, default=None,
                         help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
+    # The same --bootstrap/--prefix as the other commands (agents/cli/options.py once merged).
+    parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                        help="an external broker (default REFINERY_KAFKA_BOOTSTRAP, else the local broker)")
     parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
 
 
@@ -34,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from agents.settings import Settings
 
     settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
+    flags = {"external_bootstrap": args.bootstrap, "topic_prefix": args.prefix}
+    settings = dataclasses.replace(settings, **{field: value for field, value in flags.items() if value is not None})
     try:
         if args.action == "fetch":
             broker.fetch(settings)

@@ -92,3 +92,22 @@ def test_an_unknown_topic_name_is_refused_before_any_broker_is_asked():
 
     with pytest.raises(KeyError, match="no topic 'message': the topics are messages, annotations"):
         admin.create_topics(settings, names=["message"])
+
+
+@kafka
+def test_the_topics_command_takes_the_broker_from_its_flag(own_topics, kafka_bootstrap, unique_prefix,
+                                                           monkeypatch, capsys):
+    own_topics()  # deleted afterwards
+    monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing there: the flag must win
+
+    assert cli.main(["kafka", "topics", "--bootstrap", kafka_bootstrap, "--prefix", unique_prefix]) == 0
+
+    assert f"{unique_prefix}messages" in capsys.readouterr().out
+
+
+def test_the_topics_command_without_a_broker_says_to_start_one(monkeypatch, capsys):
+    monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+
+    assert cli.main(["kafka", "topics"]) == 1
+
+    assert "no Kafka broker answers at 127.0.0.1:1: run `refinery kafka start` first" in capsys.readouterr().err
