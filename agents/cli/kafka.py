@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
     parser.add_argument("--partitions", type=int, default=None,
                         help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
-    # The same --bootstrap/--prefix as the other commands (agents/cli/options.py once merged).
+    # --bootstrap and --prefix mean what they mean for every other command.
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                         help="an external broker (default REFINERY_KAFKA_BOOTSTRAP, else the local broker)")
     parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
