@@ -62,8 +62,8 @@ def test_an_unknown_topic_name_lists_the_known_ones():
 
 def test_no_other_module_spells_out_the_list_of_topics():
     """A literal naming four or more topics is a second registry: read `schemas.topics.TOPICS`."""
-    quoted = re.compile(r"""["'](%s)["']""" % "|".join(TOPICS))
-    literal = re.compile(r"[(\[{][^()\[\]{}]*[)\]}]", flags=re.S)
+    quoted = re.compile(r"""["'](""" + "|".join(TOPICS) + r""")["']""")
+    literal = re.compile(r"[(\[{][^()\[\]{}]*[)\]}]", flags=re.DOTALL)
     copies = []
     for root in ("agents", "schemas"):
         for path in sorted((PROJECT_ROOT / root).rglob("*.py")):
