@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agents.cli import options
 from schemas import MetricsSnapshot
 
 __all__ = ["add_arguments", "fetch", "render", "run"]
@@ -115,19 +116,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="the dataset's name")
     parser.add_argument("--url", default=None, help="a worker's API (default http://REFINERY_WEB_HOST:REFINERY_WEB_PORT)")
     parser.add_argument("--json", action="store_true", help="print the MetricsSnapshot as JSON instead of tables")
-    parser.add_argument("--prefix", default=None, help="topic prefix for the metrics-topic fallback")
+    options.add_kafka_options(parser)  # for the metrics-topic fallback
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import orjson
 
-    from agents.settings import Settings
-
-    settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
+    settings = options.settings_from(args)
     url = args.url or f"http://{settings.web_host}:{settings.web_port}"
     snapshot = fetch(args.dataset, url, settings.api_token)
     if snapshot is None:

@@ -1,0 +1,604 @@
+"""The readers shared by `refinery send` and `refinery replay`: CSV, JSONL, JSON and the bundled
+data sets, each record validated against the contract (`schemas`).
+
+A reader yields ``(position, record)`` pairs: the record's 1-based position in its input (CSV
+row after the header, JSONL line, JSON list item, data set item; see `UNITS`) and a `Message`,
+an `Annotation` or, for a record that fails validation, a `Rejected` saying why.
+
+What a record is (its *kind*) is one of `KINDS`:
+
+- ``"messages"``: each record is sent as a message;
+- ``"annotations"``: each record is a review (one of a labelled message carries the message
+  inline, so that it stands alone);
+- ``"both"``: each labelled message gives its message, then its review (same position), like
+  a communications-mining CSV upload.
+
+By default it is guessed: a CSV file with a labels column and a text column holds labelled
+messages (``both``), one with a labels column only reviews (``annotations``), any other
+messages; a JSON record with ``message_id`` is a review, one with ``labels`` (and no
+``message_id``) a labelled message, any other a message (`guess_kind`).
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "tickets.csv"
+>>> _ = path.write_text("ticket,text,labels\\nT1,Card not arrived,Card;Urgent\\nT2,,Refund\\n")
+>>> rows = read_records(path, ColumnMapping(id="ticket"), defaults=Defaults(dataset="support", timestamp=0))
+>>> for number, record in rows:
+...     print(number, record.reason if isinstance(record, Rejected) else (type(record).__name__, record.dataset))
+1 ('Message', 'support')
+1 ('Annotation', 'support')
+2 message.body: expected a subject or a body (a message without text cannot be classified), got neither
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from agents.ingest.datasets import NAMES
+
+__all__ = [
+    "BUNDLED",
+    "ColumnMapping",
+    "Defaults",
+    "FORMATS",
+    "InputError",
+    "KINDS",
+    "Rejected",
+    "UNITS",
+    "csv_header",
+    "dataset_records",
+    "file_format",
+    "guess_kind",
+    "labelled_pairs",
+    "pair_records",
+    "read_records",
+    "require_file",
+    "validate",
+]
+
+KINDS = ("messages", "annotations", "both")
+#: The bundled data sets (`agents.ingest.datasets`), by the name ``--bundled`` takes.
+BUNDLED = NAMES
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+#: How a position in each input format is named (1-based in every format).
+UNITS = {"csv": "row", "jsonl": "line", "json": "item", "dataset": "item"}
+# A metadata column is numeric when every non-empty cell looks like this (no leading zeros:
+# "007" or "02134" are codes, and stay strings).
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+# Review fields a labelled record may carry beside the message's (CSV columns or JSON keys).
+_REVIEW_FIELDS = ("mode", "annotator", "action")
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be read (missing file, unknown column, not JSON); nothing is sent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """A record that is not sent: why (``reason``), the reason without the offending value
+    (``group``, to count alike rejections together) and the record as read (``raw``)."""
+
+    reason: str
+    group: str = dataclasses.field(repr=False, default="")
+    raw: Any = dataclasses.field(repr=False, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+    """Which CSV column holds which field; ``None`` means the column named like the field, if any.
+
+    Every column not mapped to a field becomes message metadata (a user property).
+    ``label_separator`` separates several label names in one labels cell (a cell may also hold
+    a JSON list of names or label objects).
+    """
+
+    id: str | None = None
+    timestamp: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    sender: str | None = None
+    to: str | None = None
+    cc: str | None = None
+    thread: str | None = None
+    channel: str | None = None
+    language: str | None = None
+    dataset: str | None = None
+    labels: str | None = None
+    label_separator: str = ";"
+
+    # field -> (JSON key, columns tried when no column is given)
+    _STANDARD = {
+        "id": ("id", ("id", "message_id")), "timestamp": ("timestamp", ("timestamp",)),
+        "subject": ("subject", ("subject",)), "body": ("body", ("body", "text")),
+        "sender": ("from", ("from",)), "to": ("to", ("to",)), "cc": ("cc", ("cc",)),
+        "thread": ("thread_id", ("thread_id",)), "channel": ("channel", ("channel",)),
+        "language": ("language", ("language",)), "dataset": ("dataset", ("dataset",)),
+        "labels": ("labels", ("labels", "label")),
+    }
+    #: The flag that names each field's column.
+    FLAGS = {"sender": "--from-column", "thread": "--thread-column", "labels": "--label-column",
+             "body": "--text-column"}
+
+    @classmethod
+    def flag(cls, field: str) -> str:
+        """The command-line flag that maps ``field`` to a column.
+
+        >>> ColumnMapping.flag("labels"), ColumnMapping.flag("timestamp")
+        ('--label-column', '--timestamp-column')
+        """
+        return cls.FLAGS.get(field, f"--{field}-column")
+
+    def resolve(self, header: list[str]) -> dict[str, str]:
+        """``{JSON key: column}`` for this header; a column given explicitly must exist."""
+        resolved: dict[str, str] = {}
+        explicit = {getattr(self, field) for field in self._STANDARD} - {None}
+        for field, (key, standard) in self._STANDARD.items():
+            column = getattr(self, field)
+            if column is not None:
+                if column not in header:
+                    raise InputError(f"{self.flag(field)} {column!r}: no such column (the header has: {', '.join(header)})")
+                resolved[key] = column
+            else:
+                found = next((name for name in standard if name in header and name not in explicit
+                              and name not in resolved.values()), None)
+                if found is not None:
+                    resolved[key] = found
+        return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """Values for fields a record leaves out.
+
+    ``dataset`` and ``channel`` fill messages (and inline messages) without them; ``mode`` and
+    ``annotator`` fill annotations; ``timestamp`` is the time of labelled messages without one:
+    CSV rows from a file with no timestamp column (``refinery send`` uses the time the run
+    started) and JSON labelled messages (records of the contract's shape carry their own).
+    ``max_body_bytes`` is the body size limit.
+    """
+
+    dataset: str | None = None
+    channel: str | None = None
+    mode: str | None = None
+    annotator: str | None = None
+    timestamp: float | None = None
+    max_body_bytes: int | None = None
+
+
+def guess_kind(data: Any) -> str:
+    """What a JSON record is: ``"annotations"`` with ``message_id``, ``"both"`` (a labelled
+    message) with ``labels`` but no ``message_id``, else ``"messages"``.
+
+    >>> guess_kind({"message_id": "m-1", "labels": []}), guess_kind({"id": "m-1", "labels": ["A"]}), guess_kind({"id": "m-1"})
+    ('annotations', 'both', 'messages')
+    """
+    if not isinstance(data, dict):
+        return "messages"
+    if "message_id" in data:
+        return "annotations"
+    return "both" if "labels" in data else "messages"
+
+
+def _fill_message(data: Any, defaults: Defaults) -> Any:
+    if not isinstance(data, dict):
+        return data
+    filled = dict(data)
+    if "body" not in filled and isinstance(filled.get("text"), str):
+        filled["body"] = filled.pop("text")  # the same alias as a CSV "text" column
+    if defaults.dataset is not None:
+        filled.setdefault("dataset", defaults.dataset)
+    if defaults.channel is not None:
+        filled.setdefault("channel", defaults.channel)
+    return filled
+
+
+def _require_text(message, path: str) -> None:
+    from schemas import SchemaError
+
+    if not message.subject.strip() and not message.body.strip():
+        raise SchemaError(f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither")
+
+
+def validate(data: Any, kind: str | None = None, defaults: Defaults = Defaults()):
+    """Parse one record as a Message or an Annotation, after filling what it leaves out.
+
+    Beyond the contract, a message needs some text (a subject or a body): there is nothing to
+    classify in an empty one.
+
+    Parameters
+    ----------
+    data
+        The record as read (a dict, for anything valid).
+    kind
+        ``"messages"`` or ``"annotations"``; by default ``"annotations"`` for a record with
+        ``message_id`` or ``labels``, else ``"messages"``.
+    defaults
+        Values for fields the record leaves out, and the body size limit.
+
+    Raises
+    ------
+    schemas.SchemaError
+        Naming the first wrong field, what was expected and what was found.
+
+    >>> validate({"id": "m-1", "timestamp": 0, "body": "Hi", "channel": "fax"}, defaults=Defaults(dataset="d"))
+    Traceback (most recent call last):
+    ...
+    schemas.errors.SchemaError: message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'
+    """
+    import orjson
+
+    from schemas import Annotation, Message
+
+    kind = kind or ("messages" if guess_kind(data) == "messages" else "annotations")
+    if kind == "messages":
+        record = Message.decode(orjson.dumps(_fill_message(data, defaults)), max_body_bytes=defaults.max_body_bytes)
+        _require_text(record, "message")
+        return record
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in ("dataset", "mode", "annotator"):
+            if getattr(defaults, key) is not None:
+                data.setdefault(key, getattr(defaults, key))
+        if "message" in data:
+            data["message"] = _fill_message(data["message"], defaults)
+    record = Annotation.decode(orjson.dumps(data), max_body_bytes=defaults.max_body_bytes)
+    if record.message is not None:
+        _require_text(record.message, "annotation.message")
+    return record
+
+
+def _check(data: Any, kind: str | None, defaults: Defaults):
+    """`validate`, with a failure returned as `Rejected` instead of raised."""
+    from schemas import SchemaError
+
+    try:
+        return validate(data, kind, defaults)
+    except SchemaError as error:
+        return Rejected(str(error), f"{error.path}: expected {error.expected}", data)
+
+
+def _labels(value: Any, separator: str = ";") -> Any:
+    """Label names as the contract wants them (``[{"name": ...}]``, each name once), from a
+    list of names or label objects, or a cell: a JSON list, or names separated by ``separator``.
+
+    >>> _labels("Card > Delivery; Urgent;Card > Delivery")
+    [{'name': 'Card > Delivery'}, {'name': 'Urgent'}]
+    >>> _labels('["Card", {"name": "Urgent", "sentiment": "negative"}]')
+    [{'name': 'Card'}, {'name': 'Urgent', 'sentiment': 'negative'}]
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return text  # not a list: the contract's parser says so
+        else:
+            value = [name.strip() for name in text.split(separator)] if separator else [text]
+            value = [name for name in value if name]
+    if not isinstance(value, list):
+        return value
+    labels, seen = [], set()
+    for item in value:
+        label = {"name": item} if isinstance(item, str) else item
+        name = label.get("name") if isinstance(label, dict) else None
+        if isinstance(name, str) and name in seen:
+            continue  # a label listed twice is pinned once
+        seen.add(name)
+        labels.append(label)
+    return labels
+
+
+def _labelled(message: dict, labels: Any, review: dict, kind: str, defaults: Defaults,
+              inline: bool = True) -> list[Any]:
+    """A labelled message as records of ``kind``: its message (``messages``), its review carrying
+    it inline (``annotations``), or both, in that order; one `Rejected` if the message is invalid."""
+    results: list[Any] = []
+    if inline:
+        checked = _check(message, "messages", defaults)
+        if isinstance(checked, Rejected):
+            return [checked]
+        if kind in ("messages", "both"):
+            results.append(checked)
+        if kind == "messages":
+            return results
+        message = checked.to_dict()
+    annotation = {key: message[key] for key in ("dataset", "timestamp") if key in message}
+    annotation.update(message_id=message.get("id"), labels=labels, **review)
+    if inline:
+        annotation["message"] = message
+    results.append(_check(annotation, "annotations", defaults))
+    return results
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def require_file(path: Path | str) -> Path:
+    """``path``, if it names a file; else an `InputError` (which points a data set's name to ``--bundled``).
+
+    >>> require_file("banking77")
+    Traceback (most recent call last):
+    ...
+    agents.ingest.readers.InputError: banking77: no such file (for the bundled data set, use --bundled banking77)
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = f" (for the bundled data set, use --bundled {path.name})" if path.name in BUNDLED else ""
+        raise InputError(f"{path}: no such file{hint}")
+    return path
+
+
+def file_format(path: Path | str, fmt: str | None = None) -> str:
+    """``fmt`` if given, else the format the file's extension names (`FORMATS`)."""
+    path = Path(path)
+    if fmt:
+        return fmt
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise InputError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+                         f"use --format csv|jsonl|json") from None
+
+
+def read_records(path: Path | str, mapping: ColumnMapping = ColumnMapping(), kind: str | None = None,
+                 defaults: Defaults = Defaults(), fmt: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Read and validate the records of a CSV, JSONL or JSON file, in file order.
+
+    Parameters
+    ----------
+    path
+        A ``.csv``, ``.jsonl`` (``.ndjson``) or ``.json`` file (a list of records, or one).
+    mapping
+        Which CSV column holds which field, and the separator of label names (CSV only).
+    kind
+        One of `KINDS`, or ``None``: guessed (see the module's docstring).
+    defaults
+        Values for fields the records leave out.
+    fmt
+        ``"csv"``, ``"jsonl"`` or ``"json"``; by default from the extension.
+
+    Yields
+    ------
+    (int, Message | Annotation | Rejected)
+        The record's 1-based position (see `UNITS`) and what it parsed to; a labelled message
+        read as ``both`` gives two records with the same position.
+
+    Raises
+    ------
+    InputError
+        When the file as a whole cannot be read; raised by the call, before any record is read.
+    """
+    path = require_file(path)
+    fmt = file_format(path, fmt)
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if fmt == "csv":
+        return _read_csv(path, mapping, kind, defaults)
+    if fmt == "jsonl":
+        return _read_jsonl(path, mapping, kind, defaults)
+    if fmt == "json":
+        return _read_json(path, mapping, kind, defaults)
+    raise InputError(f"--format: expected one of csv, jsonl, json, got {fmt!r}")
+
+
+def _json_record(data: Any, kind: str | None, defaults: Defaults, separator: str) -> list[Any]:
+    """The records of one JSON value: a message, a review, or a labelled message."""
+    guessed = guess_kind(data)
+    if guessed != "annotations" and (kind in ("annotations", "both") or guessed == "both"):
+        if not isinstance(data, dict) or "labels" not in data:
+            root = "annotation" if kind == "annotations" else "message"
+            return [Rejected(f"{root}.labels: expected a value (a labelled message), got nothing",
+                             f"{root}.labels: expected a value (a labelled message)", data)]
+        message = {key: value for key, value in data.items() if key != "labels" and key not in _REVIEW_FIELDS}
+        if defaults.timestamp is not None:
+            message.setdefault("timestamp", defaults.timestamp)
+        review = {key: data[key] for key in _REVIEW_FIELDS if key in data}
+        return _labelled(_fill_message(message, defaults), _labels(data["labels"], separator), review,
+                         kind or "both", defaults)
+    if kind == "messages" and isinstance(data, dict) and guessed == "both":
+        data = {key: value for key, value in data.items() if key != "labels"}
+    return [_check(data, "annotations" if kind == "both" else kind or guessed, defaults)]
+
+
+def _read_jsonl(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+    import orjson
+
+    root = "annotation" if kind == "annotations" else "message"
+    with path.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"{root}: expected UTF-8 encoded JSON, got invalid byte 0x{line[error.start]:02x} at position {error.start}"
+                yield number, Rejected(reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n"))
+                continue
+            text = text.rstrip("\r\n")  # so that the parser's error positions are within the line
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError as error:
+                yield number, Rejected(f"{root}: expected a JSON object, got invalid JSON ({error})",
+                                       f"{root}: expected a JSON object", text)
+                continue
+            for record in _json_record(data, kind, defaults, mapping.label_separator):
+                yield number, record
+
+
+def _read_json(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+    import orjson
+
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as error:
+        raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl") from None
+    items = data if isinstance(data, list) else [data]
+    return ((number, record) for number, item in enumerate(items, start=1)
+            for record in _json_record(item, kind, defaults, mapping.label_separator))
+
+
+def csv_header(path: Path | str) -> list[str]:
+    """The header row of a CSV file (empty for an empty file)."""
+    with Path(path).open(newline="", encoding="utf-8-sig") as file:
+        return next(csv.reader(file), [])
+
+
+def _numeric_columns(path: Path, columns: list[str]) -> set[str]:
+    """The columns whose every non-empty cell is a number (and that have at least one)."""
+    numeric, seen = set(columns), set()
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        for row in csv.DictReader(file):
+            for column in list(numeric):
+                cell = (row.get(column) or "").strip()
+                if cell:
+                    seen.add(column)
+                    if not _NUMBER.fullmatch(cell):
+                        numeric.discard(column)
+            if not numeric:
+                break
+    return numeric & seen
+
+
+def _number(cell: str) -> int | float:
+    return int(cell) if _INTEGER.fullmatch(cell) else float(cell)
+
+
+def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+    # Everything that can make the whole file unreadable is checked here, before any record
+    # is yielded (so before anything is sent); the rows then stream.
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            header = next(csv.reader(file), None)
+            for _ in file:  # the whole file must be UTF-8
+                pass
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error})") from None
+    if not header:
+        raise InputError(f"{path}: empty file (a CSV file starts with a header row)")
+    columns = mapping.resolve(header)
+    has_text = "body" in columns or "subject" in columns
+    if kind is None:
+        kind = ("both" if has_text else "annotations") if "labels" in columns else "messages"
+    if kind == "messages" and "labels" in columns and mapping.labels is None:
+        del columns["labels"]  # a column named "labels" in a messages file is a user property
+    if kind != "messages" and "labels" not in columns:
+        raise InputError(f"{path}: {'labelled messages' if kind == 'both' else 'annotations'} need a labels column "
+                         f"(name it with --label-column); the header has: {', '.join(header)}")
+    if kind == "both" and not has_text:
+        raise InputError(f"{path}: messages need a text column (name it with --text-column or --subject-column); "
+                         f"the header has: {', '.join(header)}")
+    if "dataset" not in columns and defaults.dataset is None:
+        raise InputError(f"{path}: which dataset do these records belong to? Name it with --dataset NAME "
+                         f"(or map a column with --dataset-column)")
+    review = {name for name in _REVIEW_FIELDS if name in header} if kind != "messages" else set()
+    inline = kind != "annotations" or has_text
+    metadata = [c for c in header if c not in columns.values() and c not in review] if inline else []
+    numeric = _numeric_columns(path, metadata)
+    return _csv_rows(path, header, columns, kind, inline, review, metadata, numeric, mapping.label_separator, defaults)
+
+
+def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str, inline: bool, review: set[str],
+              metadata: list[str], numeric: set[str], separator: str, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+    # Cells of these fields are left out when empty, so that defaults apply (or None stays None).
+    optional = {"thread_id", "language", "channel", "dataset"}
+
+    def message_of(row: dict, number: int) -> dict:
+        message: dict[str, Any] = {}
+        for key, column in columns.items():
+            if key == "labels":
+                continue
+            cell = row[column]
+            if key in optional and not cell.strip():
+                continue
+            if key == "timestamp" and _NUMBER.fullmatch(cell.strip()):
+                cell = float(cell)
+            message[key] = cell
+        message.setdefault("id", f"{path.stem}-{number}")
+        if "timestamp" not in columns and defaults.timestamp is not None:
+            message["timestamp"] = defaults.timestamp
+        properties = {}
+        for column in metadata:
+            cell = row[column].strip()
+            if cell:
+                properties[column] = _number(cell) if column in numeric else row[column]
+        if properties:
+            message["metadata"] = properties
+        return _fill_message(message, defaults)
+
+    root = "message" if kind != "annotations" else "annotation"
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        next(reader)
+        for number, cells in enumerate(reader, start=1):
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                reason = f"{root}: expected {len(header)} columns (as the header), got {len(cells)}"
+                yield number, Rejected(reason, f"{root}: expected {len(header)} columns (as the header)", cells)
+                continue
+            raw = dict(zip(header, cells))
+            message = message_of(raw, number)
+            if kind == "messages":
+                yield number, _check(message, kind, defaults)
+                continue
+            fields = {name: raw[name] for name in review if raw[name].strip()}
+            for record in _labelled(message, _labels(raw[columns["labels"]], separator), fields, kind, defaults, inline):
+                yield number, record
+
+
+# -- bundled data sets -------------------------------------------------------------------------
+
+
+def dataset_records(name: str, kind: str = "messages", *, max_body_bytes: int | None = None,
+                    **loader_kwargs) -> Iterator[tuple[int, Any]]:
+    """The records of a bundled data set (`agents.ingest.datasets`), numbered from 1, in file order.
+
+    ``kind``: ``"messages"``, ``"annotations"`` (each carrying its message inline, so it stands
+    alone) or ``"both"`` (each message, then its annotation; both with the same number).
+    """
+    from agents.ingest import datasets
+
+    return pair_records(datasets.load(name, **loader_kwargs), kind, max_body_bytes)
+
+
+def pair_records(pairs: Iterable, kind: str, max_body_bytes: int | None = None) -> Iterator[tuple[int, Any]]:
+    """`dataset_records` of ``(Message, Annotation)`` pairs already loaded."""
+    defaults = Defaults(max_body_bytes=max_body_bytes)
+    for number, (message, annotation) in enumerate(pairs, start=1):
+        if kind in ("messages", "both"):
+            yield number, _check(message.to_dict(), "messages", defaults)
+        if kind in ("annotations", "both"):
+            yield number, _check(dataclasses.replace(annotation, message=message).to_dict(), "annotations", defaults)
+
+
+def labelled_pairs(records: Iterable[tuple[int, Any]], rejected=None) -> Iterator[tuple[Any, Any]]:
+    """``(Message, Annotation)`` pairs from reviews that carry their message inline, as
+    `read_records` (kind ``"annotations"``) and `dataset_records` yield them.
+
+    Everything else is passed to ``rejected(position, Rejected)``: records that failed
+    validation, and reviews without their message (there is no text to learn from).
+
+    >>> from schemas import Annotation, Message
+    >>> m = Message(dataset="d", id="m-1", timestamp=0, body="hi")
+    >>> [(p[0].id, p[1].message) for p in labelled_pairs([(1, Annotation(dataset="d", message_id="m-1", timestamp=0, message=m))])]
+    [('m-1', None)]
+    """
+    from schemas import Annotation
+
+    for number, record in records:
+        if isinstance(record, Annotation) and record.message is not None:
+            yield record.message, dataclasses.replace(record, message=None)
+            continue
+        if not isinstance(record, Rejected):
+            what = "annotation.message" if isinstance(record, Annotation) else "message.labels"
+            record = Rejected(f"{what}: expected a labelled message (a review with its message inline), got none",
+                              f"{what}: expected a labelled message", record.to_dict())
+        if rejected is not None:
+            rejected(number, record)
