@@ -36,7 +36,6 @@ import json
 import random
 import sys
 from collections import deque
-from pathlib import Path
 from typing import Iterator
 
 from agents.cli import options

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from agents.ingest.datasets import NAMES
+from agents.ingest.records import (KINDS, REVIEW_FIELDS, Defaults, InputError, Rejected, check, fill_message, guess_kind,
+                                   label_list, labelled, validate)
 
 __all__ = [
     "BUNDLED",
@@ -61,7 +62,6 @@ __all__ = [
     "validate",
 ]
 
-KINDS = ("messages", "annotations", "both")
 #: The bundled data sets (`agents.ingest.datasets`), by the name ``--bundled`` takes.
 BUNDLED = NAMES
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -71,22 +71,6 @@ UNITS = {"csv": "row", "jsonl": "line", "json": "item", "dataset": "item"}
 # "007" or "02134" are codes, and stay strings).
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
-# Review fields a labelled record may carry beside the message's (CSV columns or JSON keys).
-_REVIEW_FIELDS = ("mode", "annotator", "action")
-
-
-class InputError(ValueError):
-    """The input as a whole cannot be read (missing file, unknown column, not JSON); nothing is sent."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Rejected:
-    """A record that is not sent: why (``reason``), the reason without the offending value
-    (``group``, to count alike rejections together) and the record as read (``raw``)."""
-
-    reason: str
-    group: str = dataclasses.field(repr=False, default="")
-    raw: Any = dataclasses.field(repr=False, default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,170 +136,6 @@ class ColumnMapping:
         return resolved
 
 
-@dataclasses.dataclass(frozen=True)
-class Defaults:
-    """Values for fields a record leaves out.
-
-    ``dataset`` and ``channel`` fill messages (and inline messages) without them; ``mode`` and
-    ``annotator`` fill annotations; ``timestamp`` is the time of labelled messages without one:
-    CSV rows from a file with no timestamp column (``refinery send`` uses the time the run
-    started) and JSON labelled messages (records of the contract's shape carry their own).
-    ``max_body_bytes`` is the body size limit.
-    """
-
-    dataset: str | None = None
-    channel: str | None = None
-    mode: str | None = None
-    annotator: str | None = None
-    timestamp: float | None = None
-    max_body_bytes: int | None = None
-
-
-def guess_kind(data: Any) -> str:
-    """What a JSON record is: ``"annotations"`` with ``message_id``, ``"both"`` (a labelled
-    message) with ``labels`` but no ``message_id``, else ``"messages"``.
-
-    >>> guess_kind({"message_id": "m-1", "labels": []}), guess_kind({"id": "m-1", "labels": ["A"]}), guess_kind({"id": "m-1"})
-    ('annotations', 'both', 'messages')
-    """
-    if not isinstance(data, dict):
-        return "messages"
-    if "message_id" in data:
-        return "annotations"
-    return "both" if "labels" in data else "messages"
-
-
-def _fill_message(data: Any, defaults: Defaults) -> Any:
-    if not isinstance(data, dict):
-        return data
-    filled = dict(data)
-    if "body" not in filled and isinstance(filled.get("text"), str):
-        filled["body"] = filled.pop("text")  # the same alias as a CSV "text" column
-    if defaults.dataset is not None:
-        filled.setdefault("dataset", defaults.dataset)
-    if defaults.channel is not None:
-        filled.setdefault("channel", defaults.channel)
-    return filled
-
-
-def _require_text(message, path: str) -> None:
-    from schemas import SchemaError
-
-    if not message.subject.strip() and not message.body.strip():
-        raise SchemaError(f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither")
-
-
-def validate(data: Any, kind: str | None = None, defaults: Defaults = Defaults()):
-    """Parse one record as a Message or an Annotation, after filling what it leaves out.
-
-    Beyond the contract, a message needs some text (a subject or a body): there is nothing to
-    classify in an empty one.
-
-    Parameters
-    ----------
-    data
-        The record as read (a dict, for anything valid).
-    kind
-        ``"messages"`` or ``"annotations"``; by default ``"annotations"`` for a record with
-        ``message_id`` or ``labels``, else ``"messages"``.
-    defaults
-        Values for fields the record leaves out, and the body size limit.
-
-    Raises
-    ------
-    schemas.SchemaError
-        Naming the first wrong field, what was expected and what was found.
-
-    >>> validate({"id": "m-1", "timestamp": 0, "body": "Hi", "channel": "fax"}, defaults=Defaults(dataset="d"))
-    Traceback (most recent call last):
-    ...
-    schemas.errors.SchemaError: message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'
-    """
-    import orjson
-
-    from schemas import Annotation, Message
-
-    kind = kind or ("messages" if guess_kind(data) == "messages" else "annotations")
-    if kind == "messages":
-        record = Message.decode(orjson.dumps(_fill_message(data, defaults)), max_body_bytes=defaults.max_body_bytes)
-        _require_text(record, "message")
-        return record
-    if isinstance(data, dict):
-        data = dict(data)
-        for key in ("dataset", "mode", "annotator"):
-            if getattr(defaults, key) is not None:
-                data.setdefault(key, getattr(defaults, key))
-        if "message" in data:
-            data["message"] = _fill_message(data["message"], defaults)
-    record = Annotation.decode(orjson.dumps(data), max_body_bytes=defaults.max_body_bytes)
-    if record.message is not None:
-        _require_text(record.message, "annotation.message")
-    return record
-
-
-def _check(data: Any, kind: str | None, defaults: Defaults):
-    """`validate`, with a failure returned as `Rejected` instead of raised."""
-    from schemas import SchemaError
-
-    try:
-        return validate(data, kind, defaults)
-    except SchemaError as error:
-        return Rejected(str(error), f"{error.path}: expected {error.expected}", data)
-
-
-def _labels(value: Any, separator: str = ";") -> Any:
-    """Label names as the contract wants them (``[{"name": ...}]``, each name once), from a
-    list of names or label objects, or a cell: a JSON list, or names separated by ``separator``.
-
-    >>> _labels("Card > Delivery; Urgent;Card > Delivery")
-    [{'name': 'Card > Delivery'}, {'name': 'Urgent'}]
-    >>> _labels('["Card", {"name": "Urgent", "sentiment": "negative"}]')
-    [{'name': 'Card'}, {'name': 'Urgent', 'sentiment': 'negative'}]
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                return text  # not a list: the contract's parser says so
-        else:
-            value = [name.strip() for name in text.split(separator)] if separator else [text]
-            value = [name for name in value if name]
-    if not isinstance(value, list):
-        return value
-    labels, seen = [], set()
-    for item in value:
-        label = {"name": item} if isinstance(item, str) else item
-        name = label.get("name") if isinstance(label, dict) else None
-        if isinstance(name, str) and name in seen:
-            continue  # a label listed twice is pinned once
-        seen.add(name)
-        labels.append(label)
-    return labels
-
-
-def _labelled(message: dict, labels: Any, review: dict, kind: str, defaults: Defaults,
-              inline: bool = True) -> list[Any]:
-    """A labelled message as records of ``kind``: its message (``messages``), its review carrying
-    it inline (``annotations``), or both, in that order; one `Rejected` if the message is invalid."""
-    results: list[Any] = []
-    if inline:
-        checked = _check(message, "messages", defaults)
-        if isinstance(checked, Rejected):
-            return [checked]
-        if kind in ("messages", "both"):
-            results.append(checked)
-        if kind == "messages":
-            return results
-        message = checked.to_dict()
-    annotation = {key: message[key] for key in ("dataset", "timestamp") if key in message}
-    annotation.update(message_id=message.get("id"), labels=labels, **review)
-    if inline:
-        annotation["message"] = message
-    results.append(_check(annotation, "annotations", defaults))
-    return results
-
 
 # -- files -------------------------------------------------------------------------------------
 
@@ -326,7 +146,7 @@ def require_file(path: Path | str) -> Path:
     >>> require_file("banking77")
     Traceback (most recent call last):
     ...
-    agents.ingest.readers.InputError: banking77: no such file (for the bundled data set, use --bundled banking77)
+    agents.ingest.records.InputError: banking77: no such file (for the bundled data set, use --bundled banking77)
     """
     path = Path(path)
     if not path.is_file():
@@ -396,15 +216,15 @@ def _json_record(data: Any, kind: str | None, defaults: Defaults, separator: str
             root = "annotation" if kind == "annotations" else "message"
             return [Rejected(f"{root}.labels: expected a value (a labelled message), got nothing",
                              f"{root}.labels: expected a value (a labelled message)", data)]
-        message = {key: value for key, value in data.items() if key != "labels" and key not in _REVIEW_FIELDS}
+        message = {key: value for key, value in data.items() if key != "labels" and key not in REVIEW_FIELDS}
         if defaults.timestamp is not None:
             message.setdefault("timestamp", defaults.timestamp)
-        review = {key: data[key] for key in _REVIEW_FIELDS if key in data}
-        return _labelled(_fill_message(message, defaults), _labels(data["labels"], separator), review,
+        review = {key: data[key] for key in REVIEW_FIELDS if key in data}
+        return labelled(fill_message(message, defaults), label_list(data["labels"], separator), review,
                          kind or "both", defaults)
     if kind == "messages" and isinstance(data, dict) and guessed == "both":
         data = {key: value for key, value in data.items() if key != "labels"}
-    return [_check(data, "annotations" if kind == "both" else kind or guessed, defaults)]
+    return [check(data, "annotations" if kind == "both" else kind or guessed, defaults)]
 
 
 def _read_jsonl(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:
@@ -497,7 +317,7 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     if "dataset" not in columns and defaults.dataset is None:
         raise InputError(f"{path}: which dataset do these records belong to? Name it with --dataset NAME "
                          f"(or map a column with --dataset-column)")
-    review = {name for name in _REVIEW_FIELDS if name in header} if kind != "messages" else set()
+    review = {name for name in REVIEW_FIELDS if name in header} if kind != "messages" else set()
     inline = kind != "annotations" or has_text
     metadata = [c for c in header if c not in columns.values() and c not in review] if inline else []
     numeric = _numeric_columns(path, metadata)
@@ -530,7 +350,7 @@ def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str,
                 properties[column] = _number(cell) if column in numeric else row[column]
         if properties:
             message["metadata"] = properties
-        return _fill_message(message, defaults)
+        return fill_message(message, defaults)
 
     root = "message" if kind != "annotations" else "annotation"
     with path.open(newline="", encoding="utf-8-sig") as file:
@@ -546,10 +366,10 @@ def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str,
             raw = dict(zip(header, cells))
             message = message_of(raw, number)
             if kind == "messages":
-                yield number, _check(message, kind, defaults)
+                yield number, check(message, kind, defaults)
                 continue
             fields = {name: raw[name] for name in review if raw[name].strip()}
-            for record in _labelled(message, _labels(raw[columns["labels"]], separator), fields, kind, defaults, inline):
+            for record in labelled(message, label_list(raw[columns["labels"]], separator), fields, kind, defaults, inline):
                 yield number, record
 
 
@@ -573,9 +393,9 @@ def pair_records(pairs: Iterable, kind: str, max_body_bytes: int | None = None) 
     defaults = Defaults(max_body_bytes=max_body_bytes)
     for number, (message, annotation) in enumerate(pairs, start=1):
         if kind in ("messages", "both"):
-            yield number, _check(message.to_dict(), "messages", defaults)
+            yield number, check(message.to_dict(), "messages", defaults)
         if kind in ("annotations", "both"):
-            yield number, _check(dataclasses.replace(annotation, message=message).to_dict(), "annotations", defaults)
+            yield number, check(dataclasses.replace(annotation, message=message).to_dict(), "annotations", defaults)
 
 
 def labelled_pairs(records: Iterable[tuple[int, Any]], rejected=None) -> Iterator[tuple[Any, Any]]:
