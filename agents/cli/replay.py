@@ -36,6 +36,7 @@ import json
 import random
 import sys
 from collections import deque
+from pathlib import Path
 from typing import Iterator
 
 from agents.cli import options
@@ -210,7 +211,8 @@ def _pairs(args, rejected) -> Iterator:
         from agents.ingest import datasets
 
         return datasets.load(args.bundled, **options.bundled_kwargs(args))
-    from agents.ingest.readers import ColumnMapping, Defaults, InputError, csv_header, file_format, labelled_pairs, read_records, require_file
+    from agents.ingest.readers import (ColumnMapping, Defaults, InputError, csv_header, file_format, labelled_pairs,
+                                       read_records, require_file)
 
     path = require_file(args.file)
     fmt = file_format(path, args.format)
@@ -229,5 +231,6 @@ def _skipped(skipped: collections.Counter, args) -> str:
         return ""
     reasons = "; ".join(f"{count} x {group}" for group, count in skipped.most_common(3))
     more = f"; and {len(skipped) - 3} other reasons" if len(skipped) > 3 else ""
+    dataset = args.dataset or Path(args.file).stem
     return (f"; skipped {sum(skipped.values())} invalid records: {reasons}{more} "
-            f"(`refinery send {args.file} --dry-run` writes each one to a rejects file)")
+            f"(`refinery send {args.file} --dataset {dataset} --dry-run` writes each one to a rejects file)")
