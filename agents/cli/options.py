@@ -67,8 +67,10 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
 
 
 def add_dataset_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--dataset NAME``: the dataset the records belong to (``--dataset-name`` still works)."""
-    parser.add_argument("--dataset", "--dataset-name", dest="dataset", metavar="NAME", help=help)
+    """``--dataset NAME``: the dataset the records belong to (``--dataset-name``, its former
+    name, still works and is not listed)."""
+    parser.add_argument("--dataset", dest="dataset", metavar="NAME", help=help)
+    parser.add_argument("--dataset-name", dest="dataset", help=argparse.SUPPRESS)
 
 
 def add_bundled_options(parser: argparse.ArgumentParser, names: tuple[str, ...] = BUNDLED,

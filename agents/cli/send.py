@@ -32,6 +32,8 @@ _NO_DATASET = ("message.dataset: expected a value", "annotation.dataset: expecte
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("what to send")
     source.add_argument("files", nargs="*", type=Path, metavar="FILE", help="CSV, JSONL or JSON (a list, or one object) files")
+    options.add_dataset_option(source, "the dataset of records that name none (needed for a CSV file without a dataset "
+                                       "column); with --bundled, renames the data set")
     source.add_argument("--kind", choices=("messages", "annotations", "both"),
                         help="what to send of each record: the message, its review, or both (default: guessed; a CSV "
                              "file with text and labels columns gives both, JSON records with message_id are reviews; "
@@ -42,8 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_column_options(parser)
 
     fill = parser.add_argument_group("defaults for fields a record leaves out")
-    options.add_dataset_option(fill, "the dataset of records that name none (needed for a CSV file without a dataset "
-                                     "column); with --bundled, renames the data set")
     fill.add_argument("--channel", choices=("email", "chat", "call", "other"), help="channel of messages that name none")
     fill.add_argument("--mode", help="mode of reviews that name none (with --bundled: default 'label')")
     fill.add_argument("--annotator", help="annotator of reviews that name none")
