@@ -217,14 +217,15 @@ def _json_record(data: Any, kind: str | None, defaults: Defaults, separator: str
             return [Rejected(f"{root}.labels: expected a value (a labelled message), got nothing",
                              f"{root}.labels: expected a value (a labelled message)", data)]
         message = {key: value for key, value in data.items() if key != "labels" and key not in REVIEW_FIELDS}
+        if "body" not in message and isinstance(message.get("text"), str):
+            message["body"] = message.pop("text")  # as a CSV "text" column
         if defaults.timestamp is not None:
             message.setdefault("timestamp", defaults.timestamp)
         review = {key: data[key] for key in REVIEW_FIELDS if key in data}
         return labelled(fill_message(message, defaults), label_list(data["labels"], separator), review,
-                         kind or "both", defaults)
-    if kind == "messages" and isinstance(data, dict) and guessed == "both":
-        data = {key: value for key, value in data.items() if key != "labels"}
-    return [check(data, "annotations" if kind == "both" else kind or guessed, defaults)]
+                        kind or "both", defaults)
+    # A review stays a review whatever --kind says (there is no message to send).
+    return [check(data, guessed if kind in (None, "both") else kind, defaults)]
 
 
 def _read_jsonl(path: Path, mapping: ColumnMapping, kind: str | None, defaults: Defaults) -> Iterator[tuple[int, Any]]:

@@ -84,11 +84,10 @@ def guess_kind(data: Any) -> str:
 
 
 def fill_message(data: Any, defaults: Defaults) -> Any:
+    """A copy of a message record with the ``dataset`` and ``channel`` defaults where it has none."""
     if not isinstance(data, dict):
         return data
     filled = dict(data)
-    if "body" not in filled and isinstance(filled.get("text"), str):
-        filled["body"] = filled.pop("text")  # the same alias as a CSV "text" column
     if defaults.dataset is not None:
         filled.setdefault("dataset", defaults.dataset)
     if defaults.channel is not None:
@@ -194,7 +193,7 @@ def label_list(value: Any, separator: str = ";") -> Any:
 
 
 def labelled(message: dict, labels: Any, review: dict, kind: str, defaults: Defaults,
-              inline: bool = True) -> list[Any]:
+             inline: bool = True) -> list[Any]:
     """A labelled message as records of ``kind``: its message (``messages``), its review carrying
     it inline (``annotations``), or both, in that order; one `Rejected` if the message is invalid."""
     results: list[Any] = []
