@@ -3,11 +3,12 @@
 It starts the local Kafka broker if none runs (fetching it first if needed), creates the topics,
 starts a worker, then streams a bundled data set (``--bundled``, Banking77 by default, from
 ``../shared/datasets``) as live traffic, its events carrying ``--dataset`` (default: the data
-set's own name): each message is sent with the current time, and a simulated reviewer answers a share of them (30% by
-default) a few messages later, from the data set's true labels, in ``shuffle`` mode. It prints
-where to look (the dashboard pages, API, ``/metrics``, ``refinery status``) and runs until the
-data set is exhausted or Ctrl-C; then it stops what it started (the worker always, the broker
-only if it started it).
+set's own name): each message is sent with the current time, and a simulated reviewer answers
+a share of them (30% by default) a few messages later, from the data set's true labels, in
+``shuffle`` mode. It prints where to look (the dashboard pages, API, ``/metrics``, ``refinery
+status``) and runs until the data set is exhausted or Ctrl-C; then it stops what it started
+(the worker always, the broker only if it started it). ``--bootstrap`` names another broker
+(none is started then) and ``--prefix`` the topics.
 """
 
 from __future__ import annotations
@@ -89,12 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
     from kafka import KafkaProducer
 
+    from agents.ingest.datasets import DatasetMissing
     from agents.kafka import broker
     from agents.settings import PROJECT_ROOT
 
     _stop_on_signals()
-    from agents.ingest.datasets import DatasetMissing
-
     mistake = options.bundled_mistake(args)
     if mistake:
         print(f"refinery demo: error: {mistake}", file=sys.stderr)
