@@ -36,8 +36,8 @@ import json
 import random
 import sys
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from agents.cli import options
 

@@ -36,7 +36,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from agents.ingest.datasets import NAMES
 from agents.ingest.records import (KINDS, REVIEW_FIELDS, Defaults, InputError, Rejected, check, fill_message, guess_kind,
@@ -97,7 +97,7 @@ class ColumnMapping:
     label_separator: str = ";"
 
     # field -> (JSON key, columns tried when no column is given)
-    _STANDARD = {
+    _STANDARD: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
         "id": ("id", ("id", "message_id")), "timestamp": ("timestamp", ("timestamp",)),
         "subject": ("subject", ("subject",)), "body": ("body", ("body", "text")),
         "sender": ("from", ("from",)), "to": ("to", ("to",)), "cc": ("cc", ("cc",)),
@@ -106,8 +106,8 @@ class ColumnMapping:
         "labels": ("labels", ("labels", "label")),
     }
     #: The flag that names each field's column.
-    FLAGS = {"sender": "--from-column", "thread": "--thread-column", "labels": "--label-column",
-             "body": "--text-column"}
+    FLAGS: ClassVar[dict[str, str]] = {"sender": "--from-column", "thread": "--thread-column",
+                                       "labels": "--label-column", "body": "--text-column"}
 
     @classmethod
     def flag(cls, field: str) -> str:
