@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if snapshot is None:
         snapshot = _from_topic(settings, args.dataset)
     if snapshot is None:
-        print(f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')}",
-              file=sys.stderr)
+        print(f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')} "
+              f"(is a worker running, and has it seen a review? --url names its API, --prefix its topics)", file=sys.stderr)
         return 1
     print(orjson.dumps(snapshot.to_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else render(snapshot))
     return 0

@@ -259,7 +259,8 @@ def _read_json(path: Path, mapping: ColumnMapping, kind: str | None, defaults: D
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
-        raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl") from None
+        raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl "
+                         "or use --format jsonl") from None
     items = data if isinstance(data, list) else [data]
     return ((number, record) for number, item in enumerate(items, start=1)
             for record in _json_record(item, kind, defaults, mapping.label_separator))
