@@ -10,8 +10,9 @@ topics of `schemas.topics.TOPICS`)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
+
+from agents.cli import options
 
 __all__ = ["ACTIONS", "add_arguments", "run"]
 
@@ -26,19 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
     parser.add_argument("--partitions", type=int, default=None,
                         help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
-    # --bootstrap and --prefix mean what they mean for every other command.
-    parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
-                        help="an external broker (default REFINERY_KAFKA_BOOTSTRAP, else the local broker)")
-    parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
+    options.add_kafka_options(parser)  # --bootstrap and --prefix, as for every other command
 
 
 def run(args: argparse.Namespace) -> int:
     from agents.kafka import admin, broker
-    from agents.settings import Settings
 
-    settings = Settings.from_env()
-    flags = {"external_bootstrap": args.bootstrap, "topic_prefix": args.prefix}
-    settings = dataclasses.replace(settings, **{field: value for field, value in flags.items() if value is not None})
+    settings = options.settings_from(args)
     try:
         if args.action == "fetch":
             broker.fetch(settings)

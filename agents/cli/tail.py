@@ -16,6 +16,7 @@ import argparse
 import base64
 import sys
 
+from agents.cli import options
 from schemas.topics import TOPICS
 
 __all__ = ["SCHEMAS", "add_arguments", "decode_record", "run"]
@@ -50,23 +51,17 @@ def decode_record(topic: str, value: bytes | None) -> dict | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", choices=(*SCHEMAS, "snapshots"), help="which topic (without prefix)")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not at the end")
-    parser.add_argument("--dataset", default=None, help="only records whose key is this dataset")
+    parser.add_argument("--dataset", default=None, metavar="NAME", help="only records whose key is this dataset")
     parser.add_argument("--max", type=int, default=None, help="stop after this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds without a record")
-    parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
+    options.add_kafka_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import orjson
     from kafka import KafkaConsumer, TopicPartition
 
-    from agents.settings import Settings
-
-    settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
+    settings = options.settings_from(args)
     topic = settings.topic(args.topic)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
                              consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"))
