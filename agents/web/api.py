@@ -19,21 +19,31 @@ A worker answers for the datasets it owns; another dataset gives 404 with a hint
 workers, ask the one that owns the dataset's partition).
 
 `Api` holds the logic as plain ``(status, body)`` methods; `register` wires them as Faust views.
+Every call into an engine runs in the worker's engine thread (`agents.worker.service.Service.in_thread`),
+under its lock: a route never scores on the event loop, which heartbeats and commits must reach.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import orjson
 
-from agents.worker.observability import CONTENT_TYPE
-from schemas import SUGGESTION_KINDS, Message, SchemaError, SuggestionList
+from agents.worker.observability import CONTENT_TYPE, log_event
+from pipeline.engine import Engine, suggestion_list
+from schemas import SUGGESTION_KINDS, Message, SchemaError
+
+if TYPE_CHECKING:
+    from agents.worker.service import Service
 
 __all__ = ["Api", "register"]
 
+log = logging.getLogger("refinery.web")
+
+#: ``(HTTP status, JSON body)``: the body is any value orjson serialises.
 Reply = tuple[int, Any]
 
 
@@ -49,9 +59,9 @@ def _error(status: int, message: str) -> Reply:
 
 
 class Api:
-    """The API's answers, given the worker's `agents.worker.app.Service`."""
+    """The API's answers, given the worker's `agents.worker.service.Service`."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def authorised(self, header: str | None) -> bool:
@@ -66,26 +76,24 @@ class Api:
 
     def readyz(self) -> Reply:
         s = self.service
-        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": sorted(s.partitions)}
+        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": s.restored}
         return (200 if s.ready else 503), body
 
     def datasets(self) -> Reply:
         rows = []
-        for p, part in sorted(self.service.partitions.items()):
-            for name in sorted(part.engines):
-                metrics = self.service.latest_metrics.get(name)
-                rows.append({"dataset": name, "partition": p,
-                             "model_version": None if metrics is None else metrics.model_version,
-                             "reviewed": None if metrics is None else metrics.reviewed})
+        for p, name in self.service.owned():
+            metrics = self.service.latest_metrics.get(name)
+            rows.append({"dataset": name, "partition": p,
+                         "model_version": None if metrics is None else metrics.model_version,
+                         "reviewed": None if metrics is None else metrics.reviewed})
         return 200, {"datasets": rows}
 
-    def _engine(self, dataset: str):
-        part = self.service.owner_of(dataset)
-        return None if part is None else part.engines[dataset]
+    def _engine(self, dataset: str) -> Engine | None:
+        return self.service.engine(dataset)
 
     def _missing(self, dataset: str) -> Reply:
-        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: "
-                           f"{', '.join(sorted(n for p in self.service.partitions.values() for n in p.engines)) or 'none'})")
+        owned = ", ".join(sorted(name for _, name in self.service.owned())) or "none"
+        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: {owned})")
 
     async def metrics(self, dataset: str) -> Reply:
         engine = self._engine(dataset)
@@ -95,12 +103,10 @@ class Api:
             snapshot = await self.service.in_thread(engine.metrics, now=time.time())
         return 200, snapshot.to_dict()
 
-    async def suggestions(self, dataset: str, query) -> Reply:
+    async def suggestions(self, dataset: str, query: Mapping[str, str]) -> Reply:
         engine = self._engine(dataset)
         if engine is None:
             return self._missing(dataset)
-        if not hasattr(engine, "suggestions"):
-            return _error(501, "this engine version does not offer suggestions yet")
         kind = query.get("kind", "")
         if kind not in SUGGESTION_KINDS:
             return _error(400, f"kind: expected one of {', '.join(SUGGESTION_KINDS)}, got {kind!r}")
@@ -110,19 +116,18 @@ class Api:
         except ValueError:
             return _error(400, f"limit: expected an integer, got {query.get('limit')!r}")
         async with self.service.lock:
-            items = await self.service.in_thread(engine.suggestions, kind, label=label, limit=limit)
-            version = engine.metrics(now=time.time()).model_version if items else 0
-        return 200, SuggestionList(dataset=dataset, timestamp=time.time(), model_version=version, kind=kind,
-                                   label=label, items=tuple(items)).to_dict()
+            listed = await self.service.in_thread(suggestion_list, engine, kind, now=time.time(), label=label,
+                                                  limit=limit)
+        return 200, listed.to_dict()
 
-    async def curve(self, dataset: str, query) -> Reply:
+    async def curve(self, dataset: str, query: Mapping[str, str]) -> Reply:
         engine = self._engine(dataset)
         if engine is None:
             return self._missing(dataset)
         label = query.get("label")
         if not label:
             return _error(400, "label: required, e.g. ?label=Billing%20%3E%20Refund")
-        if label not in getattr(engine, "labels", ()):
+        if label not in engine.labels:  # a plain list, cheap to read on the loop
             return _error(404, f"label {label!r} is not in dataset {dataset!r}")
         async with self.service.lock:
             points = await self.service.in_thread(engine.curve, label, _int(query.get("points"), 200))
@@ -138,8 +143,6 @@ class Api:
             return _error(400, str(error))
         if message.dataset != dataset:
             return _error(400, f"message.dataset: expected {dataset!r} (the URL's dataset), got {message.dataset!r}")
-        if not hasattr(engine, "predict"):
-            return _error(501, "this engine version cannot predict without learning")
         async with self.service.lock:
             prediction = await self.service.in_thread(engine.predict, message)
         return 200, prediction.to_dict()
@@ -148,7 +151,7 @@ class Api:
         return self.service.obs.exposition()
 
 
-def register(app, service) -> Api:
+def register(app, service: Service) -> Api:
     """Add the API's routes to the Faust ``app``."""
     from faust.web import View
 
@@ -168,6 +171,7 @@ def register(app, service) -> Api:
     def guarded(handler):
         async def get(self, request, **kwargs):
             if not api.authorised(request.headers.get("Authorization")):
+                log_event(log, logging.INFO, "unauthorised", path=request.path)
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
         return get

@@ -23,11 +23,12 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
+from pipeline.engine import Engine, EngineFactory, EngineLoader
 from schemas import DeadLetter, Event, Prediction, SchemaError
 
 __all__ = ["Outcome", "PartitionEngines", "read_range", "source_id"]
@@ -59,18 +60,18 @@ class PartitionEngines:
     topic, partition
         The ``events`` topic and partition (for dead letters and snapshots).
     make_engine
-        ``make_engine(dataset)`` -> a new engine (``pipeline.Refiner``-like).
+        ``make_engine(dataset)`` -> a new `pipeline.Engine` (a ``pipeline.Refiner``).
     restore_engine
         ``restore_engine(blob)`` -> an engine from its snapshot bytes.
     """
 
-    def __init__(self, topic: str, partition: int, make_engine: Callable[[str], Any],
-                 restore_engine: Callable[[bytes], Any]) -> None:
+    def __init__(self, topic: str, partition: int, make_engine: EngineFactory,
+                 restore_engine: EngineLoader) -> None:
         self.topic = topic
         self.partition = partition
         self.make_engine = make_engine
         self.restore_engine = restore_engine
-        self.engines: dict[str, Any] = {}
+        self.engines: dict[str, Engine] = {}
         self.resume: dict[str, int] = {}
         self.sources: dict[str, dict[str, int]] = {}
         self.versions: dict[str, int] = {}
@@ -133,7 +134,7 @@ class PartitionEngines:
             return start, first_offset
         return None
 
-    def _engine(self, dataset: str) -> Any:
+    def _engine(self, dataset: str) -> Engine:
         engine = self.engines.get(dataset)
         if engine is None:
             engine = self.engines[dataset] = self.make_engine(dataset)
@@ -200,7 +201,8 @@ class PartitionEngines:
             outcome.messages += len(messages)
             return
         except Exception:  # find the culprit: one by one gives the same results
-            log.debug("observe_many failed; retrying one by one", exc_info=True)
+            log_event(log, logging.DEBUG, "observe_many_failed", dataset=run[0][1].message.dataset,
+                      messages=len(messages), then="one by one", exc_info=True)
         for offset, event in run:
             try:
                 outcome.predictions.append(engine.observe(event.message))
