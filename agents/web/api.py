@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import orjson
 
 from agents.worker.observability import CONTENT_TYPE, log_event
-from pipeline.engine import Engine, suggestion_list
+from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
 from schemas import SUGGESTION_KINDS, Message, SchemaError
 
 if TYPE_CHECKING:
@@ -111,6 +111,10 @@ class Api:
         if kind not in SUGGESTION_KINDS:
             return _error(400, f"kind: expected one of {', '.join(SUGGESTION_KINDS)}, got {kind!r}")
         label = query.get("label") or None
+        if label is not None and kind not in LABEL_KINDS:
+            return _error(400, f"label: {kind} lists take no label (only {', '.join(LABEL_KINDS)} do), got {label!r}")
+        if label is not None and label not in engine.labels:  # a plain list, cheap to read on the loop
+            return _error(404, f"label {label!r} is not in dataset {dataset!r}")
         try:
             limit = int(query.get("limit", 50))
         except ValueError:
