@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 from schemas import SUGGESTION_KINDS, Annotation, Message, MetricsSnapshot, Prediction, Suggestion, SuggestionList
+from schemas.events import SuggestionKind
 
 __all__ = ["Engine", "EngineFactory", "EngineLoader", "LABEL_KINDS", "suggestion_list", "suggestion_lists"]
 
@@ -91,7 +92,7 @@ EngineFactory = Callable[[str], Engine]
 EngineLoader = Callable[[bytes], Engine]
 
 
-def suggestion_list(engine: Engine, kind: str, *, now: float, label: str | None = None,
+def suggestion_list(engine: Engine, kind: SuggestionKind, *, now: float, label: str | None = None,
                     limit: int = 50) -> SuggestionList:
     """The ``kind`` (and ``label``) suggestions of ``engine`` as one `schemas.SuggestionList` record.
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import orjson
 
 from agents.worker.observability import CONTENT_TYPE, log_event
 from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
 from schemas import SUGGESTION_KINDS, Message, SchemaError
+from schemas.events import SuggestionKind
 
 if TYPE_CHECKING:
     from agents.worker.service import Service
@@ -120,8 +121,8 @@ class Api:
         except ValueError:
             return _error(400, f"limit: expected an integer, got {query.get('limit')!r}")
         async with self.service.lock:
-            listed = await self.service.in_thread(suggestion_list, engine, kind, now=time.time(), label=label,
-                                                  limit=limit)
+            listed = await self.service.in_thread(suggestion_list, engine, cast(SuggestionKind, kind), now=time.time(),
+                                                  label=label, limit=limit)
         return 200, listed.to_dict()
 
     async def curve(self, dataset: str, query: Mapping[str, str]) -> Reply:

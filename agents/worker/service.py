@@ -124,7 +124,7 @@ class Service:
 
     async def sequence_batch(self, records: list[tuple[str, int, int, bytes | None, bytes | None]]) -> None:
         """Forward ``(topic, partition, offset, key, value)`` input records into ``events``."""
-        out = []
+        out: list[Record] = []
         now = time.time()
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
         for topic, partition, offset, key, value in records:
@@ -133,7 +133,9 @@ class Service:
                               partitions=self.settings.partitions, now=now, key=key,
                               max_body_bytes=self.settings.max_body_bytes)
             if isinstance(result, Event):
-                dataset = (result.message or result.annotation).dataset
+                record = result.message if result.message is not None else result.annotation
+                assert record is not None  # schemas.Event holds exactly one of them
+                dataset = record.dataset
                 out.append((self.topics["events"], dataset.encode("utf-8"), result.encode(), partition))
             else:
                 out.append(self.delivery.dead_record(result))
