@@ -45,12 +45,9 @@ from agents.worker.snapshots import collect
 from pipeline.engine import Engine, suggestion_lists
 from schemas import Event, MetricsSnapshot, SuggestionList
 
-__all__ = ["Service", "TOPICS"]
+__all__ = ["Service"]
 
 log = logging.getLogger("refinery.worker")
-
-#: The topics the worker reads and writes (names without the prefix).
-TOPICS = ("messages", "annotations", "events", "predictions", "metrics", "suggestions", "deadletter", "snapshots")
 
 T = TypeVar("T")
 
@@ -73,7 +70,8 @@ class Service:
         self.settings = settings
         self.options = options
         self.obs = observability
-        self.topics = {name: settings.topic(name) for name in TOPICS}
+        self.topics = {name: settings.topic(name) for name in ("messages", "annotations", "events", "predictions",
+                                                               "metrics", "suggestions", "deadletter", "snapshots")}
         self.delivery = Delivery(send, observability, self.topics["deadletter"])
         self.make_engine, self.restore_engine = engine_functions(options)
         #: The ``events`` partitions this worker owns, restored or restoring.
@@ -94,6 +92,11 @@ class Service:
     async def deliver(self, records: Sequence[Record]) -> None:
         """Publish records and wait until all are durable (`agents.worker.delivery.Delivery.deliver`)."""
         await self.delivery.deliver(records)
+
+    @property
+    def send(self) -> Send:
+        """Schedule one record without waiting for it (`deliver` waits, and retries)."""
+        return self.delivery.send
 
     # -- what the web reads ----------------------------------------------------------------
 
