@@ -268,6 +268,8 @@ class Service:
                                  for pr in outcome.predictions]
             out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
             await self.deliver(out)
+            if self.partitions.get(p) is not partition:
+                return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
             partition.hold(events, now=time.monotonic())
             if engines.since_snapshot >= self.options.snapshot_every:
                 await self._snapshot(partition)

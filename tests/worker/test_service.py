@@ -119,3 +119,26 @@ def test_a_stale_delivery_of_a_partition_no_longer_ours_is_ignored(records):
 
     service, loads = asyncio.run(run())
     assert 3 not in service.partitions and loads == [(0, False)]
+
+
+def test_a_partition_forgotten_while_its_batch_is_delivered_is_neither_held_nor_snapshotted(records, caplog):
+    async def run():
+        service, _ = _service(snapshot_every=1)  # every batch would be snapshotted at once
+        written: list[str] = []
+
+        async def send(topic, key, value, partition):
+            written.append(topic)
+            if topic == service.topics["predictions"] and service.partitions:
+                service.on_assigned(set())  # a new assignment without partition 0, mid-delivery
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:5])]
+        await service.process(events)
+        return service, written, events
+
+    with caplog.at_level(logging.ERROR, logger="refinery.worker"):
+        service, written, events = asyncio.run(run())
+    assert service.partitions == {} and "snapshots" not in {t.rsplit(".", 1)[-1] for t in written}
+    assert not any(e.acked for e in events)
+    assert not [r for r in caplog.records if r.getMessage().startswith("processing_failed")]
