@@ -26,13 +26,12 @@ under its lock: a route never scores on the event loop, which heartbeats and com
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import orjson
 
-from agents.worker.observability import CONTENT_TYPE, log_event
+from agents.worker.observability import CONTENT_TYPE
 from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
 from schemas import SUGGESTION_KINDS, Message, SchemaError
 from schemas.events import SuggestionKind
@@ -41,8 +40,6 @@ if TYPE_CHECKING:
     from agents.worker.service import Service
 
 __all__ = ["Api", "register"]
-
-log = logging.getLogger("refinery.web")
 
 #: ``(HTTP status, JSON body)``: the body is any value orjson serialises.
 Reply = tuple[int, Any]
@@ -176,7 +173,6 @@ def register(app, service: Service) -> Api:
     def guarded(handler):
         async def get(self, request, **kwargs):
             if not api.authorised(request.headers.get("Authorization")):
-                log_event(log, logging.INFO, "unauthorised", path=request.path)
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
         return get
