@@ -15,7 +15,8 @@ proxy that adds ``Authorization: Bearer <token>`` (docs/service.md).
 The HTML is built by plain functions (`render_index`, `render_dataset`, `render_missing`,
 `render_unauthorised`) from `schemas` records, so it is tested without Kafka; every string that
 comes from data (dataset and label names, reasons, message ids) is escaped. `Pages` gathers the
-records from the worker's `agents.worker.app.Service`; `agents.web.api.register` wires it.
+records from the worker's `agents.worker.service.Service` (calling the engine in its engine thread,
+never on the event loop); `agents.web.api.register` wires it.
 
 >>> from schemas import Balance, Factor, LabelMetrics, MetricsSnapshot, Rating
 >>> snapshot = MetricsSnapshot(dataset="support", timestamp=0, model_version=3, reviewed=3,
@@ -32,10 +33,14 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 from urllib.parse import quote
 
+from pipeline.engine import Engine, suggestion_lists
 from schemas import SUGGESTION_KINDS, LabelMetrics, MetricsSnapshot, Suggestion, SuggestionList
+
+if TYPE_CHECKING:
+    from agents.worker.service import Service
 
 __all__ = ["REFRESH_SECONDS", "SUGGESTIONS_SHOWN", "ACTIONS_SHOWN", "IndexRow", "Pages", "render_index", "render_dataset",
            "render_missing", "render_unauthorised"]
@@ -147,7 +152,7 @@ def render_index(rows: Sequence[IndexRow], *, ready: bool = True) -> str:
     """The list of datasets this worker owns, with their rating, band and ready flag.
 
     ``rows`` are ``(dataset, partition, latest metrics or None)``; ``ready`` says whether every
-    assigned partition is restored (`agents.worker.app.Service.ready`).
+    assigned partition is restored (`agents.worker.service.Service.ready`).
 
     >>> "owns no datasets yet" in render_index([])
     True
@@ -310,35 +315,27 @@ def render_unauthorised() -> str:
 
 
 class Pages:
-    """The pages' answers, ``(status, html)``, given the worker's `agents.worker.app.Service`."""
+    """The pages' answers, ``(status, html)``, given the worker's `agents.worker.service.Service`."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def _owned(self) -> list[str]:
-        return sorted(name for part in self.service.partitions.values() for name in part.engines)
+        return sorted(name for _, name in self.service.owned())
 
     def index(self) -> tuple[int, str]:
-        rows = [(name, p, self.service.latest_metrics.get(name))
-                for p, part in sorted(self.service.partitions.items()) for name in sorted(part.engines)]
+        rows = [(name, p, self.service.latest_metrics.get(name)) for p, name in self.service.owned()]
         return 200, render_index(rows, ready=self.service.ready)
 
     async def dataset(self, dataset: str) -> tuple[int, str]:
-        part = self.service.owner_of(dataset)
-        if part is None:
+        engine = self.service.engine(dataset)
+        if engine is None:
             return 404, render_missing(dataset, self._owned())
-        engine = part.engines[dataset]
-
-        def gather():
-            now = time.time()
-            snapshot = engine.metrics(now=now)
-            lists = []
-            if hasattr(engine, "suggestions"):
-                lists = [SuggestionList(dataset=dataset, timestamp=now, model_version=snapshot.model_version, kind=kind,
-                                        label=None, items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)))
-                         for kind in SUGGESTION_KINDS]
-            return snapshot, lists
-
         async with self.service.lock:
-            snapshot, lists = await self.service.in_thread(gather)
+            snapshot, lists = await self.service.in_thread(_gather, engine, time.time())
         return 200, render_dataset(snapshot, lists)
+
+
+def _gather(engine: Engine, now: float) -> tuple[MetricsSnapshot, list[SuggestionList]]:
+    """A dataset page's records: the metrics, and one list of each suggestion kind (in the engine thread)."""
+    return engine.metrics(now=now), suggestion_lists(engine, now=now, limit=SUGGESTIONS_SHOWN)
