@@ -1,7 +1,9 @@
-"""Service configuration: one documented list of settings, read from environment variables.
+"""Service configuration, read from environment variables.
 
 Every setting has a sane local default (broker on 127.0.0.1:9092, web on 127.0.0.1:6066).
-CLI flags override the environment; the environment overrides the defaults.
+CLI flags override the environment; the environment overrides the defaults. Every variable
+(these and the worker's tuning, `agents.worker.app.WorkerOptions`) is documented in one table,
+docs/configuration.md; a test fails when code and table disagree.
 
 >>> s = Settings.from_env({"REFINERY_TOPIC_PREFIX": "t."})
 >>> s.topic("messages")
@@ -14,20 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-__all__ = ["Settings", "TOPICS", "PROJECT_ROOT", "datasets_dir", "env_value"]
+from schemas.topics import TOPICS as _REGISTRY
+
+__all__ = ["PROJECT_ROOT", "TOPICS", "Settings", "datasets_dir", "env_value"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# The topics of DESIGN.md section 3, without prefix.
-TOPICS = ("messages", "annotations", "predictions", "metrics", "suggestions", "deadletter", "events", "snapshots")
+#: The names (without prefix) of the topics of the registry, `schemas.topics.TOPICS`.
+TOPICS: tuple[str, ...] = tuple(_REGISTRY)
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Settings of the service; see README.md "Configuration" for each variable."""
+    """Settings of the service; docs/configuration.md describes each variable."""
 
     #: REFINERY_KAFKA_BOOTSTRAP: an external broker; when set, nothing is fetched or started.
     external_bootstrap: str | None = None
@@ -51,17 +55,28 @@ class Settings:
 
     @property
     def bootstrap(self) -> str:
+        """The brokers to connect to: the external ones, else the local broker's address."""
         return self.external_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
     @property
     def uses_local_broker(self) -> bool:
+        """Whether the broker is the local one that `agents.kafka.broker` fetches and starts."""
         return self.external_bootstrap is None
 
     def topic(self, name: str) -> str:
+        """The full name of topic ``name``: the prefix, then the name."""
         return f"{self.topic_prefix}{name}"
 
+    def topics(self) -> dict[str, str]:
+        """``{name: full name}`` of every topic of the registry.
+
+        >>> Settings(topic_prefix="t.").topics()["snapshots"]
+        't.snapshots'
+        """
+        return {name: self.topic(name) for name in TOPICS}
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
 

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from agents import broker  # noqa: E402
+from agents.kafka import admin, broker  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
 from agents.ingest.datasets import banking77  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(base, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     bootstrap = broker.start(settings, quiet=True)
     settings = dataclasses.replace(settings, external_bootstrap=bootstrap)
-    broker.create_topics(settings)
+    admin.create_topics(settings)
     print(f"broker {bootstrap}, topics {settings.topic('*')} ({settings.partitions} partitions each)")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-service-") as workdir:
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep_topics:
             print(f"kept topics {settings.topic('*')}")
         else:
-            broker.delete_topics(settings)
+            admin.delete_topics(settings)
 
     replayed = Refiner(DATASET, config=RefinerConfig(), seed=0)
     replay_start = time.perf_counter()

@@ -7,6 +7,7 @@
 """
 
 from pipeline.config import RefinerConfig
+from pipeline.engine import Engine, suggestion_list, suggestion_lists
 from pipeline.refiner import Refiner, ReviewOutcome
 
-__all__ = ["Refiner", "RefinerConfig", "ReviewOutcome"]
+__all__ = ["Engine", "Refiner", "RefinerConfig", "ReviewOutcome", "suggestion_list", "suggestion_lists"]

@@ -174,17 +174,18 @@ class Record:
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
         elif not isinstance(raw, (bytes, bytearray, memoryview)):
-            raise SchemaError(root, "JSON bytes", type(raw).__name__)
+            raise SchemaError(root, "JSON bytes", type(raw).__name__, kind="decode")
         raw = bytes(raw)
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise SchemaError(root, "UTF-8 encoded JSON", f"invalid byte 0x{raw[error.start]:02x} at position {error.start}") from None
+            raise SchemaError(root, "UTF-8 encoded JSON", f"invalid byte 0x{raw[error.start]:02x} at position {error.start}",
+                              kind="decode") from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             found = "empty input" if not raw.strip() else f"invalid JSON ({error})"
-            raise SchemaError(root, "a JSON object", found) from None
+            raise SchemaError(root, "a JSON object", found, kind="decode") from None
         token = _max_body_bytes.set(max_body_bytes) if max_body_bytes is not None else None
         try:
             return cls.from_dict(data)

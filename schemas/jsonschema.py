@@ -1,7 +1,8 @@
 """JSON Schema files for every event type, generated from the types themselves.
 
-Producers and consumers in other languages validate against ``schemas/json/*.schema.json``.
-Regenerate after changing a type (a test fails while the files are stale)::
+Producers and consumers in other languages validate against ``schemas/json/*.schema.json``;
+``schemas/json/topics.json`` says which file each topic's records follow, how the topic is
+keyed and whether it is compacted (from the registry, `schemas.topics.TOPICS`). Regenerate after changing a type (a test fails while the files are stale)::
 
     python -m schemas.jsonschema            # write the files
     python -m schemas.jsonschema --check    # exit 1 if any file is stale
@@ -15,29 +16,49 @@ from pathlib import Path
 
 import orjson
 
-from schemas.events import Annotation, DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
+from schemas._typed import Record
+from schemas.topics import TOPICS
 
-__all__ = ["TOPIC_TYPES", "SCHEMA_DIR", "rendered", "write", "stale"]
+__all__ = ["INDEX", "SCHEMA_DIR", "TOPIC_TYPES", "main", "rendered", "schema_file", "stale", "write"]
 
-#: The type carried by each topic of DESIGN.md section 3.
-TOPIC_TYPES = {
-    "messages": Message,
-    "annotations": Annotation,
-    "events": Event,
-    "predictions": Prediction,
-    "metrics": MetricsSnapshot,
-    "suggestions": SuggestionList,
-    "deadletter": DeadLetter,
-}
+#: The type carried by each topic that has a `schemas` type (all but ``snapshots``).
+TOPIC_TYPES: dict[str, type[Record]] = {t.name: t.record for t in TOPICS.values() if t.record is not None}
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
+#: The index of topics: name, schema file, key, direction, compaction.
+INDEX = "topics.json"
+
+
+def schema_file(cls: type[Record]) -> str:
+    """The name of the schema file of ``cls``.
+
+    >>> from schemas import Message
+    >>> schema_file(Message)
+    'message.schema.json'
+    """
+    return f"{cls._root()}.schema.json"
+
+
+def _index() -> dict:
+    return {
+        "description": "The topics of Refinery, without their prefix (REFINERY_TOPIC_PREFIX, default 'refinery.'). "
+                       "key 'dataset': records are keyed by their dataset; schema null: the worker's own format.",
+        "topics": [
+            {"name": t.name, "schema": schema_file(t.record) if t.record else None, "key": t.key,
+             "direction": t.direction, "compacted": t.compacted}
+            for t in TOPICS.values()
+        ],
+    }
+
+
+def _json(value) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def rendered() -> dict[str, bytes]:
-    """File name -> content of every schema file."""
-    files = {}
-    for cls in TOPIC_TYPES.values():
-        files[f"{cls._root()}.schema.json"] = orjson.dumps(cls.json_schema(), option=orjson.OPT_INDENT_2) + b"\n"
+    """File name -> content of every schema file and of the topic index."""
+    files = {schema_file(cls): _json(cls.json_schema()) for cls in TOPIC_TYPES.values()}
+    files[INDEX] = _json(_index())
     return files
 
 
@@ -48,6 +69,7 @@ def stale(directory: Path = SCHEMA_DIR) -> list[str]:
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Write every file of `rendered` into ``directory``; return their names."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, content in rendered().items():
         (directory / name).write_bytes(content)

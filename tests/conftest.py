@@ -68,7 +68,7 @@ TEST_PARTITIONS = 4
 def topics(settings_for, unique_prefix):
     """Settings whose topics (``TEST_PARTITIONS`` partitions each) this test owns: created on
     the broker first, deleted afterwards (best effort: cleanup never fails a test)."""
-    from agents.kafka.broker import create_topics, delete_topics
+    from agents.kafka.admin import create_topics, delete_topics
 
     settings = settings_for(unique_prefix, partitions=TEST_PARTITIONS)
     create_topics(settings)

@@ -1,12 +1,14 @@
 """`refinery demo`: the whole service on this machine with one command.
 
 It starts the local Kafka broker if none runs (fetching it first if needed), creates the topics,
-starts a worker, then streams a real data set from ``../shared/datasets`` as live traffic: each
-message is sent with the current time, and a simulated reviewer answers a share of them (30% by
-default) a few messages later, from the data set's true labels, in ``shuffle`` mode. It prints
-where to look (the dashboard pages, API, ``/metrics``, ``refinery status``) and runs until the
-data set is exhausted or Ctrl-C; then it stops what it started (the worker always, the broker
-only if it started it).
+starts a worker, then streams a bundled data set (``--bundled``, Banking77 by default, from
+``../shared/datasets``) as live traffic, its events carrying ``--dataset`` (default: the data
+set's own name): each message is sent with the current time, and a simulated reviewer answers
+a share of them (30% by default) a few messages later, from the data set's true labels, in
+``shuffle`` mode. It prints where to look (the dashboard pages, API, ``/metrics``, ``refinery
+status``) and runs until the data set is exhausted or Ctrl-C; then it stops what it started
+(the worker always, the broker only if it started it). ``--bootstrap`` names another broker
+(none is started then) and ``--prefix`` the topics.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import quote
+
+from agents.cli import options
 
 __all__ = ["add_arguments", "run", "live_stream"]
 
@@ -50,23 +55,22 @@ def live_stream(pairs, *, review_share: float, review_delay: int, seed: int, clo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("banking77", "enron"), default="banking77", help="which data set to stream (default banking77)")
+    options.add_bundled_options(parser, default="banking77")
+    options.add_dataset_option(parser, "the dataset the events carry (default: the bundled data set's own name)")
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second (default 20)")
     parser.add_argument("--review-share", type=float, default=0.3, help="share of messages the simulated reviewer answers (default 0.3)")
     parser.add_argument("--review-delay", type=int, default=20, help="messages between a message and its review (default 20)")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many messages (default: the whole data set)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reviewer's choices and the shuffle (default 0)")
-    parser.add_argument("--web-port", type=int, default=None, help="the worker's web port (default REFINERY_WEB_PORT, else 6066)")
+    options.add_kafka_options(parser)
+    options.add_web_options(parser)
 
 
-def _pairs(name: str, seed: int):
-    from agents.ingest.datasets import banking77, enron
+def _pairs(args: argparse.Namespace) -> list:
+    from agents.ingest import datasets
 
-    if name == "enron":
-        pairs = list(enron())
-    else:
-        pairs = list(banking77("train"))
-    random.Random(seed).shuffle(pairs)  # the files are sorted by label; live traffic is not
+    pairs = list(datasets.load(args.bundled, **options.bundled_kwargs(args)))
+    random.Random(args.seed).shuffle(pairs)  # the files are sorted by label; live traffic is not
     return pairs
 
 
@@ -87,13 +91,22 @@ def run(args: argparse.Namespace) -> int:
 
     from kafka import KafkaProducer
 
+    from agents.ingest.datasets import DatasetMissing
     from agents.kafka import broker
-    from agents.settings import PROJECT_ROOT, Settings
+    from agents.settings import PROJECT_ROOT
 
     _stop_on_signals()
-    settings = Settings.from_env()
-    if args.web_port is not None:
-        settings = dataclasses.replace(settings, web_port=args.web_port)
+    mistake = options.bundled_mistake(args)
+    if mistake:
+        print(f"refinery demo: error: {mistake}", file=sys.stderr)
+        return 2
+    settings = options.settings_from(args)
+    try:
+        pairs = _pairs(args)[: args.limit]
+    except DatasetMissing as error:
+        print(f"refinery demo: error: {error}", file=sys.stderr)
+        return 1
+    dataset = pairs[0][0].dataset if pairs else args.dataset or args.bundled
     started_broker = settings.uses_local_broker and not broker.is_running(settings)
     print(f"broker: {'starting' if started_broker else 'using'} {settings.bootstrap}", flush=True)
     try:
@@ -104,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     worker = None
     try:
         env = {**os.environ, "REFINERY_KAFKA_BOOTSTRAP": bootstrap, "REFINERY_WEB_PORT": str(settings.web_port),
-               "REFINERY_TOPIC_PREFIX": settings.topic_prefix}
+               "REFINERY_WEB_HOST": settings.web_host, "REFINERY_TOPIC_PREFIX": settings.topic_prefix}
         log_file = settings.home / "logs" / "demo-worker.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info",
@@ -113,13 +126,12 @@ def run(args: argparse.Namespace) -> int:
         api = f"http://{settings.web_host}:{settings.web_port}"
         print(f"worker: pid {worker.pid}, log {log_file}\n"
               f"  dashboard  {api}/  (open it in a browser)\n"
-              f"  workbench  {api}/datasets/{args.dataset}/review?kind=shuffle  (sign in with your name, review)\n"
+              f"  workbench  {api}/datasets/{quote(dataset, safe='')}/review?kind=shuffle  (sign in with your name, review)\n"
               f"  API        {api}/datasets\n"
               f"  metrics    {api}/metrics\n"
-              f"  status     refinery status {args.dataset} --url {api}\n"
+              f"  status     refinery status {dataset} --url {api}\n"
               f"  Ctrl-C stops the demo", flush=True)
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-        pairs = _pairs(args.dataset, args.seed)[: args.limit]
         interval = 1.0 / args.rate if args.rate > 0 else 0.0
         counts = {"messages": 0, "annotations": 0}
         next_at = time.monotonic()

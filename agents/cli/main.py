@@ -15,8 +15,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "kafka": ("agents.kafka.broker", "fetch, start, stop or inspect the local Kafka broker; create topics"),
-    "send": ("agents.ingest.send", "validate messages or annotations from a file and send them to Kafka"),
+    "kafka": ("agents.cli.kafka", "fetch, start, stop or inspect the local Kafka broker; create topics"),
+    "send": ("agents.cli.send", "validate messages and reviews from a file or a bundled data set and send them to Kafka"),
     "replay": ("agents.cli.replay", "run a labelled data file through the engine in-process (no broker)"),
     "worker": ("agents.cli.worker", "run the streaming worker (Faust)"),
     "demo": ("agents.cli.demo", "start broker, worker and a simulated live stream with reviews"),

@@ -1,85 +1,106 @@
 """`refinery replay FILE`: run a labelled data file through the engine in-process, no broker.
 
-Messages are observed in file order; a seeded random share of them is reviewed with the
-file's labels (mode ``shuffle``), each review arriving ``--delay`` messages after its message
-(reviews still pending at the end arrive then). A progress bar runs meanwhile; at the end the
-rating, its factors and a per-label table are printed. It is the quickest way to see Refinery
-on one's own data.
+Messages are observed in file order; a seeded random share of them (``--review-share``, half by
+default) is reviewed with the file's labels (mode ``shuffle``), each review arriving ``--delay``
+messages after its message (reviews still pending at the end arrive then). A progress bar runs
+meanwhile; at the end the rating, its factors and a per-label table are printed, with a hint
+when the run says little (nothing reviewed, no label pinned). It is the quickest way to see
+Refinery on one's own data.
 
-Inputs:
+The file is read by the same readers as `refinery send` (`agents.ingest.readers`), as labelled
+messages:
 
-- JSON Lines or a JSON list of records carrying labels: ``{"id", "text" | "body",
-  "subject"?, "labels": ["A", "B > C"] | [{"name": "A"}, ...], ...}`` (any other fields of a
-  message, such as ``channel`` or ``metadata``, are kept);
-- CSV with ``--text-column`` (default ``text``) and ``--label-column`` (default ``label``;
-  several labels in one cell separated by ``--label-separator``);
-- ``--dataset banking77|nlupp|enron``: the shared real data sets (``agents.ingest.datasets``).
+- CSV: a text column (``text`` or ``body``, else ``--text-column``) and a labels column
+  (``labels`` or ``label``, else ``--label-column``; several names in one cell separated by
+  ``;`` or ``--label-separator``, or a JSON list); every other column is metadata;
+- JSON Lines or a JSON list of records ``{"id", "text" | "body", "subject"?, "labels": ["A",
+  "B > C"] | [{"name": "A"}, ...], ...}`` (other message fields are kept), or reviews carrying
+  their message inline;
+- ``--bundled banking77|nlupp|enron``: the shared real data sets (``agents.ingest.datasets``).
+
+The events carry ``--dataset NAME`` (default: the file's name without extension, or the data
+set's own). Records that fail validation are skipped and counted by reason.
 
 Examples::
 
-    refinery replay --dataset banking77 --review-share 0.3 --delay 100
-    refinery replay tickets.csv --text-column body --label-column queue --label-separator ";"
+    refinery replay my.csv
+    refinery replay --bundled banking77 --review-share 0.3 --delay 100
+    refinery replay tickets.csv --text-column body --label-column queue --label-separator "|"
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import collections
 import json
 import random
 import sys
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["add_arguments", "run", "read_records", "replay"]
+from agents.cli import options
+
+__all__ = ["add_arguments", "hints", "replay", "report", "run"]
+
+#: The share of messages reviewed unless ``--review-share`` says otherwise.
+REVIEW_SHARE = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", help="JSONL, JSON or CSV file of labelled messages")
-    parser.add_argument("--dataset", choices=("banking77", "nlupp", "enron"),
-                        help="replay one of the shared real data sets instead of a file")
-    parser.add_argument("--split", default="train", help="banking77 split (train or test)")
-    parser.add_argument("--domain", default="banking", help="nlupp domain (banking or hotels)")
-    parser.add_argument("--name", default=None, help="dataset name the events carry (default: from the input)")
-    parser.add_argument("--text-column", default="text", help="CSV column holding the message text")
-    parser.add_argument("--label-column", default="label", help="CSV column holding the label(s)")
-    parser.add_argument("--label-separator", default=None, help="separator of several labels in one CSV cell")
-    parser.add_argument("--review-share", type=float, default=0.2, help="share of messages reviewed (0-1)")
-    parser.add_argument("--delay", type=int, default=0, help="a review arrives this many messages after its message")
-    parser.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
-    parser.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
-    parser.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
-    parser.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    parser.add_argument("file", nargs="?", help="CSV, JSONL or JSON file of labelled messages")
+    parser.add_argument("--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)")
+    options.add_dataset_option(parser, "the dataset the events carry (default: the file's name, or the bundled data set's)")
+    options.add_bundled_options(parser)
+    options.add_column_options(parser)
+    run_group = parser.add_argument_group("the replay")
+    run_group.add_argument("--review-share", type=float, default=REVIEW_SHARE,
+                           help=f"share of messages reviewed, 0-1 (default {REVIEW_SHARE})")
+    run_group.add_argument("--delay", type=int, default=0, help="a review arrives this many messages after its message")
+    run_group.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
+    run_group.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
+    run_group.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
+    run_group.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.ingest.readers import InputError
     from pipeline import Refiner, RefinerConfig
 
     if not 0.0 <= args.review_share <= 1.0:
-        raise SystemExit(f"--review-share: expected a share between 0 and 1, got {args.review_share}")
+        raise SystemExit(f"refinery replay: error: --review-share: expected a share between 0 and 1, got {args.review_share}")
     if args.delay < 0:
-        raise SystemExit(f"--delay: expected a number of messages >= 0, got {args.delay}")
-    if (args.file is None) == (args.dataset is None):
-        raise SystemExit("replay: give either a FILE or --dataset (not both)")
+        raise SystemExit(f"refinery replay: error: --delay: expected a number of messages >= 0, got {args.delay}")
+    if args.file is None and args.bundled is None:
+        hint = options.bundled_mistake(args)
+        raise SystemExit(f"refinery replay: error: give a FILE or --bundled NAME{f' ({hint})' if hint else ''}")
+    if args.file is not None and args.bundled is not None:
+        raise SystemExit("refinery replay: error: give a FILE or --bundled NAME, not both")
     try:
         config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
     except (ValueError, TypeError) as error:
-        raise SystemExit(f"--config: {error}") from None
-    pairs = _pairs(args)
+        raise SystemExit(f"refinery replay: error: --config: {error}") from None
+    skipped: collections.Counter = collections.Counter()
+    try:
+        pairs = _pairs(args, lambda number, rejected: skipped.update([rejected.group or rejected.reason]))
+    except InputError as error:
+        raise SystemExit(f"refinery replay: error: {error}") from None
     if args.limit is not None:
         pairs = _limited(pairs, args.limit)
-    engine, count = None, 0
     try:
         engine, count = replay(pairs, lambda dataset: Refiner(dataset, config=config, seed=args.seed),
                                review_share=args.review_share, delay=args.delay, seed=args.seed,
                                progress=not args.no_progress and sys.stderr.isatty(), total=_total(args))
     except (ValueError, OSError) as error:
-        raise SystemExit(f"replay: {error}") from None
+        raise SystemExit(f"refinery replay: error: {error}") from None
     if engine is None:
-        raise SystemExit("replay: the input holds no messages")
+        raise SystemExit(f"refinery replay: error: the input holds no valid labelled message{_skipped(skipped, args)}")
     print(report(engine, count, args.labels))
+    for line in hints(engine, count, args.review_share):
+        print(f"hint: {line}")
+    if skipped:
+        print(_skipped(skipped, args).lstrip("; "))
     return 0
 
 
@@ -97,6 +118,9 @@ def replay(pairs, make_engine, *, review_share: float, delay: int, seed: int, pr
     for message, annotation in pairs:
         if engine is None:
             engine = make_engine(message.dataset)
+        elif message.dataset != engine.dataset:
+            raise ValueError(f"the input holds records of several datasets ({engine.dataset!r}, {message.dataset!r}, ...): "
+                             f"replay them one at a time")
         engine.observe(message)
         count += 1
         if chosen.random() < review_share:
@@ -141,6 +165,23 @@ def report(engine, messages: int, label_rows: int = 40) -> str:
     return "\n".join(lines)
 
 
+def hints(engine, messages: int, review_share: float) -> list[str]:
+    """What to change when the run says little: nothing reviewed, or no label pinned.
+
+    >>> from pipeline import Refiner
+    >>> hints(Refiner("d"), 10, 0.05)
+    ['no message was reviewed (--review-share 0.05 of 10 messages chose none), so there is nothing to rate: raise --review-share (1.0 reviews every message)']
+    """
+    snap = engine.metrics()
+    if snap.reviewed == 0:
+        return [f"no message was reviewed (--review-share {review_share:g} of {messages} messages chose none), "
+                f"so there is nothing to rate: raise --review-share (1.0 reviews every message)"]
+    if not snap.labels:
+        return [f"the {snap.reviewed} reviews pin no label (every labels cell is empty?): name the labels column "
+                f"with --label-column, and their separator with --label-separator"]
+    return []
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -158,88 +199,38 @@ _SIZES = {("banking77", "train"): 10_003, ("banking77", "test"): 3_080, ("nlupp"
 
 def _total(args) -> int | None:
     """Messages the progress bar expects (known for the shared data sets)."""
-    key = {"banking77": args.split, "nlupp": args.domain}.get(args.dataset) if args.dataset else None
-    size = _SIZES.get((args.dataset, key)) if args.dataset else None
+    key = {"banking77": args.split, "nlupp": args.domain}.get(args.bundled) if args.bundled else None
+    size = _SIZES.get((args.bundled, key)) if args.bundled else None
     if size is None:
         return args.limit
     return min(size, args.limit) if args.limit is not None else size
 
 
-def _pairs(args) -> Iterator:
-    if args.dataset is not None:
+def _pairs(args, rejected) -> Iterator:
+    if args.bundled is not None:
         from agents.ingest import datasets
 
-        kwargs = {"banking77": {"split": args.split}, "nlupp": {"domain": args.domain}, "enron": {}}[args.dataset]
-        if args.name:
-            kwargs["dataset"] = args.name
-        return datasets.load(args.dataset, **kwargs)
-    path = Path(args.file)
-    if not path.is_file():
-        raise SystemExit(f"replay: no such file {path}")
-    return _file_pairs(path, args)
+        return datasets.load(args.bundled, **options.bundled_kwargs(args))
+    from agents.ingest.readers import (ColumnMapping, Defaults, InputError, csv_header, file_format, labelled_pairs,
+                                       read_records, require_file)
+
+    path = require_file(args.file)
+    fmt = file_format(path, args.format)
+    mapping = options.mapping_from(args)
+    if fmt == "csv" and not {"body", "subject"} & set(mapping.resolve(csv_header(path))):
+        raise InputError(f"{path}: no message text: name its column with {ColumnMapping.flag('body')} "
+                         f"(the header has: {', '.join(csv_header(path))})")
+    # A file's labelled messages without a time all get 0: the replay's order is the file's.
+    defaults = Defaults(dataset=args.dataset or path.stem, timestamp=0.0)
+    return labelled_pairs(read_records(path, mapping, "annotations", defaults, fmt), rejected)
 
 
-def read_records(path: Path, text_column: str = "text", label_column: str = "label",
-                 label_separator: str | None = None) -> Iterator[dict]:
-    """The records of a JSONL, JSON or CSV file as dicts with ``text`` or ``body`` and ``labels``."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}: no column {missing[0]!r} (columns: {', '.join(reader.fieldnames or [])}); "
-                                 "use --text-column / --label-column")
-            for row in reader:
-                cell = row[label_column] or ""
-                labels = [l.strip() for l in cell.split(label_separator)] if label_separator else [cell.strip()]
-                yield {"text": row[text_column], "labels": [l for l in labels if l]}
-        return
-    with path.open(encoding="utf-8") as file:
-        first = file.read(1)
-        while first and first.isspace():
-            first = file.read(1)
-        file.seek(0)
-        if first == "[":
-            yield from json.load(file)
-            return
-        for number, line in enumerate(file, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
-
-
-def _file_pairs(path: Path, args) -> Iterator:
-    from schemas import Annotation, Message
-
-    dataset = args.name or path.stem
-    for i, record in enumerate(read_records(path, args.text_column, args.label_column, args.label_separator)):
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: record {i + 1}: expected an object, got {type(record).__name__}")
-        fields = {k: v for k, v in record.items() if k not in ("labels", "text", "label")}
-        if "body" not in fields:
-            fields["body"] = record.get("text", "")
-        fields.setdefault("id", f"{dataset}-{i}")
-        fields["id"] = str(fields["id"])
-        fields["dataset"] = dataset
-        fields.setdefault("timestamp", float(i))
-        labels = record.get("labels", [])
-        if isinstance(labels, str):
-            labels = [labels]
-        names = [label if isinstance(label, str) else (label.get("name") or label.get("label")) for label in labels]
-        message = Message.from_dict(fields, path=f"{path.name}[{i}]")
-        annotation = Annotation(dataset=dataset, message_id=message.id, timestamp=message.timestamp,
-                                labels=tuple(_assignments(names, path, i)), mode="shuffle", annotator="replay")
-        yield message, annotation
-
-
-def _assignments(names, path, i):
-    from schemas import LabelAssignment
-
-    seen = set()
-    for j, name in enumerate(names):
-        assignment = LabelAssignment.from_dict({"name": name}, path=f"{path.name}[{i}].labels[{j}]")
-        if assignment.name not in seen:
-            seen.add(assignment.name)
-            yield assignment
+def _skipped(skipped: collections.Counter, args) -> str:
+    """The line about the records skipped as invalid, by reason ('' when none were)."""
+    if not skipped:
+        return ""
+    reasons = "; ".join(f"{count} x {group}" for group, count in skipped.most_common(3))
+    more = f"; and {len(skipped) - 3} other reasons" if len(skipped) > 3 else ""
+    dataset = args.dataset or Path(args.file).stem
+    return (f"; skipped {sum(skipped.values())} invalid records: {reasons}{more} "
+            f"(`refinery send {args.file} --dataset {dataset} --dry-run` writes each one to a rejects file)")

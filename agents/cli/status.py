@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agents.cli import options
 from schemas import MetricsSnapshot
 
 __all__ = ["add_arguments", "fetch", "render", "run"]
@@ -115,26 +116,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="the dataset's name")
     parser.add_argument("--url", default=None, help="a worker's API (default http://REFINERY_WEB_HOST:REFINERY_WEB_PORT)")
     parser.add_argument("--json", action="store_true", help="print the MetricsSnapshot as JSON instead of tables")
-    parser.add_argument("--prefix", default=None, help="topic prefix for the metrics-topic fallback")
+    options.add_kafka_options(parser)  # for the metrics-topic fallback
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import orjson
 
-    from agents.settings import Settings
-
-    settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
+    settings = options.settings_from(args)
     url = args.url or f"http://{settings.web_host}:{settings.web_port}"
     snapshot = fetch(args.dataset, url, settings.api_token)
     if snapshot is None:
         snapshot = _from_topic(settings, args.dataset)
     if snapshot is None:
-        print(f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')}",
-              file=sys.stderr)
+        print(f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')} "
+              f"(is a worker running, and has it seen a review? --url names its API, --prefix its topics)", file=sys.stderr)
         return 1
     print(orjson.dumps(snapshot.to_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else render(snapshot))
     return 0

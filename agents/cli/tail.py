@@ -16,18 +16,13 @@ import argparse
 import base64
 import sys
 
+from agents.cli import options
+from schemas.topics import TOPICS
+
 __all__ = ["SCHEMAS", "add_arguments", "decode_record", "run"]
 
-#: Topic (without prefix) -> the schema type of its values.
-SCHEMAS = {
-    "messages": "Message",
-    "annotations": "Annotation",
-    "events": "Event",
-    "predictions": "Prediction",
-    "metrics": "MetricsSnapshot",
-    "suggestions": "SuggestionList",
-    "deadletter": "DeadLetter",
-}
+#: Topic (without prefix) -> the schema type of its values (the registry's; ``snapshots`` has none).
+SCHEMAS = {name: topic.record for name, topic in TOPICS.items() if topic.record is not None}
 
 
 def decode_record(topic: str, value: bytes | None) -> dict | None:
@@ -46,7 +41,7 @@ def decode_record(topic: str, value: bytes | None) -> dict | None:
             return {"undecodable": str(error)}
         return {"manifest": {"dataset": manifest.dataset, "version": manifest.version,
                              "events_offset": manifest.events_offset, "chunks": len(manifest.chunks), "size": manifest.size}}
-    kind = getattr(schemas, SCHEMAS[topic])
+    kind = SCHEMAS[topic]
     try:
         return kind.decode(value).to_dict()
     except schemas.SchemaError as error:
@@ -56,23 +51,17 @@ def decode_record(topic: str, value: bytes | None) -> dict | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", choices=(*SCHEMAS, "snapshots"), help="which topic (without prefix)")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not at the end")
-    parser.add_argument("--dataset", default=None, help="only records whose key is this dataset")
+    parser.add_argument("--dataset", default=None, metavar="NAME", help="only records whose key is this dataset")
     parser.add_argument("--max", type=int, default=None, help="stop after this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds without a record")
-    parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
+    options.add_kafka_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import orjson
     from kafka import KafkaConsumer, TopicPartition
 
-    from agents.settings import Settings
-
-    settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
+    settings = options.settings_from(args)
     topic = settings.topic(args.topic)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
                              consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"))

@@ -1,4 +1,4 @@
-"""`refinery kafka`: a real Apache Kafka broker for every machine, and the topics of the service.
+"""The local Apache Kafka broker: fetch its jars, start, stop, and ask whether it answers.
 
 The local broker is a single KRaft node (broker and controller in one JVM) listening on
 127.0.0.1 only. Its jars come from Maven Central through ``deploy/kafka/pom.xml`` (which pins
@@ -6,9 +6,10 @@ the version); its jars, configuration, data, logs and pid file all live under
 ``Settings.home`` (``REFINERY_HOME``, default ``.kafka/`` in the project).
 
 When ``REFINERY_KAFKA_BOOTSTRAP`` names an external broker, nothing is fetched, started or
-stopped: ``start`` only waits until that broker answers and ``topics`` creates topics there.
+stopped: `start` only waits until that broker answers.
 
-Python callers use the plain functions; the CLI is a thin layer over them::
+Topics are administered by `agents.kafka.admin`; `refinery kafka` (`agents.cli.kafka`) is a thin
+command over both::
 
     from agents.kafka.broker import ensure_broker
     bootstrap = ensure_broker(Settings.from_env())   # started if needed, topics created
@@ -16,43 +17,41 @@ Python callers use the plain functions; the CLI is a thin layer over them::
 
 from __future__ import annotations
 
-import argparse
 import base64
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from agents.settings import PROJECT_ROOT, TOPICS, Settings
+from agents.kafka.admin import TopicError, create_topics, describe_cluster
+from agents.settings import PROJECT_ROOT, Settings
+from agents.worker.observability import log_event
 
 __all__ = [
-    "BrokerError",
+    "DEFAULT_HEAP_OPTS",
     "POM",
-    "add_arguments",
-    "create_topics",
-    "describe_topics",
+    "BrokerError",
     "ensure_broker",
     "fetch",
     "is_answering",
     "is_running",
     "kafka_version",
     "recorded_pid",
-    "run",
     "start",
     "status",
     "stop",
     "wait_until_ready",
 ]
 
+log = logging.getLogger("refinery.kafka")
+
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
-#: Compacted topics: only the latest value per key matters (DESIGN.md section 3).
-COMPACTED = frozenset({"snapshots"})
 #: The JVM shares a 2-core machine with the tests; Kafka's own default (1 GiB) is more than needed.
 DEFAULT_HEAP_OPTS = "-Xms256m -Xmx512m"
 
@@ -123,7 +122,7 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path | None:
     _say(f"fetching Kafka {kafka_version()} from Maven Central into {libs} ...", quiet)
     command = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
                "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise BrokerError(f"mvn failed (exit {result.returncode}): {' '.join(command)}\n{result.stdout[-4000:]}")
@@ -131,6 +130,7 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path | None:
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
     _say(f"Kafka {kafka_version()}: {len(list(libs.glob('*.jar')))} jars in {libs}", quiet)
+    log_event(log, logging.INFO, "broker_fetched", version=kafka_version(), libs=str(libs))
     return libs
 
 
@@ -188,22 +188,10 @@ def is_answering(bootstrap: str, timeout: float = 5.0) -> bool:
     except OSError:
         return False
     try:
-        _metadata(bootstrap, timeout)
+        describe_cluster(bootstrap, timeout)
         return True
     except Exception:
         return False
-
-
-def _metadata(bootstrap: str, timeout: float) -> dict:
-    from kafka import KafkaAdminClient
-
-    ms = max(int(timeout * 1000), 1000)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="refinery-broker-check",
-                             request_timeout_ms=ms, bootstrap_timeout_ms=ms)
-    try:
-        return admin.describe_cluster()
-    finally:
-        admin.close()
 
 
 def is_running(settings: Settings) -> bool:
@@ -237,7 +225,7 @@ def wait_until_ready(bootstrap: str, timeout: float = 90.0, *, alive=None, log_f
 def _server_properties(settings: Settings) -> str:
     port, controller = settings.kafka_port, _controller_port(settings)
     return f"""\
-# Written by `refinery kafka start`; rewritten at every start: edit agents/broker.py instead.
+# Written by `refinery kafka start`; rewritten at every start: edit agents/kafka/broker.py instead.
 # One KRaft node that is both broker and controller, reachable from this machine only.
 process.roles=broker,controller
 node.id=1
@@ -330,7 +318,7 @@ def _format_storage(settings: Settings) -> None:
     cluster_id = _cluster_id()
     command = _java_command(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                             "-t", cluster_id, "-c", str(_properties_file(settings)))
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
 
@@ -377,6 +365,7 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=settings.home)
     _pid_file(settings).write_text(f"{process.pid}\n")
+    log_event(log, logging.INFO, "broker_starting", pid=process.pid, bootstrap=bootstrap, log=str(log_file))
     _say(f"Kafka {kafka_version()} starting: pid {process.pid}, bootstrap {bootstrap}, log {log_file}", quiet)
     try:
         wait_until_ready(bootstrap, timeout, alive=lambda: process.poll() is None, log_file=log_file)
@@ -385,6 +374,7 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
             stop(settings, quiet=True)
         raise
     _say(f"Kafka ready at {bootstrap}", quiet)
+    log_event(log, logging.INFO, "broker_ready", pid=process.pid, bootstrap=bootstrap)
     return bootstrap
 
 
@@ -407,11 +397,13 @@ def stop(settings: Settings, timeout: float = 30.0, *, quiet: bool = False) -> b
         time.sleep(0.2)
     if recorded_pid(settings) is not None:
         _say(f"Kafka (pid {pid}) still running after {timeout:g} s: SIGKILL", quiet)
+        log_event(log, logging.WARNING, "broker_killed", pid=pid, seconds=timeout)
         os.kill(pid, signal.SIGKILL)
         while recorded_pid(settings) is not None:
             time.sleep(0.1)
     _pid_file(settings).unlink(missing_ok=True)
     _say(f"Kafka (pid {pid}) stopped", quiet)
+    log_event(log, logging.INFO, "broker_stopped", pid=pid, bootstrap=settings.bootstrap)
     return True
 
 
@@ -429,138 +421,20 @@ def status(settings: Settings) -> dict:
     }
 
 
-# -- topics ------------------------------------------------------------------------------------
-
-
-def create_topics(settings: Settings, partitions: int | None = None, names=None) -> dict[str, int]:
-    """Create the service's topics (``names`` without prefix, default all of `TOPICS`).
-
-    Every topic gets ``partitions`` (default ``settings.partitions``) partitions, replication 1;
-    `COMPACTED` ones get ``cleanup.policy=compact``. Existing topics are left as they are.
-    Returns ``{full topic name: partition count}`` as the broker reports them.
-    """
-    from kafka import KafkaAdminClient
-    from kafka.errors import TopicAlreadyExistsError
-
-    partitions = partitions or settings.partitions
-    names = list(names or TOPICS)
-    wanted = {settings.topic(name): name for name in names}
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="refinery-topics")
-    try:
-        missing = {topic: name for topic, name in wanted.items() if topic not in set(admin.list_topics())}
-        if missing:
-            new_topics = {
-                topic: {
-                    "num_partitions": partitions,
-                    "replication_factor": 1,
-                    "configs": {"cleanup.policy": "compact"} if name in COMPACTED else {},
-                }
-                for topic, name in missing.items()
-            }
-            response = admin.create_topics(new_topics, raise_errors=False)
-            for topic in response["topics"]:
-                error = topic["error_code"]
-                if error not in (0, TopicAlreadyExistsError.errno):
-                    raise BrokerError(f"creating topic {topic['name']} failed: error {error} "
-                                      f"{topic.get('error_message') or ''}".rstrip())
-            admin.wait_for_topics(list(missing), timeout_ms=30_000)
-        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))}
-    finally:
-        admin.close()
-
-
-def delete_topics(settings: Settings, names=None) -> list[str]:
-    """Delete the service's topics under ``settings.topic_prefix`` (``names`` without prefix,
-    default all of `TOPICS`) that exist; returns the names deleted. Nothing else is touched."""
-    from kafka import KafkaAdminClient
-
-    wanted = [settings.topic(name) for name in (names or TOPICS)]
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="refinery-topics")
-    try:
-        existing = [topic for topic in wanted if topic in set(admin.list_topics())]
-        if existing:
-            admin.delete_topics(existing)
-        return existing
-    finally:
-        admin.close()
-
-
-def describe_topics(settings: Settings, names=None) -> list[dict]:
-    """``[{"topic", "partitions", "cleanup.policy"}]`` for the service's topics that exist."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    wanted = [settings.topic(name) for name in (names or TOPICS)]
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="refinery-topics")
-    try:
-        existing = [topic for topic in wanted if topic in set(admin.list_topics())]
-        if not existing:
-            return []
-        described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(existing)}
-        configs = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": None}) for topic in existing],
-            config_filter="all",
-        )["topic"]
-        return [
-            {"topic": topic, "partitions": described[topic],
-             "cleanup.policy": configs.get(topic, {}).get("cleanup.policy", {}).get("value")}
-            for topic in existing
-        ]
-    finally:
-        admin.close()
+# -- broker and topics -------------------------------------------------------------------
 
 
 def ensure_broker(settings: Settings, timeout: float = 90.0) -> str:
     """Start the local broker if it is not running, create the topics, return the bootstrap."""
     bootstrap = start(settings, timeout, quiet=True)
-    create_topics(settings)
+    try:
+        create_topics(settings)
+    except TopicError as error:  # one error type for callers of this one call
+        raise BrokerError(str(error)) from error
     return bootstrap
 
 
-# -- CLI ---------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("fetch", "start", "stop", "status", "topics"),
-                        help="fetch the jars; start or stop the local broker; show its status; create topics")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
-    parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
-
-
-def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    settings = Settings.from_env()
-    if args.prefix is not None:
-        settings = dataclasses.replace(settings, topic_prefix=args.prefix)
-    try:
-        if args.action == "fetch":
-            fetch(settings)
-        elif args.action == "start":
-            start(settings, args.timeout)
-        elif args.action == "stop":
-            stop(settings, min(args.timeout, 30.0))
-        elif args.action == "status":
-            info = status(settings)
-            for key, value in info.items():
-                print(f"{key}: {value}")
-            # Success means usable and, for a local broker, ours: a stranger on our port is not.
-            return 0 if info["answering"] and (info["alive"] or not info["local"]) else 1
-        elif args.action == "topics":
-            if not is_answering(settings.bootstrap):
-                raise BrokerError(f"no Kafka broker answers at {settings.bootstrap}: run `refinery kafka start` first")
-            create_topics(settings, args.partitions)
-            for topic in describe_topics(settings):
-                print(f"{topic['topic']}\tpartitions={topic['partitions']}\tcleanup.policy={topic['cleanup.policy']}")
-    except BrokerError as error:
-        print(f"refinery kafka {args.action}: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _say(text: str, quiet: bool) -> None:
+    # What a person at the terminal reads (`refinery kafka ...`); the log lines carry the same facts.
     if not quiet:
         print(text, flush=True)

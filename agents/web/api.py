@@ -19,21 +19,29 @@ A worker answers for the datasets it owns; another dataset gives 404 with a hint
 workers, ask the one that owns the dataset's partition).
 
 `Api` holds the logic as plain ``(status, body)`` methods; `register` wires them as Faust views.
+Every call into an engine runs in the worker's engine thread (`agents.worker.service.Service.in_thread`),
+under its lock: a route never scores on the event loop, which heartbeats and commits must reach.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import orjson
 
 from agents.worker.observability import CONTENT_TYPE
-from schemas import SUGGESTION_KINDS, Message, SchemaError, SuggestionList
+from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
+from schemas import SUGGESTION_KINDS, Message, SchemaError
+from schemas.events import SuggestionKind
+
+if TYPE_CHECKING:
+    from agents.worker.service import Service
 
 __all__ = ["Api", "register"]
 
+#: ``(HTTP status, JSON body)``: the body is any value orjson serialises.
 Reply = tuple[int, Any]
 
 
@@ -49,9 +57,9 @@ def _error(status: int, message: str) -> Reply:
 
 
 class Api:
-    """The API's answers, given the worker's `agents.worker.app.Service`."""
+    """The API's answers, given the worker's `agents.worker.service.Service`."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def authorised(self, header: str | None) -> bool:
@@ -66,26 +74,24 @@ class Api:
 
     def readyz(self) -> Reply:
         s = self.service
-        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": sorted(s.partitions)}
+        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": s.restored}
         return (200 if s.ready else 503), body
 
     def datasets(self) -> Reply:
         rows = []
-        for p, part in sorted(self.service.partitions.items()):
-            for name in sorted(part.engines):
-                metrics = self.service.latest_metrics.get(name)
-                rows.append({"dataset": name, "partition": p,
-                             "model_version": None if metrics is None else metrics.model_version,
-                             "reviewed": None if metrics is None else metrics.reviewed})
+        for p, name in self.service.owned():
+            metrics = self.service.latest_metrics.get(name)
+            rows.append({"dataset": name, "partition": p,
+                         "model_version": None if metrics is None else metrics.model_version,
+                         "reviewed": None if metrics is None else metrics.reviewed})
         return 200, {"datasets": rows}
 
-    def _engine(self, dataset: str):
-        part = self.service.owner_of(dataset)
-        return None if part is None else part.engines[dataset]
+    def _engine(self, dataset: str) -> Engine | None:
+        return self.service.engine(dataset)
 
     def _missing(self, dataset: str) -> Reply:
-        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: "
-                           f"{', '.join(sorted(n for p in self.service.partitions.values() for n in p.engines)) or 'none'})")
+        owned = ", ".join(sorted(name for _, name in self.service.owned())) or "none"
+        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: {owned})")
 
     async def metrics(self, dataset: str) -> Reply:
         engine = self._engine(dataset)
@@ -95,34 +101,35 @@ class Api:
             snapshot = await self.service.in_thread(engine.metrics, now=time.time())
         return 200, snapshot.to_dict()
 
-    async def suggestions(self, dataset: str, query) -> Reply:
+    async def suggestions(self, dataset: str, query: Mapping[str, str]) -> Reply:
         engine = self._engine(dataset)
         if engine is None:
             return self._missing(dataset)
-        if not hasattr(engine, "suggestions"):
-            return _error(501, "this engine version does not offer suggestions yet")
         kind = query.get("kind", "")
         if kind not in SUGGESTION_KINDS:
             return _error(400, f"kind: expected one of {', '.join(SUGGESTION_KINDS)}, got {kind!r}")
         label = query.get("label") or None
+        if label is not None and kind not in LABEL_KINDS:
+            return _error(400, f"label: {kind} lists take no label (only {', '.join(LABEL_KINDS)} do), got {label!r}")
+        if label is not None and label not in engine.labels:  # a plain list, cheap to read on the loop
+            return _error(404, f"label {label!r} is not in dataset {dataset!r}")
         try:
             limit = int(query.get("limit", 50))
         except ValueError:
             return _error(400, f"limit: expected an integer, got {query.get('limit')!r}")
         async with self.service.lock:
-            items = await self.service.in_thread(engine.suggestions, kind, label=label, limit=limit)
-            version = engine.metrics(now=time.time()).model_version if items else 0
-        return 200, SuggestionList(dataset=dataset, timestamp=time.time(), model_version=version, kind=kind,
-                                   label=label, items=tuple(items)).to_dict()
+            listed = await self.service.in_thread(suggestion_list, engine, cast(SuggestionKind, kind), now=time.time(),
+                                                  label=label, limit=limit)
+        return 200, listed.to_dict()
 
-    async def curve(self, dataset: str, query) -> Reply:
+    async def curve(self, dataset: str, query: Mapping[str, str]) -> Reply:
         engine = self._engine(dataset)
         if engine is None:
             return self._missing(dataset)
         label = query.get("label")
         if not label:
             return _error(400, "label: required, e.g. ?label=Billing%20%3E%20Refund")
-        if label not in getattr(engine, "labels", ()):
+        if label not in engine.labels:  # a plain list, cheap to read on the loop
             return _error(404, f"label {label!r} is not in dataset {dataset!r}")
         async with self.service.lock:
             points = await self.service.in_thread(engine.curve, label, _int(query.get("points"), 200))
@@ -138,8 +145,6 @@ class Api:
             return _error(400, str(error))
         if message.dataset != dataset:
             return _error(400, f"message.dataset: expected {dataset!r} (the URL's dataset), got {message.dataset!r}")
-        if not hasattr(engine, "predict"):
-            return _error(501, "this engine version cannot predict without learning")
         async with self.service.lock:
             prediction = await self.service.in_thread(engine.predict, message)
         return 200, prediction.to_dict()
@@ -148,7 +153,7 @@ class Api:
         return self.service.obs.exposition()
 
 
-def register(app, service) -> Api:
+def register(app, service: Service) -> Api:
     """Add the API's routes to the Faust ``app``."""
     from faust.web import View
 

@@ -23,12 +23,14 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
+from agents.kafka.ranges import read_range
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
-from schemas import DeadLetter, Event, Prediction, SchemaError
+from pipeline.engine import Engine, EngineFactory, EngineLoader
+from schemas import Annotation, DeadLetter, Event, Message, Prediction, SchemaError
 
 __all__ = ["Outcome", "PartitionEngines", "read_range", "source_id"]
 
@@ -59,18 +61,18 @@ class PartitionEngines:
     topic, partition
         The ``events`` topic and partition (for dead letters and snapshots).
     make_engine
-        ``make_engine(dataset)`` -> a new engine (``pipeline.Refiner``-like).
+        ``make_engine(dataset)`` -> a new `pipeline.Engine` (a ``pipeline.Refiner``).
     restore_engine
         ``restore_engine(blob)`` -> an engine from its snapshot bytes.
     """
 
-    def __init__(self, topic: str, partition: int, make_engine: Callable[[str], Any],
-                 restore_engine: Callable[[bytes], Any]) -> None:
+    def __init__(self, topic: str, partition: int, make_engine: EngineFactory,
+                 restore_engine: EngineLoader) -> None:
         self.topic = topic
         self.partition = partition
         self.make_engine = make_engine
         self.restore_engine = restore_engine
-        self.engines: dict[str, Any] = {}
+        self.engines: dict[str, Engine] = {}
         self.resume: dict[str, int] = {}
         self.sources: dict[str, dict[str, int]] = {}
         self.versions: dict[str, int] = {}
@@ -133,7 +135,7 @@ class PartitionEngines:
             return start, first_offset
         return None
 
-    def _engine(self, dataset: str) -> Any:
+    def _engine(self, dataset: str) -> Engine:
         engine = self.engines.get(dataset)
         if engine is None:
             engine = self.engines[dataset] = self.make_engine(dataset)
@@ -142,7 +144,7 @@ class PartitionEngines:
     def apply(self, records: Iterable[tuple[int, bytes | None]], *, now: float) -> Outcome:
         """Apply ``(events offset, raw value)`` records of this partition, in log order."""
         outcome = Outcome()
-        run: list[tuple[int, Event]] = []  # consecutive messages of one dataset
+        run: list[tuple[int, Event, Message]] = []  # consecutive messages of one dataset
 
         def flush() -> None:
             if run:
@@ -158,7 +160,9 @@ class PartitionEngines:
             event = self._decode(offset, raw, outcome, now)
             if event is None:
                 continue
-            record = event.message or event.annotation
+            message, annotation = event.message, event.annotation
+            record = message if message is not None else annotation
+            assert record is not None  # schemas.Event holds exactly one of them
             dataset = record.dataset
             if offset < self.resume.get(dataset, 0):
                 outcome.skipped += 1
@@ -172,13 +176,14 @@ class PartitionEngines:
             self.dirty.add(dataset)
             self.changed.add(dataset)
             self.since_snapshot += 1
-            if event.message is not None:
-                if run and run[0][1].message.dataset != dataset:
+            if message is not None:
+                if run and run[0][2].dataset != dataset:
                     flush()
-                run.append((offset, event))
+                run.append((offset, event, message))
                 continue
+            assert annotation is not None
             flush()
-            self._annotate(offset, event, outcome, now)
+            self._annotate(offset, event, annotation, outcome, now)
         flush()
         return outcome
 
@@ -192,36 +197,36 @@ class PartitionEngines:
                                                error="schema", reason=str(error), now=now))
             return None
 
-    def _observe(self, run: list[tuple[int, Event]], outcome: Outcome, now: float) -> None:
-        engine = self._engine(run[0][1].message.dataset)
-        messages = [event.message for _, event in run]
+    def _observe(self, run: list[tuple[int, Event, Message]], outcome: Outcome, now: float) -> None:
+        dataset = run[0][2].dataset
+        engine = self._engine(dataset)
+        messages = [message for _, _, message in run]
         try:
             outcome.predictions += engine.observe_many(messages)
             outcome.messages += len(messages)
             return
         except Exception:  # find the culprit: one by one gives the same results
-            log.debug("observe_many failed; retrying one by one", exc_info=True)
-        for offset, event in run:
+            log_event(log, logging.DEBUG, "observe_many_failed", dataset=dataset, messages=len(messages),
+                      then="one by one", exc_info=True)
+        for offset, event, message in run:
             try:
-                outcome.predictions.append(engine.observe(event.message))
+                outcome.predictions.append(engine.observe(message))
                 outcome.messages += 1
             except Exception as error:
-                outcome.dead_letters.append(self._failed(offset, event, error, now))
+                outcome.dead_letters.append(self._failed(offset, event, "message", dataset, error, now))
 
-    def _annotate(self, offset: int, event: Event, outcome: Outcome, now: float) -> None:
+    def _annotate(self, offset: int, event: Event, annotation: Annotation, outcome: Outcome, now: float) -> None:
         try:
-            self._engine(event.annotation.dataset).annotate(event.annotation)
+            self._engine(annotation.dataset).annotate(annotation)
             outcome.reviews += 1
         except Exception as error:
-            outcome.dead_letters.append(self._failed(offset, event, error, now))
+            outcome.dead_letters.append(self._failed(offset, event, "review", annotation.dataset, error, now))
 
-    def _failed(self, offset: int, event: Event, error: Exception, now: float) -> DeadLetter:
-        record = event.message or event.annotation
-        kind = "message" if event.message is not None else "review"
-        reason = (f"{kind} of dataset {record.dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
+    def _failed(self, offset: int, event: Event, kind: str, dataset: str, error: Exception, now: float) -> DeadLetter:
+        reason = (f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
                   f"the engine raised {type(error).__name__}: {error}")
         return letter(event.encode(), topic=self.topic, partition=self.partition, offset=offset, error="processing",
-                      reason=reason, now=now, dataset=record.dataset)
+                      reason=reason, now=now, dataset=dataset)
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -252,48 +257,3 @@ class PartitionEngines:
             self.dirty.discard(manifest.dataset)
         self.since_snapshot = 0
         return stale
-
-
-async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
-                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
-    """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
-    ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
-
-    Offsets lost to retention are reported loudly and reading continues at the first kept one.
-    """
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import OffsetOutOfRangeError
-
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="none", client_id="refinery-recovery")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        last = (await consumer.end_offsets([tp]))[tp]
-        end = last if end is None else min(end, last)
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
-        out: list[tuple[int, bytes | None, bytes | None]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while await consumer.position(tp) < end:
-            if loop.time() > deadline:
-                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
-                                   f"{await consumer.position(tp)} after {timeout:g} s")
-            try:
-                batches = await consumer.getmany(tp, timeout_ms=500)
-            except OffsetOutOfRangeError:
-                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
-                await consumer.seek_to_beginning(tp)
-                continue
-            for record in batches.get(tp, []):
-                if record.offset < end:
-                    out.append((record.offset, record.key, record.value))
-        return out
-    finally:
-        await consumer.stop()

@@ -161,8 +161,11 @@ class Observability:
         return generate_latest(self.registry)
 
 
-def log_event(logger, level: int, event: str, **fields) -> None:
+def log_event(logger, level: int, event: str, *, exc_info: bool = False, **fields) -> None:
     """Log a structured event: ``event key=value ...`` (values in repr form, so strings stay quoted).
+
+    With ``exc_info``, the exception being handled is logged too, with its traceback (a bug the
+    worker survived, not bad input).
 
     >>> import logging, sys
     >>> logger = logging.getLogger("doctest.refinery")
@@ -171,4 +174,4 @@ def log_event(logger, level: int, event: str, **fields) -> None:
     snapshot partition=2 dataset='support'
     """
     if logger.isEnabledFor(level):
-        logger.log(level, " ".join([event, *(f"{key}={value!r}" for key, value in fields.items())]))
+        logger.log(level, " ".join([event, *(f"{key}={value!r}" for key, value in fields.items())]), exc_info=exc_info)

@@ -44,11 +44,6 @@ def owner_partition(dataset: str, partitions: int) -> int:
     return (murmur2(dataset.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def _is_json_problem(error: SchemaError) -> bool:
-    text = str(error)
-    return "UTF-8 encoded JSON" in text or "a JSON object" in text or "JSON bytes" in text
-
-
 def sequence(
     raw: bytes | None,
     *,
@@ -84,7 +79,7 @@ def sequence(
     try:
         record = ROLES[role].decode(raw, max_body_bytes=max_body_bytes)
     except SchemaError as error:
-        return letter(raw, error="decode" if _is_json_problem(error) else "schema", reason=str(error), **where)
+        return letter(raw, error=error.kind, reason=str(error), **where)  # "decode": not JSON; "schema": not the contract
     owner = owner_partition(record.dataset, partitions)
     if owner != partition:
         reason = (f"{role}: dataset {record.dataset!r} belongs to partition {owner} of {partitions} "

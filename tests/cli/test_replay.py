@@ -7,7 +7,8 @@ import json
 import pytest
 
 from agents.cli import main
-from agents.cli.replay import read_records, replay
+from agents.cli.replay import replay
+from agents.ingest.readers import ColumnMapping, Defaults, labelled_pairs, read_records
 from pipeline import Refiner
 
 CARD = ["my card has not arrived", "where is my new card", "card still not delivered", "when will my card come"]
@@ -34,30 +35,32 @@ def test_a_jsonl_file_is_replayed_and_the_rating_factors_and_labels_are_printed(
         assert f"\n{label} " in out
 
 
+def pairs_of(path, **mapping):
+    """The (Message, Annotation) pairs replay reads from ``path``."""
+    defaults = Defaults(dataset=path.stem, timestamp=0.0)
+    return labelled_pairs(read_records(path, ColumnMapping(**mapping), "annotations", defaults))
+
+
 def test_a_json_list_and_a_csv_with_chosen_columns_are_read(tmp_path):
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps(list(records(4))))
-    assert [r["id"] for r in read_records(listed)] == ["r0", "r1", "r2", "r3"]
+    assert [m.id for m, _ in pairs_of(listed)] == ["r0", "r1", "r2", "r3"]
     table = tmp_path / "table.csv"
-    table.write_text("body,queue\nwhere is my card,Cards;Urgent\nrefund me,Refund\n")
-    rows = list(read_records(table, text_column="body", label_column="queue", label_separator=";"))
-    assert rows == [{"text": "where is my card", "labels": ["Cards", "Urgent"]}, {"text": "refund me", "labels": ["Refund"]}]
+    table.write_text("body,queue\nwhere is my card,Cards|Urgent\nrefund me,Refund\n")
+    rows = [(m.body, [label.name for label in a.labels]) for m, a in pairs_of(table, labels="queue", label_separator="|")]
+    assert rows == [("where is my card", ["Cards", "Urgent"]), ("refund me", ["Refund"])]
 
 
-def test_a_missing_csv_column_is_named_with_the_columns_found(tmp_path):
+def test_a_missing_csv_column_is_named_with_the_flag_that_names_it(tmp_path):
     table = tmp_path / "table.csv"
     table.write_text("body,queue\nhello,A\n")
-    with pytest.raises(SystemExit, match="no column 'text' \\(columns: body, queue\\)"):
+    with pytest.raises(SystemExit, match="need a labels column \\(name it with --label-column\\); the header has: body, queue"):
         main(["replay", str(table), "--no-progress"])
 
 
 def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_the_end(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records(50)))
-    from agents.cli.replay import _file_pairs
-    import argparse
-
-    args = argparse.Namespace(name=None, text_column="text", label_column="label", label_separator=None)
     order = []
 
     class Recording(Refiner):
@@ -69,7 +72,7 @@ def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_
             order.append(("annotate", annotation.message_id))
             return super().annotate(annotation)
 
-    engine, count = replay(_file_pairs(path, args), lambda d: Recording(d), review_share=1.0, delay=10, seed=0,
+    engine, count = replay(pairs_of(path), lambda d: Recording(d), review_share=1.0, delay=10, seed=0,
                            progress=False)
     assert count == 50 and engine.model_version == 50
     observed = [i for kind, i in order if kind == "observe"]
@@ -82,17 +85,13 @@ def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_
 def test_the_review_share_is_seeded(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records(200)))
-    from agents.cli.replay import _file_pairs
-    import argparse
-
-    args = argparse.Namespace(name=None, text_column="text", label_column="label", label_separator=None)
-    runs = [replay(_file_pairs(path, args), Refiner, review_share=0.3, delay=0, seed=7, progress=False)[0] for _ in range(2)]
+    runs = [replay(pairs_of(path), Refiner, review_share=0.3, delay=0, seed=7, progress=False)[0] for _ in range(2)]
     assert runs[0].snapshot() == runs[1].snapshot()
     assert 30 < runs[0].model_version < 90
 
 
 def test_the_shared_banking77_data_set_is_replayed_by_name(datasets, capsys):
-    assert main(["replay", "--dataset", "banking77", "--limit", "300", "--review-share", "0.5", "--no-progress",
+    assert main(["replay", "--bundled", "banking77", "--limit", "300", "--review-share", "0.5", "--no-progress",
                  "--labels", "1"]) == 0
     out = capsys.readouterr().out
     assert "dataset banking77: 300 messages observed" in out

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from agents import cli
-from agents.ingest.send import ColumnMapping, Defaults, InputError, Rejected, dataset_records, read_records, send_records, validate
+from agents.ingest.readers import ColumnMapping, Defaults, InputError, Rejected, dataset_records, read_records, validate
+from agents.ingest.sender import send_records
 from schemas import Annotation, Message, SchemaError
 
 SUPPORT = Defaults(dataset="support", timestamp=1_800_000_000.0)
@@ -115,7 +116,7 @@ def test_csv_rows_are_numbered_from_the_first_row_after_the_header(tmp_path):
 
 def test_a_labels_column_makes_annotations_with_the_message_inline(tmp_path):
     path = write(tmp_path, "reviewed.csv", "id,body,labels,country\nm-1,Refund please,Billing > Refund;Urgent,UK\n")
-    review = only(path)
+    review = only(path, kind="annotations")
     assert isinstance(review, Annotation)
     assert [label.name for label in review.labels] == ["Billing > Refund", "Urgent"]
     assert review.message_id == review.message.id == "m-1"
@@ -125,16 +126,16 @@ def test_a_labels_column_makes_annotations_with_the_message_inline(tmp_path):
 def test_a_labels_cell_may_be_a_json_list_of_names_or_label_objects(tmp_path):
     path = write(tmp_path, "reviewed.csv",
                  'id,body,labels\nm-1,a,"[""Card"", {""name"": ""Urgent"", ""sentiment"": ""negative""}]"\n')
-    assert only(path).labels[1].sentiment == "negative"
+    assert only(path, kind="annotations").labels[1].sentiment == "negative"
 
 
 def test_an_empty_labels_cell_is_a_review_where_no_label_applies(tmp_path):
-    assert only(write(tmp_path, "reviewed.csv", "id,body,labels\nm-1,a,\n")).labels == ()
+    assert only(write(tmp_path, "reviewed.csv", "id,body,labels\nm-1,a,\n"), kind="annotations").labels == ()
 
 
 def test_annotation_columns_named_mode_and_annotator_fill_the_review(tmp_path):
     path = write(tmp_path, "reviewed.csv", "id,body,labels,mode,annotator\nm-1,a,Card,teach,ann\n")
-    review = only(path)
+    review = only(path, kind="annotations")
     assert (review.mode, review.annotator, review.message.metadata) == ("teach", "ann", {})
 
 
@@ -277,7 +278,7 @@ def test_dataset_records_are_numbered_and_annotations_carry_their_message():
 
 def test_send_dry_run_exits_0_with_rejects_and_prints_the_summary(tmp_path, capsys):
     path = write(tmp_path, "q.csv", "id,body,channel\n1,a,chat\n2,b,fax\n")
-    assert cli.main(["send", str(path), "--dataset-name", "support", "--dry-run", "--quiet"]) == 0
+    assert cli.main(["send", str(path), "--dataset", "support", "--dry-run", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("valid (dry run, nothing sent) 1 (refinery.messages: 1) in ")
     assert "       1  message.channel: expected one of 'email', 'chat', 'call', 'other'\n" in out
@@ -287,7 +288,7 @@ def test_send_dry_run_exits_0_with_rejects_and_prints_the_summary(tmp_path, caps
 
 def test_send_strict_exits_1_on_any_reject(tmp_path):
     path = write(tmp_path, "q.csv", "id,body,channel\n1,a,chat\n2,b,fax\n")
-    assert cli.main(["send", str(path), "--dataset-name", "support", "--dry-run", "--quiet", "--strict"]) == 1
+    assert cli.main(["send", str(path), "--dataset", "support", "--dry-run", "--quiet", "--strict"]) == 1
 
 
 def test_send_exits_2_on_an_input_error(tmp_path, capsys):
@@ -298,13 +299,13 @@ def test_send_exits_2_on_an_input_error(tmp_path, capsys):
 def test_send_reports_each_input_file_with_its_own_rejects_file(tmp_path, capsys):
     first = write(tmp_path, "a.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a"}\n')
     second = write(tmp_path, "b.csv", "id,timestamp,body\n1,1,x\n2,1,\n")
-    assert cli.main(["send", str(first), str(second), "--dataset-name", "support", "--dry-run", "--quiet"]) == 0
+    assert cli.main(["send", str(first), str(second), "--dataset", "support", "--dry-run", "--quiet"]) == 0
     first_summary, second_summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("valid")]
     assert "; rejected 0; failed 0" in first_summary and "; rejected 1; failed 0" in second_summary
     assert [json.loads(line)["row"] for line in (tmp_path / "b.csv.rejects.jsonl").read_text().splitlines()] == [2]
     assert not (tmp_path / "a.jsonl.rejects.jsonl").exists()
 
 
-def test_send_needs_files_or_a_dataset(capsys):
+def test_send_needs_files_or_a_bundled_data_set(capsys):
     assert cli.main(["send", "--dry-run"]) == 2
-    assert "give input files or --dataset" in capsys.readouterr().err
+    assert "give input files or --bundled NAME" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def consume(bootstrap: str, topic: str, timeout: float = 60.0) -> list[tuple[byt
 @pytest.fixture
 def topics(kafka_bootstrap, unique_prefix, monkeypatch):
     """The input topics of a fresh prefix, created on the test broker; ``refinery send`` uses them."""
-    from agents.kafka.broker import create_topics
+    from agents.kafka.admin import create_topics
     from agents.settings import Settings
 
     monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", kafka_bootstrap)
@@ -56,7 +56,7 @@ def topics(kafka_bootstrap, unique_prefix, monkeypatch):
 
 @pytest.mark.usefixtures("datasets")
 def test_every_banking77_training_message_arrives_unchanged(topics, kafka_bootstrap, tmp_path, capsys):
-    code = cli.main(["send", "--dataset", "banking77", "--quiet", "--rejects", str(tmp_path / "rejects.jsonl")])
+    code = cli.main(["send", "--bundled", "banking77", "--quiet", "--rejects", str(tmp_path / "rejects.jsonl")])
 
     assert code == 0
     assert capsys.readouterr().out.startswith(f"sent 10003 ({topics['messages']}: 10003) in ")
@@ -66,6 +66,28 @@ def test_every_banking77_training_message_arrives_unchanged(topics, kafka_bootst
     # One key, so one partition: the broker keeps the order in which they were sent.
     assert [Message.decode(value) for _, value in received] == [message for message, _ in datasets.banking77("train")]
     assert not (tmp_path / "rejects.jsonl").exists()
+
+
+def test_a_small_labelled_csv_arrives_as_messages_and_their_reviews_in_the_named_dataset(topics, kafka_bootstrap, tmp_path, capsys):
+    # What a newcomer tries first: text and labels, nothing else; --dataset names the dataset.
+    source = tmp_path / "my.csv"
+    source.write_text("text,labels\nwhere is my card,Card\nplease refund me,Refund;Urgent\nthanks,\n", encoding="utf-8")
+
+    code = cli.main(["send", str(source), "--dataset", "mydata", "--quiet"])
+
+    assert code == 0
+    assert capsys.readouterr().out.startswith(f"sent 6 ({topics['annotations']}: 3, {topics['messages']}: 3) in ")
+    messages = consume(kafka_bootstrap, topics["messages"])
+    reviews = consume(kafka_bootstrap, topics["annotations"])
+    assert {key for key, _ in messages + reviews} == {b"mydata"}
+    received = [Message.decode(value) for _, value in messages]
+    assert [(m.dataset, m.id, m.body) for m in received] == [
+        ("mydata", "my-1", "where is my card"), ("mydata", "my-2", "please refund me"), ("mydata", "my-3", "thanks")]
+    received_reviews = [Annotation.decode(value) for _, value in reviews]
+    assert [(a.message_id, [label.name for label in a.labels]) for a in received_reviews] == [
+        ("my-1", ["Card"]), ("my-2", ["Refund", "Urgent"]), ("my-3", [])]
+    assert [a.message for a in received_reviews] == received
+    assert not (tmp_path / "my.csv.rejects.jsonl").exists()
 
 
 GOOD = [

@@ -1,4 +1,5 @@
-"""`refinery kafka`: the local broker starts once, answers, holds the service's topics, and carries records."""
+"""The local broker (`agents.kafka.broker`): starts once, answers, is never confused with another
+process, and carries records for kafka-python, aiokafka and Faust."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import socket
 
 import pytest
 
-from agents.kafka import broker
 from agents import cli
-from agents.settings import TOPICS, Settings
+from agents.kafka import admin, broker
+from agents.settings import Settings
 
 kafka = pytest.mark.kafka
 
@@ -38,44 +39,12 @@ def test_status_reports_a_live_answering_broker(kafka_bootstrap, capsys):
 
 
 @kafka
-def test_topics_are_created_with_the_partitions_asked_and_snapshots_compacted(settings_for, unique_prefix):
-    settings = settings_for(unique_prefix)
-
-    created = broker.create_topics(settings, partitions=3)
-
-    assert created == {settings.topic(name): 3 for name in TOPICS}
-    policies = {t["topic"]: t["cleanup.policy"] for t in broker.describe_topics(settings)}
-    assert policies == {settings.topic(name): "compact" if name == "snapshots" else "delete" for name in TOPICS}
-
-
-@kafka
-def test_creating_topics_again_keeps_the_existing_ones(settings_for, unique_prefix):
-    settings = settings_for(unique_prefix, partitions=2)
-    broker.create_topics(settings, names=["messages"])
-
-    again = broker.create_topics(settings, partitions=5, names=["messages", "annotations"])
-
-    assert again == {settings.topic("messages"): 2, settings.topic("annotations"): 5}
-
-
-@kafka
-def test_the_topics_command_creates_every_topic_with_the_prefix(kafka_bootstrap, unique_prefix, monkeypatch, capsys):
-    monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", kafka_bootstrap)
-
-    assert cli.main(["kafka", "topics", "--prefix", unique_prefix, "--partitions", "2"]) == 0
-
-    lines = capsys.readouterr().out.splitlines()
-    assert f"{unique_prefix}snapshots\tpartitions=2\tcleanup.policy=compact" in lines
-    assert len([line for line in lines if line.startswith(unique_prefix)]) == len(TOPICS)
-
-
-@kafka
 def test_kafka_python_round_trip(settings_for, unique_prefix):
     from kafka import KafkaConsumer, KafkaProducer
 
     settings = settings_for(unique_prefix)
     topic = settings.topic("messages")
-    broker.create_topics(settings, names=["messages"])
+    admin.create_topics(settings, names=["messages"])
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
     for i in range(3):
         producer.send(topic, key=b"support", value=f"m-{i}".encode())
@@ -101,7 +70,7 @@ def test_aiokafka_round_trip(settings_for, unique_prefix):
 
     settings = settings_for(unique_prefix)
     topic = settings.topic("annotations")
-    broker.create_topics(settings, names=["annotations"])
+    admin.create_topics(settings, names=["annotations"])
 
     async def round_trip():
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, enable_idempotence=True)
@@ -138,6 +107,14 @@ def test_a_port_held_by_something_else_is_refused_not_used(tmp_path):
 
         with pytest.raises(broker.BrokerError, match=f"127.0.0.1:{port} is already in use"):
             broker.start(settings, quiet=True)
+
+
+def test_a_port_where_nothing_listens_is_not_answering():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+
+        assert broker.is_answering(f"127.0.0.1:{port}", timeout=1.0) is False
 
 
 def test_stop_never_signals_a_process_that_is_not_the_recorded_broker(tmp_path):
@@ -206,13 +183,13 @@ def test_a_faust_agent_consumes_one_topic_and_sends_to_another(settings_for, uni
     import sys
 
     settings = settings_for(unique_prefix, partitions=2)
-    broker.create_topics(settings, names=["messages", "predictions"])
+    admin.create_topics(settings, names=["messages", "predictions"])
     script = tmp_path / "app.py"
     script.write_text(_FAUST_APP)
 
     result = subprocess.run(
         [sys.executable, str(script), settings.bootstrap, unique_prefix, guarantee, str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True, text=True, timeout=90, check=False,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -47,6 +47,18 @@ def test_json_that_breaks_the_schema_names_the_field_in_the_reason():
     assert dead.reason.startswith("message.channel: expected one of")
 
 
+def test_the_category_comes_from_the_error_not_from_words_in_its_message():
+    # A value that reads like a decoding problem is still a schema error: the category is the
+    # error's kind, whatever the reason's text says.
+    dead = _sequence(orjson.dumps({**MESSAGE, "channel": "a JSON object in UTF-8 encoded JSON bytes"}))
+    assert dead.error == "schema"
+    assert "a JSON object" in dead.reason
+
+
+def test_empty_and_truncated_json_are_decode_errors():
+    assert [_sequence(raw).error for raw in (b"", b"  ", b'{"dataset": "support"')] == ["decode"] * 3
+
+
 def test_a_message_sent_to_the_annotations_topic_is_dead_lettered():
     dead = _sequence(orjson.dumps(MESSAGE), role="annotations")
     assert dead.error == "schema" and "annotation." in dead.reason

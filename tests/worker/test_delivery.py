@@ -1,4 +1,4 @@
-"""`Service.deliver`: every record durable before the caller goes on, in order, whatever the broker does."""
+"""`Delivery.deliver`: every record durable before the caller goes on, in order, whatever the broker does."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from agents.worker.app import Service, WorkerOptions
-from agents.settings import Settings
+from agents.worker.delivery import Delivery
 from agents.worker.observability import Observability
 
 
@@ -34,9 +33,9 @@ class Broker:
 
 def _deliver(broker, values):
     async def run():
-        service = Service(Settings(), WorkerOptions(), broker.send, Observability())
-        await service.deliver([("t", None, v, 0) for v in values])
-        return service
+        delivery = Delivery(broker.send, Observability(), "deadletter")
+        await delivery.deliver([("t", None, v, 0) for v in values])
+        return delivery
     return asyncio.run(run())
 
 
@@ -50,6 +49,6 @@ def test_a_failed_delivery_is_retried_from_the_failure_on_in_order():
 
 def test_a_record_the_broker_can_never_take_is_counted_and_skipped_not_retried_forever():
     broker = Broker(too_large=[b"huge"])
-    service = _deliver(broker, [b"1", b"huge", b"2"])
+    delivery = _deliver(broker, [b"1", b"huge", b"2"])
     assert broker.accepted == [b"1", b"2"]
-    assert b'refinery_dead_letters_total{error="undeliverable"} 1.0' in service.obs.exposition()
+    assert b'refinery_dead_letters_total{error="undeliverable"} 1.0' in delivery.obs.exposition()

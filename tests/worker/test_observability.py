@@ -13,7 +13,9 @@ import re
 
 import pytest
 
-from agents.worker.app import Service, WorkerOptions
+from agents.worker.options import WorkerOptions
+from agents.worker.partition import Partition
+from agents.worker.service import Service
 from agents.settings import Settings
 from agents.ingest.datasets import banking77
 from agents.worker.deadletter import ERRORS
@@ -147,9 +149,10 @@ def _worker(events, datasets_by_partition: dict[int, str]) -> Service:
     service = Service(Settings(), WorkerOptions(engine_config={"feature_bits": 12}), _accept, Observability())
     service.assigned = set(datasets_by_partition)
     for p, dataset in datasets_by_partition.items():
-        part = PartitionEngines(service.topics["events"], p, service.make_engine, service.restore_engine)
-        part.apply([(offset, _renamed(raw, dataset)) for offset, raw in enumerate(events)], now=0)
-        service.partitions[p] = part
+        engines = PartitionEngines(service.topics["events"], p, service.make_engine, service.restore_engine)
+        engines.apply([(offset, _renamed(raw, dataset)) for offset, raw in enumerate(events)], now=0)
+        partition = service.partitions[p] = Partition(p)
+        partition.engines = engines
     return service
 
 

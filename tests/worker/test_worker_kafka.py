@@ -490,7 +490,7 @@ def _free_port_pair() -> int:
 def own_broker(tmp_path_factory, unique_prefix):
     """A broker of this test's own (its own port and REFINERY_HOME under /tmp), which it may stop:
     never the shared one."""
-    from agents.kafka import broker
+    from agents.kafka import admin, broker
     from agents.settings import Settings
 
     shared = Settings.from_env()
@@ -502,7 +502,7 @@ def own_broker(tmp_path_factory, unique_prefix):
                                    topic_prefix=unique_prefix, partitions=PARTITIONS)
     broker.start(settings, quiet=True)
     try:
-        broker.create_topics(settings)
+        admin.create_topics(settings)
         yield settings
     finally:
         broker.stop(settings, quiet=True)

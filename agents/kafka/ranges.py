@@ -1,0 +1,64 @@
+"""Reading a range of offsets of one partition, outside any consumer group.
+
+The worker reads what Faust's consumer will not deliver with `read_range`: a partition of
+``snapshots`` from its beginning when it restores, or a stretch of ``events`` it must replay
+(after a rejected snapshot, or a gap). DESIGN.md section 7 asks for exactly this: a separate,
+plain ``AIOKafkaConsumer`` with no group (``assign`` + ``seek``) and ``auto_offset_reset="none"``,
+so that data lost to retention is noticed, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agents.worker.observability import log_event
+
+__all__ = ["read_range"]
+
+log = logging.getLogger("refinery.kafka")
+
+
+async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
+                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
+    """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
+    ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
+
+    Offsets lost to retention are reported loudly (an ``offsets_lost_to_retention`` error log
+    line) and reading continues at the first kept one. Raises TimeoutError when the range is not
+    read within ``timeout`` seconds.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import OffsetOutOfRangeError
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="none", client_id="refinery-recovery")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        last = (await consumer.end_offsets([tp]))[tp]
+        end = last if end is None else min(end, last)
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await consumer.position(tp) < end:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
+                                   f"{await consumer.position(tp)} after {timeout:g} s")
+            try:
+                batches = await consumer.getmany(tp, timeout_ms=500)
+            except OffsetOutOfRangeError:
+                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
+                await consumer.seek_to_beginning(tp)
+                continue
+            for record in batches.get(tp, []):
+                if record.offset < end:
+                    out.append((record.offset, record.key, record.value))
+        return out
+    finally:
+        await consumer.stop()

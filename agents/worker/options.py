@@ -1,0 +1,95 @@
+"""The worker's tuning (`WorkerOptions`, from ``REFINERY_*`` variables) and the engines it makes.
+
+>>> WorkerOptions.from_env({"REFINERY_BATCH_SIZE": "50"}).batch_size
+50
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+
+from agents.settings import env_value
+from agents.worker.snapshots import CHUNK_BYTES
+from pipeline.engine import Engine, EngineFactory, EngineLoader
+
+__all__ = ["WorkerOptions", "engine_functions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerOptions:
+    """Worker tuning, from ``REFINERY_*`` environment variables (each in docs/configuration.md)."""
+
+    #: REFINERY_BATCH_SIZE / REFINERY_BATCH_SECONDS: ``stream.take`` bounds.
+    batch_size: int = 200
+    batch_seconds: float = 0.2
+    #: REFINERY_SNAPSHOT_EVERY / REFINERY_SNAPSHOT_SECONDS: snapshot after this many applied
+    #: events, or this long after the first unsnapshotted one.
+    snapshot_every: int = 1000
+    snapshot_seconds: float = 30.0
+    #: REFINERY_METRICS_SECONDS: how often changed datasets publish metrics and suggestions.
+    metrics_seconds: float = 5.0
+    #: REFINERY_SUGGESTIONS_LIMIT: items per published suggestion list.
+    suggestions_limit: int = 50
+    #: REFINERY_GROUP: the consumer group (Faust app id); default ``<topic prefix>worker``.
+    group: str | None = None
+    #: REFINERY_ENGINE_CONFIG: JSON object of ``pipeline.RefinerConfig`` fields for new engines.
+    engine_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: REFINERY_DATA_DIR: Faust's data directory (default ``<REFINERY_HOME>/worker-data``).
+    data_dir: Path | None = None
+    #: REFINERY_SNAPSHOT_CHUNK_BYTES
+    chunk_bytes: int = CHUNK_BYTES
+    #: REFINERY_SESSION_TIMEOUT: seconds without heartbeat before the group gives a worker's
+    #: partitions to the others (heartbeats every tenth of it).
+    session_timeout: float = 30.0
+    #: REFINERY_INSTANCE_ID: static group membership (KIP-345). A worker restarted with the same
+    #: id takes its partitions back at once instead of after a session timeout and a rebalance.
+    instance_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerOptions":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name, default, cast):
+            return env_value(env, name, default, cast)
+
+        config = get("REFINERY_ENGINE_CONFIG", {}, orjson.loads)
+        if not isinstance(config, dict):
+            raise ValueError(f"REFINERY_ENGINE_CONFIG: expected a JSON object, got {env['REFINERY_ENGINE_CONFIG']!r}")
+        return cls(
+            batch_size=get("REFINERY_BATCH_SIZE", d.batch_size, int),
+            batch_seconds=get("REFINERY_BATCH_SECONDS", d.batch_seconds, float),
+            snapshot_every=get("REFINERY_SNAPSHOT_EVERY", d.snapshot_every, int),
+            snapshot_seconds=get("REFINERY_SNAPSHOT_SECONDS", d.snapshot_seconds, float),
+            metrics_seconds=get("REFINERY_METRICS_SECONDS", d.metrics_seconds, float),
+            suggestions_limit=get("REFINERY_SUGGESTIONS_LIMIT", d.suggestions_limit, int),
+            group=get("REFINERY_GROUP", None, str),
+            engine_config=config,
+            data_dir=get("REFINERY_DATA_DIR", None, Path),
+            chunk_bytes=get("REFINERY_SNAPSHOT_CHUNK_BYTES", d.chunk_bytes, int),
+            session_timeout=get("REFINERY_SESSION_TIMEOUT", d.session_timeout, float),
+            instance_id=get("REFINERY_INSTANCE_ID", None, str),
+        )
+
+
+def engine_functions(options: WorkerOptions) -> tuple[EngineFactory, EngineLoader]:
+    """How the worker makes the engine of a new dataset, and loads one from its snapshot bytes.
+
+    >>> make, load = engine_functions(WorkerOptions(engine_config={"feature_bits": 12}))
+    >>> engine = make("support")
+    >>> engine.dataset, engine.config.feature_bits, load(engine.snapshot()).dataset
+    ('support', 12, 'support')
+    """
+    from pipeline import Refiner, RefinerConfig
+
+    config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **dict(options.engine_config)})
+
+    def make(dataset: str) -> Engine:
+        return Refiner(dataset, config=config, seed=0)
+
+    return make, Refiner.restore

@@ -1,0 +1,386 @@
+"""The worker's state and what it does with each batch, rebalance and tick: `Service`.
+
+The Faust app (`agents.worker.app`) only forwards to it. `Service` owns:
+
+- one `agents.worker.partition.Partition` per ``events`` partition it owns (``partitions``);
+- the engine thread (``in_thread``) and its lock: every call into an engine runs there, one at a
+  time, so the event loop stays free for heartbeats, commits and the web server;
+- the producer side (`agents.worker.delivery.Delivery`) and the Prometheus metrics;
+- the latest published `schemas.MetricsSnapshot` of each dataset (cheap to read on the loop).
+
+What it does:
+
+- **sequence** (`Service.sequence_batch`): input records become ``events`` records or dead letters;
+- **apply** (`Service.process`): a batch of ``events`` goes through the partition's engines in the
+  engine thread; predictions and dead letters are delivered; the events are held until a
+  snapshot covers them;
+- **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines go to ``snapshots``,
+  then the events they cover are acked;
+- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets;
+- **rebalance** (`Service.on_assigned`, `Service.on_revoked`, `Service.on_shutdown`): restore new
+  partitions from ``snapshots``, snapshot and forget lost ones;
+- **lag** (`Service.record_lag`, `Service.refresh_lag`).
+
+The web API and pages read it through `Service.owned`, `Service.engine`, `Service.restored`,
+``ready`` and ``latest_metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from typing import Callable, Sequence, TypeVar
+
+from agents.settings import Settings
+from agents.worker.delivery import Delivery, Record, Send
+from agents.kafka.ranges import read_range
+from agents.worker.engines import PartitionEngines
+from agents.worker.observability import Observability, log_event
+from agents.worker.options import WorkerOptions, engine_functions
+from agents.worker.partition import Partition
+from agents.worker.retry import Backoff
+from agents.worker.sequencer import sequence
+from agents.worker.snapshots import collect
+from pipeline.engine import Engine, suggestion_lists
+from schemas import Event, MetricsSnapshot, SuggestionList
+
+__all__ = ["Service"]
+
+log = logging.getLogger("refinery.worker")
+
+T = TypeVar("T")
+
+
+class Service:
+    """The worker's state: the partitions it owns, their engines, and how to publish.
+
+    Parameters
+    ----------
+    settings, options
+        Where the broker and topics are; the worker's tuning.
+    send
+        ``send(topic, key, value, partition)`` schedules one record and returns an awaitable of
+        its delivery (Faust's producer).
+    observability
+        The worker's Prometheus metrics.
+    """
+
+    def __init__(self, settings: Settings, options: WorkerOptions, send: Send, observability: Observability) -> None:
+        self.settings = settings
+        self.options = options
+        self.obs = observability
+        self.topics = settings.topics()
+        self.delivery = Delivery(send, observability, self.topics["deadletter"])
+        self.make_engine, self.restore_engine = engine_functions(options)
+        #: The ``events`` partitions this worker owns, restored or restoring.
+        self.partitions: dict[int, Partition] = {}
+        self.assigned: set[int] | None = None      # None until the first assignment
+        self.lock = asyncio.Lock()                 # one caller of the engines at a time
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
+        #: The metrics last published per dataset.
+        self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        observability.ready.set_function(lambda: float(self.ready))  # read at each scrape: always current
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)`` in the engine thread: the one place engines are called."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def deliver(self, records: Sequence[Record]) -> None:
+        """Publish records and wait until all are durable (`agents.worker.delivery.Delivery.deliver`)."""
+        await self.delivery.deliver(records)
+
+    @property
+    def send(self) -> Send:
+        """Schedule one record without waiting for it (`deliver` waits, and retries)."""
+        return self.delivery.send
+
+    # -- what the web reads ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether every assigned partition is restored."""
+        return self.assigned is not None and all(
+            p in self.partitions and self.partitions[p].restored for p in self.assigned)
+
+    @property
+    def restored(self) -> list[int]:
+        """The restored partitions, sorted."""
+        return sorted(p for p, partition in self.partitions.items() if partition.restored)
+
+    def owned(self) -> list[tuple[int, str]]:
+        """``(partition, dataset)`` of every dataset this worker has an engine of, sorted."""
+        return [(p, dataset) for p, partition in sorted(self.partitions.items()) for dataset in partition.datasets()]
+
+    def engine(self, dataset: str) -> Engine | None:
+        """The engine of ``dataset`` when this worker owns it. Call its methods with `in_thread`."""
+        for partition in self.partitions.values():
+            engine = partition.engine(dataset)
+            if engine is not None:
+                return engine
+        return None
+
+    # -- sequencer -------------------------------------------------------------------------
+
+    async def sequence_batch(self, records: list[tuple[str, int, int, bytes | None, bytes | None]]) -> None:
+        """Forward ``(topic, partition, offset, key, value)`` input records into ``events``."""
+        out: list[Record] = []
+        now = time.time()
+        roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
+        for topic, partition, offset, key, value in records:
+            self.obs.events_in.labels(topic).inc()
+            result = sequence(value, role=roles[topic], topic=topic, partition=partition, offset=offset,
+                              partitions=self.settings.partitions, now=now, key=key,
+                              max_body_bytes=self.settings.max_body_bytes)
+            if isinstance(result, Event):
+                record = result.message if result.message is not None else result.annotation
+                assert record is not None  # schemas.Event holds exactly one of them
+                dataset = record.dataset
+                out.append((self.topics["events"], dataset.encode("utf-8"), result.encode(), partition))
+            else:
+                out.append(self.delivery.dead_record(result))
+        await self.deliver(out)
+
+    # -- partitions ------------------------------------------------------------------------
+
+    def _own(self, p: int, *, replay: bool = False) -> Partition:
+        """The partition ``p``, created and restoring in the background if it is new here."""
+        partition = self.partitions.get(p)
+        if partition is None:
+            partition = self.partitions[p] = Partition(p, replay=replay)
+            partition.restore(self._load)
+        return partition
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """Keep the partitions still ours, forget the others, restore the new ones (in background)."""
+        for p in set(self.partitions) - partitions:
+            self.forget(p)
+        self.assigned = set(partitions)
+        for p in sorted(partitions):
+            self._own(p)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Before a rebalance hands partitions out: let the batch in progress finish, snapshot what
+        changed (so the next owner, maybe this worker, replays little), then forget the partitions.
+        No snapshot of them is written after this."""
+        async with self.lock:
+            await self._final_snapshots(partitions)
+            for p in partitions:
+                self.forget(p)
+            if self.assigned is not None:
+                self.assigned -= partitions
+
+    async def on_shutdown(self) -> None:
+        """On a clean stop: snapshot what changed, so that a restart replays nothing."""
+        async with self.lock:
+            await self._final_snapshots(set(self.partitions))
+
+    async def _final_snapshots(self, partitions: set[int]) -> None:
+        budget = self.options.session_timeout / 2  # a rebalance must not wait on an unreachable broker
+        for p in sorted(partitions):
+            partition = self.partitions.get(p)
+            if partition is None or partition.engines is None or not partition.engines.dirty:
+                continue
+            try:
+                await asyncio.wait_for(self._snapshot(partition), budget)
+            except asyncio.TimeoutError:
+                log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
+
+    def forget(self, p: int) -> None:
+        """Partition ``p`` is no longer ours: drop all its state, and the series of its datasets."""
+        partition = self.partitions.pop(p, None)
+        if partition is not None:
+            partition.forget()
+        owned = {dataset for _, dataset in self.owned()}
+        for dataset in self.obs.datasets() - owned:  # the next owner reports them
+            self.obs.drop(dataset)
+
+    async def _load(self, p: int, replay: bool) -> PartitionEngines:
+        """Partition ``p``'s engines from its latest snapshots (waits for the broker if need be)."""
+        started = time.monotonic()
+        backoff = Backoff()
+        while True:
+            try:
+                records = await read_range(self.settings.bootstrap, self.topics["snapshots"], p, None, None)
+                break
+            except Exception as error:  # broker unavailable: keep trying, the partition waits
+                await backoff.wait(log, "snapshots_read_retry", partition=p, error=repr(error))
+        engines = PartitionEngines(self.topics["events"], p, self.make_engine, self.restore_engine)
+        problems = await self.in_thread(engines.restore, collect((k, v) for _, k, v in records),
+                                        key=self.settings.snapshot_key, replay=replay)
+        self.obs.snapshots_rejected.inc(len(problems))
+        self.obs.restores.inc()
+        engines.changed.update(engines.engines)  # publish the restored metrics once
+        log_event(log, logging.INFO, "partition_restored", partition=p, datasets=sorted(engines.engines),
+                  seconds=round(time.monotonic() - started, 3))
+        return engines
+
+    # -- engine ----------------------------------------------------------------------------
+
+    def _ours(self, p: int) -> bool:
+        return self.assigned is None or p in self.assigned
+
+    async def process(self, batch: list) -> None:
+        """Apply a batch of Faust events of the ``events`` topic; never raises."""
+        by_partition: dict[int, list] = {}
+        for event in batch:
+            by_partition.setdefault(event.message.partition, []).append(event)
+        for p, events in by_partition.items():
+            if not self._ours(p):
+                continue  # a stale delivery from before a rebalance
+            partition = self._own(p)
+            partition.delivered_from(events[0].message.offset)  # a batch stuck here still shows lag
+            try:
+                await self._process_partition(partition, events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not bad input: keep the worker alive, rebuild the partition
+                log_event(log, logging.ERROR, "processing_failed", partition=p, events=len(events), exc_info=True)
+                self.forget(p)  # its unacked events stay unacked: the commit never passes a snapshot
+                if self._ours(p):
+                    self._own(p, replay=True)  # Faust will not deliver them again: replay from the snapshots
+
+    async def _process_partition(self, partition: Partition, events: list) -> None:
+        p = partition.number
+        engines = await partition.wait_restored()
+        if engines is None:
+            return  # revoked while restoring: Faust delivers these events again after the rebalance
+        records = [(e.message.offset, e.message.value) for e in events]
+        async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
+            if self.partitions.get(p) is not partition:
+                return  # revoked while waiting
+            started = time.perf_counter()
+            gap = engines.gap(records[0][0])
+            if gap is not None:
+                log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
+                extra = await read_range(self.settings.bootstrap, self.topics["events"], p, gap[0], gap[1])
+                records = [(o, v) for o, _, v in extra] + records
+            outcome = await self.in_thread(engines.apply, records, now=time.time())
+            self.obs.latency.observe(time.perf_counter() - started)
+            if outcome.skipped:
+                log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
+                          why="covered by a snapshot, already applied, or repeated by the sequencer")
+            self.obs.events_in.labels(self.topics["events"]).inc(len(events))
+            out: list[Record] = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
+                                 for pr in outcome.predictions]
+            out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
+            await self.deliver(out)
+            if self.partitions.get(p) is not partition:
+                return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
+            partition.hold(events, now=time.monotonic())
+            if engines.since_snapshot >= self.options.snapshot_every:
+                await self._snapshot(partition)
+            elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
+                partition.ack()
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    async def snapshot(self, p: int) -> None:
+        """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover."""
+        async with self.lock:
+            partition = self.partitions.get(p)
+            if partition is not None and partition.restored:
+                await self._snapshot(partition)
+
+    async def _snapshot(self, partition: Partition) -> None:
+        p, engines = partition.number, partition.engines
+        assert engines is not None
+        packed = await self.in_thread(engines.snapshot_records, key=self.settings.snapshot_key,
+                                      chunk_bytes=self.options.chunk_bytes)
+        topic = self.topics["snapshots"]
+        for manifest, chunks, manifest_record in packed:
+            await self.deliver([(topic, k, v, p) for k, v in chunks])
+            await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
+            self.obs.record_snapshot(manifest.dataset, manifest.size)
+        stale = engines.snapshotted([m for m, _, _ in packed])
+        if stale:
+            await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
+        if packed:
+            log_event(log, logging.INFO, "snapshot", partition=p, events_offset=engines.position,
+                      datasets=[m.dataset for m, _, _ in packed])
+        partition.ack()
+
+    async def snapshot_due(self) -> None:
+        """Snapshot every partition whose events have been held for ``snapshot_seconds``."""
+        now = time.monotonic()
+        for p, partition in list(self.partitions.items()):
+            if partition.snapshot_due(now=now, seconds=self.options.snapshot_seconds):
+                await self.snapshot(p)
+
+    # -- metrics and suggestions -----------------------------------------------------------
+
+    def _publications(self, engine: Engine, now: float) -> tuple[MetricsSnapshot, list[SuggestionList]]:
+        """The metrics and every suggestion list of ``engine`` (in the engine thread)."""
+        metrics = engine.metrics(now=now)
+        return metrics, suggestion_lists(engine, now=now, limit=self.options.suggestions_limit,
+                                         labels=sorted(metrics.labels))
+
+    async def publish_metrics(self) -> None:
+        """Publish the metrics and suggestions of every dataset changed since its last publication."""
+        for p, partition in list(self.partitions.items()):
+            engines = partition.engines
+            if engines is None:
+                continue
+            for dataset in sorted(engines.changed):
+                async with self.lock:
+                    if self.partitions.get(p) is not partition:
+                        break  # revoked meanwhile: the next owner publishes
+                    engine = engines.engines.get(dataset)
+                    if engine is None:
+                        continue
+                    engines.changed.discard(dataset)
+                    try:
+                        metrics, lists = await self.in_thread(self._publications, engine, time.time())
+                    except Exception:
+                        log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+                        continue
+                    if self.partitions.get(p) is not partition:
+                        break  # forgotten while computing (a new assignment): publish nothing stale
+                    self.latest_metrics[dataset] = metrics
+                    self.obs.publish(metrics)
+                    key = dataset.encode("utf-8")
+                    out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
+                    out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
+                    await self.deliver(out)
+
+    # -- lag -------------------------------------------------------------------------------
+
+    def record_lag(self, consumer, tp, last_offset: int) -> None:
+        """Set the lag of ``tp`` after a batch ending at ``last_offset`` was handled."""
+        if tp.topic == self.topics["events"]:
+            if not self._ours(tp.partition):
+                return  # a stale delivery: the partition is no longer ours
+            partition = self.partitions.get(tp.partition)
+            if partition is not None:
+                partition.handled(last_offset)
+        highwater = _highwater(consumer, tp)
+        if highwater is not None:
+            self.obs.set_lag(tp.topic, tp.partition, highwater - last_offset - 1)
+
+    def refresh_lag(self, consumer) -> None:
+        """Set the lag of every assigned ``events`` partition from the consumer's highwater and the
+        engine's position, whether or not batches arrive (a stalled engine's lag keeps growing).
+
+        The position is `agents.worker.partition.Partition.position`; a partition without one
+        has no lag series yet. Reads cached values only: nothing waits on the broker.
+        """
+        from faust.types import TP
+
+        topic = self.topics["events"]
+        for p in sorted(self.assigned or ()):
+            partition = self.partitions.get(p)
+            position = partition.position if partition is not None else None
+            highwater = _highwater(consumer, TP(topic, p))
+            if position is not None and highwater is not None:
+                self.obs.set_lag(topic, p, highwater - position)
+
+
+def _highwater(consumer, tp) -> int | None:
+    """The consumer's highwater of ``tp``, None when it does not know it (not assigned, no fetch yet)."""
+    try:
+        return consumer.highwater(tp)
+    except Exception:
+        return None

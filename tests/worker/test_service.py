@@ -1,0 +1,144 @@
+"""`Service` without Kafka: the ack discipline and the rebuild after a failed batch.
+
+The events are real Banking77 ``events`` records in Faust-like envelopes; the producer takes
+every record at once; restoring reads an empty ``snapshots`` partition (fresh engines), as the
+real loader does on a new topic. The rest is the worker's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+
+import pytest
+
+from agents.ingest.datasets import banking77
+from agents.settings import Settings
+from agents.worker.engines import PartitionEngines
+from agents.worker.observability import Observability
+from agents.worker.options import WorkerOptions
+from agents.worker.service import Service
+from schemas import Event
+
+
+@dataclasses.dataclass
+class Record:
+    partition: int
+    offset: int
+    value: bytes
+
+
+class FaustEvent:
+    """What the engine agent hands `Service.process`: the record, and ``ack()``."""
+
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self.message = Record(partition, offset, value)
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+async def _accept(topic, key, value, partition):
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+@pytest.fixture(scope="module")
+def records(datasets) -> list[bytes]:
+    out = []
+    for i, (message, review) in enumerate(itertools.islice(banking77(root=datasets), 30)):
+        out.append(Event(source_topic="refinery.messages", partition=0, offset=i, message=message).encode())
+        if i % 3 == 2:
+            out.append(Event(source_topic="refinery.annotations", partition=0, offset=i, annotation=review).encode())
+    return out
+
+
+def _service(**options) -> tuple[Service, list[tuple[int, bool]]]:
+    """A worker assigned partition 0, whose restores find no snapshot; also the restores it made."""
+    service = Service(Settings(), WorkerOptions(engine_config={"feature_bits": 12}, **options), _accept,
+                      Observability())
+    loads: list[tuple[int, bool]] = []
+
+    async def load(p: int, replay: bool) -> PartitionEngines:
+        loads.append((p, replay))
+        return PartitionEngines(service.topics["events"], p, service.make_engine, service.restore_engine)
+
+    service._load = load  # type: ignore[method-assign]  # instead of reading Kafka's snapshots partition
+    service.on_assigned({0})
+    return service, loads
+
+
+def test_applied_events_are_acked_only_once_a_snapshot_covers_them(records):
+    async def run():
+        service, _ = _service(snapshot_every=10_000)
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records)]
+        await service.process(events)
+        before = [e.acked for e in events]
+        await service.snapshot(0)
+        return before, [e.acked for e in events], service
+
+    before, after, service = asyncio.run(run())
+    assert not any(before) and all(after)
+    assert service.partitions[0].engine("banking77").model_version == sum(Event.decode(r).annotation is not None
+                                                                          for r in records)
+
+
+def test_a_failed_batch_rebuilds_its_partition_from_the_snapshots_and_acks_nothing(records, caplog):
+    class Broken(PartitionEngines):
+        def apply(self, records, *, now):
+            raise RuntimeError("a bug")
+
+    async def run():
+        service, loads = _service()
+        engines = await service.partitions[0].wait_restored()
+        engines.__class__ = Broken
+        first = service.partitions[0]
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:5])]
+        await service.process(events)
+        rebuilt = await service.partitions[0].wait_restored()
+        return loads, events, first, service.partitions[0], rebuilt
+
+    with caplog.at_level(logging.ERROR, logger="refinery.worker"):
+        loads, events, first, now, rebuilt = asyncio.run(run())
+    assert loads == [(0, False), (0, True)]  # restored again, replaying from the snapshots' offsets
+    assert now is not first and type(rebuilt) is PartitionEngines
+    assert not any(e.acked for e in events)  # the commit never passes a snapshot
+    assert any(r.getMessage().startswith("processing_failed partition=0 events=5") and r.exc_info
+               for r in caplog.records)
+
+
+def test_a_stale_delivery_of_a_partition_no_longer_ours_is_ignored(records):
+    async def run():
+        service, loads = _service()
+        await service.process([FaustEvent(3, 0, records[0])])
+        return service, loads
+
+    service, loads = asyncio.run(run())
+    assert 3 not in service.partitions and loads == [(0, False)]
+
+
+def test_a_partition_forgotten_while_its_batch_is_delivered_is_neither_held_nor_snapshotted(records, caplog):
+    async def run():
+        service, _ = _service(snapshot_every=1)  # every batch would be snapshotted at once
+        written: list[str] = []
+
+        async def send(topic, key, value, partition):
+            written.append(topic)
+            if topic == service.topics["predictions"] and service.partitions:
+                service.on_assigned(set())  # a new assignment without partition 0, mid-delivery
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:5])]
+        await service.process(events)
+        return service, written, events
+
+    with caplog.at_level(logging.ERROR, logger="refinery.worker"):
+        service, written, events = asyncio.run(run())
+    assert service.partitions == {} and "snapshots" not in {t.rsplit(".", 1)[-1] for t in written}
+    assert not any(e.acked for e in events)
+    assert not [r for r in caplog.records if r.getMessage().startswith("processing_failed")]
