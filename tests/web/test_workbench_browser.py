@@ -43,7 +43,7 @@ MESSAGES = 600  # shuffled Banking77, every other one reviewed: enough for check
 def settings(kafka_bootstrap, tmp_path_factory):
     import uuid
 
-    from agents.kafka.broker import create_topics, delete_topics
+    from agents.kafka.admin import create_topics, delete_topics
     from agents.settings import Settings
     from tests.conftest import TEST_PARTITIONS
 
