@@ -169,7 +169,7 @@ def register(app, service: Service) -> Api:
 
     def page(view: View, result: tuple[int, str]):
         status, html = result
-        return view.html(html, status=status)
+        return routes.respond(view, routes.Reply(status, html))  # with the pages' security headers
 
     def guarded(handler):
         async def get(self, request, **kwargs):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from agents.web.service_view import worker_view
 from agents.web.workbench import Reply, Workbench, WorkbenchOptions, json_reply
 
-__all__ = ["register", "respond"]
+__all__ = ["Reply", "register", "respond"]
 
 
 def respond(view, reply: Reply):

@@ -415,3 +415,15 @@ def test_a_cross_site_post_without_the_session_is_refused_and_sends_nothing(brow
     time.sleep(2)
     assert not [a for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
                 if a.message_id == target and any(label.name == "Forged" for label in a.labels)]
+
+
+def test_pages_allow_only_the_workers_own_script_and_no_framing(worker):
+    import urllib.request
+
+    for path in ("/", "/datasets/banking77", "/login"):
+        request = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            policy = response.headers["Content-Security-Policy"]
+            assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
