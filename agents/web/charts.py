@@ -63,8 +63,8 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float | None]]], *, ti
                 runs[-1].append(f"{x:.1f},{y:.1f}")
             for run in runs:
                 if len(run) == 1:
-                    x, y = run[0].split(",")
-                    parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>')
+                    cx, cy = run[0].split(",")
+                    parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
                 elif run:
                     parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
             last = next((v for _, v in reversed(points) if v is not None), None)

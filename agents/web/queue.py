@@ -13,6 +13,7 @@ first one that
   reviewer. All of it is in memory, bounded (`MAX_TRACKED` entries per table).
 
 >>> from schemas import Suggestion
+from schemas.events import Mode
 >>> items = [Suggestion(message_id=f"m{i}", kind="shuffle", label=None, score=0.0, reason="") for i in range(3)]
 >>> queues = ReviewQueues()
 >>> first = queues.pick("d", items, "ann", now=0).message_id; queues.open("d", first, "ann", now=0); first
@@ -32,12 +33,14 @@ import dataclasses
 from typing import Callable, Sequence
 
 from schemas import Suggestion
+from schemas.events import Mode
 
 __all__ = ["KIND_MODES", "LEASE_SECONDS", "RECENT_SECONDS", "MAX_TRACKED", "Lease", "ReviewQueues"]
 
 #: The review ``mode`` of each training mode (``schemas.Annotation.mode``).
-KIND_MODES = {"check_label": "check", "missed_label": "missed", "teach_label": "teach",
-              "low_confidence": "low_confidence", "rebalance": "rebalance", "shuffle": "shuffle", "search": "search"}
+KIND_MODES: dict[str, Mode] = {"check_label": "check", "missed_label": "missed", "teach_label": "teach",
+                               "low_confidence": "low_confidence", "rebalance": "rebalance", "shuffle": "shuffle",
+                               "search": "search"}
 LEASE_SECONDS = 120.0
 #: How long a message reviewed here stays out of the queues while its review travels to the engine.
 RECENT_SECONDS = 600.0

@@ -1,7 +1,6 @@
-"""The worker, as the web pages see it: the one place that reads the worker's ``Service`` and the
-engines' internals (`WorkerView`), so that changes there touch only this module. It reads both the
-``agents.worker.app.Service`` of today and the ``agents.worker.service.Service`` of the worker's
-split (``engine(dataset)``, ``owned()``); the first branch goes once the split is merged.
+"""The worker, as the web pages see it: the one place that reads the worker's
+`agents.worker.service.Service` and the engines' internals (`WorkerView`), so that changes there
+touch only this module.
 
 Engine calls go through `WorkerView.call`: in the worker's engine thread, under its lock, never
 on the event loop.
@@ -10,8 +9,15 @@ on the event loop.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from schemas import Annotation
+from schemas import Annotation, MetricsSnapshot
+
+if TYPE_CHECKING:
+    from agents.worker.service import Service
+    from pipeline.engine import Engine
+
+T = TypeVar("T")
 
 __all__ = ["SEND_TIMEOUT", "WorkerView", "worker_view", "pinned_labels", "label_mix"]
 
@@ -20,23 +26,18 @@ SEND_TIMEOUT = 15.0
 
 
 class WorkerView:
-    """Everything the workbench needs from the worker's `agents.worker.app.Service`, in one place."""
+    """Everything the web pages need from the worker's `agents.worker.service.Service`, in one place."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
         self.settings = service.settings
 
-    def engine(self, dataset: str):
+    def engine(self, dataset: str) -> Engine | None:
         """The engine of ``dataset`` when this worker owns it, else None. Call it through `call`."""
-        if hasattr(self.service, "owner_of"):  # the Service of agents.worker.app (before its split)
-            part = self.service.owner_of(dataset)
-            return None if part is None else part.engines.get(dataset)
-        return self.service.engine(dataset)  # agents.worker.service.Service
+        return self.service.engine(dataset)
 
     def owned_rows(self) -> list[tuple[int, str]]:
         """``(partition, dataset)`` of every dataset this worker owns, sorted."""
-        if hasattr(self.service, "owner_of"):
-            return [(p, name) for p, part in sorted(self.service.partitions.items()) for name in sorted(part.engines)]
         return list(self.service.owned())
 
     def owned(self) -> list[str]:
@@ -49,10 +50,10 @@ class WorkerView:
     def partitions(self) -> set[int]:
         return set(self.service.assigned or ())
 
-    def latest_metrics(self) -> dict:
+    def latest_metrics(self) -> dict[str, MetricsSnapshot]:
         return dict(self.service.latest_metrics)
 
-    async def call(self, fn, *args, **kwargs):
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the engine thread, under the engines' lock."""
         async with self.service.lock:
             return await self.service.in_thread(fn, *args, **kwargs)
@@ -71,7 +72,7 @@ class WorkerView:
         await asyncio.wait_for(asyncio.ensure_future(delivery), SEND_TIMEOUT)
 
 
-def worker_view(service) -> WorkerView:
+def worker_view(service: Service) -> WorkerView:
     """The workbench's one way into the worker."""
     return WorkerView(service)
 

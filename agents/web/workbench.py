@@ -203,7 +203,8 @@ class Workbench:
             import hmac
 
             token = str(form.get("token", ""))
-            if not hmac.compare_digest(token.encode("utf-8"), self.worker.settings.api_token.encode("utf-8")):
+            expected = self.worker.settings.api_token or ""
+            if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
                 log_event(log, logging.WARNING, "login_refused", reviewer=reviewer)
                 return _html(401, render_login(needs_token=True, next_url=next_url, error="Wrong API token."))
         log_event(log, logging.INFO, "login", reviewer=reviewer)
@@ -287,8 +288,8 @@ class Workbench:
         form = await request.post()
         session = self.session(request)
         refused = self._write_refused(request, session, form)
-        if refused is not None:
-            return refused
+        if refused is not None or session is None:  # (no session is refused too)
+            return refused or _html(403, "")
         engine = self.worker.engine(dataset)
         if engine is None:
             return _html(404, pages.render_missing(dataset, self.worker.owned()))
