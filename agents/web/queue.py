@@ -13,7 +13,6 @@ first one that
   reviewer. All of it is in memory, bounded (`MAX_TRACKED` entries per table).
 
 >>> from schemas import Suggestion
-from schemas.events import Mode
 >>> items = [Suggestion(message_id=f"m{i}", kind="shuffle", label=None, score=0.0, reason="") for i in range(3)]
 >>> queues = ReviewQueues()
 >>> first = queues.pick("d", items, "ann", now=0).message_id; queues.open("d", first, "ann", now=0); first
