@@ -57,8 +57,9 @@ True
 
 from __future__ import annotations
 
+import bisect
 import functools
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -95,8 +96,8 @@ class ReviewOutcome:
     """What :meth:`Refiner.annotate` did with a review.
 
     ``prediction`` is the out-of-sample prediction recorded before learning (None for a
-    removal), built when first read; ``replaced`` says whether an earlier review of the
-    message was replaced or removed.
+    removal), built when first read (``build`` returns it in a list of one); ``replaced`` says
+    whether an earlier review of the message was replaced or removed.
     """
 
     __slots__ = ("message_id", "action", "pinned", "replaced", "_build", "_prediction")
@@ -109,7 +110,7 @@ class ReviewOutcome:
     @property
     def prediction(self) -> Prediction | None:
         if self._prediction is None and self._build is not None:
-            self._prediction, self._build = self._build(), None
+            self._prediction, self._build = self._build()[0], None
         return self._prediction
 
     def __repr__(self) -> str:
@@ -194,14 +195,11 @@ class Refiner:
         self.live.put(message.id, features, row, timestamp)
         if timestamp > self.last_time:
             self.last_time = timestamp
-        at = (row >= self.thresholds).nonzero()[0]  # label columns at threshold
-        columns = at.tolist()
-        if columns:  # the live mix counts the top label if it is at threshold, else "none"
-            top = int(row.argmax())
-            self.drift.observe_one(timestamp, top if top in columns else len(row), self.labels)
-        else:
-            self.drift.observe_one(timestamp, len(row), self.labels)
-        return self._prediction_at(message.id, timestamp, row, at, columns)
+        # the live mix counts the top label if it is at threshold, else "none" (column len(row))
+        top = int(row.argmax()) if len(row) else 0
+        self.drift.observe_one(timestamp, top if len(row) and row[top] >= self.thresholds[top] else len(row),
+                               self.labels)
+        return self._predictions([message.id], [timestamp], row[None, :])[0]
 
     def observe_many(self, messages: Iterable[Message | dict]) -> list[Prediction]:
         """Predict a batch of live messages at once; the same as calling :meth:`observe` on each in turn.
@@ -222,14 +220,14 @@ class Refiner:
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
-        return self._predictions(parsed, scores)
+        return self._predictions([m.id for m in parsed], [m.timestamp for m in parsed], scores)
 
     def predict(self, message: Message | dict) -> Prediction:
         """What :meth:`observe` would return, without remembering the message: the state is
         untouched (for ad-hoc queries, e.g. the web API)."""
         message = self._message(message, 0)
         scores = self._score(SparseRows.stack([self._features(message)]))
-        return self._predictions([message], scores)[0]
+        return self._predictions([message.id], [message.timestamp], scores)[0]
 
     # ------------------------------------------------------------------ reviews
 
@@ -285,9 +283,8 @@ class Refiner:
         version, every = self.model_version, self.config.threshold_refresh
         if version % every == 0 or (version < every and version >= 8 and version & (version - 1) == 0):
             self._refresh_thresholds()
-        build = functools.partial(self._prediction, message_id, annotation.timestamp, out_of_sample,
-                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy(),
-                                  len(self.labels))
+        build = functools.partial(self._predictions, [message_id], [annotation.timestamp], out_of_sample[None, :],
+                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy())
         return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
@@ -416,83 +413,44 @@ class Refiner:
         """How often each label is pinned standing alone (no other label but its ancestors)."""
         return (self.alone + 1.0) / (self.pinned + 1.0)
 
-    def _predictions(self, messages: list[Message], scores: np.ndarray) -> list[Prediction]:
-        """The predictions of a batch (the same as :meth:`_prediction` row by row, vectorised)."""
-        names = self.labels
-        if len(messages) == 1:  # one message (observe): the scalar path is cheaper than the vectorised one
-            return [self._prediction(messages[0].id, messages[0].timestamp, scores[0])]
-        at = scores >= self.thresholds
-        any_at = at.any(axis=1).tolist()
-        informative = (at & self._informative).any(axis=1).tolist()
+    def _predictions(self, ids: Sequence[str], timestamps: Sequence[float], scores: np.ndarray,
+                     model_version: int | None = None, thresholds: np.ndarray | None = None,
+                     informative: np.ndarray | None = None) -> list[Prediction]:
+        """The predictions of messages ``ids`` (at ``timestamps``): the one place a Prediction is built.
+
+        ``scores`` holds their confidences, ``len(ids) x k``, a child never above its parent, for
+        the first ``k`` label columns (all of them, unless labels were added since the scores were
+        taken). The model version, thresholds and informative flags are the engine's current ones
+        unless given (a review's prediction uses those it was scored under).
+        """
+        k = scores.shape[1]
+        names = self.labels if k == len(self.labels) else self.labels[:k]
+        thresholds = (self.thresholds if thresholds is None else thresholds)[:k]
+        informative = (self._informative if informative is None else informative)[:k]
+        version = self.model_version if model_version is None else model_version
         rounded = _rounded(scores).tolist()
+        hit_rows, hit_columns = (scores >= thresholds).nonzero()  # (row, label column) pairs at threshold, row-major
+        rows_at, columns_at = hit_rows.tolist(), hit_columns.tolist()
         out = []
-        for i, message in enumerate(messages):
+        start = 0
+        for i, (message_id, timestamp) in enumerate(zip(ids, timestamps)):
             confidences = dict(zip(names, rounded[i]))
-            if any_at[i]:
-                columns = np.flatnonzero(at[i])
-                chosen = set(columns.tolist())
-                if self._child_parent:
-                    for column in columns:
-                        chosen.update(self._ancestors[column])
-                labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            else:
-                labels = ()
-            out.append(Prediction(dataset=self.dataset, message_id=message.id, timestamp=message.timestamp,
-                                  model_version=self.model_version, confidences=confidences, labels=labels,
-                                  informative=informative[i]))
-        return out
-
-    def _prediction_at(self, message_id: str, timestamp: float, row: np.ndarray, at: np.ndarray,
-                       columns: list[int]) -> Prediction:
-        """:meth:`_prediction` of a live message now, given its label columns at threshold
-        (``at``, and the same as a list)."""
-        names = self.labels
-        confidences = dict(zip(names, _rounded(row).tolist()))
-        if not columns:
-            labels: tuple[str, ...] = ()
-            informative = False
-        elif len(columns) == 1 and not self._child_parent:
-            labels = (names[columns[0]],)
-            informative = bool(self._informative[columns[0]])
-        else:
-            chosen = set(columns)
-            for column in columns:
-                chosen.update(self._ancestors[column])
-            labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            informative = bool(self._informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version, confidences=confidences, labels=labels,
-                          informative=informative)
-
-    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
-                    thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
-                    n_labels: int | None = None) -> Prediction:
-        n = len(self.labels) if n_labels is None else n_labels
-        thresholds = self.thresholds if thresholds is None else thresholds
-        informative = self._informative if informative is None else informative
-        if n == len(self.labels):
-            names = self.labels
-        else:
-            names, row, thresholds = self.labels[:n], row[:n], thresholds[:n]
-        confidences = dict(zip(names, _rounded(row).tolist()))
-        at = (row >= thresholds).nonzero()[0]
-        if len(at) == 0:
-            labels: tuple[str, ...] = ()
-            is_informative = False
-        else:
-            columns = at.tolist()
-            if len(columns) == 1 and not self._child_parent:
+            end = bisect.bisect_right(rows_at, i, start)
+            columns = columns_at[start:end]
+            start = end
+            if not columns:
+                labels: tuple[str, ...] = ()
+            elif len(columns) == 1 and not self._ancestors[columns[0]]:
                 labels = (names[columns[0]],)
-            else:
+            else:  # a child at threshold lists its parents too
                 chosen = set(columns)
-                if self._child_parent:
-                    for column in columns:
-                        chosen.update(self._ancestors[column])
+                for column in columns:
+                    chosen.update(self._ancestors[column])
                 labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            is_informative = bool(informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version if model_version is None else model_version,
-                          confidences=confidences, labels=labels, informative=is_informative)
+            out.append(Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
+                                  model_version=version, confidences=confidences, labels=labels,
+                                  informative=any(informative[c] for c in columns)))
+        return out
 
     # ------------------------------------------------------------------ validation
 
