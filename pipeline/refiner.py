@@ -556,6 +556,27 @@ class Refiner:
 
     # ------------------------------------------------------------------ pools for suggestions and drift
 
+    @property
+    def informative(self) -> np.ndarray:
+        """Which labels are informative, one flag per label column (aligned with ``labels``), read-only.
+
+        A label is informative when at least half of the reviews pinning it pin no other label
+        but its ancestors (counting one such review as a prior): a parent always pinned with a
+        child, or a tag always pinned with another label, is not. Coverage and the
+        ``low_confidence`` suggestions count only informative labels at threshold.
+
+        >>> r = Refiner(dataset="support")
+        >>> for i in range(2):
+        ...     _ = r.annotate({"dataset": "support", "message_id": f"m-{i}", "timestamp": i,
+        ...                     "labels": [{"name": "Card > Delivery"}],
+        ...                     "message": {"dataset": "support", "id": f"m-{i}", "timestamp": i, "body": "my card?"}})
+        >>> dict(zip(r.labels, r.informative.tolist()))
+        {'Card': False, 'Card > Delivery': True}
+        """
+        view = self._informative.view()
+        view.flags.writeable = False  # the engine keeps it current; readers must not change it
+        return view
+
     def unreviewed_pool(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Recent live messages not reviewed: ids, current confidences (``n x labels``) and
         balance-model scores (how reviewed-like each looks), in live-window slot order."""

@@ -91,7 +91,7 @@ class _Pools:
         n = len(engine.labels)
         self.labels = list(engine.labels)
         self.thresholds = np.asarray(engine.thresholds[:n], dtype=np.float64)
-        self.informative = np.asarray(engine._informative[:n], dtype=bool)
+        self.informative = np.asarray(engine.informative[:n], dtype=bool)
         parents = {name.rsplit(" > ", 1)[0] for name in self.labels if " > " in name}
         self.leaves = np.array([name not in parents for name in self.labels], dtype=bool)  # labels with no child label
         reviews = engine.reviews
