@@ -12,7 +12,7 @@ import math
 
 from schemas import Factor, LabelWarning, Rating
 
-__all__ = ["band", "balance_score", "label_warnings", "rate", "FACTOR_WEIGHTS"]
+__all__ = ["band", "balance_score", "label_warnings", "rate", "FACTOR_WEIGHTS", "WORST_SHARE"]
 
 #: How much each factor weighs in the overall score.
 FACTOR_WEIGHTS = {"all_labels": 0.4, "underperforming_labels": 0.2, "coverage": 0.2, "balance": 0.2}

@@ -76,7 +76,7 @@ from pipeline.windows import LiveWindow, ReviewWindow
 from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Suggestion, Thresholds,
                      label_ancestors)
 
-__all__ = ["Refiner", "ReviewOutcome"]
+__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION"]
 
 #: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
 #: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.

@@ -28,7 +28,8 @@ def body_limit() -> int:
     """The body size limit in force for the current parse."""
     return _max_body_bytes.get()
 
-__all__ = ["NonEmpty", "Timestamp", "LabelName", "Range", "Record", "describe"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "NonEmpty", "Timestamp", "LabelName", "Range", "Record", "body_limit", "describe",
+           "normalise_label", "parse_timestamp"]
 
 
 class NonEmpty:
