@@ -15,12 +15,13 @@ from pathlib import Path
 
 import orjson
 
+from schemas._typed import Record
 from schemas.events import Annotation, DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
 
 __all__ = ["TOPIC_TYPES", "SCHEMA_DIR", "rendered", "write", "stale"]
 
 #: The type carried by each topic of DESIGN.md section 3.
-TOPIC_TYPES = {
+TOPIC_TYPES: dict[str, type[Record]] = {
     "messages": Message,
     "annotations": Annotation,
     "events": Event,
