@@ -275,6 +275,7 @@ class DriftMonitor:
         """Count the predicted label of each observed message (rows of ``scores``, in order)."""
         self.observed += len(scores)
         n = len(labels)
+        buckets: list[int] | np.ndarray
         if len(scores) == 1:  # one message at a time (observe): plain Python is cheaper than array calls
             top = int(scores[0, :n].argmax()) if n else n
             buckets = [top if n and scores[0, top] >= thresholds[top] else n]
@@ -285,16 +286,14 @@ class DriftMonitor:
         else:
             buckets = np.zeros(len(scores), dtype=np.int64)
         for position in self.mix.update(buckets, n, self.reviewed):
-            _, before, after = self.mix.last_result
-            self._report(None, "live_mix", float(times[position]), _mix_detail(before, after, labels))
+            self._report_mix(float(times[position]), labels)
 
     def observe_one(self, time: float, bucket: int, labels: list[str]) -> None:
         """:meth:`observe` of one message whose predicted label is known: ``bucket`` is the
         column of its top label if that is at threshold, else ``len(labels)`` (none)."""
         self.observed += 1
         if self.mix.add(bucket, len(labels), self.reviewed):
-            _, before, after = self.mix.last_result
-            self._report(None, "live_mix", float(time), _mix_detail(before, after, labels))
+            self._report_mix(float(time), labels)
 
     def review(self, time: float, scores: np.ndarray, pinned: tuple[int, ...], thresholds: np.ndarray,
                labels: list[str]) -> None:
@@ -312,7 +311,13 @@ class DriftMonitor:
             if self.error.update(1 + column, 0.0 if column in predicted and column in truth else 1.0):
                 self._report(labels[column], "label_error", time, self._error_detail(repr(labels[column])))
 
+    def _report_mix(self, when: float, labels: list[str]) -> None:
+        assert self.mix.last_result is not None  # set by the block that found the change
+        _, before, after = self.mix.last_result
+        self._report(None, "live_mix", when, _mix_detail(before, after, labels))
+
     def _error_detail(self, what: str) -> str:
+        assert self.error.last_change is not None  # set by the bucket that found the rise
         before, after, n = self.error.last_change
         return f"prequential error of {what} rose from {before:.0%} to {after:.0%} over the last {n} outcomes"
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -91,6 +91,8 @@ _BLOCK = 128
 #: Reviews the balance model learns together (with as many live samples).
 _BALANCE_BATCH = 16
 
+_Event = TypeVar("_Event", Message, Annotation)
+
 
 class ReviewOutcome:
     """What :meth:`Refiner.annotate` did with a review.
@@ -103,9 +105,10 @@ class ReviewOutcome:
     __slots__ = ("message_id", "action", "pinned", "replaced", "_build", "_prediction")
 
     def __init__(self, message_id: str, action: Literal["review", "remove"], pinned: tuple[str, ...],
-                 replaced: bool, build=None) -> None:
+                 replaced: bool, build: Callable[[], list[Prediction]] | None = None) -> None:
         self.message_id, self.action, self.pinned, self.replaced = message_id, action, pinned, replaced
-        self._build, self._prediction = build, None
+        self._build = build
+        self._prediction: Prediction | None = None
 
     @property
     def prediction(self) -> Prediction | None:
@@ -399,7 +402,7 @@ class Refiner:
     def _message(self, message: Message | dict, index: int) -> Message:
         return self._accept(message, Message, f"messages[{index}]")
 
-    def _accept(self, record, kind: type, path: str):
+    def _accept(self, record: _Event | dict, kind: type[_Event], path: str) -> _Event:
         """``record`` as a ``kind`` (a dict is parsed strictly) of this engine's dataset."""
         if isinstance(record, dict):
             record = kind.from_dict(record)
@@ -518,7 +521,7 @@ class Refiner:
             red += sum(w.severity == "red" for w in warnings)
             per_label[label] = LabelMetrics(
                 precision=_round(precision), recall=_round(recall), f1=_round(f1), average_precision=_round(ap),
-                threshold=_round(threshold), support=curve.support, pinned=pinned_count,
+                threshold=round(threshold, 6), support=curve.support, pinned=pinned_count,
                 thresholds=Thresholds(balanced=_unit(balanced[column]), high_precision=_unit(high_precision[column]),
                                       high_recall=_unit(high_recall[column])),
                 warnings=warnings)
