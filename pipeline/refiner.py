@@ -57,7 +57,6 @@ True
 
 from __future__ import annotations
 
-import bisect
 import functools
 from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
@@ -431,16 +430,19 @@ class Refiner:
         thresholds = (self.thresholds if thresholds is None else thresholds)[:k]
         informative = (self._informative if informative is None else informative)[:k]
         version = self.model_version if model_version is None else model_version
-        rounded = _rounded(scores).tolist()
-        hit_rows, hit_columns = (scores >= thresholds).nonzero()  # (row, label column) pairs at threshold, row-major
-        rows_at, columns_at = hit_rows.tolist(), hit_columns.tolist()
+        # per message: its rounded confidences and its label columns at threshold
+        if len(scores) == 1:  # one message (observe): vector operations are cheaper than the matrix's
+            rounded = [_rounded(scores[0]).tolist()]
+            hits = [(scores[0] >= thresholds).nonzero()[0].tolist()]
+        else:
+            rounded = _rounded(scores).tolist()
+            hit_rows, hit_columns = (scores >= thresholds).nonzero()  # row-major
+            bounds = np.searchsorted(hit_rows, np.arange(len(scores) + 1)).tolist()
+            flat = hit_columns.tolist()
+            hits = [flat[bounds[i]:bounds[i + 1]] for i in range(len(scores))]
         out = []
-        start = 0
-        for i, (message_id, timestamp) in enumerate(zip(ids, timestamps)):
-            confidences = dict(zip(names, rounded[i]))
-            end = bisect.bisect_right(rows_at, i, start)
-            columns = columns_at[start:end]
-            start = end
+        for message_id, timestamp, row, columns in zip(ids, timestamps, rounded, hits):
+            confidences = dict(zip(names, row))
             if not columns:
                 labels: tuple[str, ...] = ()
             elif len(columns) == 1 and not self._ancestors[columns[0]]:
