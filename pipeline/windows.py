@@ -106,7 +106,8 @@ class _Ring:
         lengths = arrays[f"{prefix}.feature_lengths"]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         indices, values = arrays[f"{prefix}.feature_indices"], arrays[f"{prefix}.feature_values"]
-        self.features = [_NO_FEATURES if message_id is None else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
+        self.features = [_NO_FEATURES if message_id is None
+                         else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
                          for s, message_id in enumerate(self.slot_ids)]
 
 
