@@ -20,6 +20,8 @@ from typing import Any
 __all__ = ["RefinerConfig"]
 
 _TARGET_KINDS = {"precision": "high_precision", "recall": "high_recall", "balanced": "balanced"}
+#: The Python types a setting of each annotated type accepts (annotations are strings here).
+_SETTING_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +104,7 @@ class RefinerConfig:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            expected = {"int": int, "float": (int, float), "bool": bool}.get(field.type)
+            expected = _SETTING_TYPES.get(str(field.type))
             if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
                 raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
         for name in ("validation_window", "live_window", "max_reviewed", "threshold_refresh", "replay_every",

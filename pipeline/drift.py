@@ -31,9 +31,8 @@ True
 
 from __future__ import annotations
 
-
 import numpy as np
-from scipy.stats import chi2
+from scipy.stats import chi2_contingency
 
 from schemas import DriftEvent
 
@@ -229,6 +228,10 @@ class MixDrift:
 def _g_test(a: np.ndarray, b: np.ndarray) -> float:
     """p-value of the G-test that two count vectors come from one distribution.
 
+    The G-test of homogeneity is scipy's log-likelihood test of independence on the 2 x k
+    table of both vectors, without Yates' correction; buckets empty in both are left out (they
+    carry no evidence), and a vector with no counts at all cannot differ.
+
     >>> _g_test(np.array([50.0, 50.0]), np.array([50.0, 50.0]))
     1.0
     >>> _g_test(np.array([100.0, 0.0]), np.array([0.0, 100.0])) < 1e-12
@@ -238,14 +241,7 @@ def _g_test(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a[keep], b[keep]
     if len(a) < 2 or not a.sum() or not b.sum():
         return 1.0
-    total = a.sum() + b.sum()
-    pooled = (a + b) / total
-    g = 0.0
-    for observed in (a, b):
-        expected = pooled * observed.sum()
-        nonzero = observed > 0
-        g += 2.0 * float(np.sum(observed[nonzero] * np.log(observed[nonzero] / expected[nonzero])))
-    return float(chi2.sf(g, len(a) - 1))
+    return float(chi2_contingency(np.vstack([a, b]), correction=False, lambda_="log-likelihood").pvalue)
 
 
 class DriftMonitor:
@@ -279,6 +275,7 @@ class DriftMonitor:
         """Count the predicted label of each observed message (rows of ``scores``, in order)."""
         self.observed += len(scores)
         n = len(labels)
+        buckets: list[int] | np.ndarray
         if len(scores) == 1:  # one message at a time (observe): plain Python is cheaper than array calls
             top = int(scores[0, :n].argmax()) if n else n
             buckets = [top if n and scores[0, top] >= thresholds[top] else n]
@@ -289,16 +286,14 @@ class DriftMonitor:
         else:
             buckets = np.zeros(len(scores), dtype=np.int64)
         for position in self.mix.update(buckets, n, self.reviewed):
-            _, before, after = self.mix.last_result
-            self._report(None, "live_mix", float(times[position]), _mix_detail(before, after, labels))
+            self._report_mix(float(times[position]), labels)
 
     def observe_one(self, time: float, bucket: int, labels: list[str]) -> None:
         """:meth:`observe` of one message whose predicted label is known: ``bucket`` is the
         column of its top label if that is at threshold, else ``len(labels)`` (none)."""
         self.observed += 1
         if self.mix.add(bucket, len(labels), self.reviewed):
-            _, before, after = self.mix.last_result
-            self._report(None, "live_mix", float(time), _mix_detail(before, after, labels))
+            self._report_mix(float(time), labels)
 
     def review(self, time: float, scores: np.ndarray, pinned: tuple[int, ...], thresholds: np.ndarray,
                labels: list[str]) -> None:
@@ -316,7 +311,13 @@ class DriftMonitor:
             if self.error.update(1 + column, 0.0 if column in predicted and column in truth else 1.0):
                 self._report(labels[column], "label_error", time, self._error_detail(repr(labels[column])))
 
+    def _report_mix(self, when: float, labels: list[str]) -> None:
+        assert self.mix.last_result is not None  # set by the block that found the change
+        _, before, after = self.mix.last_result
+        self._report(None, "live_mix", when, _mix_detail(before, after, labels))
+
     def _error_detail(self, what: str) -> str:
+        assert self.error.last_change is not None  # set by the bucket that found the rise
         before, after, n = self.error.last_change
         return f"prequential error of {what} rose from {before:.0%} to {after:.0%} over the last {n} outcomes"
 

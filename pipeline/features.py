@@ -226,7 +226,7 @@ class Featurizer:
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
         cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
-        hashes = []
+        hashes: list[int] = []
         remember = hashes.append
         for word in _WORD.findall(text):
             entry = cache.get(word)
@@ -287,7 +287,7 @@ def _distinct_values(n: int) -> np.ndarray:
     return values
 
 
-def _bucket(value) -> str:
+def _bucket(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if value == 0:

@@ -22,7 +22,8 @@ import numpy as np
 
 from schemas import Thresholds
 
-__all__ = ["average_precision", "precision_recall_f1", "choose_thresholds", "binned_thresholds", "auc", "Curve", "label_curve"]
+__all__ = ["average_precision", "precision_recall_f1", "choose_thresholds", "binned_thresholds", "auc", "Curve",
+           "label_curve", "THRESHOLD_BINS"]
 
 
 class Curve:

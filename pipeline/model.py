@@ -31,6 +31,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit
+
+__all__ = ["OnlineLinear", "SparseRows"]
+
+
 class SparseRows:
     """A batch of sparse vectors in CSR layout: row ``i`` is ``indices[indptr[i]:indptr[i+1]]``
     with ``values`` alike. Every row must have at least one entry (messages always do: their

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from schemas import Factor, LabelWarning, Rating
+from schemas import Band, Factor, LabelWarning, Rating
 
-__all__ = ["band", "balance_score", "label_warnings", "rate", "FACTOR_WEIGHTS"]
+__all__ = ["band", "balance_score", "label_warnings", "rate", "FACTOR_WEIGHTS", "WORST_SHARE"]
 
 #: How much each factor weighs in the overall score.
 FACTOR_WEIGHTS = {"all_labels": 0.4, "underperforming_labels": 0.2, "coverage": 0.2, "balance": 0.2}
@@ -20,7 +20,7 @@ FACTOR_WEIGHTS = {"all_labels": 0.4, "underperforming_labels": 0.2, "coverage": 
 WORST_SHARE = 0.1
 
 
-def band(score: float) -> str:
+def band(score: float) -> Band:
     """Poor 0-49, Average 50-69, Good 70-89, Excellent 90-100."""
     if score >= 90:
         return "Excellent"

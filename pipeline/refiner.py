@@ -58,7 +58,7 @@ True
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -75,7 +75,7 @@ from pipeline.windows import LiveWindow, ReviewWindow
 from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Suggestion, Thresholds,
                      label_ancestors)
 
-__all__ = ["Refiner", "ReviewOutcome"]
+__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION"]
 
 #: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
 #: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.
@@ -90,26 +90,29 @@ _BLOCK = 128
 #: Reviews the balance model learns together (with as many live samples).
 _BALANCE_BATCH = 16
 
+_Event = TypeVar("_Event", Message, Annotation)
+
 
 class ReviewOutcome:
     """What :meth:`Refiner.annotate` did with a review.
 
     ``prediction`` is the out-of-sample prediction recorded before learning (None for a
-    removal), built when first read; ``replaced`` says whether an earlier review of the
-    message was replaced or removed.
+    removal), built when first read (``build`` returns it in a list of one); ``replaced`` says
+    whether an earlier review of the message was replaced or removed.
     """
 
     __slots__ = ("message_id", "action", "pinned", "replaced", "_build", "_prediction")
 
     def __init__(self, message_id: str, action: Literal["review", "remove"], pinned: tuple[str, ...],
-                 replaced: bool, build=None) -> None:
+                 replaced: bool, build: Callable[[], list[Prediction]] | None = None) -> None:
         self.message_id, self.action, self.pinned, self.replaced = message_id, action, pinned, replaced
-        self._build, self._prediction = build, None
+        self._build = build
+        self._prediction: Prediction | None = None
 
     @property
     def prediction(self) -> Prediction | None:
         if self._prediction is None and self._build is not None:
-            self._prediction, self._build = self._build(), None
+            self._prediction, self._build = self._build()[0], None
         return self._prediction
 
     def __repr__(self) -> str:
@@ -194,14 +197,11 @@ class Refiner:
         self.live.put(message.id, features, row, timestamp)
         if timestamp > self.last_time:
             self.last_time = timestamp
-        at = (row >= self.thresholds).nonzero()[0]  # label columns at threshold
-        columns = at.tolist()
-        if columns:  # the live mix counts the top label if it is at threshold, else "none"
-            top = int(row.argmax())
-            self.drift.observe_one(timestamp, top if top in columns else len(row), self.labels)
-        else:
-            self.drift.observe_one(timestamp, len(row), self.labels)
-        return self._prediction_at(message.id, timestamp, row, at, columns)
+        # the live mix counts the top label if it is at threshold, else "none" (column len(row))
+        top = int(row.argmax()) if len(row) else 0
+        self.drift.observe_one(timestamp, top if len(row) and row[top] >= self.thresholds[top] else len(row),
+                               self.labels)
+        return self._predictions([message.id], [timestamp], row[None, :])[0]
 
     def observe_many(self, messages: Iterable[Message | dict]) -> list[Prediction]:
         """Predict a batch of live messages at once; the same as calling :meth:`observe` on each in turn.
@@ -222,14 +222,14 @@ class Refiner:
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
-        return self._predictions(parsed, scores)
+        return self._predictions([m.id for m in parsed], [m.timestamp for m in parsed], scores)
 
     def predict(self, message: Message | dict) -> Prediction:
         """What :meth:`observe` would return, without remembering the message: the state is
         untouched (for ad-hoc queries, e.g. the web API)."""
         message = self._message(message, 0)
         scores = self._score(SparseRows.stack([self._features(message)]))
-        return self._predictions([message], scores)[0]
+        return self._predictions([message.id], [message.timestamp], scores)[0]
 
     # ------------------------------------------------------------------ reviews
 
@@ -285,9 +285,8 @@ class Refiner:
         version, every = self.model_version, self.config.threshold_refresh
         if version % every == 0 or (version < every and version >= 8 and version & (version - 1) == 0):
             self._refresh_thresholds()
-        build = functools.partial(self._prediction, message_id, annotation.timestamp, out_of_sample,
-                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy(),
-                                  len(self.labels))
+        build = functools.partial(self._predictions, [message_id], [annotation.timestamp], out_of_sample[None, :],
+                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy())
         return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +401,7 @@ class Refiner:
     def _message(self, message: Message | dict, index: int) -> Message:
         return self._accept(message, Message, f"messages[{index}]")
 
-    def _accept(self, record, kind: type, path: str):
+    def _accept(self, record: _Event | dict, kind: type[_Event], path: str) -> _Event:
         """``record`` as a ``kind`` (a dict is parsed strictly) of this engine's dataset."""
         if isinstance(record, dict):
             record = kind.from_dict(record)
@@ -416,83 +415,47 @@ class Refiner:
         """How often each label is pinned standing alone (no other label but its ancestors)."""
         return (self.alone + 1.0) / (self.pinned + 1.0)
 
-    def _predictions(self, messages: list[Message], scores: np.ndarray) -> list[Prediction]:
-        """The predictions of a batch (the same as :meth:`_prediction` row by row, vectorised)."""
-        names = self.labels
-        if len(messages) == 1:  # one message (observe): the scalar path is cheaper than the vectorised one
-            return [self._prediction(messages[0].id, messages[0].timestamp, scores[0])]
-        at = scores >= self.thresholds
-        any_at = at.any(axis=1).tolist()
-        informative = (at & self._informative).any(axis=1).tolist()
-        rounded = _rounded(scores).tolist()
+    def _predictions(self, ids: Sequence[str], timestamps: Sequence[float], scores: np.ndarray,
+                     model_version: int | None = None, thresholds: np.ndarray | None = None,
+                     informative: np.ndarray | None = None) -> list[Prediction]:
+        """The predictions of messages ``ids`` (at ``timestamps``): the one place a Prediction is built.
+
+        ``scores`` holds their confidences, ``len(ids) x k``, a child never above its parent, for
+        the first ``k`` label columns (all of them, unless labels were added since the scores were
+        taken). The model version, thresholds and informative flags are the engine's current ones
+        unless given (a review's prediction uses those it was scored under).
+        """
+        k = scores.shape[1]
+        names = self.labels if k == len(self.labels) else self.labels[:k]
+        thresholds = (self.thresholds if thresholds is None else thresholds)[:k]
+        informative = (self._informative if informative is None else informative)[:k]
+        version = self.model_version if model_version is None else model_version
+        # per message: its rounded confidences and its label columns at threshold
+        if len(scores) == 1:  # one message (observe): vector operations are cheaper than the matrix's
+            rounded = [_rounded(scores[0]).tolist()]
+            hits = [(scores[0] >= thresholds).nonzero()[0].tolist()]
+        else:
+            rounded = _rounded(scores).tolist()
+            hit_rows, hit_columns = (scores >= thresholds).nonzero()  # row-major
+            bounds = np.searchsorted(hit_rows, np.arange(len(scores) + 1)).tolist()
+            flat = hit_columns.tolist()
+            hits = [flat[bounds[i]:bounds[i + 1]] for i in range(len(scores))]
         out = []
-        for i, message in enumerate(messages):
-            confidences = dict(zip(names, rounded[i]))
-            if any_at[i]:
-                columns = np.flatnonzero(at[i])
-                chosen = set(columns.tolist())
-                if self._child_parent:
-                    for column in columns:
-                        chosen.update(self._ancestors[column])
-                labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            else:
-                labels = ()
-            out.append(Prediction(dataset=self.dataset, message_id=message.id, timestamp=message.timestamp,
-                                  model_version=self.model_version, confidences=confidences, labels=labels,
-                                  informative=informative[i]))
-        return out
-
-    def _prediction_at(self, message_id: str, timestamp: float, row: np.ndarray, at: np.ndarray,
-                       columns: list[int]) -> Prediction:
-        """:meth:`_prediction` of a live message now, given its label columns at threshold
-        (``at``, and the same as a list)."""
-        names = self.labels
-        confidences = dict(zip(names, _rounded(row).tolist()))
-        if not columns:
-            labels: tuple[str, ...] = ()
-            informative = False
-        elif len(columns) == 1 and not self._child_parent:
-            labels = (names[columns[0]],)
-            informative = bool(self._informative[columns[0]])
-        else:
-            chosen = set(columns)
-            for column in columns:
-                chosen.update(self._ancestors[column])
-            labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            informative = bool(self._informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version, confidences=confidences, labels=labels,
-                          informative=informative)
-
-    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
-                    thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
-                    n_labels: int | None = None) -> Prediction:
-        n = len(self.labels) if n_labels is None else n_labels
-        thresholds = self.thresholds if thresholds is None else thresholds
-        informative = self._informative if informative is None else informative
-        if n == len(self.labels):
-            names = self.labels
-        else:
-            names, row, thresholds = self.labels[:n], row[:n], thresholds[:n]
-        confidences = dict(zip(names, _rounded(row).tolist()))
-        at = (row >= thresholds).nonzero()[0]
-        if len(at) == 0:
-            labels: tuple[str, ...] = ()
-            is_informative = False
-        else:
-            columns = at.tolist()
-            if len(columns) == 1 and not self._child_parent:
+        for message_id, timestamp, row, columns in zip(ids, timestamps, rounded, hits):
+            confidences = dict(zip(names, row))
+            if not columns:
+                labels: tuple[str, ...] = ()
+            elif len(columns) == 1 and not self._ancestors[columns[0]]:
                 labels = (names[columns[0]],)
-            else:
+            else:  # a child at threshold lists its parents too
                 chosen = set(columns)
-                if self._child_parent:
-                    for column in columns:
-                        chosen.update(self._ancestors[column])
+                for column in columns:
+                    chosen.update(self._ancestors[column])
                 labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
-            is_informative = bool(informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version if model_version is None else model_version,
-                          confidences=confidences, labels=labels, informative=is_informative)
+            out.append(Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
+                                  model_version=version, confidences=confidences, labels=labels,
+                                  informative=any(informative[c] for c in columns)))
+        return out
 
     # ------------------------------------------------------------------ validation
 
@@ -560,7 +523,7 @@ class Refiner:
             red += sum(w.severity == "red" for w in warnings)
             per_label[label] = LabelMetrics(
                 precision=_round(precision), recall=_round(recall), f1=_round(f1), average_precision=_round(ap),
-                threshold=_round(threshold), support=curve.support, pinned=pinned_count,
+                threshold=round(threshold, 6), support=curve.support, pinned=pinned_count,
                 thresholds=Thresholds(balanced=_unit(balanced[column]), high_precision=_unit(high_precision[column]),
                                       high_recall=_unit(high_recall[column])),
                 warnings=warnings)
@@ -597,6 +560,27 @@ class Refiner:
         return self.suggester.suggest(self, kind, label, limit)
 
     # ------------------------------------------------------------------ pools for suggestions and drift
+
+    @property
+    def informative(self) -> np.ndarray:
+        """Which labels are informative, one flag per label column (aligned with ``labels``), read-only.
+
+        A label is informative when at least half of the reviews pinning it pin no other label
+        but its ancestors (counting one such review as a prior): a parent always pinned with a
+        child, or a tag always pinned with another label, is not. Coverage and the
+        ``low_confidence`` suggestions count only informative labels at threshold.
+
+        >>> r = Refiner(dataset="support")
+        >>> for i in range(2):
+        ...     _ = r.annotate({"dataset": "support", "message_id": f"m-{i}", "timestamp": i,
+        ...                     "labels": [{"name": "Card > Delivery"}],
+        ...                     "message": {"dataset": "support", "id": f"m-{i}", "timestamp": i, "body": "my card?"}})
+        >>> dict(zip(r.labels, r.informative.tolist()))
+        {'Card': False, 'Card > Delivery': True}
+        """
+        view = self._informative.view()
+        view.flags.writeable = False  # the engine keeps it current; readers must not change it
+        return view
 
     def unreviewed_pool(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Recent live messages not reviewed: ids, current confidences (``n x labels``) and

@@ -27,7 +27,7 @@ import struct
 import numpy as np
 import orjson
 
-__all__ = ["FORMAT_VERSION", "encode", "decode"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "DTYPES", "encode", "decode"]
 
 MAGIC = b"REFINERY"
 FORMAT_VERSION = 1

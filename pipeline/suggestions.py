@@ -65,11 +65,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
 
 from schemas import SUGGESTION_KINDS, Suggestion
+
+if TYPE_CHECKING:  # the engine imports this module
+    from pipeline.refiner import Refiner
 
 __all__ = ["KINDS", "LABEL_KINDS", "Suggester"]
 
@@ -87,11 +91,11 @@ _MAX_CANDIDATES = 2000
 class _Pools:
     """Both pools of one engine state, with the derived arrays every kind needs."""
 
-    def __init__(self, engine, seed: int) -> None:
+    def __init__(self, engine: Refiner, seed: int) -> None:
         n = len(engine.labels)
         self.labels = list(engine.labels)
         self.thresholds = np.asarray(engine.thresholds[:n], dtype=np.float64)
-        self.informative = np.asarray(engine._informative[:n], dtype=bool)
+        self.informative = np.asarray(engine.informative[:n], dtype=bool)
         parents = {name.rsplit(" > ", 1)[0] for name in self.labels if " > " in name}
         self.leaves = np.array([name not in parents for name in self.labels], dtype=bool)  # labels with no child label
         reviews = engine.reviews
@@ -139,10 +143,10 @@ class Suggester:
 
     def __init__(self, max_similarity: float = 0.8) -> None:
         self.max_similarity = max_similarity
-        self._token = None
+        self._token: tuple[int, int, int, int] | None = None  # the engine state the pools were built from
         self._pools: _Pools | None = None
 
-    def suggest(self, engine, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
+    def suggest(self, engine: Refiner, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
         """The ``limit`` best suggestions of ``kind`` (for ``label``) in ``engine``'s current state."""
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -156,7 +160,7 @@ class Suggester:
         column = None if label is None else engine.label_index[label]
         return getattr(self, "_" + kind)(pools, column, limit)
 
-    def _current(self, engine) -> _Pools:
+    def _current(self, engine: Refiner) -> _Pools:
         token = (engine.steps, engine.drift.observed, engine.model_version, len(engine.labels))
         if token != self._token or self._pools is None:
             self._pools, self._token = _Pools(engine, engine.seed), token

@@ -27,6 +27,9 @@ import numpy as np
 __all__ = ["ReviewWindow", "LiveWindow"]
 
 Features = tuple[np.ndarray, np.ndarray]
+#: The features of an empty slot: no entries (read-only; never scored, every message has features).
+_NO_FEATURES: Features = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+_NO_FEATURES[0].flags.writeable = _NO_FEATURES[1].flags.writeable = False
 
 
 class _Ring:
@@ -35,7 +38,7 @@ class _Ring:
     def __init__(self, capacity: int, n_columns: int) -> None:
         self.capacity = capacity
         self.slot_ids: list[str | None] = [None] * capacity
-        self.features: list[Features | None] = [None] * capacity
+        self.features: list[Features] = [_NO_FEATURES] * capacity
         self.times = np.zeros(capacity, dtype=np.float64)
         self.scores = np.zeros((capacity, n_columns), dtype=np.float32)
         self.head = 0
@@ -70,7 +73,7 @@ class _Ring:
 
     def _clear(self, slot: int) -> None:
         self.slot_ids[slot] = None
-        self.features[slot] = None
+        self.features[slot] = _NO_FEATURES
         self.scores[slot] = 0.0
         self.used[slot] = False
 
@@ -83,12 +86,12 @@ class _Ring:
 
     # snapshot support: the ring as-is (slot positions matter for seeded sampling)
     def _state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
-        lengths = np.array([0 if f is None else len(f[0]) for f in self.features], dtype=np.int64)
-        present = [f for f in self.features if f is not None]
+        lengths = np.array([len(f[0]) for f in self.features], dtype=np.int64)
+        present = [f for f in self.features if len(f[0])]
         indices = np.concatenate([f[0] for f in present]) if present else np.zeros(0, np.int32)
         values = np.concatenate([f[1] for f in present]) if present else np.zeros(0, np.float32)
-        header = {"capacity": self.capacity, "head": self.head, "slot_ids": self.slot_ids}
-        arrays = {f"{prefix}.times": self.times, f"{prefix}.scores": self.scores,
+        header: dict = {"capacity": self.capacity, "head": self.head, "slot_ids": self.slot_ids}
+        arrays: dict[str, np.ndarray] = {f"{prefix}.times": self.times, f"{prefix}.scores": self.scores,
                   f"{prefix}.feature_lengths": lengths, f"{prefix}.feature_indices": indices.astype(np.int32),
                   f"{prefix}.feature_values": values.astype(np.float32)}
         return header, arrays
@@ -103,7 +106,8 @@ class _Ring:
         lengths = arrays[f"{prefix}.feature_lengths"]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         indices, values = arrays[f"{prefix}.feature_indices"], arrays[f"{prefix}.feature_values"]
-        self.features = [None if message_id is None else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
+        self.features = [_NO_FEATURES if message_id is None
+                         else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
                          for s, message_id in enumerate(self.slot_ids)]
 
 

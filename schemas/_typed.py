@@ -13,7 +13,7 @@ import math
 import types
 import typing
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Self, Union
 
 import orjson
 
@@ -28,7 +28,8 @@ def body_limit() -> int:
     """The body size limit in force for the current parse."""
     return _max_body_bytes.get()
 
-__all__ = ["NonEmpty", "Timestamp", "LabelName", "Range", "Record", "describe"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "NonEmpty", "Timestamp", "LabelName", "Range", "Record", "body_limit", "describe",
+           "normalise_label", "parse_timestamp"]
 
 
 class NonEmpty:
@@ -127,15 +128,20 @@ class Record:
         if plan is None:
             hints = typing.get_type_hints(cls, include_extras=True)
             plan = []
-            for f in dataclasses.fields(cls):
-                required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # subclasses are dataclasses
+                required = False
+                if f.default is not dataclasses.MISSING:
+                    default = f.default
+                elif f.default_factory is not dataclasses.MISSING:
+                    default = f.default_factory()
+                else:
+                    required, default = True, None
                 plan.append((f.name, f.metadata.get("key", f.name), hints[f.name], required, default))
             Record._plan_cache[cls] = plan
         return plan
 
     @classmethod
-    def from_dict(cls, data: Any, path: str | None = None):
+    def from_dict(cls, data: Any, path: str | None = None) -> Self:
         """Parse ``data`` strictly; raise :class:`SchemaError` naming the first wrong field."""
         path = path or cls._root()
         if not isinstance(data, dict):
@@ -168,7 +174,7 @@ class Record:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def decode(cls, raw: bytes | bytearray | memoryview | str, *, max_body_bytes: int | None = None):
+    def decode(cls, raw: bytes | bytearray | memoryview | str, *, max_body_bytes: int | None = None) -> Self:
         """Parse JSON bytes strictly; every failure is a :class:`SchemaError`."""
         root = cls._root()
         if isinstance(raw, str):
@@ -317,7 +323,7 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
+def _object_schema(cls: type[Record], definitions: dict[str, Any]) -> dict[str, Any]:
     properties, required = {}, []
     for attribute, key, hint, is_required, default in cls._plan():
         prop = _schema(hint, definitions)

@@ -28,5 +28,5 @@ class SchemaError(ValueError):
         self.kind = kind
         super().__init__(f"{path}: expected {expected}, got {found}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SchemaError], tuple[str, ...]]:
         return (SchemaError, (self.path, self.expected, self.found, self.kind))

@@ -19,13 +19,13 @@ schemas.errors.SchemaError: message.id: expected a non-empty string, got ''
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, get_args
 
 from schemas._typed import LabelName, NonEmpty, Range, Record, Timestamp, body_limit, describe
 from schemas.errors import SchemaError
 
 __all__ = [
-    "CHANNELS", "MODES", "SUGGESTION_KINDS", "BANDS",
+    "CHANNELS", "MODES", "SUGGESTION_KINDS", "BANDS", "Channel", "Mode", "SuggestionKind", "Band",
     "Message", "LabelAssignment", "FieldSpan", "Annotation", "Event",
     "Prediction", "Thresholds", "LabelWarning", "LabelMetrics", "Balance", "Factor", "Rating",
     "DriftEvent", "Action", "MetricsSnapshot", "Suggestion", "SuggestionList", "DeadLetter",
@@ -36,10 +36,10 @@ Channel = Literal["email", "chat", "call", "other"]
 Mode = Literal["shuffle", "teach", "check", "missed", "low_confidence", "rebalance", "search", "label", "other"]
 SuggestionKind = Literal["check_label", "missed_label", "teach_label", "low_confidence", "rebalance", "shuffle"]
 Band = Literal["Poor", "Average", "Good", "Excellent"]
-CHANNELS = Channel.__args__
-MODES = Mode.__args__
-SUGGESTION_KINDS = SuggestionKind.__args__
-BANDS = Band.__args__
+CHANNELS: tuple[str, ...] = get_args(Channel)
+MODES: tuple[str, ...] = get_args(Mode)
+SUGGESTION_KINDS: tuple[SuggestionKind, ...] = get_args(SuggestionKind)
+BANDS: tuple[str, ...] = get_args(Band)
 
 Id = Annotated[str, NonEmpty]
 Time = Annotated[float, Timestamp]

@@ -51,7 +51,7 @@ def _index() -> dict:
     }
 
 
-def _json(value) -> bytes:
+def _json(value: object) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
 
 

@@ -259,6 +259,20 @@ def test_a_parent_always_pinned_with_a_child_is_not_informative_on_its_own(datas
             assert not prediction.informative
 
 
+def test_the_informative_view_follows_reviews_and_cannot_be_changed_by_readers():
+    engine = Refiner("support")
+    engine.annotate(review(1, ["Card > Delivery", "Urgent"], CARD[0]))
+    engine.annotate(review(2, ["Card > Delivery", "Urgent"], CARD[1]))
+    flags = dict(zip(engine.labels, engine.informative.tolist()))
+    assert flags == {"Card": False, "Card > Delivery": False, "Urgent": False}  # never pinned alone
+    engine.annotate(review(3, ["Urgent"], REFUND[0]))
+    engine.annotate(review(4, ["Urgent"], REFUND[1]))
+    assert dict(zip(engine.labels, engine.informative.tolist()))["Urgent"]  # now alone in 2 of 4 reviews
+    with pytest.raises(ValueError):
+        engine.informative[0] = True
+    assert Refiner.restore(engine.snapshot()).informative.tolist() == engine.informative.tolist()
+
+
 def test_balance_sees_reviews_found_by_search_as_unlike_the_stream(banking_pairs):
     def run(choose):
         engine = Refiner("banking77", seed=3)

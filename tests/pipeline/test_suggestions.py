@@ -156,7 +156,7 @@ def test_low_confidence_lists_only_messages_without_an_informative_label_at_thre
     assert items
     for s in items:
         at = scores[row[s.message_id]] >= engine.thresholds
-        assert not (at & engine._informative).any()
+        assert not (at & engine.informative).any()
         assert s.score == pytest.approx(1 - float(scores[row[s.message_id]].max()), abs=1e-5)
 
 
