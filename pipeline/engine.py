@@ -27,7 +27,8 @@ True
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 from schemas import SUGGESTION_KINDS, Annotation, Message, MetricsSnapshot, Prediction, Suggestion, SuggestionList
 from schemas.events import SuggestionKind
@@ -92,8 +93,9 @@ EngineFactory = Callable[[str], Engine]
 EngineLoader = Callable[[bytes], Engine]
 
 
-def suggestion_list(engine: Engine, kind: SuggestionKind, *, now: float, label: str | None = None,
-                    limit: int = 50) -> SuggestionList:
+def suggestion_list(
+    engine: Engine, kind: SuggestionKind, *, now: float, label: str | None = None, limit: int = 50
+) -> SuggestionList:
     """The ``kind`` (and ``label``) suggestions of ``engine`` as one `schemas.SuggestionList` record.
 
     ``now`` is the record's timestamp (epoch seconds); its model version is the engine's.
@@ -104,12 +106,14 @@ def suggestion_list(engine: Engine, kind: SuggestionKind, *, now: float, label: 
     ('support', 'shuffle', None, 0, ())
     """
     items = tuple(engine.suggestions(kind, label=label, limit=limit))
-    return SuggestionList(dataset=engine.dataset, timestamp=now, model_version=engine.model_version, kind=kind,
-                          label=label, items=items)
+    return SuggestionList(
+        dataset=engine.dataset, timestamp=now, model_version=engine.model_version, kind=kind, label=label, items=items
+    )
 
 
-def suggestion_lists(engine: Engine, *, now: float, limit: int,
-                     labels: Sequence[str] | None = None) -> list[SuggestionList]:
+def suggestion_lists(
+    engine: Engine, *, now: float, limit: int, labels: Sequence[str] | None = None
+) -> list[SuggestionList]:
     """Every kind's `suggestion_list`, in ``schemas.SUGGESTION_KINDS`` order.
 
     With ``labels``, each kind of `LABEL_KINDS` gets one list per label (in the order given);
@@ -117,6 +121,6 @@ def suggestion_lists(engine: Engine, *, now: float, limit: int,
     """
     out = []
     for kind in SUGGESTION_KINDS:
-        for label in (labels if labels is not None and kind in LABEL_KINDS else [None]):
+        for label in labels if labels is not None and kind in LABEL_KINDS else [None]:
             out.append(suggestion_list(engine, kind, now=now, label=label, limit=limit))
     return out

@@ -49,7 +49,7 @@ class SparseRows:
         return len(self.indptr) - 1
 
     @classmethod
-    def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> "SparseRows":
+    def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> SparseRows:
         """Stack sparse vectors ``(indices, values)``."""
         if len(rows) == 1:
             indices, values = rows[0]
@@ -192,8 +192,9 @@ class OnlineLinear:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], n_features: int, learning_rate: float,
-                   min_capacity: int = 16) -> "OnlineLinear":
+    def from_state(
+        cls, state: dict[str, np.ndarray], n_features: int, learning_rate: float, min_capacity: int = 16
+    ) -> OnlineLinear:
         model = cls(n_features, learning_rate, min_capacity)
         n = state["weights"].shape[1]
         capacity = 0

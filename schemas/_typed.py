@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, Union
 
 import orjson
@@ -28,8 +28,19 @@ def body_limit() -> int:
     """The body size limit in force for the current parse."""
     return _max_body_bytes.get()
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "NonEmpty", "Timestamp", "LabelName", "Range", "Record", "body_limit", "describe",
-           "normalise_label", "parse_timestamp"]
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "NonEmpty",
+    "Timestamp",
+    "LabelName",
+    "Range",
+    "Record",
+    "body_limit",
+    "describe",
+    "normalise_label",
+    "parse_timestamp",
+]
 
 
 class NonEmpty:
@@ -100,7 +111,7 @@ def parse_timestamp(value: Any, path: str) -> float:
         except ValueError:
             raise SchemaError(path, expected, describe(value)) from None
         if moment.tzinfo is None:  # a timestamp without offset is read as UTC
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         seconds = moment.timestamp()
     else:
         raise SchemaError(path, expected, describe(value))
@@ -185,8 +196,12 @@ class Record:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise SchemaError(root, "UTF-8 encoded JSON", f"invalid byte 0x{raw[error.start]:02x} at position {error.start}",
-                              kind="decode") from None
+            raise SchemaError(
+                root,
+                "UTF-8 encoded JSON",
+                f"invalid byte 0x{raw[error.start]:02x} at position {error.start}",
+                kind="decode",
+            ) from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -263,7 +278,9 @@ def _parse(hint: Any, value: Any, path: str) -> Any:
         return {k: _parse(value_hint, v, f"{path}.{k}") for k, v in value.items()}
     if base is str:
         if not isinstance(value, str):
-            raise SchemaError(path, "a non-empty string" if NonEmpty in extras or LabelName in extras else "a string", describe(value))
+            raise SchemaError(
+                path, "a non-empty string" if NonEmpty in extras or LabelName in extras else "a string", describe(value)
+            )
         if LabelName in extras:
             return normalise_label(value, path)
         if NonEmpty in extras and not value.strip():
@@ -292,8 +309,11 @@ def _check_range(value: float, extras: tuple, path: str) -> None:
     for extra in extras:
         if isinstance(extra, Range):
             if extra.low is not None and value < extra.low or extra.high is not None and value > extra.high:
-                bounds = f"between {extra.low} and {extra.high}" if extra.low is not None and extra.high is not None else (
-                    f"at least {extra.low}" if extra.low is not None else f"at most {extra.high}")
+                bounds = (
+                    f"between {extra.low} and {extra.high}"
+                    if extra.low is not None and extra.high is not None
+                    else (f"at least {extra.low}" if extra.low is not None else f"at most {extra.high}")
+                )
                 raise SchemaError(path, f"a number {bounds}", describe(value))
 
 
@@ -325,7 +345,7 @@ def _dump(value: Any) -> Any:
 
 def _object_schema(cls: type[Record], definitions: dict[str, Any]) -> dict[str, Any]:
     properties, required = {}, []
-    for attribute, key, hint, is_required, default in cls._plan():
+    for _attribute, key, hint, is_required, default in cls._plan():
         prop = _schema(hint, definitions)
         if not is_required and default is not None and not isinstance(default, (dict, tuple)):
             prop = {**prop, "default": default}
@@ -348,15 +368,20 @@ def _schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"type": "null"}
     if Timestamp in extras:
         iso = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?\s*$"
-        return {"anyOf": [{"type": "string", "format": "date-time", "pattern": iso}, {"type": "number", "minimum": 0}],
-                "description": "ISO-8601 timestamp or epoch seconds"}
+        return {
+            "anyOf": [{"type": "string", "format": "date-time", "pattern": iso}, {"type": "number", "minimum": 0}],
+            "description": "ISO-8601 timestamp or epoch seconds",
+        }
     if origin is Literal:
         return {"enum": list(typing.get_args(base))}
     if isinstance(base, type) and issubclass(base, Record):
         name = base.__name__
         if name not in definitions:
             definitions[name] = {}  # placeholder against recursion
-            definitions[name] = {"description": (base.__doc__ or "").strip().split("\n\n")[0], **_object_schema(base, definitions)}
+            definitions[name] = {
+                "description": (base.__doc__ or "").strip().split("\n\n")[0],
+                **_object_schema(base, definitions),
+            }
         return {"$ref": f"#/$defs/{name}"}
     if origin is tuple:
         return {"type": "array", "items": _schema(typing.get_args(base)[0], definitions)}
@@ -365,7 +390,9 @@ def _schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if base is str:
         schema: dict[str, Any] = {"type": "string"}
         if LabelName in extras:
-            schema.update(minLength=1, maxLength=LabelName.MAX_LENGTH, pattern=r"^\s*[^>\s][^>]*(>\s*[^>\s][^>]*){0,4}$")
+            schema.update(
+                minLength=1, maxLength=LabelName.MAX_LENGTH, pattern=r"^\s*[^>\s][^>]*(>\s*[^>\s][^>]*){0,4}$"
+            )
         elif NonEmpty in extras:
             schema.update(minLength=1, pattern=r"\S")
         return schema

@@ -42,10 +42,15 @@ def schema_file(cls: type[Record]) -> str:
 def _index() -> dict:
     return {
         "description": "The topics of Refinery, without their prefix (REFINERY_TOPIC_PREFIX, default 'refinery.'). "
-                       "key 'dataset': records are keyed by their dataset; schema null: the worker's own format.",
+        "key 'dataset': records are keyed by their dataset; schema null: the worker's own format.",
         "topics": [
-            {"name": t.name, "schema": schema_file(t.record) if t.record else None, "key": t.key,
-             "direction": t.direction, "compacted": t.compacted}
+            {
+                "name": t.name,
+                "schema": schema_file(t.record) if t.record else None,
+                "key": t.key,
+                "direction": t.direction,
+                "compacted": t.compacted,
+            }
             for t in TOPICS.values()
         ],
     }
@@ -64,8 +69,11 @@ def rendered() -> dict[str, bytes]:
 
 def stale(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of the files that are missing or differ from what the types generate."""
-    return [name for name, content in rendered().items()
-            if not (directory / name).exists() or (directory / name).read_bytes() != content]
+    return [
+        name
+        for name, content in rendered().items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
+    ]
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[str]:

@@ -14,7 +14,7 @@ PACKAGES = ("schemas", "pipeline", "agents")
 
 
 def _dotted_names() -> list[str]:
-    names = re.findall(r"`((?:%s)(?:\.\w+)*)`" % "|".join(PACKAGES), DOC.read_text())
+    names = re.findall(r"`((?:{})(?:\.\w+)*)`".format("|".join(PACKAGES)), DOC.read_text())
     return sorted(set(names))
 
 

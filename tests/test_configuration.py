@@ -63,8 +63,11 @@ def test_each_variable_has_exactly_one_row():
 
 def test_no_other_document_keeps_its_own_table_of_variables():
     documents = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
-    others = [str(path.relative_to(PROJECT_ROOT)) for path in documents
-              if path != CONFIGURATION and re.search(r"^\| `REFINERY_", path.read_text(encoding="utf-8"), flags=re.MULTILINE)]
+    others = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in documents
+        if path != CONFIGURATION and re.search(r"^\| `REFINERY_", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    ]
 
     assert not others, f"link to docs/configuration.md instead of a table of variables in: {others}"
 
@@ -114,8 +117,9 @@ def test_the_variable_sets_the_field_the_table_names(row):
 
     configured = getattr(cls.from_env({row["variable"]: value}), field)
 
-    assert (configured == expected if not isinstance(configured, (str, PurePath)) else str(configured) == expected), \
+    assert configured == expected if not isinstance(configured, (str, PurePath)) else str(configured) == expected, (
         f"{row['variable']}={value} gives {cls.__name__}.{field} = {configured!r}"
+    )
 
 
 @pytest.mark.parametrize("row", _field_rows(), ids=lambda r: r["variable"])

@@ -58,10 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_bundled_options(parser, default="banking77")
     options.add_dataset_option(parser, "the dataset the events carry (default: the bundled data set's own name)")
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second (default 20)")
-    parser.add_argument("--review-share", type=float, default=0.3, help="share of messages the simulated reviewer answers (default 0.3)")
-    parser.add_argument("--review-delay", type=int, default=20, help="messages between a message and its review (default 20)")
-    parser.add_argument("--limit", type=int, default=None, help="stop after this many messages (default: the whole data set)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the reviewer's choices and the shuffle (default 0)")
+    parser.add_argument(
+        "--review-share", type=float, default=0.3, help="share of messages the simulated reviewer answers (default 0.3)"
+    )
+    parser.add_argument(
+        "--review-delay", type=int, default=20, help="messages between a message and its review (default 20)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="stop after this many messages (default: the whole data set)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the reviewer's choices and the shuffle (default 0)"
+    )
     options.add_kafka_options(parser)
     options.add_web_options(parser)
 
@@ -116,26 +124,40 @@ def run(args: argparse.Namespace) -> int:
         return 1
     worker = None
     try:
-        env = {**os.environ, "REFINERY_KAFKA_BOOTSTRAP": bootstrap, "REFINERY_WEB_PORT": str(settings.web_port),
-               "REFINERY_WEB_HOST": settings.web_host, "REFINERY_TOPIC_PREFIX": settings.topic_prefix}
+        env = {
+            **os.environ,
+            "REFINERY_KAFKA_BOOTSTRAP": bootstrap,
+            "REFINERY_WEB_PORT": str(settings.web_port),
+            "REFINERY_WEB_HOST": settings.web_host,
+            "REFINERY_TOPIC_PREFIX": settings.topic_prefix,
+        }
         log_file = settings.home / "logs" / "demo-worker.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info",
-                                   "--logfile", str(log_file)], env=env, cwd=PROJECT_ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info", "--logfile", str(log_file)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         api = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"worker: pid {worker.pid}, log {log_file}\n"
-              f"  dashboard  {api}/  (open it in a browser)\n"
-              f"  workbench  {api}/datasets/{quote(dataset, safe='')}/review?kind=shuffle  (sign in with your name, review)\n"
-              f"  API        {api}/datasets\n"
-              f"  metrics    {api}/metrics\n"
-              f"  status     refinery status {dataset} --url {api}\n"
-              f"  Ctrl-C stops the demo", flush=True)
+        print(
+            f"worker: pid {worker.pid}, log {log_file}\n"
+            f"  dashboard  {api}/  (open it in a browser)\n"
+            f"  workbench  {api}/datasets/{quote(dataset, safe='')}/review?kind=shuffle  (sign in with your name, review)\n"
+            f"  API        {api}/datasets\n"
+            f"  metrics    {api}/metrics\n"
+            f"  status     refinery status {dataset} --url {api}\n"
+            f"  Ctrl-C stops the demo",
+            flush=True,
+        )
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         interval = 1.0 / args.rate if args.rate > 0 else 0.0
         counts = {"messages": 0, "annotations": 0}
         next_at = time.monotonic()
-        for topic, record in live_stream(pairs, review_share=args.review_share, review_delay=args.review_delay, seed=args.seed):
+        for topic, record in live_stream(
+            pairs, review_share=args.review_share, review_delay=args.review_delay, seed=args.seed
+        ):
             if worker.poll() is not None:
                 print(f"the worker exited ({worker.returncode}); stopping", file=sys.stderr)
                 return 1
@@ -147,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
                 if counts["messages"] % 200 == 0:
                     print(f"sent {counts['messages']} messages, {counts['annotations']} reviews", flush=True)
         producer.flush()
-        print(f"done: {counts['messages']} messages, {counts['annotations']} reviews; the worker keeps running "
-              f"until Ctrl-C", flush=True)
+        print(
+            f"done: {counts['messages']} messages, {counts['annotations']} reviews; the worker keeps running "
+            f"until Ctrl-C",
+            flush=True,
+        )
         code = worker.wait()
         print(f"the worker exited ({code}); see {log_file}", file=sys.stderr)
         return 0 if code == 0 else 1

@@ -21,12 +21,18 @@ ACTIONS = ("fetch", "start", "stop", "status", "topics")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=ACTIONS,
-                        help="fetch the jars; start or stop the local broker; show its status; create topics")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
+    parser.add_argument(
+        "action", choices=ACTIONS, help="fetch the jars; start or stop the local broker; show its status; create topics"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="partitions of new topics (default REFINERY_PARTITIONS, else 4)"
+    )
     options.add_kafka_options(parser)  # --bootstrap and --prefix, as for every other command
 
 
@@ -49,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
             return 0 if info["answering"] and (info["alive"] or not info["local"]) else 1
         elif args.action == "topics":
             if not broker.is_answering(settings.bootstrap):
-                raise broker.BrokerError(f"no Kafka broker answers at {settings.bootstrap}: "
-                                         f"run `refinery kafka start` first")
+                raise broker.BrokerError(
+                    f"no Kafka broker answers at {settings.bootstrap}: run `refinery kafka start` first"
+                )
             admin.create_topics(settings, args.partitions)
             for topic in admin.describe_topics(settings):
                 print(f"{topic['topic']}\tpartitions={topic['partitions']}\tcleanup.policy={topic['cleanup.policy']}")

@@ -16,7 +16,10 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("agents.cli.kafka", "fetch, start, stop or inspect the local Kafka broker; create topics"),
-    "send": ("agents.cli.send", "validate messages and reviews from a file or a bundled data set and send them to Kafka"),
+    "send": (
+        "agents.cli.send",
+        "validate messages and reviews from a file or a bundled data set and send them to Kafka",
+    ),
     "replay": ("agents.cli.replay", "run a labelled data file through the engine in-process (no broker)"),
     "worker": ("agents.cli.worker", "run the streaming worker (Faust)"),
     "demo": ("agents.cli.demo", "start broker, worker and a simulated live stream with reviews"),

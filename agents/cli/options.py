@@ -42,17 +42,21 @@ __all__ = [
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     """``--bootstrap`` and ``--prefix``: which broker, which topics."""
     group = parser.add_argument_group("Kafka")
-    group.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
-                       help="Kafka bootstrap servers (default REFINERY_KAFKA_BOOTSTRAP, else the local broker 127.0.0.1:9092)")
-    group.add_argument("--prefix", default=None,
-                       help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
+    group.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (default REFINERY_KAFKA_BOOTSTRAP, else the local broker 127.0.0.1:9092)",
+    )
+    group.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
 
 
 def add_web_options(parser: argparse.ArgumentParser) -> None:
     """``--web-host`` and ``--web-port``: the worker's API and ``/metrics``."""
     group = parser.add_argument_group("web")
-    group.add_argument("--web-port", type=int, default=None,
-                       help="port of the API and /metrics (default REFINERY_WEB_PORT, else 6066)")
+    group.add_argument(
+        "--web-port", type=int, default=None, help="port of the API and /metrics (default REFINERY_WEB_PORT, else 6066)"
+    )
     group.add_argument("--web-host", default=None, help="address to bind (default REFINERY_WEB_HOST, else 127.0.0.1)")
 
 
@@ -61,7 +65,12 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
     (``--bootstrap``, ``--prefix``, ``--web-host``, ``--web-port``) on top."""
     from agents.settings import Settings
 
-    flags = {"bootstrap": "external_bootstrap", "prefix": "topic_prefix", "web_host": "web_host", "web_port": "web_port"}
+    flags = {
+        "bootstrap": "external_bootstrap",
+        "prefix": "topic_prefix",
+        "web_host": "web_host",
+        "web_port": "web_port",
+    }
     changes = {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag, None) is not None}
     return dataclasses.replace(Settings.from_env(env), **changes)
 
@@ -73,17 +82,26 @@ def add_dataset_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--dataset-name", dest="dataset", help=argparse.SUPPRESS)
 
 
-def add_bundled_options(parser: argparse.ArgumentParser, names: tuple[str, ...] = BUNDLED,
-                        default: str | None = None) -> argparse._ArgumentGroup:
+def add_bundled_options(
+    parser: argparse.ArgumentParser, names: tuple[str, ...] = BUNDLED, default: str | None = None
+) -> argparse._ArgumentGroup:
     """``--bundled NAME`` and the options of its loader (split, domain, annotators)."""
     group = parser.add_argument_group("bundled data sets (from REFINERY_DATASETS)")
-    group.add_argument("--bundled", choices=names, default=default, metavar="NAME",
-                       help=f"use a bundled data set: {', '.join(names)}"
-                            + (f" (default {default})" if default else " (instead of files)"))
+    group.add_argument(
+        "--bundled",
+        choices=names,
+        default=default,
+        metavar="NAME",
+        help=f"use a bundled data set: {', '.join(names)}"
+        + (f" (default {default})" if default else " (instead of files)"),
+    )
     group.add_argument("--split", default="train", choices=("train", "test"), help="Banking77 split (default train)")
-    group.add_argument("--domain", default="banking", choices=("banking", "hotels"), help="NLU++ domain (default banking)")
-    group.add_argument("--min-annotators", type=int, default=1,
-                       help="Enron: keep labels given by at least N annotators (default 1)")
+    group.add_argument(
+        "--domain", default="banking", choices=("banking", "hotels"), help="NLU++ domain (default banking)"
+    )
+    group.add_argument(
+        "--min-annotators", type=int, default=1, help="Enron: keep labels given by at least N annotators (default 1)"
+    )
     return group
 
 
@@ -94,8 +112,11 @@ def bundled_kwargs(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     >>> bundled_kwargs(argparse.Namespace(bundled="banking77", split="test", domain="banking", min_annotators=1, dataset=None))
     {'split': 'test'}
     """
-    kwargs: dict[str, Any] = {"banking77": {"split": args.split}, "nlupp": {"domain": args.domain},
-                              "enron": {"min_annotators": args.min_annotators}}[args.bundled]
+    kwargs: dict[str, Any] = {
+        "banking77": {"split": args.split},
+        "nlupp": {"domain": args.domain},
+        "enron": {"min_annotators": args.min_annotators},
+    }[args.bundled]
     if getattr(args, "dataset", None):
         kwargs["dataset"] = args.dataset
     return {**kwargs, **extra}
@@ -120,22 +141,45 @@ def add_column_options(parser: argparse.ArgumentParser) -> None:
     for field, column_help in (
         ("id", "message id (default 'id'; without one: '<file stem>-<row number>')"),
         ("timestamp", "ISO-8601 or epoch seconds"),
-        ("subject", "subject"), ("body", "message text (default 'body', else 'text')"),
-        ("from", "sender"), ("to", "recipients"), ("cc", "copied recipients"), ("thread", "thread id (default 'thread_id')"),
-        ("channel", "email, chat, call or other"), ("language", "language code"), ("dataset", "dataset name"),
+        ("subject", "subject"),
+        ("body", "message text (default 'body', else 'text')"),
+        ("from", "sender"),
+        ("to", "recipients"),
+        ("cc", "copied recipients"),
+        ("thread", "thread id (default 'thread_id')"),
+        ("channel", "email, chat, call or other"),
+        ("language", "language code"),
+        ("dataset", "dataset name"),
         ("label", "review labels: 'A;B > C' or a JSON list (default 'labels', else 'label')"),
     ):
         flags = [f"--{field}-column"] + (["--text-column"] if field == "body" else [])
-        dest = {"from": "sender_column", "thread": "thread_column", "label": "labels_column"}.get(field, f"{field}_column")
+        dest = {"from": "sender_column", "thread": "thread_column", "label": "labels_column"}.get(
+            field, f"{field}_column"
+        )
         columns.add_argument(*flags, dest=dest, metavar="NAME", help=column_help)
-    columns.add_argument("--label-separator", default=";", metavar="TEXT",
-                         help="separates several label names in one cell (default ';')")
+    columns.add_argument(
+        "--label-separator", default=";", metavar="TEXT", help="separates several label names in one cell (default ';')"
+    )
 
 
 def mapping_from(args: argparse.Namespace):
     """The `ColumnMapping` of the column options."""
     from agents.ingest.readers import ColumnMapping
 
-    fields = ("id", "timestamp", "subject", "body", "sender", "to", "cc", "thread", "channel", "language", "dataset", "labels")
-    return ColumnMapping(**{field: getattr(args, f"{field}_column") for field in fields},
-                         label_separator=args.label_separator)
+    fields = (
+        "id",
+        "timestamp",
+        "subject",
+        "body",
+        "sender",
+        "to",
+        "cc",
+        "thread",
+        "channel",
+        "language",
+        "dataset",
+        "labels",
+    )
+    return ColumnMapping(
+        **{field: getattr(args, f"{field}_column") for field in fields}, label_separator=args.label_separator
+    )

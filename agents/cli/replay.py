@@ -49,19 +49,31 @@ REVIEW_SHARE = 0.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="CSV, JSONL or JSON file of labelled messages")
-    parser.add_argument("--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)")
-    options.add_dataset_option(parser, "the dataset the events carry (default: the file's name, or the bundled data set's)")
+    parser.add_argument(
+        "--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)"
+    )
+    options.add_dataset_option(
+        parser, "the dataset the events carry (default: the file's name, or the bundled data set's)"
+    )
     options.add_bundled_options(parser)
     options.add_column_options(parser)
     run_group = parser.add_argument_group("the replay")
-    run_group.add_argument("--review-share", type=float, default=REVIEW_SHARE,
-                           help=f"share of messages reviewed, 0-1 (default {REVIEW_SHARE})")
+    run_group.add_argument(
+        "--review-share",
+        type=float,
+        default=REVIEW_SHARE,
+        help=f"share of messages reviewed, 0-1 (default {REVIEW_SHARE})",
+    )
     run_group.add_argument("--delay", type=int, default=0, help="a review arrives this many messages after its message")
     run_group.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
     run_group.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
-    run_group.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
+    run_group.add_argument(
+        "--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'"
+    )
     run_group.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
-    run_group.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    run_group.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline import Refiner, RefinerConfig
 
     if not 0.0 <= args.review_share <= 1.0:
-        raise SystemExit(f"refinery replay: error: --review-share: expected a share between 0 and 1, got {args.review_share}")
+        raise SystemExit(
+            f"refinery replay: error: --review-share: expected a share between 0 and 1, got {args.review_share}"
+        )
     if args.delay < 0:
         raise SystemExit(f"refinery replay: error: --delay: expected a number of messages >= 0, got {args.delay}")
     if args.file is None and args.bundled is None:
@@ -89,9 +103,15 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = _limited(pairs, args.limit)
     try:
-        engine, count = replay(pairs, lambda dataset: Refiner(dataset, config=config, seed=args.seed),
-                               review_share=args.review_share, delay=args.delay, seed=args.seed,
-                               progress=not args.no_progress and sys.stderr.isatty(), total=_total(args))
+        engine, count = replay(
+            pairs,
+            lambda dataset: Refiner(dataset, config=config, seed=args.seed),
+            review_share=args.review_share,
+            delay=args.delay,
+            seed=args.seed,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            total=_total(args),
+        )
     except (ValueError, OSError) as error:
         raise SystemExit(f"refinery replay: error: {error}") from None
     if engine is None:
@@ -104,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay(pairs, make_engine, *, review_share: float, delay: int, seed: int, progress: bool = True,
-           total: int | None = None):
+def replay(
+    pairs, make_engine, *, review_share: float, delay: int, seed: int, progress: bool = True, total: int | None = None
+):
     """Feed ``(Message, Annotation)`` pairs through one engine; returns ``(engine, messages)``."""
     from tqdm import tqdm
 
@@ -119,8 +140,10 @@ def replay(pairs, make_engine, *, review_share: float, delay: int, seed: int, pr
         if engine is None:
             engine = make_engine(message.dataset)
         elif message.dataset != engine.dataset:
-            raise ValueError(f"the input holds records of several datasets ({engine.dataset!r}, {message.dataset!r}, ...): "
-                             f"replay them one at a time")
+            raise ValueError(
+                f"the input holds records of several datasets ({engine.dataset!r}, {message.dataset!r}, ...): "
+                f"replay them one at a time"
+            )
         engine.observe(message)
         count += 1
         if chosen.random() < review_share:
@@ -155,11 +178,16 @@ def report(engine, messages: int, label_rows: int = 40) -> str:
         lines.append(f"{name:24} {factor.score:6.1f}  {factor.band:10} {metrics}")
     header = f"{'label':36} {'prec':>6} {'recall':>6} {'f1':>6} {'AP':>6} {'thresh':>6} {'support':>7} {'pinned':>6}  warnings"
     lines += ["", header]
-    ordered = sorted(snap.labels.items(), key=lambda item: (-1 if item[1].average_precision is None else item[1].average_precision, item[0]))
+    ordered = sorted(
+        snap.labels.items(),
+        key=lambda item: (-1 if item[1].average_precision is None else item[1].average_precision, item[0]),
+    )
     for name, label in ordered[:label_rows]:
         warnings = ", ".join(f"{w.code} ({w.severity}: {w.action})" for w in label.warnings)
-        lines.append(f"{name[:36]:36} {_fmt(label.precision):>6} {_fmt(label.recall):>6} {_fmt(label.f1):>6} "
-                     f"{_fmt(label.average_precision):>6} {label.threshold:6.3f} {label.support:7d} {label.pinned:6d}  {warnings}")
+        lines.append(
+            f"{name[:36]:36} {_fmt(label.precision):>6} {_fmt(label.recall):>6} {_fmt(label.f1):>6} "
+            f"{_fmt(label.average_precision):>6} {label.threshold:6.3f} {label.support:7d} {label.pinned:6d}  {warnings}"
+        )
     if len(ordered) > label_rows:
         lines.append(f"... {len(ordered) - label_rows} more labels (worst average precision shown first; --labels N)")
     return "\n".join(lines)
@@ -174,11 +202,15 @@ def hints(engine, messages: int, review_share: float) -> list[str]:
     """
     snap = engine.metrics()
     if snap.reviewed == 0:
-        return [f"no message was reviewed (--review-share {review_share:g} of {messages} messages chose none), "
-                f"so there is nothing to rate: raise --review-share (1.0 reviews every message)"]
+        return [
+            f"no message was reviewed (--review-share {review_share:g} of {messages} messages chose none), "
+            f"so there is nothing to rate: raise --review-share (1.0 reviews every message)"
+        ]
     if not snap.labels:
-        return [f"the {snap.reviewed} reviews pin no label (every labels cell is empty?): name the labels column "
-                f"with --label-column, and their separator with --label-separator"]
+        return [
+            f"the {snap.reviewed} reviews pin no label (every labels cell is empty?): name the labels column "
+            f"with --label-column, and their separator with --label-separator"
+        ]
     return []
 
 
@@ -193,8 +225,13 @@ def _limited(pairs, limit: int):
         yield pair
 
 
-_SIZES = {("banking77", "train"): 10_003, ("banking77", "test"): 3_080, ("nlupp", "banking"): 2_071,
-          ("nlupp", "hotels"): 1_009, ("enron", None): 1_702}
+_SIZES = {
+    ("banking77", "train"): 10_003,
+    ("banking77", "test"): 3_080,
+    ("nlupp", "banking"): 2_071,
+    ("nlupp", "hotels"): 1_009,
+    ("enron", None): 1_702,
+}
 
 
 def _total(args) -> int | None:
@@ -211,15 +248,25 @@ def _pairs(args, rejected) -> Iterator:
         from agents.ingest import datasets
 
         return datasets.load(args.bundled, **options.bundled_kwargs(args))
-    from agents.ingest.readers import (ColumnMapping, Defaults, InputError, csv_header, file_format, labelled_pairs,
-                                       read_records, require_file)
+    from agents.ingest.readers import (
+        ColumnMapping,
+        Defaults,
+        InputError,
+        csv_header,
+        file_format,
+        labelled_pairs,
+        read_records,
+        require_file,
+    )
 
     path = require_file(args.file)
     fmt = file_format(path, args.format)
     mapping = options.mapping_from(args)
     if fmt == "csv" and not {"body", "subject"} & set(mapping.resolve(csv_header(path))):
-        raise InputError(f"{path}: no message text: name its column with {ColumnMapping.flag('body')} "
-                         f"(the header has: {', '.join(csv_header(path))})")
+        raise InputError(
+            f"{path}: no message text: name its column with {ColumnMapping.flag('body')} "
+            f"(the header has: {', '.join(csv_header(path))})"
+        )
     # A file's labelled messages without a time all get 0: the replay's order is the file's.
     defaults = Defaults(dataset=args.dataset or path.stem, timestamp=0.0)
     return labelled_pairs(read_records(path, mapping, "annotations", defaults, fmt), rejected)
@@ -232,5 +279,7 @@ def _skipped(skipped: collections.Counter, args) -> str:
     reasons = "; ".join(f"{count} x {group}" for group, count in skipped.most_common(3))
     more = f"; and {len(skipped) - 3} other reasons" if len(skipped) > 3 else ""
     dataset = args.dataset or Path(args.file).stem
-    return (f"; skipped {sum(skipped.values())} invalid records: {reasons}{more} "
-            f"(`refinery send {args.file} --dataset {dataset} --dry-run` writes each one to a rejects file)")
+    return (
+        f"; skipped {sum(skipped.values())} invalid records: {reasons}{more} "
+        f"(`refinery send {args.file} --dataset {dataset} --dry-run` writes each one to a rejects file)"
+    )

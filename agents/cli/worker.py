@@ -17,9 +17,17 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loglevel", "-l", default="info", choices=("debug", "info", "warning", "error"), help="log level (default info)")
+    parser.add_argument(
+        "--loglevel",
+        "-l",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default info)",
+    )
     parser.add_argument("--logfile", "-f", default=None, help="log to this file instead of stderr")
-    parser.add_argument("--group", default=None, help="consumer group / Faust app id (default REFINERY_GROUP, else '<prefix>worker')")
+    parser.add_argument(
+        "--group", default=None, help="consumer group / Faust app id (default REFINERY_GROUP, else '<prefix>worker')"
+    )
     parser.add_argument("--data-dir", default=None, help="Faust's data directory (default REFINERY_DATA_DIR)")
     options.add_kafka_options(parser)
     options.add_web_options(parser)
@@ -33,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     worker_options = WorkerOptions.from_env()
     if args.group or args.data_dir:
-        worker_options = dataclasses.replace(worker_options, group=args.group or worker_options.group,
-                                             data_dir=args.data_dir and os.path.abspath(args.data_dir) or worker_options.data_dir)
+        worker_options = dataclasses.replace(
+            worker_options,
+            group=args.group or worker_options.group,
+            data_dir=args.data_dir and os.path.abspath(args.data_dir) or worker_options.data_dir,
+        )
     app = create_app(settings, worker_options)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), logfile=args.logfile, quiet=True)
     logging.getLogger("refinery").setLevel(args.loglevel.upper())

@@ -39,8 +39,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agents.ingest.datasets import NAMES
-from agents.ingest.records import (KINDS, REVIEW_FIELDS, Defaults, InputError, Rejected, check, fill_message, guess_kind,
-                                   label_list, labelled, validate)
+from agents.ingest.records import (
+    KINDS,
+    REVIEW_FIELDS,
+    Defaults,
+    InputError,
+    Rejected,
+    check,
+    fill_message,
+    guess_kind,
+    label_list,
+    labelled,
+    validate,
+)
 
 __all__ = [
     "BUNDLED",
@@ -98,16 +109,26 @@ class ColumnMapping:
 
     # field -> (JSON key, columns tried when no column is given)
     _STANDARD: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
-        "id": ("id", ("id", "message_id")), "timestamp": ("timestamp", ("timestamp",)),
-        "subject": ("subject", ("subject",)), "body": ("body", ("body", "text")),
-        "sender": ("from", ("from",)), "to": ("to", ("to",)), "cc": ("cc", ("cc",)),
-        "thread": ("thread_id", ("thread_id",)), "channel": ("channel", ("channel",)),
-        "language": ("language", ("language",)), "dataset": ("dataset", ("dataset",)),
+        "id": ("id", ("id", "message_id")),
+        "timestamp": ("timestamp", ("timestamp",)),
+        "subject": ("subject", ("subject",)),
+        "body": ("body", ("body", "text")),
+        "sender": ("from", ("from",)),
+        "to": ("to", ("to",)),
+        "cc": ("cc", ("cc",)),
+        "thread": ("thread_id", ("thread_id",)),
+        "channel": ("channel", ("channel",)),
+        "language": ("language", ("language",)),
+        "dataset": ("dataset", ("dataset",)),
         "labels": ("labels", ("labels", "label")),
     }
     #: The flag that names each field's column.
-    FLAGS: ClassVar[dict[str, str]] = {"sender": "--from-column", "thread": "--thread-column",
-                                       "labels": "--label-column", "body": "--text-column"}
+    FLAGS: ClassVar[dict[str, str]] = {
+        "sender": "--from-column",
+        "thread": "--thread-column",
+        "labels": "--label-column",
+        "body": "--text-column",
+    }
 
     @classmethod
     def flag(cls, field: str) -> str:
@@ -126,15 +147,22 @@ class ColumnMapping:
             column = getattr(self, field)
             if column is not None:
                 if column not in header:
-                    raise InputError(f"{self.flag(field)} {column!r}: no such column (the header has: {', '.join(header)})")
+                    raise InputError(
+                        f"{self.flag(field)} {column!r}: no such column (the header has: {', '.join(header)})"
+                    )
                 resolved[key] = column
             else:
-                found = next((name for name in standard if name in header and name not in explicit
-                              and name not in resolved.values()), None)
+                found = next(
+                    (
+                        name
+                        for name in standard
+                        if name in header and name not in explicit and name not in resolved.values()
+                    ),
+                    None,
+                )
                 if found is not None:
                     resolved[key] = found
         return resolved
-
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -163,12 +191,18 @@ def file_format(path: Path | str, fmt: str | None = None) -> str:
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
-        raise InputError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-                         f"use --format csv|jsonl|json") from None
+        raise InputError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; use --format csv|jsonl|json"
+        ) from None
 
 
-def read_records(path: Path | str, mapping: ColumnMapping = ColumnMapping(), kind: str | None = None,
-                 defaults: Defaults = Defaults(), fmt: str | None = None) -> Iterator[tuple[int, Any]]:
+def read_records(
+    path: Path | str,
+    mapping: ColumnMapping = ColumnMapping(),
+    kind: str | None = None,
+    defaults: Defaults = Defaults(),
+    fmt: str | None = None,
+) -> Iterator[tuple[int, Any]]:
     """Read and validate the records of a CSV, JSONL or JSON file, in file order.
 
     Parameters
@@ -214,16 +248,22 @@ def _json_record(data: Any, kind: str | None, defaults: Defaults, separator: str
     if guessed != "annotations" and (kind in ("annotations", "both") or guessed == "both"):
         if not isinstance(data, dict) or "labels" not in data:
             root = "annotation" if kind == "annotations" else "message"
-            return [Rejected(f"{root}.labels: expected a value (a labelled message), got nothing",
-                             f"{root}.labels: expected a value (a labelled message)", data)]
+            return [
+                Rejected(
+                    f"{root}.labels: expected a value (a labelled message), got nothing",
+                    f"{root}.labels: expected a value (a labelled message)",
+                    data,
+                )
+            ]
         message = {key: value for key, value in data.items() if key != "labels" and key not in REVIEW_FIELDS}
         if "body" not in message and isinstance(message.get("text"), str):
             message["body"] = message.pop("text")  # as a CSV "text" column
         if defaults.timestamp is not None:
             message.setdefault("timestamp", defaults.timestamp)
         review = {key: data[key] for key in REVIEW_FIELDS if key in data}
-        return labelled(fill_message(message, defaults), label_list(data["labels"], separator), review,
-                        kind or "both", defaults)
+        return labelled(
+            fill_message(message, defaults), label_list(data["labels"], separator), review, kind or "both", defaults
+        )
     # A review stays a review whatever --kind says (there is no message to send).
     return [check(data, guessed if kind in (None, "both") else kind, defaults)]
 
@@ -240,14 +280,25 @@ def _read_jsonl(path: Path, mapping: ColumnMapping, kind: str | None, defaults: 
                 text = line.decode("utf-8")
             except UnicodeDecodeError as error:
                 reason = f"{root}: expected UTF-8 encoded JSON, got invalid byte 0x{line[error.start]:02x} at position {error.start}"
-                yield number, Rejected(reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n"))
+                yield (
+                    number,
+                    Rejected(
+                        reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n")
+                    ),
+                )
                 continue
             text = text.rstrip("\r\n")  # so that the parser's error positions are within the line
             try:
                 data = orjson.loads(text)
             except orjson.JSONDecodeError as error:
-                yield number, Rejected(f"{root}: expected a JSON object, got invalid JSON ({error})",
-                                       f"{root}: expected a JSON object", text)
+                yield (
+                    number,
+                    Rejected(
+                        f"{root}: expected a JSON object, got invalid JSON ({error})",
+                        f"{root}: expected a JSON object",
+                        text,
+                    ),
+                )
                 continue
             for record in _json_record(data, kind, defaults, mapping.label_separator):
                 yield number, record
@@ -259,11 +310,16 @@ def _read_json(path: Path, mapping: ColumnMapping, kind: str | None, defaults: D
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
-        raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl "
-                         "or use --format jsonl") from None
+        raise InputError(
+            f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl "
+            "or use --format jsonl"
+        ) from None
     items = data if isinstance(data, list) else [data]
-    return ((number, record) for number, item in enumerate(items, start=1)
-            for record in _json_record(item, kind, defaults, mapping.label_separator))
+    return (
+        (number, record)
+        for number, item in enumerate(items, start=1)
+        for record in _json_record(item, kind, defaults, mapping.label_separator)
+    )
 
 
 def csv_header(path: Path | str) -> list[str]:
@@ -311,14 +367,20 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     if kind == "messages" and "labels" in columns and mapping.labels is None:
         del columns["labels"]  # a column named "labels" in a messages file is a user property
     if kind != "messages" and "labels" not in columns:
-        raise InputError(f"{path}: {'labelled messages' if kind == 'both' else 'annotations'} need a labels column "
-                         f"(name it with --label-column); the header has: {', '.join(header)}")
+        raise InputError(
+            f"{path}: {'labelled messages' if kind == 'both' else 'annotations'} need a labels column "
+            f"(name it with --label-column); the header has: {', '.join(header)}"
+        )
     if kind == "both" and not has_text:
-        raise InputError(f"{path}: messages need a text column (name it with --text-column or --subject-column); "
-                         f"the header has: {', '.join(header)}")
+        raise InputError(
+            f"{path}: messages need a text column (name it with --text-column or --subject-column); "
+            f"the header has: {', '.join(header)}"
+        )
     if "dataset" not in columns and defaults.dataset is None:
-        raise InputError(f"{path}: which dataset do these records belong to? Name it with --dataset NAME "
-                         f"(or map a column with --dataset-column)")
+        raise InputError(
+            f"{path}: which dataset do these records belong to? Name it with --dataset NAME "
+            f"(or map a column with --dataset-column)"
+        )
     review = {name for name in REVIEW_FIELDS if name in header} if kind != "messages" else set()
     inline = kind != "annotations" or has_text
     metadata = [c for c in header if c not in columns.values() and c not in review] if inline else []
@@ -326,8 +388,18 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     return _csv_rows(path, header, columns, kind, inline, review, metadata, numeric, mapping.label_separator, defaults)
 
 
-def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str, inline: bool, review: set[str],
-              metadata: list[str], numeric: set[str], separator: str, defaults: Defaults) -> Iterator[tuple[int, Any]]:
+def _csv_rows(
+    path: Path,
+    header: list[str],
+    columns: dict[str, str],
+    kind: str,
+    inline: bool,
+    review: set[str],
+    metadata: list[str],
+    numeric: set[str],
+    separator: str,
+    defaults: Defaults,
+) -> Iterator[tuple[int, Any]]:
     # Cells of these fields are left out when empty, so that defaults apply (or None stays None).
     optional = {"thread_id", "language", "channel", "dataset"}
 
@@ -371,15 +443,18 @@ def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str,
                 yield number, check(message, kind, defaults)
                 continue
             fields = {name: raw[name] for name in review if raw[name].strip()}
-            for record in labelled(message, label_list(raw[columns["labels"]], separator), fields, kind, defaults, inline):
+            for record in labelled(
+                message, label_list(raw[columns["labels"]], separator), fields, kind, defaults, inline
+            ):
                 yield number, record
 
 
 # -- bundled data sets -------------------------------------------------------------------------
 
 
-def dataset_records(name: str, kind: str = "messages", *, max_body_bytes: int | None = None,
-                    **loader_kwargs) -> Iterator[tuple[int, Any]]:
+def dataset_records(
+    name: str, kind: str = "messages", *, max_body_bytes: int | None = None, **loader_kwargs
+) -> Iterator[tuple[int, Any]]:
     """The records of a bundled data set (`agents.ingest.datasets`), numbered from 1, in file order.
 
     ``kind``: ``"messages"``, ``"annotations"`` (each carrying its message inline, so it stands
@@ -420,7 +495,10 @@ def labelled_pairs(records: Iterable[tuple[int, Any]], rejected=None) -> Iterato
             continue
         if not isinstance(record, Rejected):
             what = "annotation.message" if isinstance(record, Annotation) else "message.labels"
-            record = Rejected(f"{what}: expected a labelled message (a review with its message inline), got none",
-                              f"{what}: expected a labelled message", record.to_dict())
+            record = Rejected(
+                f"{what}: expected a labelled message (a review with its message inline), got none",
+                f"{what}: expected a labelled message",
+                record.to_dict(),
+            )
         if rejected is not None:
             rejected(number, record)

@@ -99,7 +99,9 @@ def _require_text(message, path: str) -> None:
     from schemas import SchemaError
 
     if not message.subject.strip() and not message.body.strip():
-        raise SchemaError(f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither")
+        raise SchemaError(
+            f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither"
+        )
 
 
 def validate(data: Any, kind: str | None = None, defaults: Defaults = Defaults()):
@@ -192,8 +194,7 @@ def label_list(value: Any, separator: str = ";") -> Any:
     return labels
 
 
-def labelled(message: dict, labels: Any, review: dict, kind: str, defaults: Defaults,
-             inline: bool = True) -> list[Any]:
+def labelled(message: dict, labels: Any, review: dict, kind: str, defaults: Defaults, inline: bool = True) -> list[Any]:
     """A labelled message as records of ``kind``: its message (``messages``), its review carrying
     it inline (``annotations``), or both, in that order; one `Rejected` if the message is invalid."""
     results: list[Any] = []

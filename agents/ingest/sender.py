@@ -57,8 +57,10 @@ class Summary:
         verb = "valid (dry run, nothing sent)" if self.dry_run else "sent"
         rate = f" ({self.total_sent / self.seconds:,.0f}/s)" if self.seconds > 0 and self.total_sent else ""
         where = ", ".join(f"{topic}: {count}" for topic, count in sorted(self.sent.items()))
-        lines = [f"{verb} {self.total_sent}{f' ({where})' if where else ''} in {self.seconds:.1f} s{rate}; "
-                 f"rejected {self.total_rejected}; failed {self.total_failed}"]
+        lines = [
+            f"{verb} {self.total_sent}{f' ({where})' if where else ''} in {self.seconds:.1f} s{rate}; "
+            f"rejected {self.total_rejected}; failed {self.total_failed}"
+        ]
         if self.rejected:
             lines.append(f"rejected, by reason (every one in {self.rejects_path}):")
             for group, count in self.rejected.most_common(top):
@@ -105,14 +107,30 @@ def make_producer(bootstrap: str):
     # acks=all with idempotence: a record counts as sent once every in-sync replica has it,
     # and a retried batch is not written twice. Batching (linger, large batches) is where the
     # throughput comes from.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
-                         batch_size=256 * 1024, client_id="refinery-send", bootstrap_timeout_ms=15_000)
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        client_id="refinery-send",
+        bootstrap_timeout_ms=15_000,
+    )
 
 
-def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Callable[[Any], str], *,
-                 bootstrap: str | None = None, producer=None, dry_run: bool = False,
-                 rejects_path: Path | None = None, unit: str = "row", progress: bool = False,
-                 total: int | None = None, timeout: float = 120.0) -> Summary:
+def send_records(
+    records: Iterable[tuple[int, Any]],
+    topics: dict[str, str] | Callable[[Any], str],
+    *,
+    bootstrap: str | None = None,
+    producer=None,
+    dry_run: bool = False,
+    rejects_path: Path | None = None,
+    unit: str = "row",
+    progress: bool = False,
+    total: int | None = None,
+    timeout: float = 120.0,
+) -> Summary:
     """Send the valid records to Kafka; write the `Rejected` ones to ``rejects_path``.
 
     Each record is sent with key = its dataset (UTF-8) and value = ``record.encode()``. After
@@ -147,7 +165,11 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
 
     from schemas import Message
 
-    topic_of = topics if callable(topics) else (lambda record: topics["messages" if isinstance(record, Message) else "annotations"])
+    topic_of = (
+        topics
+        if callable(topics)
+        else (lambda record: topics["messages" if isinstance(record, Message) else "annotations"])
+    )
     rejects_path = Path(rejects_path) if rejects_path is not None else None
     summary = Summary(dry_run=dry_run, rejects_path=rejects_path)
     rejects = _RejectsFile(rejects_path, unit)

@@ -24,7 +24,15 @@ from schemas.topics import TOPICS, topic
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
 
-__all__ = ["REPLICATION", "TopicError", "admin_client", "create_topics", "delete_topics", "describe_cluster", "describe_topics"]
+__all__ = [
+    "REPLICATION",
+    "TopicError",
+    "admin_client",
+    "create_topics",
+    "delete_topics",
+    "describe_cluster",
+    "describe_topics",
+]
 
 log = logging.getLogger("refinery.kafka")
 
@@ -37,8 +45,9 @@ class TopicError(RuntimeError):
 
 
 @contextlib.contextmanager
-def admin_client(where: Settings | str, *, client_id: str = "refinery-admin",
-                 timeout: float | None = None) -> Iterator[KafkaAdminClient]:
+def admin_client(
+    where: Settings | str, *, client_id: str = "refinery-admin", timeout: float | None = None
+) -> Iterator[KafkaAdminClient]:
     """A ``KafkaAdminClient`` for the broker of ``where`` (Settings, or a bootstrap string), closed on exit.
 
     ``timeout`` (seconds) bounds connecting and each request; None keeps kafka-python's defaults.
@@ -69,8 +78,9 @@ def _wanted(settings: Settings, names: Iterable[str] | None) -> dict[str, str]:
     return {settings.topic(name): topic(name).name for name in (names or TOPICS)}
 
 
-def create_topics(settings: Settings, partitions: int | None = None,
-                  names: Iterable[str] | None = None) -> dict[str, int]:
+def create_topics(
+    settings: Settings, partitions: int | None = None, names: Iterable[str] | None = None
+) -> dict[str, int]:
     """Create the service's topics (``names`` without prefix, default every topic of the registry).
 
     Every topic gets ``partitions`` (default ``settings.partitions``) partitions, replication 1;
@@ -98,11 +108,19 @@ def create_topics(settings: Settings, partitions: int | None = None,
             for created in response["topics"]:
                 error = created["error_code"]
                 if error not in (0, TopicAlreadyExistsError.errno):
-                    raise TopicError(f"creating topic {created['name']} failed: error {error} "
-                                     f"{created.get('error_message') or ''}".rstrip())
+                    raise TopicError(
+                        f"creating topic {created['name']} failed: error {error} "
+                        f"{created.get('error_message') or ''}".rstrip()
+                    )
             admin.wait_for_topics(list(missing), timeout_ms=30_000)
-            log_event(log, logging.INFO, "topics_created", topics=sorted(missing), partitions=partitions,
-                      bootstrap=settings.bootstrap)
+            log_event(
+                log,
+                logging.INFO,
+                "topics_created",
+                topics=sorted(missing),
+                partitions=partitions,
+                bootstrap=settings.bootstrap,
+            )
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))}
 
 
@@ -136,7 +154,10 @@ def describe_topics(settings: Settings, names: Iterable[str] | None = None) -> l
             config_filter="all",
         )["topic"]
         return [
-            {"topic": full, "partitions": described[full],
-             "cleanup.policy": configs.get(full, {}).get("cleanup.policy", {}).get("value")}
+            {
+                "topic": full,
+                "partitions": described[full],
+                "cleanup.policy": configs.get(full, {}).get("cleanup.policy", {}).get("value"),
+            }
             for full in existing
         ]

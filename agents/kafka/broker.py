@@ -120,8 +120,16 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path | None:
     staging = libs.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     _say(f"fetching Kafka {kafka_version()} from Maven Central into {libs} ...", quiet)
-    command = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -295,10 +303,17 @@ def _java() -> str:
 def _java_command(settings: Settings, main: str, *args: str) -> list[str]:
     heap = os.environ.get("KAFKA_HEAP_OPTS") or DEFAULT_HEAP_OPTS
     return [
-        _java(), *heap.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        _java(),
+        *heap.split(),
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={settings.home / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={settings.home / 'logs'}",
-        "-cp", str(_libs(settings) / "*"), main, *args,
+        "-cp",
+        str(_libs(settings) / "*"),
+        main,
+        *args,
     ]
 
 
@@ -316,11 +331,21 @@ def _format_storage(settings: Settings) -> None:
     if (_data_dir(settings) / "meta.properties").exists():
         return
     cluster_id = _cluster_id()
-    command = _java_command(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                            "-t", cluster_id, "-c", str(_properties_file(settings)))
+    command = _java_command(
+        settings,
+        "kafka.tools.StorageTool",
+        "format",
+        "--ignore-formatted",
+        "-t",
+        cluster_id,
+        "-c",
+        str(_properties_file(settings)),
+    )
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
-        raise BrokerError(f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
+        raise BrokerError(
+            f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
+        )
 
 
 def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> str:
@@ -339,8 +364,9 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
     if pid is not None:
         if not is_answering(bootstrap):
             _say(f"Kafka (pid {pid}) is starting; waiting for {bootstrap}", quiet)
-            wait_until_ready(bootstrap, timeout, alive=lambda: recorded_pid(settings) is not None,
-                             log_file=_log_file(settings))
+            wait_until_ready(
+                bootstrap, timeout, alive=lambda: recorded_pid(settings) is not None, log_file=_log_file(settings)
+            )
         _say(f"Kafka already running: pid {pid}, bootstrap {bootstrap}", quiet)
         return bootstrap
 
@@ -362,8 +388,14 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
     log_file = _log_file(settings)
     command = _java_command(settings, "kafka.Kafka", str(_properties_file(settings)))
     with open(log_file, "ab") as out:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=settings.home)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.home,
+        )
     _pid_file(settings).write_text(f"{process.pid}\n")
     log_event(log, logging.INFO, "broker_starting", pid=process.pid, bootstrap=bootstrap, log=str(log_file))
     _say(f"Kafka {kafka_version()} starting: pid {process.pid}, bootstrap {bootstrap}, log {log_file}", quiet)

@@ -19,8 +19,9 @@ __all__ = ["read_range"]
 log = logging.getLogger("refinery.kafka")
 
 
-async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
-                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
+async def read_range(
+    bootstrap: str, topic: str, partition: int, start: int | None, end: int | None, *, timeout: float = 60.0
+) -> list[tuple[int, bytes | None, bytes | None]]:
     """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
     ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
 
@@ -32,8 +33,13 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int | No
     from aiokafka.errors import OffsetOutOfRangeError
 
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="none", client_id="refinery-recovery")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        client_id="refinery-recovery",
+    )
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -48,12 +54,16 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int | No
         deadline = loop.time() + timeout
         while await consumer.position(tp) < end:
             if loop.time() > deadline:
-                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
-                                   f"{await consumer.position(tp)} after {timeout:g} s")
+                raise TimeoutError(
+                    f"reading {topic}[{partition}] {start}..{end}: still at "
+                    f"{await consumer.position(tp)} after {timeout:g} s"
+                )
             try:
                 batches = await consumer.getmany(tp, timeout_ms=500)
             except OffsetOutOfRangeError:
-                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
+                log_event(
+                    log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start
+                )
                 await consumer.seek_to_beginning(tp)
                 continue
             for record in batches.get(tp, []):

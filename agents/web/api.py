@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any, Mapping, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -81,9 +82,14 @@ class Api:
         rows = []
         for p, name in self.service.owned():
             metrics = self.service.latest_metrics.get(name)
-            rows.append({"dataset": name, "partition": p,
-                         "model_version": None if metrics is None else metrics.model_version,
-                         "reviewed": None if metrics is None else metrics.reviewed})
+            rows.append(
+                {
+                    "dataset": name,
+                    "partition": p,
+                    "model_version": None if metrics is None else metrics.model_version,
+                    "reviewed": None if metrics is None else metrics.reviewed,
+                }
+            )
         return 200, {"datasets": rows}
 
     def _engine(self, dataset: str) -> Engine | None:
@@ -118,8 +124,9 @@ class Api:
         except ValueError:
             return _error(400, f"limit: expected an integer, got {query.get('limit')!r}")
         async with self.service.lock:
-            listed = await self.service.in_thread(suggestion_list, engine, cast(SuggestionKind, kind), now=time.time(),
-                                                  label=label, limit=limit)
+            listed = await self.service.in_thread(
+                suggestion_list, engine, cast(SuggestionKind, kind), now=time.time(), label=label, limit=limit
+            )
         return 200, listed.to_dict()
 
     async def curve(self, dataset: str, query: Mapping[str, str]) -> Reply:
@@ -176,6 +183,7 @@ def register(app, service: Service) -> Api:
             if not bench.allowed(request):  # the bearer token, or a signed-in browser session
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
+
         return get
 
     # The index is registered before anything else at "/" (Faust's own placeholder index there
@@ -192,8 +200,10 @@ def register(app, service: Service) -> Api:
         async def get(self, request, dataset):
             if not bench.allowed(request):
                 return routes.respond(self, bench.login_redirect(request))
-            return page(self, await html_pages.dataset(dataset, charts=bench.dataset_charts,
-                                                       **bench.chrome(bench.session(request))))
+            return page(
+                self,
+                await html_pages.dataset(dataset, charts=bench.dataset_charts, **bench.chrome(bench.session(request))),
+            )
 
     @app.page("/healthz")
     class Healthz(View):

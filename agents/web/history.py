@@ -49,10 +49,16 @@ class MetricsHistory:
         points = self.series.setdefault(snapshot.dataset, collections.deque(maxlen=self.max_points))
         if points and points[-1].timestamp >= snapshot.timestamp:
             return
-        points.append(Point(timestamp=float(snapshot.timestamp), rating=snapshot.rating.score,
-                            factors={k: f.score for k, f in snapshot.rating.factors.items()},
-                            coverage=None if snapshot.coverage is None else 100 * snapshot.coverage,
-                            balance=snapshot.balance.score, reviewed=snapshot.reviewed))
+        points.append(
+            Point(
+                timestamp=float(snapshot.timestamp),
+                rating=snapshot.rating.score,
+                factors={k: f.score for k, f in snapshot.rating.factors.items()},
+                coverage=None if snapshot.coverage is None else 100 * snapshot.coverage,
+                balance=snapshot.balance.score,
+                reviewed=snapshot.reviewed,
+            )
+        )
 
     def retain(self, datasets: set[str]) -> None:
         """Forget datasets no longer owned here."""

@@ -9,13 +9,31 @@ True
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Iterable, Sequence
 from urllib.parse import quote
 
-__all__ = ["REFRESH_SECONDS", "STATIC_SCRIPT", "KIND_TITLES", "KIND_LABELS", "CHART_TITLES", "CSS", "layout", "page",
-           "card", "table", "num", "percent", "when", "dataset_href", "review_href", "label_href", "live", "band",
-           "ready_badge"]
+__all__ = [
+    "REFRESH_SECONDS",
+    "STATIC_SCRIPT",
+    "KIND_TITLES",
+    "KIND_LABELS",
+    "CHART_TITLES",
+    "CSS",
+    "layout",
+    "page",
+    "card",
+    "table",
+    "num",
+    "percent",
+    "when",
+    "dataset_href",
+    "review_href",
+    "label_href",
+    "live",
+    "band",
+    "ready_badge",
+]
 
 REFRESH_SECONDS = 5
 #: The worker's own script (sorting, live values, review shortcuts), served from the package.
@@ -29,11 +47,20 @@ KIND_TITLES = {
     "shuffle": "Shuffle: an unbiased random sample of the stream",
 }
 
-KIND_LABELS = {"check_label": "Check label", "missed_label": "Missed label", "teach_label": "Teach label",
-                "low_confidence": "Low confidence", "rebalance": "Rebalance", "shuffle": "Shuffle", "search": "Search"}
-CHART_TITLES = {"chart-rating": "The rating and its four factors over time (0-100)",
-                 "chart-coverage": "Coverage (% of live messages) and balance (0-100) over time",
-                 "chart-mix": "Live label mix: share of recent live messages whose top prediction is each label"}
+KIND_LABELS = {
+    "check_label": "Check label",
+    "missed_label": "Missed label",
+    "teach_label": "Teach label",
+    "low_confidence": "Low confidence",
+    "rebalance": "Rebalance",
+    "shuffle": "Shuffle",
+    "search": "Search",
+}
+CHART_TITLES = {
+    "chart-rating": "The rating and its four factors over time (0-100)",
+    "chart-coverage": "Coverage (% of live messages) and balance (0-100) over time",
+    "chart-mix": "Live label mix: share of recent live messages whose top prediction is each label",
+}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2327;background:#f4f5f7}
@@ -126,20 +153,29 @@ def ready_badge(ready: bool) -> str:
     return '<span class="ready">ready</span>' if ready else '<span class="notready">not ready</span>'
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), *,
-           sortable: bool = False, caption: str = "") -> str:
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[int] = (),
+    *,
+    sortable: bool = False,
+    caption: str = "",
+) -> str:
     """An HTML table; ``rows`` hold HTML already escaped, ``numeric`` columns right-aligned;
     ``sortable`` ones sort by any column in the browser (`STATIC_SCRIPT`)."""
-    head = "".join(f'<th scope=col{" class=n" if i in numeric else ""}>{escape(h)}</th>' for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{cell}</td>' for i, cell in enumerate(row))
-                   + "</tr>" for row in rows)
+    head = "".join(f"<th scope=col{' class=n' if i in numeric else ''}>{escape(h)}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
     cls = ' class="sortable"' if sortable else ""
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table{cls}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def review_href(dataset: str, kind: str, label: str | None = None, message_id: str | None = None,
-                query: str | None = None) -> str:
+def review_href(
+    dataset: str, kind: str, label: str | None = None, message_id: str | None = None, query: str | None = None
+) -> str:
     """The review queue of a training mode (escaped for an attribute).
 
     >>> review_href("a b", "check_label", "Card > Lost")
@@ -159,8 +195,16 @@ def live(key: str, html: str) -> str:
     return f'<span data-live="{escape(key)}">{html}</span>'
 
 
-def layout(title: str, body: str, *, refresh: bool = True, live_url: str | None = None, live_version: int = 0,
-           reviewer: str | None = None, csrf: str | None = None) -> str:
+def layout(
+    title: str,
+    body: str,
+    *,
+    refresh: bool = True,
+    live_url: str | None = None,
+    live_version: int = 0,
+    reviewer: str | None = None,
+    csrf: str | None = None,
+) -> str:
     """A whole page: the header (with the reviewer signed in, and a sign-out form), ``body``, and
     the worker's own script (`STATIC_SCRIPT`). With ``live_url`` the script polls that JSON and
     updates the page's ``data-live`` values and charts in place; without the script (or with
@@ -172,25 +216,29 @@ def layout(title: str, body: str, *, refresh: bool = True, live_url: str | None 
         note = '<span id="live-status">live: updates without a reload</span>. '
     elif refresh:
         meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
-        note = "This page reloads every %d s. " % REFRESH_SECONDS
+        note = f"This page reloads every {REFRESH_SECONDS} s. "
     else:
         meta, note = "", ""
     live = f' data-live-url="{escape(live_url)}" data-live-version="{int(live_version)}"' if live_url else ""
     if reviewer:
-        who = (f'<span class="who">reviewer <b>{escape(reviewer)}</b></span><form method="post" action="/logout" '
-               f'class="inline"><input type="hidden" name="csrf" value="{escape(csrf or "")}">'
-               f'<button type="submit" class="link">sign out</button></form>')
+        who = (
+            f'<span class="who">reviewer <b>{escape(reviewer)}</b></span><form method="post" action="/logout" '
+            f'class="inline"><input type="hidden" name="csrf" value="{escape(csrf or "")}">'
+            f'<button type="submit" class="link">sign out</button></form>'
+        )
     else:
         who = '<a href="/login">sign in to review</a>'
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)} · Refinery</title><style>{CSS}</style>"
-            f'<script src="{STATIC_SCRIPT}" defer></script></head><body{live}>'
-            f'<header><a class="brand" href="/">Refinery</a><nav aria-label="site"><a href="/">datasets</a>'
-            f'<a href="/datasets">/datasets (JSON)</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></nav>'
-            f'<span class="spacer"></span>{who}</header>'
-            f"<main>{body}</main>"
-            f"<footer>{note}Rendered {escape(when(time.time()))}.</footer></body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} · Refinery</title><style>{CSS}</style>"
+        f'<script src="{STATIC_SCRIPT}" defer></script></head><body{live}>'
+        f'<header><a class="brand" href="/">Refinery</a><nav aria-label="site"><a href="/">datasets</a>'
+        f'<a href="/datasets">/datasets (JSON)</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></nav>'
+        f'<span class="spacer"></span>{who}</header>'
+        f"<main>{body}</main>"
+        f"<footer>{note}Rendered {escape(when(time.time()))}.</footer></body></html>"
+    )
 
 
 def page(title: str, body: str, refresh: bool = True) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from agents.worker.observability import log_event
 from schemas import Event, Message, SchemaError
@@ -138,8 +138,15 @@ def decode_events(values: Iterable[bytes | None]) -> list[Message | tuple[str, s
     return out
 
 
-async def follow_events(store: MessageStore, bootstrap: str, topic: str, owned: Callable[[], set[int]],
-                        *, poll_seconds: float = 1.0, stop: asyncio.Event | None = None) -> None:
+async def follow_events(
+    store: MessageStore,
+    bootstrap: str,
+    topic: str,
+    owned: Callable[[], set[int]],
+    *,
+    poll_seconds: float = 1.0,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Keep ``store`` filled from the ``events`` partitions ``owned()`` names, until ``stop`` is set.
 
     Decoding runs in a thread, never on the event loop. A broker error is logged and retried.
@@ -149,8 +156,13 @@ async def follow_events(store: MessageStore, bootstrap: str, topic: str, owned: 
     stop = stop or asyncio.Event()
     delay = poll_seconds
     while not stop.is_set():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", client_id="refinery-workbench")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="refinery-workbench",
+        )
         try:
             await consumer.start()
             assigned: set[int] = set()

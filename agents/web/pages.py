@@ -34,26 +34,50 @@ records from the worker (through `agents.web.service_view`, engine calls in the 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from html import escape
-from typing import Optional, Sequence
 from urllib.parse import quote
 
-from agents.web.layout import (CHART_TITLES as _CHART_TITLES, KIND_LABELS as _KIND_LABELS, KIND_TITLES as _KIND_TITLES,
-                               REFRESH_SECONDS, STATIC_SCRIPT, band as _band, card as _card,
-                               dataset_href as _dataset_href, label_href, layout, live as _live, num as _num,
-                               page as _page, percent as _percent, ready_badge as _ready, review_href,
-                               table as _table, when as _when)
+from agents.web.layout import CHART_TITLES as _CHART_TITLES
+from agents.web.layout import KIND_LABELS as _KIND_LABELS
+from agents.web.layout import KIND_TITLES as _KIND_TITLES
+from agents.web.layout import REFRESH_SECONDS, STATIC_SCRIPT, label_href, layout, review_href
+from agents.web.layout import band as _band
+from agents.web.layout import card as _card
+from agents.web.layout import dataset_href as _dataset_href
+from agents.web.layout import live as _live
+from agents.web.layout import num as _num
+from agents.web.layout import page as _page
+from agents.web.layout import percent as _percent
+from agents.web.layout import ready_badge as _ready
+from agents.web.layout import table as _table
+from agents.web.layout import when as _when
 from schemas import SUGGESTION_KINDS, LabelMetrics, MetricsSnapshot, Suggestion, SuggestionList
 
-__all__ = ["REFRESH_SECONDS", "STATIC_SCRIPT", "SUGGESTIONS_SHOWN", "ACTIONS_SHOWN", "IndexRow", "Pages", "render_index",
-           "render_dataset", "render_label", "render_missing", "render_unauthorised", "index_live_values",
-           "dataset_live_values", "index_version", "dataset_version", "action_link"]
+__all__ = [
+    "REFRESH_SECONDS",
+    "STATIC_SCRIPT",
+    "SUGGESTIONS_SHOWN",
+    "ACTIONS_SHOWN",
+    "IndexRow",
+    "Pages",
+    "render_index",
+    "render_dataset",
+    "render_label",
+    "render_missing",
+    "render_unauthorised",
+    "index_live_values",
+    "dataset_live_values",
+    "index_version",
+    "dataset_version",
+    "action_link",
+]
 
 SUGGESTIONS_SHOWN = 10
 ACTIONS_SHOWN = 5  # the rest are folded away (in the order the engine ranks them)
 
 #: One row of the index: ``(dataset, partition, latest published metrics or None)``.
-IndexRow = tuple[str, int, Optional[MetricsSnapshot]]
+IndexRow = tuple[str, int, MetricsSnapshot | None]
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -64,8 +88,14 @@ def index_live_values(rows: Sequence[IndexRow]) -> dict[str, str]:
     values = {}
     for dataset, _, snapshot in rows:
         if snapshot is not None:
-            values.update({f"rating:{dataset}": f"{snapshot.rating.score:.1f}", f"reviewed:{dataset}": str(snapshot.reviewed),
-                           f"coverage:{dataset}": _percent(snapshot.coverage), f"map:{dataset}": _num(snapshot.map)})
+            values.update(
+                {
+                    f"rating:{dataset}": f"{snapshot.rating.score:.1f}",
+                    f"reviewed:{dataset}": str(snapshot.reviewed),
+                    f"coverage:{dataset}": _percent(snapshot.coverage),
+                    f"map:{dataset}": _num(snapshot.map),
+                }
+            )
     return values
 
 
@@ -92,30 +122,53 @@ def render_index(rows: Sequence[IndexRow], *, ready: bool = True, **chrome) -> s
     chrome.setdefault("live_version", index_version(rows))
     parts = ["<h1>Datasets on this worker</h1>"]
     if not ready:
-        parts.append('<p class="note">This worker is still restoring its partitions from their snapshots; '
-                     "datasets appear as they are restored.</p>")
+        parts.append(
+            '<p class="note">This worker is still restoring its partitions from their snapshots; '
+            "datasets appear as they are restored.</p>"
+        )
     if not rows:
-        parts.append('<div class="note">This worker owns no datasets yet. Send messages to the <code>messages</code> '
-                     "topic keyed by their dataset (or run <code>refinery demo</code>); each dataset appears here "
-                     "once its first message is processed. With several workers, each owns the datasets of its "
-                     "partitions: look on the others too.</div>")
+        parts.append(
+            '<div class="note">This worker owns no datasets yet. Send messages to the <code>messages</code> '
+            "topic keyed by their dataset (or run <code>refinery demo</code>); each dataset appears here "
+            "once its first message is processed. With several workers, each owns the datasets of its "
+            "partitions: look on the others too.</div>"
+        )
         return layout("Datasets", "".join(parts), **chrome)
     table_rows = []
     for dataset, partition, snapshot in rows:
         link = f'<a href="{_dataset_href(dataset)}">{escape(dataset)}</a>'
         api = f'<a href="{_dataset_href(dataset, "/metrics")}">metrics</a>'
         if snapshot is None:
-            table_rows.append([link, str(partition), '<span class="muted">no metrics yet</span>', "", "", "", "", "", api])
+            table_rows.append(
+                [link, str(partition), '<span class="muted">no metrics yet</span>', "", "", "", "", "", api]
+            )
             continue
         r = snapshot.rating
-        table_rows.append([link, str(partition), _live(f"rating:{dataset}", f"{r.score:.1f}"), _band(r.band),
-                           _ready(r.ready), _live(f"reviewed:{dataset}", str(snapshot.reviewed)),
-                           _live(f"coverage:{dataset}", _percent(snapshot.coverage)),
-                           _live(f"map:{dataset}", _num(snapshot.map)), api])
-    parts.append(_table(["dataset", "partition", "rating", "band", "ready", "reviewed", "coverage", "MAP", "JSON"],
-                        table_rows, numeric=(1, 2, 5, 6, 7), sortable=True))
-    parts.append('<p class="muted">Ratings are those last published (every few seconds, when a dataset changed). '
-                 "Open a dataset to review its messages.</p>")
+        table_rows.append(
+            [
+                link,
+                str(partition),
+                _live(f"rating:{dataset}", f"{r.score:.1f}"),
+                _band(r.band),
+                _ready(r.ready),
+                _live(f"reviewed:{dataset}", str(snapshot.reviewed)),
+                _live(f"coverage:{dataset}", _percent(snapshot.coverage)),
+                _live(f"map:{dataset}", _num(snapshot.map)),
+                api,
+            ]
+        )
+    parts.append(
+        _table(
+            ["dataset", "partition", "rating", "band", "ready", "reviewed", "coverage", "MAP", "JSON"],
+            table_rows,
+            numeric=(1, 2, 5, 6, 7),
+            sortable=True,
+        )
+    )
+    parts.append(
+        '<p class="muted">Ratings are those last published (every few seconds, when a dataset changed). '
+        "Open a dataset to review its messages.</p>"
+    )
     return layout("Datasets", "".join(parts), **chrome)
 
 
@@ -125,8 +178,9 @@ def _factor_metrics(metrics: dict[str, float | None]) -> str:
 
 def _worst_first(labels: dict[str, LabelMetrics]) -> list[tuple[str, LabelMetrics]]:
     """Labels by average precision, worst first; labels without one (too few positives) last."""
-    return sorted(labels.items(), key=lambda item: (item[1].average_precision is None, item[1].average_precision or 0.0,
-                                                   item[0]))
+    return sorted(
+        labels.items(), key=lambda item: (item[1].average_precision is None, item[1].average_precision or 0.0, item[0])
+    )
 
 
 def _warnings(m: LabelMetrics, dataset: str | None = None, label: str | None = None) -> str:
@@ -137,12 +191,17 @@ def _warnings(m: LabelMetrics, dataset: str | None = None, label: str | None = N
 
     def action(w) -> str:
         if dataset is not None and w.action in SUGGESTION_KINDS:
-            return (f'<a data-kind="{escape(w.action)}" href="{review_href(dataset, w.action, label)}">'
-                    f"{escape(w.action)}</a>")
+            return (
+                f'<a data-kind="{escape(w.action)}" href="{review_href(dataset, w.action, label)}">'
+                f"{escape(w.action)}</a>"
+            )
         return escape(w.action)
 
-    items = "".join(f'<li><span class="{escape(w.severity)}">{escape(w.severity)}</span> {escape(w.message)}'
-                    f"<br><span class=muted>→ {action(w)}</span></li>" for w in m.warnings)
+    items = "".join(
+        f'<li><span class="{escape(w.severity)}">{escape(w.severity)}</span> {escape(w.message)}'
+        f"<br><span class=muted>→ {action(w)}</span></li>"
+        for w in m.warnings
+    )
     return f"<ul>{items}</ul>"
 
 
@@ -153,15 +212,28 @@ def _suggestions_section(dataset: str, lists: Sequence[SuggestionList]) -> str:
     parts = [f"<h2>What to review next (top {SUGGESTIONS_SHOWN} of each kind)</h2>"]
     for kind in SUGGESTION_KINDS:
         items = by_kind.get(kind, [])[:SUGGESTIONS_SHOWN]  # the engine's order: best first
-        parts.append(f"<h3>{escape(_KIND_TITLES.get(kind, kind))} <span class=muted>({escape(kind)})</span> "
-                     f'<a class="go" href="{review_href(dataset, kind)}">review this queue</a></h3>')
+        parts.append(
+            f"<h3>{escape(_KIND_TITLES.get(kind, kind))} <span class=muted>({escape(kind)})</span> "
+            f'<a class="go" href="{review_href(dataset, kind)}">review this queue</a></h3>'
+        )
         if not items:
             parts.append('<p class="muted">No suggestions of this kind yet.</p>')
             continue
-        parts.append(_table(["message id", "label", "score", "reason"],
-                            [[f'<a href="{review_href(dataset, kind, s.label, s.message_id)}">{escape(s.message_id)}</a>',
-                              escape(s.label or "–"), _num(s.score), escape(s.reason)] for s in items],
-                            numeric=(2,)))
+        parts.append(
+            _table(
+                ["message id", "label", "score", "reason"],
+                [
+                    [
+                        f'<a href="{review_href(dataset, kind, s.label, s.message_id)}">{escape(s.message_id)}</a>',
+                        escape(s.label or "–"),
+                        _num(s.score),
+                        escape(s.reason),
+                    ]
+                    for s in items
+                ],
+                numeric=(2,),
+            )
+        )
     return "".join(parts)
 
 
@@ -175,33 +247,64 @@ def action_link(dataset: str, kind: str, label: str | None) -> str:
 
 
 def _actions_table(dataset: str, rows: Sequence) -> str:
-    return _table(["action", "label", "why", "expected gain", ""],
-                  [[escape(a.kind), escape(a.label or "–"), escape(a.why), _num(a.expected_gain, 1),
-                    f'<a class="go" data-kind="{escape(a.kind)}" href="{action_link(dataset, a.kind, a.label)}">'
-                    f'{"search" if a.kind == "search" else "open queue"}</a>'] for a in rows], numeric=(3,))
+    return _table(
+        ["action", "label", "why", "expected gain", ""],
+        [
+            [
+                escape(a.kind),
+                escape(a.label or "–"),
+                escape(a.why),
+                _num(a.expected_gain, 1),
+                f'<a class="go" data-kind="{escape(a.kind)}" href="{action_link(dataset, a.kind, a.label)}">'
+                f"{'search' if a.kind == 'search' else 'open queue'}</a>",
+            ]
+            for a in rows
+        ],
+        numeric=(3,),
+    )
 
 
 def _queues_menu(dataset: str, labels: Sequence[str]) -> str:
     """Every training mode, with a label picker for the kinds that take one."""
-    plain = " ".join(f'<a class="button" href="{review_href(dataset, k)}">{escape(_KIND_LABELS[k])}</a>'
-                     for k in ("shuffle", "low_confidence", "rebalance", "teach_label", "check_label", "missed_label"))
+    plain = " ".join(
+        f'<a class="button" href="{review_href(dataset, k)}">{escape(_KIND_LABELS[k])}</a>'
+        for k in ("shuffle", "low_confidence", "rebalance", "teach_label", "check_label", "missed_label")
+    )
     options = "".join(f'<option value="{escape(label)}">{escape(label)}</option>' for label in sorted(labels))
-    by_label = (f'<form method="get" action="{_dataset_href(dataset, "/review")}" class="inline">'
-                f'<label>kind <select name="kind">'
-                + "".join(f'<option value="{k}">{escape(_KIND_LABELS[k])}</option>' for k in ("teach_label", "check_label", "missed_label"))
-                + f'</select></label> <label>label <select name="label">{options}</select></label> '
-                  f'<button type="submit">open</button></form>') if labels else ""
-    search = (f'<form method="get" action="{_dataset_href(dataset, "/search")}" class="inline" role="search">'
-              f'<label>search messages <input type="search" name="q" size="24"></label> <button type="submit">search</button></form>')
+    by_label = (
+        (
+            f'<form method="get" action="{_dataset_href(dataset, "/review")}" class="inline">'
+            f'<label>kind <select name="kind">'
+            + "".join(
+                f'<option value="{k}">{escape(_KIND_LABELS[k])}</option>'
+                for k in ("teach_label", "check_label", "missed_label")
+            )
+            + f'</select></label> <label>label <select name="label">{options}</select></label> '
+            f'<button type="submit">open</button></form>'
+        )
+        if labels
+        else ""
+    )
+    search = (
+        f'<form method="get" action="{_dataset_href(dataset, "/search")}" class="inline" role="search">'
+        f'<label>search messages <input type="search" name="q" size="24"></label> <button type="submit">search</button></form>'
+    )
     return f'<section class="queues" aria-label="review queues"><h2>Review</h2><p>{plain}</p><p>{by_label}</p><p>{search}</p></section>'
 
 
 def dataset_live_values(snapshot: MetricsSnapshot) -> dict[str, str]:
     """The values of the dataset page that update in place (keys of its ``data-live`` elements)."""
     s, r = snapshot, snapshot.rating
-    values = {"rating": f"{r.score:.1f}", "band": r.band, "map": _num(s.map), "coverage": _percent(s.coverage),
-              "balance": _num(s.balance.score, 1), "reviewed": str(s.reviewed), "model_version": str(s.model_version),
-              "labels": str(len(s.labels))}
+    values = {
+        "rating": f"{r.score:.1f}",
+        "band": r.band,
+        "map": _num(s.map),
+        "coverage": _percent(s.coverage),
+        "balance": _num(s.balance.score, 1),
+        "reviewed": str(s.reviewed),
+        "model_version": str(s.model_version),
+        "labels": str(len(s.labels)),
+    }
     for label, m in s.labels.items():
         values[f"pinned:{label}"] = str(m.pinned)
         values[f"ap:{label}"] = _num(m.average_precision)
@@ -209,8 +312,9 @@ def dataset_live_values(snapshot: MetricsSnapshot) -> dict[str, str]:
     return values
 
 
-def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionList], *,
-                   charts: dict[str, str] | None = None, **chrome) -> str:
+def render_dataset(
+    snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionList], *, charts: dict[str, str] | None = None, **chrome
+) -> str:
     """One dataset's page from its metrics and its suggestion lists (the first `SUGGESTIONS_SHOWN`
     items of each kind are shown, in the lists' order); ``charts`` are SVG by element id
     (`agents.web.workbench.dataset_charts`); ``chrome`` goes to `layout`.
@@ -226,73 +330,133 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     name = escape(s.dataset)
     parts = [f"<h1>{name} {_band(r.band)}</h1>"]
     balance = s.balance
-    parts.append('<div class="cards">'
-                 + _card("rating", _live("rating", f"{r.score:.1f}"), f"{escape(r.band)}, {_ready(r.ready)}")
-                 + _card("MAP", _live("map", _num(s.map)), "mean average precision" if s.map is not None
-                         else "too few reviews per label yet")
-                 + _card("coverage", _live("coverage", _percent(s.coverage)), "live messages with an informative label")
-                 + _card("balance", _live("balance", _num(balance.score, 1)),
-                         f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}")
-                 + _card("reviewed", _live("reviewed", str(s.reviewed)),
-                         f"model version {_live('model_version', str(s.model_version))}")
-                 + _card("labels", _live("labels", str(len(s.labels))), f"as of {escape(_when(s.timestamp))}")
-                 + "</div>")
+    parts.append(
+        '<div class="cards">'
+        + _card("rating", _live("rating", f"{r.score:.1f}"), f"{escape(r.band)}, {_ready(r.ready)}")
+        + _card(
+            "MAP",
+            _live("map", _num(s.map)),
+            "mean average precision" if s.map is not None else "too few reviews per label yet",
+        )
+        + _card("coverage", _live("coverage", _percent(s.coverage)), "live messages with an informative label")
+        + _card(
+            "balance",
+            _live("balance", _num(balance.score, 1)),
+            f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}",
+        )
+        + _card(
+            "reviewed",
+            _live("reviewed", str(s.reviewed)),
+            f"model version {_live('model_version', str(s.model_version))}",
+        )
+        + _card("labels", _live("labels", str(len(s.labels))), f"as of {escape(_when(s.timestamp))}")
+        + "</div>"
+    )
     if s.reviewed == 0:
-        parts.append('<div class="note"><b>No reviews yet.</b> The model learns only from reviews: until people '
-                     "label some messages (annotations on the <code>annotations</code> topic), it predicts no label, "
-                     "the rating stays Poor and the per-label table is empty. Start with the "
-                     f'<a href="{review_href(s.dataset, "shuffle")}"><i>shuffle</i></a> queue: an unbiased sample '
-                     "of the stream.</div>")
+        parts.append(
+            '<div class="note"><b>No reviews yet.</b> The model learns only from reviews: until people '
+            "label some messages (annotations on the <code>annotations</code> topic), it predicts no label, "
+            "the rating stays Poor and the per-label table is empty. Start with the "
+            f'<a href="{review_href(s.dataset, "shuffle")}"><i>shuffle</i></a> queue: an unbiased sample '
+            "of the stream.</div>"
+        )
     parts.append(_queues_menu(s.dataset, list(s.labels)))
 
     parts.append("<h2>Recommended actions</h2>")
     if s.actions:
         parts.append(_actions_table(s.dataset, s.actions[:ACTIONS_SHOWN]))
         if len(s.actions) > ACTIONS_SHOWN:
-            parts.append(f"<details><summary>{len(s.actions) - ACTIONS_SHOWN} more actions</summary>"
-                         f"{_actions_table(s.dataset, s.actions[ACTIONS_SHOWN:])}</details>")
+            parts.append(
+                f"<details><summary>{len(s.actions) - ACTIONS_SHOWN} more actions</summary>"
+                f"{_actions_table(s.dataset, s.actions[ACTIONS_SHOWN:])}</details>"
+            )
     else:
         parts.append('<p class="muted">None: nothing stands out.</p>')
 
     parts.append("<h2>Rating factors</h2>")
-    parts.append(_table(["factor", "score", "band", "metrics"],
-                        [[escape(k), f"{f.score:.1f}", _band(f.band), _factor_metrics(f.metrics)] for k, f in r.factors.items()],
-                        numeric=(1,), sortable=True))
+    parts.append(
+        _table(
+            ["factor", "score", "band", "metrics"],
+            [[escape(k), f"{f.score:.1f}", _band(f.band), _factor_metrics(f.metrics)] for k, f in r.factors.items()],
+            numeric=(1,),
+            sortable=True,
+        )
+    )
     if charts:
-        drift = ("<ul>" + "".join(f'<li><span class="amber">drift</span> {escape(_when(d.when))} '
-                                  f'{escape(d.label or "label mix")}: {escape(d.detail)}</li>' for d in s.drift[-5:])
-                 + "</ul>") if s.drift else '<p class="muted">No drift detected.</p>'
-        parts.append('<h2>Over time and live</h2><div class="charts">'
-                     + "".join(f'<figure><div id="{escape(key)}">{svg}</div><figcaption>{escape(_CHART_TITLES.get(key, key))}'
-                               f"</figcaption>{drift if key == 'chart-mix' else ''}</figure>" for key, svg in charts.items())
-                     + "</div>")
+        drift = (
+            (
+                "<ul>"
+                + "".join(
+                    f'<li><span class="amber">drift</span> {escape(_when(d.when))} '
+                    f"{escape(d.label or 'label mix')}: {escape(d.detail)}</li>"
+                    for d in s.drift[-5:]
+                )
+                + "</ul>"
+            )
+            if s.drift
+            else '<p class="muted">No drift detected.</p>'
+        )
+        parts.append(
+            '<h2>Over time and live</h2><div class="charts">'
+            + "".join(
+                f'<figure><div id="{escape(key)}">{svg}</div><figcaption>{escape(_CHART_TITLES.get(key, key))}'
+                f"</figcaption>{drift if key == 'chart-mix' else ''}</figure>"
+                for key, svg in charts.items()
+            )
+            + "</div>"
+        )
 
     parts.append("<h2>Labels, worst average precision first</h2>")
     if s.labels:
-        rows = [[f'<a href="{label_href(s.dataset, label)}">{escape(label)}</a>', _num(m.precision), _num(m.recall),
-                 _num(m.f1), _live(f"ap:{label}", _num(m.average_precision)), _num(m.threshold),
-                 _live(f"support:{label}", str(m.support)), _live(f"pinned:{label}", str(m.pinned)), _warnings(m, s.dataset, label)]
-                for label, m in _worst_first(s.labels)]
-        parts.append(_table(["label", "precision", "recall", "F1", "AP", "threshold", "support", "pinned", "warnings"],
-                            rows, numeric=(1, 2, 3, 4, 5, 6, 7), sortable=True))
-        parts.append('<p class="muted">Over the validation window of recent reviews; – means too few reviews to say. '
-                     "Click a column to sort by it.</p>")
+        rows = [
+            [
+                f'<a href="{label_href(s.dataset, label)}">{escape(label)}</a>',
+                _num(m.precision),
+                _num(m.recall),
+                _num(m.f1),
+                _live(f"ap:{label}", _num(m.average_precision)),
+                _num(m.threshold),
+                _live(f"support:{label}", str(m.support)),
+                _live(f"pinned:{label}", str(m.pinned)),
+                _warnings(m, s.dataset, label),
+            ]
+            for label, m in _worst_first(s.labels)
+        ]
+        parts.append(
+            _table(
+                ["label", "precision", "recall", "F1", "AP", "threshold", "support", "pinned", "warnings"],
+                rows,
+                numeric=(1, 2, 3, 4, 5, 6, 7),
+                sortable=True,
+            )
+        )
+        parts.append(
+            '<p class="muted">Over the validation window of recent reviews; – means too few reviews to say. '
+            "Click a column to sort by it.</p>"
+        )
     else:
         parts.append('<p class="muted">No labels yet: a label appears with its first review.</p>')
 
     parts.append("<h2>Drift events</h2>")
     if s.drift:
-        parts.append(_table(["when", "label", "kind", "detail"],
-                            [[escape(_when(d.when)), escape(d.label or "–"), escape(d.kind), escape(d.detail)]
-                             for d in s.drift], sortable=True))
+        parts.append(
+            _table(
+                ["when", "label", "kind", "detail"],
+                [[escape(_when(d.when)), escape(d.label or "–"), escape(d.kind), escape(d.detail)] for d in s.drift],
+                sortable=True,
+            )
+        )
     else:
         parts.append('<p class="muted">None detected.</p>')
 
     parts.append(_suggestions_section(s.dataset, suggestions))
-    kinds = " · ".join(f'<a href="{_dataset_href(s.dataset, "/suggestions?kind=" + k)}">{escape(k)}</a>'
-                       for k in SUGGESTION_KINDS)
-    parts.append(f'<h2>Machine-readable</h2><p><a href="{_dataset_href(s.dataset, "/metrics")}">metrics (JSON)</a> · '
-                 f"suggestions (JSON): {kinds} · <a href=\"/metrics\">Prometheus /metrics</a></p>")
+    kinds = " · ".join(
+        f'<a href="{_dataset_href(s.dataset, "/suggestions?kind=" + k)}">{escape(k)}</a>' for k in SUGGESTION_KINDS
+    )
+    parts.append(
+        f'<h2>Machine-readable</h2><p><a href="{_dataset_href(s.dataset, "/metrics")}">metrics (JSON)</a> · '
+        f'suggestions (JSON): {kinds} · <a href="/metrics">Prometheus /metrics</a></p>'
+    )
     chrome.setdefault("live_url", _live_url(s.dataset))
     chrome.setdefault("live_version", dataset_version(s))
     return layout(s.dataset, "".join(parts), **chrome)
@@ -302,8 +466,9 @@ def _live_url(dataset: str) -> str:
     return f"/datasets/{quote(dataset, safe='')}/live"
 
 
-def render_label(dataset: str, label: str, m: LabelMetrics, curve_svg: str,
-                 queues: dict[str, Sequence[Suggestion]], **chrome) -> str:
+def render_label(
+    dataset: str, label: str, m: LabelMetrics, curve_svg: str, queues: dict[str, Sequence[Suggestion]], **chrome
+) -> str:
     """One label's page: its metrics, warnings, precision-recall curve (``curve_svg``, from
     `agents.web.charts.pr_curve`) and the queues that concern it (``queues``: kind -> first items).
 
@@ -314,35 +479,61 @@ def render_label(dataset: str, label: str, m: LabelMetrics, curve_svg: str,
     True
     """
     name = escape(label)
-    parts = [f'<p class="crumbs"><a href="{_dataset_href(dataset)}">{escape(dataset)}</a> › label</p><h1>{name}</h1>',
-             '<div class="cards">'
-             + _card("average precision", _live(f"ap:{label}", _num(m.average_precision)), "area under the curve")
-             + _card("precision", _num(m.precision), f"at threshold {_num(m.threshold)}")
-             + _card("recall", _num(m.recall), f"F1 {_num(m.f1)}")
-             + _card("support", _live(f"support:{label}", str(m.support)), "positives in the window")
-             + _card("pinned", _live(f"pinned:{label}", str(m.pinned)), "reviewed examples, all time")
-             + "</div>"]
+    parts = [
+        f'<p class="crumbs"><a href="{_dataset_href(dataset)}">{escape(dataset)}</a> › label</p><h1>{name}</h1>',
+        '<div class="cards">'
+        + _card("average precision", _live(f"ap:{label}", _num(m.average_precision)), "area under the curve")
+        + _card("precision", _num(m.precision), f"at threshold {_num(m.threshold)}")
+        + _card("recall", _num(m.recall), f"F1 {_num(m.f1)}")
+        + _card("support", _live(f"support:{label}", str(m.support)), "positives in the window")
+        + _card("pinned", _live(f"pinned:{label}", str(m.pinned)), "reviewed examples, all time")
+        + "</div>",
+    ]
     parts.append("<h2>Warnings</h2>" + (_warnings(m, dataset, label) or '<p class="muted">None.</p>'))
     t = m.thresholds
-    parts.append('<h2>Precision-recall curve</h2><div class="curve">'
-                 f'<figure><div id="chart-curve">{curve_svg}</div><figcaption>Out-of-sample scores of the validation '
-                 "window; the three thresholds marked.</figcaption></figure>"
-                 + _table(["threshold", "value"], [["balanced (max F1)", _num(t.balanced)],
-                                                   ["high precision", _num(t.high_precision)],
-                                                   ["high recall", _num(t.high_recall)],
-                                                   ["<b>in force</b>", f"<b>{_num(m.threshold)}</b>"]], numeric=(1,))
-                 + "</div>")
+    parts.append(
+        '<h2>Precision-recall curve</h2><div class="curve">'
+        f'<figure><div id="chart-curve">{curve_svg}</div><figcaption>Out-of-sample scores of the validation '
+        "window; the three thresholds marked.</figcaption></figure>"
+        + _table(
+            ["threshold", "value"],
+            [
+                ["balanced (max F1)", _num(t.balanced)],
+                ["high precision", _num(t.high_precision)],
+                ["high recall", _num(t.high_recall)],
+                ["<b>in force</b>", f"<b>{_num(m.threshold)}</b>"],
+            ],
+            numeric=(1,),
+        )
+        + "</div>"
+    )
     parts.append("<h2>Queues for this label</h2>")
     for kind, items in queues.items():
-        parts.append(f'<h3>{escape(_KIND_TITLES.get(kind, kind))} <a class="go" data-kind="{escape(kind)}" '
-                     f'href="{review_href(dataset, kind, label)}">open queue</a></h3>')
+        parts.append(
+            f'<h3>{escape(_KIND_TITLES.get(kind, kind))} <a class="go" data-kind="{escape(kind)}" '
+            f'href="{review_href(dataset, kind, label)}">open queue</a></h3>'
+        )
         if items:
-            parts.append(_table(["message id", "score", "reason"],
-                                [[f'<a href="{review_href(dataset, kind, label, s.message_id)}">{escape(s.message_id)}</a>',
-                                  _num(s.score), escape(s.reason)] for s in items], numeric=(1,), sortable=True))
+            parts.append(
+                _table(
+                    ["message id", "score", "reason"],
+                    [
+                        [
+                            f'<a href="{review_href(dataset, kind, label, s.message_id)}">{escape(s.message_id)}</a>',
+                            _num(s.score),
+                            escape(s.reason),
+                        ]
+                        for s in items
+                    ],
+                    numeric=(1,),
+                    sortable=True,
+                )
+            )
         else:
             parts.append('<p class="muted">Nothing in this queue now.</p>')
-    parts.append(f'<p><a class="button" href="{action_link(dataset, "search", label)}">Search for more examples</a></p>')
+    parts.append(
+        f'<p><a class="button" href="{action_link(dataset, "search", label)}">Search for more examples</a></p>'
+    )
     chrome.setdefault("live_url", _live_url(dataset))
     return layout(f"{label} · {dataset}", "".join(parts), **chrome)
 
@@ -354,18 +545,25 @@ def render_missing(dataset: str, owned: Sequence[str]) -> str:
     True
     """
     links = ", ".join(f'<a href="{_dataset_href(d)}">{escape(d)}</a>' for d in owned) or "none"
-    return _page("Not here", f"<h1>{escape(dataset)}</h1><p class=note>Dataset <b>{escape(dataset)}</b> is not owned "
-                             f"by this worker (owned here: {links}). With several workers, open the one that owns "
-                             f"the dataset's partition. If its stream has just started, the dataset appears once "
-                             f"its first message is processed: this page reloads by itself.</p>")
+    return _page(
+        "Not here",
+        f"<h1>{escape(dataset)}</h1><p class=note>Dataset <b>{escape(dataset)}</b> is not owned "
+        f"by this worker (owned here: {links}). With several workers, open the one that owns "
+        f"the dataset's partition. If its stream has just started, the dataset appears once "
+        f"its first message is processed: this page reloads by itself.</p>",
+    )
 
 
 def render_unauthorised() -> str:
     """The 401 page: the worker has ``REFINERY_API_TOKEN`` set and the request did not carry it."""
-    return _page("Token required", "<h1>A bearer token is required</h1><p class=note>This worker has "
-                 "<code>REFINERY_API_TOKEN</code> set: every page and API route but <code>/healthz</code> needs the "
-                 "header <code>Authorization: Bearer &lt;token&gt;</code>, or a signed-in session: in a browser, "
-                 '<a href="/login">sign in</a> with your name and the token (docs/workbench.md).</p>', refresh=False)
+    return _page(
+        "Token required",
+        "<h1>A bearer token is required</h1><p class=note>This worker has "
+        "<code>REFINERY_API_TOKEN</code> set: every page and API route but <code>/healthz</code> needs the "
+        "header <code>Authorization: Bearer &lt;token&gt;</code>, or a signed-in session: in a browser, "
+        '<a href="/login">sign in</a> with your name and the token (docs/workbench.md).</p>',
+        refresh=False,
+    )
 
 
 # -- gathering -----------------------------------------------------------------------------------
@@ -396,9 +594,17 @@ class Pages:
         def gather():
             now = time.time()
             snapshot = engine.metrics(now=now)
-            lists = [SuggestionList(dataset=dataset, timestamp=now, model_version=snapshot.model_version, kind=kind,
-                                    label=None, items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)))
-                     for kind in SUGGESTION_KINDS]
+            lists = [
+                SuggestionList(
+                    dataset=dataset,
+                    timestamp=now,
+                    model_version=snapshot.model_version,
+                    kind=kind,
+                    label=None,
+                    items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)),
+                )
+                for kind in SUGGESTION_KINDS
+            ]
             return snapshot, lists, (label_mix(engine) if charts is not None else None)
 
         snapshot, lists, mix = await self.worker.call(gather)

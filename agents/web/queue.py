@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from schemas import Suggestion
 from schemas.events import Mode
@@ -37,9 +37,15 @@ from schemas.events import Mode
 __all__ = ["KIND_MODES", "LEASE_SECONDS", "RECENT_SECONDS", "MAX_TRACKED", "Lease", "ReviewQueues"]
 
 #: The review ``mode`` of each training mode (``schemas.Annotation.mode``).
-KIND_MODES: dict[str, Mode] = {"check_label": "check", "missed_label": "missed", "teach_label": "teach",
-                               "low_confidence": "low_confidence", "rebalance": "rebalance", "shuffle": "shuffle",
-                               "search": "search"}
+KIND_MODES: dict[str, Mode] = {
+    "check_label": "check",
+    "missed_label": "missed",
+    "teach_label": "teach",
+    "low_confidence": "low_confidence",
+    "rebalance": "rebalance",
+    "shuffle": "shuffle",
+    "search": "search",
+}
 LEASE_SECONDS = 120.0
 #: How long a message reviewed here stays out of the queues while its review travels to the engine.
 RECENT_SECONDS = 600.0
@@ -115,16 +121,26 @@ class ReviewQueues:
         at = self.recent.get((dataset, message_id))
         return at is not None and now - at < RECENT_SECONDS
 
-    def pick(self, dataset: str, items: Sequence[Suggestion], reviewer: str, *, now: float,
-             available: Callable[[str], bool] = lambda _id: True) -> Suggestion | None:
+    def pick(
+        self,
+        dataset: str,
+        items: Sequence[Suggestion],
+        reviewer: str,
+        *,
+        now: float,
+        available: Callable[[str], bool] = lambda _id: True,
+    ) -> Suggestion | None:
         """The next item for ``reviewer`` (see the module's description); None when none is left.
 
         ``available(message_id)`` says whether the message can be shown (its text is held).
         """
-        candidates = [s for s in items
-                      if not self.just_reviewed(dataset, s.message_id, now=now)
-                      and (reviewer, dataset, s.message_id) not in self.passed
-                      and available(s.message_id)]
+        candidates = [
+            s
+            for s in items
+            if not self.just_reviewed(dataset, s.message_id, now=now)
+            and (reviewer, dataset, s.message_id) not in self.passed
+            and available(s.message_id)
+        ]
         for item in candidates:
             if self.holder(dataset, item.message_id, reviewer, now=now) is None:
                 return item

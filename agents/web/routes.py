@@ -18,8 +18,10 @@ def respond(view, reply: Reply):
     body = reply.body.encode("utf-8") if isinstance(reply.body, str) else reply.body
     headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", **reply.headers}
     if reply.content_type == "text/html":
-        headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                              "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+        headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+        )
     return view.bytes(body, content_type=reply.content_type, status=reply.status, headers=headers)
 
 
@@ -31,10 +33,12 @@ def register(app, service) -> Workbench:
 
     def reading(handler):
         """A page people read: with a token set, it needs the bearer header or a session."""
+
         async def get(self, request, **kwargs):
             if not bench.allowed(request):
                 return respond(self, bench.login_redirect(request))
             return respond(self, await handler(request, **kwargs))
+
         return get
 
     @app.page("/login")

@@ -9,7 +9,8 @@ on the event loop.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import Annotation, MetricsSnapshot
 
@@ -67,8 +68,9 @@ class WorkerView:
         from agents.worker.sequencer import owner_partition
 
         partition = owner_partition(annotation.dataset, self.settings.partitions)
-        delivery = await self.service.send(self.service.topics["annotations"], annotation.dataset.encode("utf-8"),
-                                           annotation.encode(), partition)
+        delivery = await self.service.send(
+            self.service.topics["annotations"], annotation.dataset.encode("utf-8"), annotation.encode(), partition
+        )
         await asyncio.wait_for(asyncio.ensure_future(delivery), SEND_TIMEOUT)
 
 

@@ -35,8 +35,9 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -46,8 +47,15 @@ from agents.web import charts, pages
 from agents.web.history import DEFAULT_POINTS, MetricsHistory
 from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, follow_events, search
 from agents.web.queue import KIND_MODES, LEASE_SECONDS, ReviewQueues
-from agents.web.review import (ReviewView, SearchHit, render_error, render_login, render_queue_empty, render_review,
-                               render_search)
+from agents.web.review import (
+    ReviewView,
+    SearchHit,
+    render_error,
+    render_login,
+    render_queue_empty,
+    render_review,
+    render_search,
+)
 from agents.web.service_view import WorkerView, pinned_labels
 from agents.web.session import COOKIE, Session, Sessions, valid_reviewer
 from agents.worker.observability import log_event
@@ -76,13 +84,15 @@ class WorkbenchOptions:
     lease_seconds: float = LEASE_SECONDS
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkbenchOptions":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkbenchOptions:
         env = os.environ if env is None else env
         d = cls()
-        return cls(messages=env_value(env, "REFINERY_WORKBENCH_MESSAGES", d.messages, int),
-                   message_bytes=env_value(env, "REFINERY_WORKBENCH_BYTES", d.message_bytes, int),
-                   history=env_value(env, "REFINERY_WORKBENCH_HISTORY", d.history, int),
-                   lease_seconds=env_value(env, "REFINERY_WORKBENCH_LEASE_SECONDS", d.lease_seconds, float))
+        return cls(
+            messages=env_value(env, "REFINERY_WORKBENCH_MESSAGES", d.messages, int),
+            message_bytes=env_value(env, "REFINERY_WORKBENCH_BYTES", d.message_bytes, int),
+            history=env_value(env, "REFINERY_WORKBENCH_HISTORY", d.history, int),
+            lease_seconds=env_value(env, "REFINERY_WORKBENCH_LEASE_SECONDS", d.lease_seconds, float),
+        )
 
 
 @dataclasses.dataclass
@@ -157,7 +167,7 @@ class Workbench:
         if not token:
             return True
         header = request.headers.get("Authorization") or ""
-        return hmac.compare_digest(header.encode("utf-8"), f"Bearer {token}".encode("utf-8"))
+        return hmac.compare_digest(header.encode("utf-8"), f"Bearer {token}".encode())
 
     def allowed(self, request) -> bool:
         """May this request read? A bearer token, a session, or no token configured."""
@@ -180,15 +190,30 @@ class Workbench:
 
     def _write_refused(self, request, session: Session | None, form) -> Reply | None:
         if session is None:
-            return _html(403, render_error("Sign in first", "This form writes: it needs a signed-in session "
-                                           "(and its CSRF token). Sign in at /login and try again."))
+            return _html(
+                403,
+                render_error(
+                    "Sign in first",
+                    "This form writes: it needs a signed-in session "
+                    "(and its CSRF token). Sign in at /login and try again.",
+                ),
+            )
         if not self._same_origin(request) or not self.sessions.csrf_ok(session, form.get("csrf")):
-            return _html(403, render_error("Refused", "The form's CSRF token is missing or wrong, or it came from "
-                                           "another site. Reload the page and try again.", **self.chrome(session)))
+            return _html(
+                403,
+                render_error(
+                    "Refused",
+                    "The form's CSRF token is missing or wrong, or it came from "
+                    "another site. Reload the page and try again.",
+                    **self.chrome(session),
+                ),
+            )
         return None
 
     def login_page(self, request) -> Reply:
-        return _html(200, render_login(needs_token=not self.sessions.open, next_url=_safe_next(request.query.get("next"))))
+        return _html(
+            200, render_login(needs_token=not self.sessions.open, next_url=_safe_next(request.query.get("next")))
+        )
 
     async def login(self, request) -> Reply:
         form = await request.post()
@@ -197,8 +222,14 @@ class Workbench:
             return _html(403, render_error("Refused", "Sign-in from another site is refused."))
         reviewer = valid_reviewer(str(form.get("reviewer", "")))
         if reviewer is None:
-            return _html(400, render_login(needs_token=not self.sessions.open, next_url=next_url,
-                                           error="Give your name (1 to 64 characters): it is recorded with every review."))
+            return _html(
+                400,
+                render_login(
+                    needs_token=not self.sessions.open,
+                    next_url=next_url,
+                    error="Give your name (1 to 64 characters): it is recorded with every review.",
+                ),
+            )
         if not self.sessions.open:
             import hmac
 
@@ -232,8 +263,10 @@ class Workbench:
 
     async def _items(self, engine, dataset: str, kind: str, label: str | None, q: str | None) -> list:
         if kind == "search":
-            return [Suggestion(message_id=m.id, kind="shuffle", label=None, score=0.0, reason=f"matches “{q}”")
-                    for m in await self._search(dataset, q or "")]
+            return [
+                Suggestion(message_id=m.id, kind="shuffle", label=None, score=0.0, reason=f"matches “{q}”")
+                for m in await self._search(dataset, q or "")
+            ]
         return await self.worker.call(engine.suggestions, kind, label=label, limit=QUEUE_DEPTH)
 
     async def _search(self, dataset: str, q: str):
@@ -260,14 +293,32 @@ class Workbench:
             item = self.queues.pick(dataset, items, reviewer, now=now, available=held)
             if item is None:
                 missing = sum(1 for s in items if not held(s.message_id))
-                return _html(200, render_queue_empty(dataset, kind, label, q, reviewer=reviewer,
-                                                     csrf=self.sessions.csrf(session), sent=sent, missing_text=missing))
+                return _html(
+                    200,
+                    render_queue_empty(
+                        dataset,
+                        kind,
+                        label,
+                        q,
+                        reviewer=reviewer,
+                        csrf=self.sessions.csrf(session),
+                        sent=sent,
+                        missing_text=missing,
+                    ),
+                )
             return _redirect(_queue_url(dataset, kind, label, q, message_id=item.message_id, sent=sent))
         message = self.store.get(dataset, wanted)
         if message is None:
-            return _html(404, render_error("Message not held", f"The text of message {wanted!r} is not among the "
-                                           f"{len(self.store)} recent messages this worker keeps "
-                                           "(REFINERY_WORKBENCH_MESSAGES).", **self.chrome(session)))
+            return _html(
+                404,
+                render_error(
+                    "Message not held",
+                    f"The text of message {wanted!r} is not among the "
+                    f"{len(self.store)} recent messages this worker keeps "
+                    "(REFINERY_WORKBENCH_MESSAGES).",
+                    **self.chrome(session),
+                ),
+            )
         other = self.queues.open(dataset, wanted, reviewer, now=now)
 
         def gather():
@@ -277,11 +328,25 @@ class Workbench:
 
         prediction, reviewed, pinned, taxonomy = await self.worker.call(gather)
         reason = next((s.reason for s in items if s.message_id == wanted), "")
-        remaining = sum(1 for s in items if s.message_id != wanted and not self.queues.just_reviewed(dataset, s.message_id, now=now))
-        view = ReviewView(dataset=dataset, kind=kind, label=label, query=q, message=message,
-                          confidences=prediction.confidences, predicted=prediction.labels, pinned=pinned,
-                          taxonomy=taxonomy, reviewed=reviewed, reason=reason, other_reviewer=other,
-                          remaining=remaining, sent=sent)
+        remaining = sum(
+            1 for s in items if s.message_id != wanted and not self.queues.just_reviewed(dataset, s.message_id, now=now)
+        )
+        view = ReviewView(
+            dataset=dataset,
+            kind=kind,
+            label=label,
+            query=q,
+            message=message,
+            confidences=prediction.confidences,
+            predicted=prediction.labels,
+            pinned=pinned,
+            taxonomy=taxonomy,
+            reviewed=reviewed,
+            reason=reason,
+            other_reviewer=other,
+            remaining=remaining,
+            sent=sent,
+        )
         return _html(200, render_review(view, csrf=self.sessions.csrf(session), reviewer=reviewer))
 
     async def submit(self, request, dataset: str) -> Reply:
@@ -296,8 +361,12 @@ class Workbench:
         queue = self._queue(dataset, form)
         message_id = str(form.get("message_id", ""))
         if isinstance(queue, str) or not message_id:
-            return _html(400, render_error("Bad review", queue if isinstance(queue, str) else "message_id: required",
-                                           **self.chrome(session)))
+            return _html(
+                400,
+                render_error(
+                    "Bad review", queue if isinstance(queue, str) else "message_id: required", **self.chrome(session)
+                ),
+            )
         kind, label, q = queue
         action = form.get("action", "review")
         now = time.time()
@@ -305,27 +374,59 @@ class Workbench:
             self.queues.skipped(dataset, message_id, session.reviewer, now=now)
             return _redirect(_queue_url(dataset, kind, label, q))
         if action not in ("review", "remove"):
-            return _html(400, render_error("Bad review", f"action: expected review, skip or remove, got {action!r}",
-                                           **self.chrome(session)))
+            return _html(
+                400,
+                render_error(
+                    "Bad review", f"action: expected review, skip or remove, got {action!r}", **self.chrome(session)
+                ),
+            )
         try:
-            labels = parse_labels(list(form.getall("labels", [])), str(form.get("new_labels", ""))) if action == "review" else ()
-            annotation = Annotation(dataset=dataset, message_id=message_id, timestamp=now, labels=labels,
-                                    mode=KIND_MODES[kind], annotator=session.reviewer, action=action,
-                                    message=self.store.get(dataset, message_id) if action == "review" else None)
+            labels = (
+                parse_labels(list(form.getall("labels", [])), str(form.get("new_labels", "")))
+                if action == "review"
+                else ()
+            )
+            annotation = Annotation(
+                dataset=dataset,
+                message_id=message_id,
+                timestamp=now,
+                labels=labels,
+                mode=KIND_MODES[kind],
+                annotator=session.reviewer,
+                action=action,
+                message=self.store.get(dataset, message_id) if action == "review" else None,
+            )
             annotation = Annotation.from_dict(annotation.to_dict())  # the contract's own checks
         except SchemaError as error:
             back = _queue_url(dataset, kind, label, q, message_id=message_id)
-            return _html(400, render_error("Bad review", f"{error}. Go back and correct it: {back}", **self.chrome(session)))
+            return _html(
+                400, render_error("Bad review", f"{error}. Go back and correct it: {back}", **self.chrome(session))
+            )
         try:
             await self.worker.send_annotation(annotation)
         except Exception as error:
             log_event(log, logging.ERROR, "review_not_sent", dataset=dataset, message_id=message_id, error=repr(error))
-            return _html(503, render_error("Review not sent", f"Kafka did not take the review ({type(error).__name__}); "
-                                           "nothing was recorded. Try again.", **self.chrome(session)))
+            return _html(
+                503,
+                render_error(
+                    "Review not sent",
+                    f"Kafka did not take the review ({type(error).__name__}); nothing was recorded. Try again.",
+                    **self.chrome(session),
+                ),
+            )
         self.queues.reviewed(dataset, message_id, session.reviewer, now=now)
         self.store.touch(dataset, message_id)
-        log_event(log, logging.INFO, "review_sent", dataset=dataset, message_id=message_id, mode=annotation.mode,
-                  action=action, annotator=session.reviewer, labels=[a.name for a in labels])
+        log_event(
+            log,
+            logging.INFO,
+            "review_sent",
+            dataset=dataset,
+            message_id=message_id,
+            mode=annotation.mode,
+            action=action,
+            annotator=session.reviewer,
+            labels=[a.name for a in labels],
+        )
         return _redirect(_queue_url(dataset, kind, label, q, sent=message_id))
 
     # -- search, label page, live values -------------------------------------------------------
@@ -342,10 +443,22 @@ class Workbench:
         def gather():
             return [(m, *pinned_labels(engine, m.id)) for m in found]
 
-        hits = [SearchHit(message=m, reviewed=r, pinned=p) for m, r, p in await self.worker.call(gather)] if found else []
+        hits = (
+            [SearchHit(message=m, reviewed=r, pinned=p) for m, r, p in await self.worker.call(gather)] if found else []
+        )
         chrome = self.chrome(session)
-        return _html(200, render_search(dataset, q, label, hits, reviewer=chrome.get("reviewer"), csrf=chrome.get("csrf"),
-                                        held=sum(1 for d, _ in self.store.messages if d == dataset)))
+        return _html(
+            200,
+            render_search(
+                dataset,
+                q,
+                label,
+                hits,
+                reviewer=chrome.get("reviewer"),
+                csrf=chrome.get("csrf"),
+                held=sum(1 for d, _ in self.store.messages if d == dataset),
+            ),
+        )
 
     async def label_page(self, request, dataset: str) -> Reply:
         session = self.session(request)
@@ -354,20 +467,29 @@ class Workbench:
             return _html(404, pages.render_missing(dataset, self.worker.owned()))
         label = request.query.get("name", "")
         if label not in getattr(engine, "labels", ()):
-            return _html(404, render_error("No such label", f"Dataset {dataset!r} has no label {label!r} yet.",
-                                           **self.chrome(session)))
+            return _html(
+                404,
+                render_error(
+                    "No such label", f"Dataset {dataset!r} has no label {label!r} yet.", **self.chrome(session)
+                ),
+            )
 
         def gather():
             snapshot = engine.metrics(now=time.time())
             curve = engine.curve(label, 200)
-            queues = {kind: engine.suggestions(kind, label=label, limit=5)
-                      for kind in ("teach_label", "check_label", "missed_label")}
+            queues = {
+                kind: engine.suggestions(kind, label=label, limit=5)
+                for kind in ("teach_label", "check_label", "missed_label")
+            }
             return snapshot.labels[label], curve, queues
 
         metrics, curve, queues = await self.worker.call(gather)
         t = metrics.thresholds
-        svg = charts.pr_curve(curve["points"], {"balanced": t.balanced, "high precision": t.high_precision,
-                                                "high recall": t.high_recall}, title=f"Precision-recall curve of {label}")
+        svg = charts.pr_curve(
+            curve["points"],
+            {"balanced": t.balanced, "high precision": t.high_precision, "high recall": t.high_recall},
+            title=f"Precision-recall curve of {label}",
+        )
         return _html(200, pages.render_label(dataset, label, metrics, svg, queues, **self.chrome(session)))
 
     def dataset_charts(self, dataset: str, mix: list[tuple[str, float]] | None = None) -> dict[str, str]:
@@ -375,14 +497,27 @@ class Workbench:
         points = self.history.points(dataset)
         out = {
             "chart-rating": charts.line_chart(
-                {"rating": [(p.timestamp, p.rating) for p in points],
-                 **{name: [(p.timestamp, p.factors.get(key)) for p in points]
-                    for key, name in (("all_labels", "all labels"), ("underperforming_labels", "underperforming"),
-                                      ("coverage", "coverage"), ("balance", "balance"))}},
-                title="Rating and factors over time"),
+                {
+                    "rating": [(p.timestamp, p.rating) for p in points],
+                    **{
+                        name: [(p.timestamp, p.factors.get(key)) for p in points]
+                        for key, name in (
+                            ("all_labels", "all labels"),
+                            ("underperforming_labels", "underperforming"),
+                            ("coverage", "coverage"),
+                            ("balance", "balance"),
+                        )
+                    },
+                },
+                title="Rating and factors over time",
+            ),
             "chart-coverage": charts.line_chart(
-                {"coverage %": [(p.timestamp, p.coverage) for p in points],
-                 "balance": [(p.timestamp, p.balance) for p in points]}, title="Coverage and balance over time"),
+                {
+                    "coverage %": [(p.timestamp, p.coverage) for p in points],
+                    "balance": [(p.timestamp, p.balance) for p in points],
+                },
+                title="Coverage and balance over time",
+            ),
         }
         if mix is not None:
             out["chart-mix"] = charts.bars(mix, title="Live label mix")
@@ -394,8 +529,13 @@ class Workbench:
         if snapshot is None:
             return json_reply({"values": {}, "charts": {}}, 404 if self.worker.engine(dataset) is None else 200)
         self.history.record(snapshot)
-        return json_reply({"values": pages.dataset_live_values(snapshot), "charts": self.dataset_charts(dataset),
-                      "version": pages.dataset_version(snapshot)})
+        return json_reply(
+            {
+                "values": pages.dataset_live_values(snapshot),
+                "charts": self.dataset_charts(dataset),
+                "version": pages.dataset_version(snapshot),
+            }
+        )
 
     def live_index(self) -> Reply:
         latest = self.worker.latest_metrics()
@@ -428,8 +568,12 @@ class Workbench:
                 self.sample()
                 await asyncio.sleep(1.0)
 
-        await asyncio.gather(follow_events(self.store, self.worker.settings.bootstrap, self.worker.events_topic,
-                                           self.worker.partitions, stop=stop), sampling())
+        await asyncio.gather(
+            follow_events(
+                self.store, self.worker.settings.bootstrap, self.worker.events_topic, self.worker.partitions, stop=stop
+            ),
+            sampling(),
+        )
 
 
 def _safe_next(raw) -> str:
@@ -438,7 +582,10 @@ def _safe_next(raw) -> str:
     return raw if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw else "/"
 
 
-def _queue_url(dataset: str, kind: str, label: str | None, q: str | None, *, message_id: str | None = None,
-               sent: str | None = None) -> str:
-    params = [("kind", kind)] + [(k, v) for k, v in (("label", label), ("q", q), ("id", message_id), ("sent", sent)) if v]
+def _queue_url(
+    dataset: str, kind: str, label: str | None, q: str | None, *, message_id: str | None = None, sent: str | None = None
+) -> str:
+    params = [("kind", kind)] + [
+        (k, v) for k, v in (("label", label), ("q", q), ("id", message_id), ("sent", sent)) if v
+    ]
     return f"/datasets/{quote(dataset, safe='')}/review?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params)

@@ -87,8 +87,12 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     async def sequencer(stream):
         async for batch in stream.take_events(options.batch_size, options.batch_seconds):
             try:  # take_events acks the batch when we ask for the next one: after delivery
-                await service.sequence_batch([(e.message.topic, e.message.partition, e.message.offset,
-                                               e.message.key, e.message.value) for e in batch])
+                await service.sequence_batch(
+                    [
+                        (e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                        for e in batch
+                    ]
+                )
                 last = batch[-1].message
                 service.record_lag(app.consumer, last.tp, last.offset)
             except asyncio.CancelledError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from agents.worker.observability import Observability, log_event
 from agents.worker.retry import Backoff
@@ -24,9 +24,9 @@ __all__ = ["Delivery", "Record", "Send"]
 log = logging.getLogger("refinery.worker")
 
 #: One record to publish: ``(topic, key, value, partition or None for the key's)``.
-Record = tuple[str, Optional[bytes], Optional[bytes], Optional[int]]
+Record = tuple[str, bytes | None, bytes | None, int | None]
 #: Schedules one record and returns an awaitable of its delivery (Faust's ``producer.send``).
-Send = Callable[[str, Optional[bytes], Optional[bytes], Optional[int]], Awaitable[Awaitable[object]]]
+Send = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[object]]]
 
 
 def _undeliverable() -> tuple[type, ...]:
@@ -75,8 +75,14 @@ class Delivery:
             failed = None
             for i, (record, result) in enumerate(zip(pending, results)):
                 if isinstance(result, _UNDELIVERABLE):  # retrying cannot help: say so and go on
-                    log_event(log, logging.ERROR, "undeliverable", topic=record[0], bytes=len(record[2] or b""),
-                              error=repr(result))
+                    log_event(
+                        log,
+                        logging.ERROR,
+                        "undeliverable",
+                        topic=record[0],
+                        bytes=len(record[2] or b""),
+                        error=repr(result),
+                    )
                     self.obs.dead_letters.labels("undeliverable").inc()
                 elif isinstance(result, BaseException):
                     failed = i
@@ -91,7 +97,15 @@ class Delivery:
     def dead_record(self, dead: DeadLetter) -> Record:
         """The ``deadletter`` record of ``dead`` (counted and logged as it is made)."""
         self.obs.dead_letters.labels(dead.error).inc()
-        log_event(log, logging.INFO, "dead_letter", source_topic=dead.source_topic, partition=dead.partition,
-                  offset=dead.offset, error=dead.error, reason=dead.reason)
+        log_event(
+            log,
+            logging.INFO,
+            "dead_letter",
+            source_topic=dead.source_topic,
+            partition=dead.partition,
+            offset=dead.offset,
+            error=dead.error,
+            reason=dead.reason,
+        )
         key = dead.dataset.encode("utf-8") if dead.dataset else None
         return (self.deadletter_topic, key, dead.encode(), None)

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from agents.kafka.ranges import read_range
 from agents.worker.deadletter import letter
@@ -66,8 +66,7 @@ class PartitionEngines:
         ``restore_engine(blob)`` -> an engine from its snapshot bytes.
     """
 
-    def __init__(self, topic: str, partition: int, make_engine: EngineFactory,
-                 restore_engine: EngineLoader) -> None:
+    def __init__(self, topic: str, partition: int, make_engine: EngineFactory, restore_engine: EngineLoader) -> None:
         self.topic = topic
         self.partition = partition
         self.make_engine = make_engine
@@ -81,8 +80,8 @@ class PartitionEngines:
         self.position: int | None = None
         #: Replay from here before anything else (a dataset whose snapshot was rejected).
         self.replay_from: int | None = None
-        self.dirty: set[str] = set()     # changed since the last snapshot
-        self.changed: set[str] = set()   # changed since metrics were last published
+        self.dirty: set[str] = set()  # changed since the last snapshot
+        self.changed: set[str] = set()  # changed since metrics were last published
         self.since_snapshot = 0
         self.writer = uuid.uuid4().hex[:12]  # names this owner's snapshot chunks
 
@@ -106,13 +105,18 @@ class PartitionEngines:
             self.versions[dataset] = manifest.version
             try:
                 if manifest.partition != self.partition:
-                    raise SnapshotRejected(f"snapshot of dataset {dataset!r} is for partition {manifest.partition}, "
-                                           f"found on {self.partition}")
+                    raise SnapshotRejected(
+                        f"snapshot of dataset {dataset!r} is for partition {manifest.partition}, "
+                        f"found on {self.partition}"
+                    )
                 blob = verify(manifest, collected.chunks, key=key)
                 engine = self.restore_engine(zlib.decompress(blob))
             except Exception as error:  # a rejected or unloadable snapshot: rebuild from the log
-                problems.append(str(error) if isinstance(error, SnapshotRejected)
-                                else f"snapshot of dataset {dataset!r}: restore failed ({type(error).__name__}: {error})")
+                problems.append(
+                    str(error)
+                    if isinstance(error, SnapshotRejected)
+                    else f"snapshot of dataset {dataset!r}: restore failed ({type(error).__name__}: {error})"
+                )
                 self.resume[dataset] = 0
                 self.replay_from = 0
                 continue
@@ -193,8 +197,17 @@ class PartitionEngines:
                 raise SchemaError("event", "an event", "a record without value")
             return Event.decode(raw)
         except SchemaError as error:
-            outcome.dead_letters.append(letter(raw, topic=self.topic, partition=self.partition, offset=offset,
-                                               error="schema", reason=str(error), now=now))
+            outcome.dead_letters.append(
+                letter(
+                    raw,
+                    topic=self.topic,
+                    partition=self.partition,
+                    offset=offset,
+                    error="schema",
+                    reason=str(error),
+                    now=now,
+                )
+            )
             return None
 
     def _observe(self, run: list[tuple[int, Event, Message]], outcome: Outcome, now: float) -> None:
@@ -206,8 +219,15 @@ class PartitionEngines:
             outcome.messages += len(messages)
             return
         except Exception:  # find the culprit: one by one gives the same results
-            log_event(log, logging.DEBUG, "observe_many_failed", dataset=dataset, messages=len(messages),
-                      then="one by one", exc_info=True)
+            log_event(
+                log,
+                logging.DEBUG,
+                "observe_many_failed",
+                dataset=dataset,
+                messages=len(messages),
+                then="one by one",
+                exc_info=True,
+            )
         for offset, event, message in run:
             try:
                 outcome.predictions.append(engine.observe(message))
@@ -223,10 +243,20 @@ class PartitionEngines:
             outcome.dead_letters.append(self._failed(offset, event, "review", annotation.dataset, error, now))
 
     def _failed(self, offset: int, event: Event, kind: str, dataset: str, error: Exception, now: float) -> DeadLetter:
-        reason = (f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
-                  f"the engine raised {type(error).__name__}: {error}")
-        return letter(event.encode(), topic=self.topic, partition=self.partition, offset=offset, error="processing",
-                      reason=reason, now=now, dataset=dataset)
+        reason = (
+            f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
+            f"the engine raised {type(error).__name__}: {error}"
+        )
+        return letter(
+            event.encode(),
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            error="processing",
+            reason=reason,
+            now=now,
+            dataset=dataset,
+        )
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -238,10 +268,17 @@ class PartitionEngines:
         self.dirty &= set(self.engines)  # a dataset without engine has no state to save
         for dataset in sorted(self.dirty):
             blob = zlib.compress(self.engines[dataset].snapshot(), 1)
-            chunks, manifest_record = pack(blob, dataset=dataset, partition=self.partition,
-                                           version=self.versions.get(dataset, 0) + 1,
-                                           events_offset=self.position or 0, sources=self.sources.get(dataset, {}),
-                                           key=key, writer=self.writer, **extra)
+            chunks, manifest_record = pack(
+                blob,
+                dataset=dataset,
+                partition=self.partition,
+                version=self.versions.get(dataset, 0) + 1,
+                events_offset=self.position or 0,
+                sources=self.sources.get(dataset, {}),
+                key=key,
+                writer=self.writer,
+                **extra,
+            )
             manifest = Manifest.decode(manifest_record[1])
             out.append((manifest, chunks, manifest_record))
         return out

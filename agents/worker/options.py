@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -51,7 +52,7 @@ class WorkerOptions:
     instance_id: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerOptions":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerOptions:
         env = os.environ if env is None else env
         d = cls()
 

@@ -31,7 +31,8 @@ The event loop owns it: nothing here blocks, and nothing here talks to Kafka.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Protocol, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from agents.worker.engines import PartitionEngines
 from pipeline.engine import Engine

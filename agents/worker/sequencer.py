@@ -79,11 +79,15 @@ def sequence(
     try:
         record = ROLES[role].decode(raw, max_body_bytes=max_body_bytes)
     except SchemaError as error:
-        return letter(raw, error=error.kind, reason=str(error), **where)  # "decode": not JSON; "schema": not the contract
+        return letter(
+            raw, error=error.kind, reason=str(error), **where
+        )  # "decode": not JSON; "schema": not the contract
     owner = owner_partition(record.dataset, partitions)
     if owner != partition:
-        reason = (f"{role}: dataset {record.dataset!r} belongs to partition {owner} of {partitions} "
-                  f"but arrived on partition {partition}: produce with key = the dataset name")
+        reason = (
+            f"{role}: dataset {record.dataset!r} belongs to partition {owner} of {partitions} "
+            f"but arrived on partition {partition}: produce with key = the dataset name"
+        )
         return letter(raw, error="partition", reason=reason, dataset=record.dataset, **where)
     if role == "messages":
         return Event(source_topic=topic, partition=partition, offset=offset, message=record)

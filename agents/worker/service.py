@@ -31,11 +31,12 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from agents.kafka.ranges import read_range
 from agents.settings import Settings
 from agents.worker.delivery import Delivery, Record, Send
-from agents.kafka.ranges import read_range
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
@@ -76,8 +77,8 @@ class Service:
         self.make_engine, self.restore_engine = engine_functions(options)
         #: The ``events`` partitions this worker owns, restored or restoring.
         self.partitions: dict[int, Partition] = {}
-        self.assigned: set[int] | None = None      # None until the first assignment
-        self.lock = asyncio.Lock()                 # one caller of the engines at a time
+        self.assigned: set[int] | None = None  # None until the first assignment
+        self.lock = asyncio.Lock()  # one caller of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
@@ -104,7 +105,8 @@ class Service:
     def ready(self) -> bool:
         """Whether every assigned partition is restored."""
         return self.assigned is not None and all(
-            p in self.partitions and self.partitions[p].restored for p in self.assigned)
+            p in self.partitions and self.partitions[p].restored for p in self.assigned
+        )
 
     @property
     def restored(self) -> list[int]:
@@ -132,9 +134,17 @@ class Service:
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
         for topic, partition, offset, key, value in records:
             self.obs.events_in.labels(topic).inc()
-            result = sequence(value, role=roles[topic], topic=topic, partition=partition, offset=offset,
-                              partitions=self.settings.partitions, now=now, key=key,
-                              max_body_bytes=self.settings.max_body_bytes)
+            result = sequence(
+                value,
+                role=roles[topic],
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                partitions=self.settings.partitions,
+                now=now,
+                key=key,
+                max_body_bytes=self.settings.max_body_bytes,
+            )
             if isinstance(result, Event):
                 record = result.message if result.message is not None else result.annotation
                 assert record is not None  # schemas.Event holds exactly one of them
@@ -186,7 +196,7 @@ class Service:
                 continue
             try:
                 await asyncio.wait_for(self._snapshot(partition), budget)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
 
     def forget(self, p: int) -> None:
@@ -209,13 +219,20 @@ class Service:
             except Exception as error:  # broker unavailable: keep trying, the partition waits
                 await backoff.wait(log, "snapshots_read_retry", partition=p, error=repr(error))
         engines = PartitionEngines(self.topics["events"], p, self.make_engine, self.restore_engine)
-        problems = await self.in_thread(engines.restore, collect((k, v) for _, k, v in records),
-                                        key=self.settings.snapshot_key, replay=replay)
+        problems = await self.in_thread(
+            engines.restore, collect((k, v) for _, k, v in records), key=self.settings.snapshot_key, replay=replay
+        )
         self.obs.snapshots_rejected.inc(len(problems))
         self.obs.restores.inc()
         engines.changed.update(engines.engines)  # publish the restored metrics once
-        log_event(log, logging.INFO, "partition_restored", partition=p, datasets=sorted(engines.engines),
-                  seconds=round(time.monotonic() - started, 3))
+        log_event(
+            log,
+            logging.INFO,
+            "partition_restored",
+            partition=p,
+            datasets=sorted(engines.engines),
+            seconds=round(time.monotonic() - started, 3),
+        )
         return engines
 
     # -- engine ----------------------------------------------------------------------------
@@ -261,11 +278,19 @@ class Service:
             outcome = await self.in_thread(engines.apply, records, now=time.time())
             self.obs.latency.observe(time.perf_counter() - started)
             if outcome.skipped:
-                log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
-                          why="covered by a snapshot, already applied, or repeated by the sequencer")
+                log_event(
+                    log,
+                    logging.INFO,
+                    "skipped",
+                    partition=p,
+                    events=outcome.skipped,
+                    why="covered by a snapshot, already applied, or repeated by the sequencer",
+                )
             self.obs.events_in.labels(self.topics["events"]).inc(len(events))
-            out: list[Record] = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
-                                 for pr in outcome.predictions]
+            out: list[Record] = [
+                (self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
+                for pr in outcome.predictions
+            ]
             out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
             await self.deliver(out)
             if self.partitions.get(p) is not partition:
@@ -288,8 +313,9 @@ class Service:
     async def _snapshot(self, partition: Partition) -> None:
         p, engines = partition.number, partition.engines
         assert engines is not None
-        packed = await self.in_thread(engines.snapshot_records, key=self.settings.snapshot_key,
-                                      chunk_bytes=self.options.chunk_bytes)
+        packed = await self.in_thread(
+            engines.snapshot_records, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        )
         topic = self.topics["snapshots"]
         for manifest, chunks, manifest_record in packed:
             await self.deliver([(topic, k, v, p) for k, v in chunks])
@@ -299,8 +325,14 @@ class Service:
         if stale:
             await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
         if packed:
-            log_event(log, logging.INFO, "snapshot", partition=p, events_offset=engines.position,
-                      datasets=[m.dataset for m, _, _ in packed])
+            log_event(
+                log,
+                logging.INFO,
+                "snapshot",
+                partition=p,
+                events_offset=engines.position,
+                datasets=[m.dataset for m, _, _ in packed],
+            )
         partition.ack()
 
     async def snapshot_due(self) -> None:
@@ -315,8 +347,9 @@ class Service:
     def _publications(self, engine: Engine, now: float) -> tuple[MetricsSnapshot, list[SuggestionList]]:
         """The metrics and every suggestion list of ``engine`` (in the engine thread)."""
         metrics = engine.metrics(now=now)
-        return metrics, suggestion_lists(engine, now=now, limit=self.options.suggestions_limit,
-                                         labels=sorted(metrics.labels))
+        return metrics, suggestion_lists(
+            engine, now=now, limit=self.options.suggestions_limit, labels=sorted(metrics.labels)
+        )
 
     async def publish_metrics(self) -> None:
         """Publish the metrics and suggestions of every dataset changed since its last publication."""

@@ -20,7 +20,9 @@ REFUND = ["I want a refund", "please refund my money", "refund for the double ch
 @pytest.fixture
 def my_csv(tmp_path):
     """Ten rows of ``text,labels``, what a newcomer tries first."""
-    rows = ["text,labels"] + [f"{(CARD if i % 2 else REFUND)[i % 4]} {i},{'Card' if i % 2 else 'Refund'}" for i in range(10)]
+    rows = ["text,labels"] + [
+        f"{(CARD if i % 2 else REFUND)[i % 4]} {i},{'Card' if i % 2 else 'Refund'}" for i in range(10)
+    ]
     path = tmp_path / "my.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
@@ -79,10 +81,32 @@ def test_demo_dataset_with_another_bundled_name_points_to_bundled(capsys):
 
 
 def test_bundled_picks_the_data_set_and_dataset_renames_it(datasets, capsys):
-    assert cli.main(["send", "--bundled", "nlupp", "--domain", "hotels", "--kind", "both", "--limit", "3",
-                     "--dataset", "hotel-intents", "--dry-run", "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("valid (dry run, nothing sent) 6 (refinery.annotations: 3, refinery.messages: 3)")
-    args = build_parser().parse_args(["replay", "--bundled", "nlupp", "--domain", "hotels", "--dataset", "hotel-intents"])
+    assert (
+        cli.main(
+            [
+                "send",
+                "--bundled",
+                "nlupp",
+                "--domain",
+                "hotels",
+                "--kind",
+                "both",
+                "--limit",
+                "3",
+                "--dataset",
+                "hotel-intents",
+                "--dry-run",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(
+        "valid (dry run, nothing sent) 6 (refinery.annotations: 3, refinery.messages: 3)"
+    )
+    args = build_parser().parse_args(
+        ["replay", "--bundled", "nlupp", "--domain", "hotels", "--dataset", "hotel-intents"]
+    )
     assert options.bundled_kwargs(args) == {"domain": "hotels", "dataset": "hotel-intents"}
 
 
@@ -95,7 +119,10 @@ def test_send_of_a_csv_with_text_and_labels_sends_each_row_as_message_and_review
 
 
 def test_kind_both_works_for_files_not_only_bundled_sets(my_csv, capsys):
-    assert cli.main(["send", str(my_csv), "--dataset", "mydata", "--kind", "both", "--limit", "4", "--dry-run", "--quiet"]) == 0
+    assert (
+        cli.main(["send", str(my_csv), "--dataset", "mydata", "--kind", "both", "--limit", "4", "--dry-run", "--quiet"])
+        == 0
+    )
     assert "(refinery.annotations: 4, refinery.messages: 4)" in capsys.readouterr().out
 
 
@@ -141,7 +168,9 @@ def test_replay_skips_invalid_rows_and_counts_them(tmp_path, capsys):
 def test_replay_of_a_csv_without_text_names_the_text_flag(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("msg,labels\nhello,A\n")
-    with pytest.raises(SystemExit, match=r"no message text: name its column with --text-column \(the header has: msg, labels\)"):
+    with pytest.raises(
+        SystemExit, match=r"no message text: name its column with --text-column \(the header has: msg, labels\)"
+    ):
         cli.main(["replay", str(path), "--no-progress"])
 
 

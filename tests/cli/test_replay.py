@@ -18,8 +18,11 @@ REFUND = ["I want a refund", "please refund my money", "refund for the double ch
 def records(n=120):
     for i in range(n):
         card = i % 2 == 0
-        yield {"id": f"r{i}", "text": (CARD if card else REFUND)[i % 4] + f" ({i})",
-               "labels": ["Cards > Delivery"] if card else [{"name": "Refund"}]}
+        yield {
+            "id": f"r{i}",
+            "text": (CARD if card else REFUND)[i % 4] + f" ({i})",
+            "labels": ["Cards > Delivery"] if card else [{"name": "Refund"}],
+        }
 
 
 def test_a_jsonl_file_is_replayed_and_the_rating_factors_and_labels_are_printed(tmp_path, capsys):
@@ -47,14 +50,18 @@ def test_a_json_list_and_a_csv_with_chosen_columns_are_read(tmp_path):
     assert [m.id for m, _ in pairs_of(listed)] == ["r0", "r1", "r2", "r3"]
     table = tmp_path / "table.csv"
     table.write_text("body,queue\nwhere is my card,Cards|Urgent\nrefund me,Refund\n")
-    rows = [(m.body, [label.name for label in a.labels]) for m, a in pairs_of(table, labels="queue", label_separator="|")]
+    rows = [
+        (m.body, [label.name for label in a.labels]) for m, a in pairs_of(table, labels="queue", label_separator="|")
+    ]
     assert rows == [("where is my card", ["Cards", "Urgent"]), ("refund me", ["Refund"])]
 
 
 def test_a_missing_csv_column_is_named_with_the_flag_that_names_it(tmp_path):
     table = tmp_path / "table.csv"
     table.write_text("body,queue\nhello,A\n")
-    with pytest.raises(SystemExit, match="need a labels column \\(name it with --label-column\\); the header has: body, queue"):
+    with pytest.raises(
+        SystemExit, match="need a labels column \\(name it with --label-column\\); the header has: body, queue"
+    ):
         main(["replay", str(table), "--no-progress"])
 
 
@@ -72,8 +79,7 @@ def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_
             order.append(("annotate", annotation.message_id))
             return super().annotate(annotation)
 
-    engine, count = replay(pairs_of(path), lambda d: Recording(d), review_share=1.0, delay=10, seed=0,
-                           progress=False)
+    engine, count = replay(pairs_of(path), lambda d: Recording(d), review_share=1.0, delay=10, seed=0, progress=False)
     assert count == 50 and engine.model_version == 50
     observed = [i for kind, i in order if kind == "observe"]
     for position, (kind, message_id) in enumerate(order):
@@ -91,8 +97,23 @@ def test_the_review_share_is_seeded(tmp_path):
 
 
 def test_the_shared_banking77_data_set_is_replayed_by_name(datasets, capsys):
-    assert main(["replay", "--bundled", "banking77", "--limit", "300", "--review-share", "0.5", "--no-progress",
-                 "--labels", "1"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--bundled",
+                "banking77",
+                "--limit",
+                "300",
+                "--review-share",
+                "0.5",
+                "--no-progress",
+                "--labels",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dataset banking77: 300 messages observed" in out
     assert "more labels (worst average precision shown first" in out

@@ -66,8 +66,9 @@ def test_deleting_topics_removes_only_those_of_the_prefix_that_exist(own_topics,
 
 
 @kafka
-def test_the_topics_command_creates_every_topic_with_the_prefix(own_topics, kafka_bootstrap, unique_prefix,
-                                                                monkeypatch, capsys):
+def test_the_topics_command_creates_every_topic_with_the_prefix(
+    own_topics, kafka_bootstrap, unique_prefix, monkeypatch, capsys
+):
     own_topics()  # deleted afterwards
     monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", kafka_bootstrap)
 
@@ -95,8 +96,9 @@ def test_an_unknown_topic_name_is_refused_before_any_broker_is_asked():
 
 
 @kafka
-def test_the_topics_command_takes_the_broker_from_its_flag(own_topics, kafka_bootstrap, unique_prefix,
-                                                           monkeypatch, capsys):
+def test_the_topics_command_takes_the_broker_from_its_flag(
+    own_topics, kafka_bootstrap, unique_prefix, monkeypatch, capsys
+):
     own_topics()  # deleted afterwards
     monkeypatch.setenv("REFINERY_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing there: the flag must win
 

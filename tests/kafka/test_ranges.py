@@ -53,4 +53,3 @@ def test_an_end_past_the_last_record_reads_up_to_the_last_record(events):
 
 def test_an_empty_partition_reads_nothing(events):
     assert _read(*events, 0, None, None) == []
-

@@ -75,13 +75,16 @@ def _worker(pairs) -> Service:
     """A worker owning partition 0, restored, with 80 Banking77 messages and 40 reviews applied."""
     service = Service(Settings(), WorkerOptions(), _accept, Observability())
     service.assigned = {0}
-    engines = PartitionEngines(service.topics["events"], 0, lambda d: ThreadNotingRefiner(d, config=CONFIG, seed=0),
-                               Refiner.restore)
+    engines = PartitionEngines(
+        service.topics["events"], 0, lambda d: ThreadNotingRefiner(d, config=CONFIG, seed=0), Refiner.restore
+    )
     records = []
     for i, (message, review) in enumerate(pairs):
         records.append(Event(source_topic="refinery.messages", partition=0, offset=i, message=message).encode())
         if i % 2:
-            records.append(Event(source_topic="refinery.annotations", partition=0, offset=i, annotation=review).encode())
+            records.append(
+                Event(source_topic="refinery.annotations", partition=0, offset=i, annotation=review).encode()
+            )
     engines.apply(list(enumerate(records)), now=0)
     partition = service.partitions[0] = Partition(0)
     partition.engines = engines
@@ -97,13 +100,17 @@ def test_no_route_or_page_calls_the_engine_on_the_event_loop(pairs):
 
     async def run():
         loop = threading.current_thread().name
-        statuses = [(await api.metrics("banking77"))[0],
-                    (await api.suggestions("banking77", {"kind": "check_label", "label": label}))[0],
-                    (await api.suggestions("banking77", {"kind": "shuffle"}))[0],
-                    (await api.curve("banking77", {"label": label}))[0],
-                    (await api.predict("banking77", message))[0],
-                    (await pages.dataset("banking77"))[0],
-                    api.datasets()[0], pages.index()[0], api.readyz()[0]]
+        statuses = [
+            (await api.metrics("banking77"))[0],
+            (await api.suggestions("banking77", {"kind": "check_label", "label": label}))[0],
+            (await api.suggestions("banking77", {"kind": "shuffle"}))[0],
+            (await api.curve("banking77", {"label": label}))[0],
+            (await api.predict("banking77", message))[0],
+            (await pages.dataset("banking77"))[0],
+            api.datasets()[0],
+            pages.index()[0],
+            api.readyz()[0],
+        ]
         return loop, statuses
 
     loop, statuses = asyncio.run(run())
@@ -148,8 +155,9 @@ def test_the_api_suggestions_are_the_engine_suggestions_in_its_order(pairs):
     service = _worker(pairs)
     engine = service.engine("banking77")
     label = engine.labels[0]
-    status, body = asyncio.run(Api(service).suggestions("banking77", {"kind": "missed_label", "label": label,
-                                                                      "limit": "5"}))
+    status, body = asyncio.run(
+        Api(service).suggestions("banking77", {"kind": "missed_label", "label": label, "limit": "5"})
+    )
     expected = [s.to_dict() for s in engine.suggestions("missed_label", label=label, limit=5)]
     assert status == 200 and body["items"] == expected and body["label"] == label
 

@@ -15,11 +15,30 @@ import orjson
 import pytest
 
 from agents.ingest.datasets import banking77
-from agents.web.pages import ACTIONS_SHOWN, STATIC_SCRIPT, SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
-from pipeline import Refiner
+from agents.web.pages import (
+    ACTIONS_SHOWN,
+    STATIC_SCRIPT,
+    SUGGESTIONS_SHOWN,
+    render_dataset,
+    render_index,
+    render_missing,
+    render_unauthorised,
+)
 from agents.worker.sequencer import owner_partition
-from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, LabelMetrics, LabelWarning, MetricsSnapshot,
-                     Rating, Suggestion, SuggestionList)
+from pipeline import Refiner
+from schemas import (
+    SUGGESTION_KINDS,
+    Action,
+    Balance,
+    DriftEvent,
+    Factor,
+    LabelMetrics,
+    LabelWarning,
+    MetricsSnapshot,
+    Rating,
+    Suggestion,
+    SuggestionList,
+)
 from tests.worker.test_worker_kafka import PARTITIONS, _pairs, _producer, _send, _wait_for, workers  # noqa: F401 (fixture)
 
 SCRIPT = "<script>alert('x')</script>"
@@ -40,18 +59,35 @@ def engine(datasets):
 
 
 def _lists(engine, dataset="banking77", limit=50) -> list[SuggestionList]:
-    return [SuggestionList(dataset=dataset, timestamp=0, model_version=1, kind=kind, label=None,
-                           items=tuple(engine.suggestions(kind, limit=limit)))
-            for kind in SUGGESTION_KINDS]
+    return [
+        SuggestionList(
+            dataset=dataset,
+            timestamp=0,
+            model_version=1,
+            kind=kind,
+            label=None,
+            items=tuple(engine.suggestions(kind, limit=limit)),
+        )
+        for kind in SUGGESTION_KINDS
+    ]
 
 
 def _snapshot(**changes) -> MetricsSnapshot:
     base = MetricsSnapshot(
-        dataset="support", timestamp=1_796_030_100, model_version=7, reviewed=40,
-        labels={"Card": LabelMetrics(precision=0.9, recall=0.75, f1=0.818, average_precision=0.88, threshold=0.41,
-                                     support=8, pinned=12)},
-        map=0.88, coverage=0.6, balance=Balance(score=70.0, similarity=0.9, shuffle_share=0.2),
-        rating=Rating(score=72.5, band="Good", ready=False, factors={"coverage": Factor(score=60.0, band="Average")}))
+        dataset="support",
+        timestamp=1_796_030_100,
+        model_version=7,
+        reviewed=40,
+        labels={
+            "Card": LabelMetrics(
+                precision=0.9, recall=0.75, f1=0.818, average_precision=0.88, threshold=0.41, support=8, pinned=12
+            )
+        },
+        map=0.88,
+        coverage=0.6,
+        balance=Balance(score=70.0, similarity=0.9, shuffle_share=0.2),
+        rating=Rating(score=72.5, band="Good", ready=False, factors={"coverage": Factor(score=60.0, band="Average")}),
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -95,9 +131,12 @@ def test_the_dataset_page_shows_map_coverage_and_balance(engine):
 def _rows(html: str, caption_header: str) -> list[list[str]]:
     """The cells' text of the table whose header row starts with ``caption_header``."""
     start = html.index(f"<tr><th scope=col>{caption_header}</th>")
-    table = html[start:html.index("</table>", start)]
-    return [[_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)] for row in re.findall(r"<tr>(.*?)</tr>", table)
-            if "<td" in row]
+    table = html[start : html.index("</table>", start)]
+    return [
+        [_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table)
+        if "<td" in row
+    ]
 
 
 def test_every_label_is_in_the_table_with_its_figures_worst_average_precision_first(engine):
@@ -109,8 +148,15 @@ def test_every_label_is_in_the_table_with_its_figures_worst_average_precision_fi
     defined = [ap for ap in aps if ap is not None]
     assert defined == sorted(defined) and aps[: len(defined)] == defined  # undefined AP last
     m = snapshot.labels[rows[0][0]]
-    assert rows[0][1:8] == [_num(m.precision), _num(m.recall), _num(m.f1), _num(m.average_precision),
-                            _num(m.threshold), str(m.support), str(m.pinned)]
+    assert rows[0][1:8] == [
+        _num(m.precision),
+        _num(m.recall),
+        _num(m.f1),
+        _num(m.average_precision),
+        _num(m.threshold),
+        str(m.support),
+        str(m.pinned),
+    ]
 
 
 def test_each_label_links_to_its_page_and_its_pinned_count_updates_in_place(engine):
@@ -124,17 +170,26 @@ def test_each_label_links_to_its_page_and_its_pinned_count_updates_in_place(engi
 
 
 def test_label_warnings_are_shown_with_their_actions():
-    warning = LabelWarning(code="few_pinned", severity="red", message="only 3 pinned examples",
-                           action="teach it on 22 more messages")
+    warning = LabelWarning(
+        code="few_pinned", severity="red", message="only 3 pinned examples", action="teach it on 22 more messages"
+    )
     snapshot = _snapshot(labels={"Card": dataclasses.replace(_snapshot().labels["Card"], warnings=(warning,))})
     text = _text(render_dataset(snapshot, []))
     assert "red only 3 pinned examples → teach it on 22 more messages" in text
 
 
 def test_recommended_actions_and_drift_events_are_listed(engine):
-    snapshot = dataclasses.replace(engine.metrics(now=time.time()),
-                                   drift=(DriftEvent(label="card_arrival", kind="confidence_shift", when=1_796_030_100,
-                                                     detail="mean confidence fell from 0.8 to 0.4"),))
+    snapshot = dataclasses.replace(
+        engine.metrics(now=time.time()),
+        drift=(
+            DriftEvent(
+                label="card_arrival",
+                kind="confidence_shift",
+                when=1_796_030_100,
+                detail="mean confidence fell from 0.8 to 0.4",
+            ),
+        ),
+    )
     text = _text(render_dataset(snapshot, []))
     assert snapshot.actions
     for action in snapshot.actions:
@@ -147,14 +202,20 @@ def test_the_first_ten_suggestions_of_each_kind_are_shown_with_id_label_score_an
     html = render_dataset(engine.metrics(now=time.time()), lists)
 
     def row(s):
-        return (f"{escape(s.message_id)}</a></td><td>{escape(s.label or '–')}</td><td class=n>{s.score:.3f}</td>"
-                f"<td>{escape(s.reason)}</td>")
+        return (
+            f"{escape(s.message_id)}</a></td><td>{escape(s.label or '–')}</td><td class=n>{s.score:.3f}</td>"
+            f"<td>{escape(s.reason)}</td>"
+        )
 
     for suggestions in lists:
         assert len(suggestions.items) > SUGGESTIONS_SHOWN
         shown = suggestions.items[:SUGGESTIONS_SHOWN]
         assert all(row(s) in html for s in shown)
-        assert not any(row(s) in html for s in suggestions.items[SUGGESTIONS_SHOWN:] if s.message_id not in {t.message_id for t in shown})
+        assert not any(
+            row(s) in html
+            for s in suggestions.items[SUGGESTIONS_SHOWN:]
+            if s.message_id not in {t.message_id for t in shown}
+        )
 
 
 def test_the_dataset_page_links_to_the_json_api_and_prometheus():
@@ -178,17 +239,37 @@ def test_a_dataset_without_reviews_says_no_reviews_yet_instead_of_an_empty_table
 
 
 def test_strings_from_the_data_are_escaped_everywhere():
-    metrics = dataclasses.replace(_snapshot().labels["Card"], warnings=(
-        LabelWarning(code=SCRIPT, severity="amber", message=SCRIPT, action=SCRIPT),))
+    metrics = dataclasses.replace(
+        _snapshot().labels["Card"],
+        warnings=(LabelWarning(code=SCRIPT, severity="amber", message=SCRIPT, action=SCRIPT),),
+    )
     snapshot = _snapshot(
         dataset="d<i>",
         labels={SCRIPT: metrics},
-        rating=Rating(score=10.0, band="Poor", ready=False, factors={SCRIPT: Factor(score=1.0, band="Poor", metrics={SCRIPT: 1.0})}),
+        rating=Rating(
+            score=10.0,
+            band="Poor",
+            ready=False,
+            factors={SCRIPT: Factor(score=1.0, band="Poor", metrics={SCRIPT: 1.0})},
+        ),
         actions=(Action(kind="check_label", label=SCRIPT, why=SCRIPT, expected_gain=1.0),),
-        drift=(DriftEvent(label=SCRIPT, kind="shift", when=0, detail=SCRIPT),))
-    lists = [SuggestionList(dataset="d<i>", timestamp=0, model_version=1, kind="check_label", label=SCRIPT,
-                            items=(Suggestion(message_id=SCRIPT, kind="check_label", label=SCRIPT, score=0.5, reason=SCRIPT),))]
-    for html in (render_dataset(snapshot, lists), render_index([(SCRIPT, 0, snapshot)]), render_missing(SCRIPT, [SCRIPT])):
+        drift=(DriftEvent(label=SCRIPT, kind="shift", when=0, detail=SCRIPT),),
+    )
+    lists = [
+        SuggestionList(
+            dataset="d<i>",
+            timestamp=0,
+            model_version=1,
+            kind="check_label",
+            label=SCRIPT,
+            items=(Suggestion(message_id=SCRIPT, kind="check_label", label=SCRIPT, score=0.5, reason=SCRIPT),),
+        )
+    ]
+    for html in (
+        render_dataset(snapshot, lists),
+        render_index([(SCRIPT, 0, snapshot)]),
+        render_missing(SCRIPT, [SCRIPT]),
+    ):
         html = html.replace(OWN_SCRIPT, "")
         assert "<script" not in html and "<i>" not in html
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
@@ -196,8 +277,12 @@ def test_strings_from_the_data_are_escaped_everywhere():
 
 def test_the_pages_load_nothing_from_outside_the_worker(engine):
     snapshot = engine.metrics(now=time.time())
-    for html in (render_dataset(snapshot, _lists(engine)), render_index([("banking77", 0, snapshot)]),
-                 render_missing("x", []), render_unauthorised()):
+    for html in (
+        render_dataset(snapshot, _lists(engine)),
+        render_index([("banking77", 0, snapshot)]),
+        render_missing("x", []),
+        render_unauthorised(),
+    ):
         assert not re.search(r"""(src|href|action)=["']?(https?:)?//""", html)
         assert OWN_SCRIPT in html  # the one script is the worker's own
         assert "<script" not in html.replace(OWN_SCRIPT, "") and "@import" not in html and "url(" not in html
@@ -245,7 +330,7 @@ def _owned(worker) -> bool:
 
 
 @pytest.mark.kafka
-def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, datasets):
+def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, datasets):  # noqa: F811 (fixture)
     worker = workers(topics)
     worker.wait_ready()
     reviews = _send(_producer(topics), topics, _pairs(120))
@@ -277,9 +362,11 @@ def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, dat
 
 
 def test_only_the_first_actions_are_open_and_the_rest_folded_away():
-    actions = tuple(Action(kind="teach_label", label=f"label-{i}", why=f"reason {i}", expected_gain=10.0 - i) for i in range(8))
+    actions = tuple(
+        Action(kind="teach_label", label=f"label-{i}", why=f"reason {i}", expected_gain=10.0 - i) for i in range(8)
+    )
     html = render_dataset(_snapshot(actions=actions), [])
-    folded = html[html.index("<details>"):html.index("</details>")]
+    folded = html[html.index("<details>") : html.index("</details>")]
     assert "3 more actions" in folded
     assert ACTIONS_SHOWN == 5
     assert [f"label-{i}" in folded for i in range(8)] == [False] * 5 + [True] * 3

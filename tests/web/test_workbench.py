@@ -12,7 +12,7 @@ from agents.ingest.datasets import banking77
 from agents.web.history import MetricsHistory
 from agents.web.messages import MessageStore, decode_events
 from agents.web.queue import KIND_MODES, ReviewQueues
-from agents.web.review import ReviewView, body_html, render_login, render_review, render_search, SearchHit
+from agents.web.review import ReviewView, SearchHit, body_html, render_login, render_review, render_search
 from agents.web.session import SESSION_SECONDS, Sessions
 from agents.web.workbench import WorkbenchOptions, parse_labels
 from schemas import MODES, SUGGESTION_KINDS, Annotation, Event, Message, SchemaError, Suggestion
@@ -129,7 +129,10 @@ def test_the_store_is_bounded_by_count_and_by_bytes(datasets):
     for message in messages:
         by_count.put(message)
         by_bytes.put(dataclasses.replace(message, body=message.body + " " * 300))
-    assert len(by_count) == 3 and [by_count.get("banking77", m.id) is not None for m in messages[-4:]] == [False] + [True] * 3
+    assert (
+        len(by_count) == 3
+        and [by_count.get("banking77", m.id) is not None for m in messages[-4:]] == [False] + [True] * 3
+    )
     assert by_bytes.bytes <= 2_000 and 1 <= len(by_bytes) < 10
 
 
@@ -167,8 +170,14 @@ def test_the_history_keeps_at_most_its_bound_per_dataset():
 
 
 def test_the_bounds_come_from_the_environment():
-    options = WorkbenchOptions.from_env({"REFINERY_WORKBENCH_MESSAGES": "50", "REFINERY_WORKBENCH_BYTES": "4096",
-                                         "REFINERY_WORKBENCH_HISTORY": "10", "REFINERY_WORKBENCH_LEASE_SECONDS": "30"})
+    options = WorkbenchOptions.from_env(
+        {
+            "REFINERY_WORKBENCH_MESSAGES": "50",
+            "REFINERY_WORKBENCH_BYTES": "4096",
+            "REFINERY_WORKBENCH_HISTORY": "10",
+            "REFINERY_WORKBENCH_LEASE_SECONDS": "30",
+        }
+    )
     assert (options.messages, options.message_bytes, options.history, options.lease_seconds) == (50, 4096, 10, 30.0)
     with pytest.raises(ValueError, match="REFINERY_WORKBENCH_MESSAGES"):
         WorkbenchOptions.from_env({"REFINERY_WORKBENCH_MESSAGES": "many"})
@@ -186,24 +195,56 @@ def test_a_reply_quoted_in_an_email_is_folded_away():
 
 
 def test_everything_on_the_review_page_is_escaped():
-    message = Message(dataset=SCRIPT, id=SCRIPT, timestamp=0, subject=SCRIPT, body=SCRIPT, sender=SCRIPT,
-                      metadata={SCRIPT: SCRIPT})
-    view = ReviewView(dataset=SCRIPT, kind="check_label", label=SCRIPT, query=SCRIPT, message=message,
-                      confidences={SCRIPT: 0.9}, predicted=(SCRIPT,), pinned=(SCRIPT,), taxonomy=(SCRIPT, f"{SCRIPT} > x"),
-                      reviewed=True, reason=SCRIPT, other_reviewer=SCRIPT, sent=SCRIPT, error=SCRIPT)
-    pages = [render_review(view, csrf=SCRIPT, reviewer=SCRIPT),
-             render_search(SCRIPT, SCRIPT, SCRIPT, [SearchHit(message=message, pinned=(SCRIPT,), reviewed=True)],
-                           reviewer=SCRIPT, csrf=SCRIPT),
-             render_login(needs_token=True, next_url=SCRIPT, error=SCRIPT)]
+    message = Message(
+        dataset=SCRIPT, id=SCRIPT, timestamp=0, subject=SCRIPT, body=SCRIPT, sender=SCRIPT, metadata={SCRIPT: SCRIPT}
+    )
+    view = ReviewView(
+        dataset=SCRIPT,
+        kind="check_label",
+        label=SCRIPT,
+        query=SCRIPT,
+        message=message,
+        confidences={SCRIPT: 0.9},
+        predicted=(SCRIPT,),
+        pinned=(SCRIPT,),
+        taxonomy=(SCRIPT, f"{SCRIPT} > x"),
+        reviewed=True,
+        reason=SCRIPT,
+        other_reviewer=SCRIPT,
+        sent=SCRIPT,
+        error=SCRIPT,
+    )
+    pages = [
+        render_review(view, csrf=SCRIPT, reviewer=SCRIPT),
+        render_search(
+            SCRIPT,
+            SCRIPT,
+            SCRIPT,
+            [SearchHit(message=message, pinned=(SCRIPT,), reviewed=True)],
+            reviewer=SCRIPT,
+            csrf=SCRIPT,
+        ),
+        render_login(needs_token=True, next_url=SCRIPT, error=SCRIPT),
+    ]
     for html in pages:
         assert "<script>" not in html and "alert('x')" not in html
 
 
 def test_the_review_form_carries_the_csrf_token_and_ticks_the_pinned_labels():
     message = Message(dataset="d", id="m-1", timestamp=0, body="card lost")
-    view = ReviewView(dataset="d", kind="check_label", label="Card", query=None, message=message,
-                      confidences={"Card": 0.2, "Loan": 0.7}, predicted=("Loan",), pinned=("Card",),
-                      taxonomy=("Card", "Loan"), reviewed=True, other_reviewer="bob")
+    view = ReviewView(
+        dataset="d",
+        kind="check_label",
+        label="Card",
+        query=None,
+        message=message,
+        confidences={"Card": 0.2, "Loan": 0.7},
+        predicted=("Loan",),
+        pinned=("Card",),
+        taxonomy=("Card", "Loan"),
+        reviewed=True,
+        other_reviewer="bob",
+    )
     html = render_review(view, csrf="tok", reviewer="ann")
     assert '<input type="hidden" name="csrf" value="tok">' in html
     assert 'value="Card" checked>' in html and 'value="Loan" data-predicted>' in html

@@ -27,9 +27,13 @@ from agents.ingest.datasets import banking77
 from schemas import Annotation
 from tests.worker.test_worker_kafka import Worker, _free_port, _read_all
 
-pytestmark = [pytest.mark.kafka, pytest.mark.skipif(
-    not (shutil.which("chromium") and shutil.which("chromedriver")),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.skipif(
+        not (shutil.which("chromium") and shutil.which("chromedriver")),
+        reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+    ),
+]
 
 TOKEN = "workbench-test-token"
 REVIEWER = "Ann Reviewer"
@@ -47,8 +51,12 @@ def settings(kafka_bootstrap, tmp_path_factory):
     from agents.settings import Settings
     from tests.conftest import TEST_PARTITIONS
 
-    s = dataclasses.replace(Settings.from_env(), external_bootstrap=kafka_bootstrap,
-                            topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=TEST_PARTITIONS)
+    s = dataclasses.replace(
+        Settings.from_env(),
+        external_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        partitions=TEST_PARTITIONS,
+    )
     create_topics(s)
     yield s
     try:
@@ -78,8 +86,11 @@ def worker(settings, pairs, tmp_path_factory):
             key = message.dataset.encode()
             producer.send(settings.topic("messages"), key=key, value=message.encode())
             if i % 2 == 0:
-                producer.send(settings.topic("annotations"), key=key,
-                              value=dataclasses.replace(review, message=message, mode="shuffle").encode())
+                producer.send(
+                    settings.topic("annotations"),
+                    key=key,
+                    value=dataclasses.replace(review, message=message, mode="shuffle").encode(),
+                )
         producer.flush()
         producer.close()
         deadline = time.monotonic() + 120
@@ -105,8 +116,14 @@ def _chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
-                     "--disable-gpu", "--lang=en-GB"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--disable-gpu",
+        "--lang=en-GB",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(60)
@@ -158,8 +175,11 @@ def _until(driver, condition, what: str, timeout: float = 30.0):
 
 
 def _reviews_by(settings, reviewer: str) -> list[Annotation]:
-    return [a for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
-            if a.annotator == reviewer]
+    return [
+        a
+        for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
+        if a.annotator == reviewer
+    ]
 
 
 def _wait_review(settings, message_id: str, timeout: float = 30.0) -> Annotation:
@@ -202,11 +222,17 @@ def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser,
     def shoot(name: str) -> None:  # the page at 1280 px wide, at most 2,300 px of it
         import base64
 
-        width, height = browser.execute_script("return [document.documentElement.scrollWidth, "
-                                               "document.documentElement.scrollHeight]")
-        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 2300), "scale": 1}})
+        width, height = browser.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+        )
+        shot = browser.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 2300), "scale": 1},
+            },
+        )
         path = out / name
         path.write_bytes(base64.b64decode(shot["data"]))
         assert path.stat().st_size > 10_000
@@ -218,7 +244,9 @@ def test_screenshots_of_the_dashboard_a_label_page_and_the_review_queue(browser,
     pinned_header = labels.find_element(By.XPATH, ".//th//button[text()='pinned']")
     pinned_header.click()
     pinned_header.click()  # sorted by pinned, most first
-    column = [int(row.find_elements(By.TAG_NAME, "td")[7].text) for row in labels.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    column = [
+        int(row.find_elements(By.TAG_NAME, "td")[7].text) for row in labels.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
     assert column == sorted(column, reverse=True) and column[0] > column[-1]
     labels.find_element(By.CSS_SELECTOR, "tbody tr td a").click()  # the best-taught label's page
     _until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-curve svg polyline"), "the curve")
@@ -264,9 +292,9 @@ def test_changing_the_labels_and_submitting_sends_a_check_review_by_the_reviewer
     other = next(name for name in sorted(boxes) if name not in ticked)
     for name in ticked:
         boxes[name].click()  # untick the pinned label...
-    boxes[other].click()     # ...tick another, and type a new one
+    boxes[other].click()  # ...tick another, and type a new one
     browser.find_element(By.NAME, "new_labels").send_keys("Workbench > Checked")
-    browser.find_element(By.CSS_SELECTOR, 'button[name=action][value=review]').click()
+    browser.find_element(By.CSS_SELECTOR, "button[name=action][value=review]").click()
 
     _until(browser, lambda: "id=" in browser.current_url and _message_id(browser) != message_id, "the next message")
     assert f"Review of {message_id} sent" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
@@ -316,7 +344,7 @@ def test_a_review_made_from_a_search_is_sent_with_mode_search(browser, signed_in
     assert "card" in browser.find_element(By.CSS_SELECTOR, "article.message").text.lower()
     browser.find_element(By.ID, "accept").click()  # accept the predictions...
     browser.find_element(By.NAME, "new_labels").send_keys("Found by search")
-    browser.find_element(By.CSS_SELECTOR, 'button[name=action][value=review]').click()
+    browser.find_element(By.CSS_SELECTOR, "button[name=action][value=review]").click()
     review = _wait_review(settings, message_id)
     assert review.mode == "search" and review.annotator == REVIEWER
     assert "Found by search" in {label.name for label in review.labels}
@@ -331,8 +359,9 @@ def test_keys_accept_the_predictions_and_skip_to_the_next_message(browser, signe
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("a")
     boxes = _boxes(browser)
-    assert {name for name, box in boxes.items() if box.is_selected()} == \
-        {name for name, box in boxes.items() if box.get_attribute("data-predicted") is not None}
+    assert {name for name, box in boxes.items() if box.is_selected()} == {
+        name for name, box in boxes.items() if box.get_attribute("data-predicted") is not None
+    }
     body.send_keys("n")
     _until(browser, lambda: "id=" in browser.current_url and _message_id(browser) != message_id, "the next message")
 
@@ -362,10 +391,18 @@ def test_un_reviewing_a_message_sends_a_removal_by_the_reviewer(browser, signed_
     browser.get(f"{signed_in}/datasets/banking77/review?kind=missed_label")
     _until(browser, lambda: "id=" in browser.current_url, "a missed-label message")
     message_id = _message_id(browser)
-    browser.find_element(By.CSS_SELECTOR, 'button[name=action][value=remove]').click()
-    _until(browser, lambda: f"sent={message_id}" in browser.current_url or
-           (browser.find_elements(By.CSS_SELECTOR, "[role=status]") and
-            message_id in browser.find_element(By.CSS_SELECTOR, "[role=status]").text), "the queue to advance")
+    browser.find_element(By.CSS_SELECTOR, "button[name=action][value=remove]").click()
+    _until(
+        browser,
+        lambda: (
+            f"sent={message_id}" in browser.current_url
+            or (
+                browser.find_elements(By.CSS_SELECTOR, "[role=status]")
+                and message_id in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+            )
+        ),
+        "the queue to advance",
+    )
     review = _wait_review(settings, message_id)
     assert review.action == "remove" and review.labels == () and review.mode == "missed"
     assert review.annotator == REVIEWER
@@ -396,10 +433,12 @@ def test_a_cross_site_post_without_the_session_is_refused_and_sends_nothing(brow
     from selenium.webdriver.common.by import By
 
     target = pairs[1][0].id  # an unreviewed message
-    form = (f'<form id="f" method="post" action="{signed_in}/datasets/banking77/review">'
-            f'<input name="message_id" value="{target}"><input name="kind" value="shuffle">'
-            '<input name="action" value="review"><input name="labels" value="Forged"></form>'
-            '<script>document.getElementById("f").submit()</script>')
+    form = (
+        f'<form id="f" method="post" action="{signed_in}/datasets/banking77/review">'
+        f'<input name="message_id" value="{target}"><input name="kind" value="shuffle">'
+        '<input name="action" value="review"><input name="labels" value="Forged"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    )
     server, port = _serve(form)
     try:
         # "localhost" is another site than "127.0.0.1": the SameSite=Strict cookie is not sent
@@ -413,16 +452,20 @@ def test_a_cross_site_post_without_the_session_is_refused_and_sends_nothing(brow
     finally:
         server.shutdown()
     time.sleep(2)
-    assert not [a for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
-                if a.message_id == target and any(label.name == "Forged" for label in a.labels)]
+    assert not [
+        a
+        for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
+        if a.message_id == target and any(label.name == "Forged" for label in a.labels)
+    ]
 
 
 def test_pages_allow_only_the_workers_own_script_and_no_framing(worker):
     import urllib.request
 
     for path in ("/", "/datasets/banking77", "/login"):
-        request = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}",
-                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{worker.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             policy = response.headers["Content-Security-Policy"]
             assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, path

@@ -36,6 +36,7 @@ def _deliver(broker, values):
         delivery = Delivery(broker.send, Observability(), "deadletter")
         await delivery.deliver([("t", None, v, 0) for v in values])
         return delivery
+
     return asyncio.run(run())
 
 

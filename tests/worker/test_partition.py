@@ -110,6 +110,7 @@ def test_the_lag_position_is_the_engines_once_they_applied_something_else_the_fi
 
 # -- Backoff ---------------------------------------------------------------------------------
 
+
 def test_backoff_doubles_from_half_a_second_up_to_five():
     backoff = Backoff()
     assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
@@ -123,5 +124,7 @@ def test_backoff_logs_each_retry_as_a_structured_event_with_its_wait(caplog):
 
     with caplog.at_level(logging.WARNING, logger="refinery.test"):
         asyncio.run(run())
-    assert [r.getMessage() for r in caplog.records] == ["delivery_retry records=3 retry_in=0.01",
-                                                        "delivery_retry records=1 retry_in=0.02"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "delivery_retry records=3 retry_in=0.01",
+        "delivery_retry records=1 retry_in=0.02",
+    ]

@@ -59,8 +59,9 @@ def records(datasets) -> list[bytes]:
 
 def _service(**options) -> tuple[Service, list[tuple[int, bool]]]:
     """A worker assigned partition 0, whose restores find no snapshot; also the restores it made."""
-    service = Service(Settings(), WorkerOptions(engine_config={"feature_bits": 12}, **options), _accept,
-                      Observability())
+    service = Service(
+        Settings(), WorkerOptions(engine_config={"feature_bits": 12}, **options), _accept, Observability()
+    )
     loads: list[tuple[int, bool]] = []
 
     async def load(p: int, replay: bool) -> PartitionEngines:
@@ -83,8 +84,9 @@ def test_applied_events_are_acked_only_once_a_snapshot_covers_them(records):
 
     before, after, service = asyncio.run(run())
     assert not any(before) and all(after)
-    assert service.partitions[0].engine("banking77").model_version == sum(Event.decode(r).annotation is not None
-                                                                          for r in records)
+    assert service.partitions[0].engine("banking77").model_version == sum(
+        Event.decode(r).annotation is not None for r in records
+    )
 
 
 def test_a_failed_batch_rebuilds_its_partition_from_the_snapshots_and_acks_nothing(records, caplog):
@@ -107,8 +109,9 @@ def test_a_failed_batch_rebuilds_its_partition_from_the_snapshots_and_acks_nothi
     assert loads == [(0, False), (0, True)]  # restored again, replaying from the snapshots' offsets
     assert now is not first and type(rebuilt) is PartitionEngines
     assert not any(e.acked for e in events)  # the commit never passes a snapshot
-    assert any(r.getMessage().startswith("processing_failed partition=0 events=5") and r.exc_info
-               for r in caplog.records)
+    assert any(
+        r.getMessage().startswith("processing_failed partition=0 events=5") and r.exc_info for r in caplog.records
+    )
 
 
 def test_a_stale_delivery_of_a_partition_no_longer_ours_is_ignored(records):

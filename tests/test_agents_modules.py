@@ -1,0 +1,43 @@
+"""Every module of agents/ declares its public names (STYLE.md: public names in ``__all__``)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+import agents
+
+MODULES = sorted(
+    name
+    for _, name, _ in pkgutil.walk_packages(agents.__path__, prefix="agents.")
+    if not name.endswith("__main__")  # running it is its only use
+)
+
+
+def test_every_package_of_agents_is_found():
+    assert {
+        "agents.worker.app",
+        "agents.web.api",
+        "agents.kafka.admin",
+        "agents.ingest.readers",
+        "agents.cli.main",
+    } <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_lists_its_public_classes_and_functions_in_all(name):
+    module = importlib.import_module(name)
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    assert [n for n in module.__all__ if not hasattr(module, n)] == [], f"{name}.__all__ names what it lacks"
+    defined_here = [
+        n
+        for n, value in vars(module).items()
+        if not n.startswith("_")
+        and n != "main"
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == name
+    ]
+    assert [n for n in defined_here if n not in module.__all__] == [], f"{name}: public names missing from __all__"
