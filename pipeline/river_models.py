@@ -25,6 +25,16 @@ sandbox: the HMAC is the security boundary.
 >>> model = build_model("river.naive_bayes.ComplementNB", {"alpha": 0.5})
 >>> type(model).__name__, type(model.classifier).__name__, model.classifier.alpha
 ('PerOutputClassifier', 'ComplementNB', 0.5)
+>>> build_model("river.linear_model.LogisticRegression", {"optimizer": {"river.optim.AdaGrad": {"lr": 0.4}}}).classifier
+LogisticRegression (
+  optimizer=AdaGrad (
+    lr=Constant (
+      learning_rate=0.4
+    )
+    eps=1e-08
+  )
+  ...
+)
 >>> build_model("river.naive_bayes.ComplementNB", {"alfa": 0.5})
 Traceback (most recent call last):
 ...
@@ -55,34 +65,50 @@ def build_model(path: str, params: dict[str, Any] | None = None, seed: int | Non
     """The River classifier named by ``path`` (``"river.module.Class"``) built with ``params``,
     as a multi-label classifier (:func:`as_multilabel`).
 
-    A model that takes a ``seed`` and is given none gets ``seed``, so the engine stays
-    deterministic. Raises ValueError saying what is wrong with the name or the parameters.
+    A parameter that is itself a River object is written ``{"river.module.Class": {params}}``,
+    e.g. ``{"optimizer": {"river.optim.AdaGrad": {"lr": 0.4}}}``. A model that takes a ``seed``
+    and is given none gets ``seed``, so the engine stays deterministic. Raises ValueError saying
+    what is wrong with the name or the parameters.
     """
+    model = _build(path, params, "RefinerConfig.model", seed)
+    if not isinstance(model, (base.Classifier, base.MultiLabelClassifier)):
+        raise ValueError(f"RefinerConfig.model: {path} is not a River classifier (binary or multi-label)")
+    return as_multilabel(model)
+
+
+def _build(path: str, params: dict[str, Any] | None, where: str, seed: int | None = None) -> base.Base:
+    """The River object ``path(**params)``, nested River objects built first."""
     params = dict(params or {})
     parts = path.split(".") if isinstance(path, str) else []
     if len(parts) < 3 or parts[0] != "river" or not all(p.isidentifier() for p in parts):
-        raise ValueError(f"RefinerConfig.model: expected the import path of a River classifier "
+        raise ValueError(f"{where}: expected the import path of a River classifier "
                          f"('river.module.Class'), got {path!r}")
     module_name, class_name = ".".join(parts[:-1]), parts[-1]
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):
-        raise ValueError(f"RefinerConfig.model: no {class_name!r} in {module_name!r} (River {_river_version()}); "
+        raise ValueError(f"{where}: no {class_name!r} in {module_name!r} (River {_river_version()}); "
                          "check the spelling, e.g. 'river.linear_model.LogisticRegression'") from None
-    if not (inspect.isclass(cls) and issubclass(cls, (base.Classifier, base.MultiLabelClassifier))):
-        raise ValueError(f"RefinerConfig.model: {path} is not a River classifier (binary or multi-label)")
+    if not (inspect.isclass(cls) and issubclass(cls, base.Base)):
+        raise ValueError(f"{where}: {path} is not a River estimator class")
     accepted = [n for n, p in inspect.signature(cls).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     unknown = {k: v for k, v in params.items() if k not in accepted}
     if unknown:
         raise ValueError(f"RefinerConfig.model_params: {path} does not accept {unknown} "
                          f"(its parameters: {', '.join(accepted)})")
+    for name, value in params.items():
+        if isinstance(value, dict) and len(value) == 1 and str(next(iter(value))).startswith("river."):
+            (inner, inner_params), = value.items()
+            if not isinstance(inner_params, dict):
+                raise ValueError(f"RefinerConfig.model_params.{name}: expected {{{inner!r}: {{parameters}}}}, "
+                                 f"got {value!r}")
+            params[name] = _build(inner, inner_params, f"RefinerConfig.model_params.{name}")
     if seed is not None and "seed" in accepted and params.get("seed") is None:
         params["seed"] = seed
     try:
-        model = cls(**params)
+        return cls(**params)
     except Exception as error:  # the model's own check of its parameters
         raise ValueError(f"RefinerConfig.model_params: {path}({params}) failed: {type(error).__name__}: {error}") from None
-    return as_multilabel(model)
 
 
 def as_multilabel(model: Any) -> base.MultiLabelClassifier:

@@ -19,6 +19,7 @@ Examples::
 
     refinery replay --dataset banking77 --review-share 0.3 --delay 100
     refinery replay tickets.csv --text-column body --label-column queue --label-separator ";"
+    refinery replay --dataset enron --model river.naive_bayes.ComplementNB --model-params '{"alpha": 0.5}'
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
     parser.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
     parser.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
+    parser.add_argument("--model", default=None, help="a River classifier's import path instead of the engine's own model, "
+                        "e.g. river.naive_bayes.ComplementNB (RefinerConfig.model)")
+    parser.add_argument("--model-params", default="{}", help="its parameters as JSON, e.g. '{\"alpha\": 0.5}'")
     parser.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
@@ -64,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.file is None) == (args.dataset is None):
         raise SystemExit("replay: give either a FILE or --dataset (not both)")
     try:
-        config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
+        config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config),
+                                          **({"model": args.model, "model_params": json.loads(args.model_params)}
+                                             if args.model else {})})
     except (ValueError, TypeError) as error:
         raise SystemExit(f"--config: {error}") from None
     pairs = _pairs(args)
