@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 __all__ = ["Settings", "TOPICS", "PROJECT_ROOT", "datasets_dir", "env_value"]
 
@@ -61,7 +61,7 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
 

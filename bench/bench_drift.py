@@ -64,9 +64,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=30)
     args = parser.parse_args(argv)
     seconds = {"engine": 0.0, "river": 0.0}
-    print(f"Changes: {BEFORE} outcomes at p0, then {AFTER} at p1; {args.seeds} seeds. "
-          "Delay: median (min-max) outcomes; misses; false alarms per stream (before the change)")
-    print(f"  {'p0 -> p1':12} {'engine delay':>16} {'misses':>6} {'false':>8}   {'ADWIN delay':>16} {'misses':>6} {'false':>8}")
+    print(
+        f"Changes: {BEFORE} outcomes at p0, then {AFTER} at p1; {args.seeds} seeds. "
+        "Delay: median (min-max) outcomes; misses; false alarms per stream (before the change)"
+    )
+    print(
+        f"  {'p0 -> p1':12} {'engine delay':>16} {'misses':>6} {'false':>8}   {'ADWIN delay':>16} {'misses':>6} {'false':>8}"
+    )
     for p0, p1 in CHANGES:
         rows = {"engine": ([], []), "river": ([], [])}
         for seed in range(args.seeds):

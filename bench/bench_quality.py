@@ -39,7 +39,6 @@ from agents.ingest.datasets import banking77, enron, nlupp  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation  # noqa: E402
 
-
 warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
 
 
@@ -78,8 +77,12 @@ def bench_banking77(config: RefinerConfig) -> dict:
     predictions = engine.observe_many([m for m, _ in test])
     answers = [max(p.confidences, key=p.confidences.get) for p in predictions]
     truth = [a.labels[0].name for _, a in test]
-    prequential = np.mean([bool(p.confidences) and max(p.confidences, key=p.confidences.get) == a.labels[0].name
-                           for p, (_, a) in zip(out_of_sample, train)])
+    prequential = np.mean(
+        [
+            bool(p.confidences) and max(p.confidences, key=p.confidences.get) == a.labels[0].name
+            for p, (_, a) in zip(out_of_sample, train)
+        ]
+    )
 
     started = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
@@ -95,10 +98,17 @@ def bench_banking77(config: RefinerConfig) -> dict:
     print(f"  prequential accuracy (one pass, out-of-sample): {prequential:.4f}")
     snap = engine.metrics()
     print(f"  engine window MAP {snap.map:.4f}, rating {snap.rating.score:.1f} ({snap.rating.band})")
-    print(f"  time: engine stream {stream_seconds:.1f}s ({len(train) / stream_seconds:.0f} reviews/s), "
-          f"baseline fit+predict {baseline_seconds:.1f}s")
-    return {"accuracy": accuracy, "macro_f1": macro, "baseline_accuracy": b_accuracy, "baseline_macro_f1": b_macro,
-            "prequential_accuracy": float(prequential)}
+    print(
+        f"  time: engine stream {stream_seconds:.1f}s ({len(train) / stream_seconds:.0f} reviews/s), "
+        f"baseline fit+predict {baseline_seconds:.1f}s"
+    )
+    return {
+        "accuracy": accuracy,
+        "macro_f1": macro,
+        "baseline_accuracy": b_accuracy,
+        "baseline_macro_f1": b_macro,
+        "prequential_accuracy": float(prequential),
+    }
 
 
 def multilabel_scores(truth: list[set], predicted: list[set], scores: np.ndarray, labels: list[str], min_support=5):
@@ -139,18 +149,27 @@ def bench_multilabel(name: str, train, test, config: RefinerConfig, dataset: str
     micro, macro, mean_ap, rated = multilabel_scores(truth, [set(p.labels) for p in predictions], scores, labels)
 
     train_labels = [set(a.pinned_labels()) for _, a in train]
-    predicted, probabilities = baseline_multilabel([text_of(m) for m, _ in train], train_labels,
-                                                   [text_of(m) for m, _ in test], labels)
+    predicted, probabilities = baseline_multilabel(
+        [text_of(m) for m, _ in train], train_labels, [text_of(m) for m, _ in test], labels
+    )
     b_micro, b_macro, b_map, _ = multilabel_scores(truth, predicted, probabilities, labels)
     print(f"\n{name}: {len(train)} streamed reviews, {len(test)} test messages, MAP over {rated} labels")
     ratio_line("micro-F1", micro, b_micro)
     ratio_line("macro-F1", macro, b_macro)
     ratio_line("MAP", mean_ap, b_map)
     snap = engine.metrics()
-    print(f"  engine window MAP {snap.map if snap.map is not None else float('nan'):.4f}, "
-          f"rating {snap.rating.score:.1f} ({snap.rating.band})")
-    return {"micro_f1": micro, "macro_f1": macro, "map": mean_ap, "baseline_micro_f1": b_micro,
-            "baseline_macro_f1": b_macro, "baseline_map": b_map}
+    print(
+        f"  engine window MAP {snap.map if snap.map is not None else float('nan'):.4f}, "
+        f"rating {snap.rating.score:.1f} ({snap.rating.band})"
+    )
+    return {
+        "micro_f1": micro,
+        "macro_f1": macro,
+        "map": mean_ap,
+        "baseline_micro_f1": b_micro,
+        "baseline_macro_f1": b_macro,
+        "baseline_map": b_map,
+    }
 
 
 def bench_nlupp(config: RefinerConfig) -> dict:
@@ -171,11 +190,13 @@ def bench_enron(config: RefinerConfig) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("banking77", "nlupp", "enron"))
-    parser.add_argument("--config", default="{}", help='RefinerConfig overrides as JSON, e.g. \'{"char_ngrams": [4]}\'')
+    parser.add_argument("--config", default="{}", help="RefinerConfig overrides as JSON, e.g. '{\"char_ngrams\": [4]}'")
     args = parser.parse_args(argv)
     config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
-    print(f"engine config: feature_bits={config.feature_bits} char_ngrams={config.char_ngrams} "
-          f"replay={config.replay}/{config.replay_every} learning_rate={config.learning_rate}")
+    print(
+        f"engine config: feature_bits={config.feature_bits} char_ngrams={config.char_ngrams} "
+        f"replay={config.replay}/{config.replay_every} learning_rate={config.learning_rate}"
+    )
     if args.only in (None, "banking77"):
         bench_banking77(config)
     if args.only in (None, "nlupp"):

@@ -32,12 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_quality import inline, shuffled  # noqa: E402
 from river import linear_model, naive_bayes, optim, tree  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.preprocessing import MultiLabelBinarizer  # noqa: E402
 
 from agents.ingest.datasets import banking77, enron  # noqa: E402
-from bench_quality import inline, shuffled  # noqa: E402
 from pipeline import Refiner  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -69,8 +69,12 @@ def run(dataset: str, train, test, single_label: bool) -> None:
         observe = len(test) / (time.perf_counter() - started)
         labels = sorted(set(engine.labels) | {l for t in truth for l in t})
         binarizer = MultiLabelBinarizer(classes=labels)
-        macro = f1_score(binarizer.fit_transform(truth), binarizer.transform([set(p.labels) for p in predictions]),
-                         average="macro", zero_division=0)
+        macro = f1_score(
+            binarizer.fit_transform(truth),
+            binarizer.transform([set(p.labels) for p in predictions]),
+            average="macro",
+            zero_division=0,
+        )
         baseline.setdefault("macro", macro)
         line = f"  {name:16} {macro:9.4f} {macro / baseline['macro']:9.2f}"
         if single_label:
@@ -87,12 +91,12 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("banking77", "enron"))
     args = parser.parse_args(argv)
     if args.only in (None, "banking77"):
-        train = shuffled(list(banking77("train")))[:args.train]
+        train = shuffled(list(banking77("train")))[: args.train]
         run("banking77", train, list(banking77("test"))[::10], single_label=True)
     if args.only in (None, "enron"):
         pairs = shuffled(list(enron()))
         cut = int(0.7 * len(pairs))
-        run("enron", pairs[:cut][:args.train], pairs[cut:], single_label=False)
+        run("enron", pairs[:cut][: args.train], pairs[cut:], single_label=False)
     return 0
 
 

@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 
 from agents import broker  # noqa: E402
-from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
 from agents.ingest.datasets import banking77  # noqa: E402
+from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation, Event, Message, MetricsSnapshot  # noqa: E402
 
@@ -149,8 +149,13 @@ class Worker:
         env.pop("REFINERY_API_TOKEN", None)
         env.pop("REFINERY_ENGINE_CONFIG", None)  # the default engine, as the baseline
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warning"],
-                                            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warning"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def get_text(self, path: str, timeout: float = 10.0) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
@@ -343,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     events = stream(args.messages, args.review_share, args.review_lag, args.seed)
     messages = sum(isinstance(e, Message) for e in events)
     reviews = len(events) - messages
-    print(f"stream: {messages:,} Banking77 messages, {reviews:,} reviews (message inline, "
-          f"{args.review_lag} messages later), seed {args.seed}")
+    print(
+        f"stream: {messages:,} Banking77 messages, {reviews:,} reviews (message inline, "
+        f"{args.review_lag} messages later), seed {args.seed}"
+    )
 
     engine, runs = in_process(events, args.repeats)
     baseline_seconds = statistics.median(runs)
-    print(f"in-process: {len(events):,} events in {' / '.join(f'{t:.2f}' for t in runs)} s "
-          f"(median {baseline_seconds:.2f} s)")
+    print(
+        f"in-process: {len(events):,} events in {' / '.join(f'{t:.2f}' for t in runs)} s "
+        f"(median {baseline_seconds:.2f} s)"
+    )
 
     base = Settings.from_env()
     settings = dataclasses.replace(base, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
@@ -374,31 +383,38 @@ def main(argv: list[str] | None = None) -> int:
     worker_figures = _figures(run["metrics"])
     log_figures = _figures(replayed.metrics(now=now))
     send_figures = _figures(engine.metrics(now=now))
-    same_order = [e.id if isinstance(e, Message) else ("review", e.message_id) for e in run["log"]] == \
-                 [e.id if isinstance(e, Message) else ("review", e.message_id) for e in events]
+    same_order = [e.id if isinstance(e, Message) else ("review", e.message_id) for e in run["log"]] == [
+        e.id if isinstance(e, Message) else ("review", e.message_id) for e in events
+    ]
 
     service_rate = len(events) / run["seconds"]
     baseline_rate = len(events) / baseline_seconds
     print()
     print(f"sent {len(events):,} events in {run['sent']:.2f} s ({len(events) / run['sent']:,.0f}/s, kafka-python)")
     print(f"first prediction      {run['first']:.2f} s after the first send")
-    print(f"all done              {run['seconds']:.2f} s after the first send "
-          f"({run['predictions']:,} predictions, model_version {run['metrics'].model_version:,})")
+    print(
+        f"all done              {run['seconds']:.2f} s after the first send "
+        f"({run['predictions']:,} predictions, model_version {run['metrics'].model_version:,})"
+    )
     print(f"service               {service_rate:,.0f} events/s")
     print(f"in-process            {baseline_rate:,.0f} events/s")
     print(f"overhead              {baseline_rate / service_rate:.2f}x (in-process / service)")
     if run["engine_seconds"] is not None:
-        print(f"worker's engine time  {run['engine_seconds']:.2f} s over {run['batches']:.0f} batches "
-              f"(refinery_processing_seconds; in-process: {baseline_seconds:.2f} s, "
-              f"{replay_seconds:.2f} s in the worker's order)")
+        print(
+            f"worker's engine time  {run['engine_seconds']:.2f} s over {run['batches']:.0f} batches "
+            f"(refinery_processing_seconds; in-process: {baseline_seconds:.2f} s, "
+            f"{replay_seconds:.2f} s in the worker's order)"
+        )
     rss = run["peak_rss_mb"]
     print(f"worker peak RSS       {rss:.0f} MB" if rss is not None else "worker peak RSS       unknown")
     print(f"worker events log in send order: {'yes' if same_order else 'no (Kafka interleaved the two input topics)'}")
     print("(rating score, MAP, reviewed)")
     print(f"  worker                  {worker_figures}")
     print(f"  engine on its log       {log_figures}")
-    print(f"  engine in send order    {send_figures}"
-          f"{'  (equal)' if send_figures == worker_figures else '  (differs: other order)'}")
+    print(
+        f"  engine in send order    {send_figures}"
+        f"{'  (equal)' if send_figures == worker_figures else '  (differs: other order)'}"
+    )
     ok = worker_figures == log_figures and run["predictions"] == messages
     print(f"final metrics equal the in-process engine's: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

@@ -22,9 +22,8 @@ Run: ``.venv/bin/python bench/bench_speed.py [--sections speed,labels,length,mem
 from __future__ import annotations
 
 import argparse
-import json
 import gc
-import itertools
+import json
 import math
 import resource
 import statistics
@@ -46,8 +45,9 @@ CHUNK = 1000
 def river_loop():
     from river import compose, feature_extraction, linear_model, multiclass
 
-    return compose.Pipeline(feature_extraction.BagOfWords(),
-                            multiclass.OneVsRestClassifier(linear_model.LogisticRegression()))
+    return compose.Pipeline(
+        feature_extraction.BagOfWords(), multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+    )
 
 
 def stream(limit: int | None = None) -> list[tuple[str, str]]:
@@ -61,8 +61,16 @@ def reviews_of(texts_labels, dataset="bench", prefix="t"):
     out = []
     for i, (text, label) in enumerate(texts_labels):
         message = Message(dataset=dataset, id=f"{prefix}{i}", timestamp=float(i), body=text, channel="chat")
-        out.append(Annotation(dataset=dataset, message_id=message.id, timestamp=float(i),
-                              labels=(LabelAssignment(label),), mode="shuffle", message=message))
+        out.append(
+            Annotation(
+                dataset=dataset,
+                message_id=message.id,
+                timestamp=float(i),
+                labels=(LabelAssignment(label),),
+                mode="shuffle",
+                message=message,
+            )
+        )
     return out
 
 
@@ -78,12 +86,15 @@ def interleaved(data, config: RefinerConfig, label_of=lambda i, label: label):
     engine = Refiner("bench", config)
     labelled = [(text, label_of(i, label)) for i, (text, label) in enumerate(data)]
     annotations = reviews_of(labelled)
-    live = [Message(dataset="bench", id=f"x{i}", timestamp=float(i), body=t, channel="chat") for i, (t, _) in enumerate(labelled)]
+    live = [
+        Message(dataset="bench", id=f"x{i}", timestamp=float(i), body=t, channel="chat")
+        for i, (t, _) in enumerate(labelled)
+    ]
     times = {"river": [], "annotate": [], "observe": [], "observe_many": []}
     gc.collect()
     gc.freeze()  # the prepared events are long-lived: keep the collector from rescanning them (both sides alike)
     for start in range(0, len(labelled), CHUNK):
-        chunk = labelled[start:start + CHUNK]
+        chunk = labelled[start : start + CHUNK]
 
         def run_river():
             for text, label in chunk:
@@ -91,17 +102,17 @@ def interleaved(data, config: RefinerConfig, label_of=lambda i, label: label):
                 river.learn_one(text, label)
 
         def run_annotate():
-            for annotation in annotations[start:start + CHUNK]:
+            for annotation in annotations[start : start + CHUNK]:
                 engine.annotate(annotation)
 
         def run_observe():
-            for message in live[start:start + CHUNK]:
+            for message in live[start : start + CHUNK]:
                 engine.observe(message)
 
         def run_observe_many():
-            batch = live[start:start + CHUNK]
+            batch = live[start : start + CHUNK]
             for i in range(0, len(batch), 100):
-                engine.observe_many(batch[i:i + 100])
+                engine.observe_many(batch[i : i + 100])
 
         times["river"].append(timed(run_river))
         times["annotate"].append(timed(run_annotate))
@@ -124,7 +135,9 @@ def report(title: str, times: dict, n: int, targets: dict | None = None) -> None
 
 def by_labels(data, config: RefinerConfig) -> None:
     print("\nCost against the number of labels (3,000 messages each):")
-    print(f"  {'labels':>6} {'River msgs/s':>13} {'annotate/s':>11} {'observe_many/s':>15} {'annotate x':>11} {'observe x':>10}")
+    print(
+        f"  {'labels':>6} {'River msgs/s':>13} {'annotate/s':>11} {'observe_many/s':>15} {'annotate x':>11} {'observe x':>10}"
+    )
     intents = sorted({label for _, label in data})
     index = {name: i for i, name in enumerate(intents)}
     for n_labels in (50, 200, 500):
@@ -135,8 +148,10 @@ def by_labels(data, config: RefinerConfig) -> None:
 
         times, n = interleaved(data[:3000], config, label_of)
         river = sum(times["river"])
-        print(f"  {n_labels:6d} {n / river:13.0f} {n / sum(times['annotate']):11.0f} {n / sum(times['observe_many']):15.0f} "
-              f"{river / sum(times['annotate']):11.2f} {river / sum(times['observe_many']):10.2f}")
+        print(
+            f"  {n_labels:6d} {n / river:13.0f} {n / sum(times['annotate']):11.0f} {n / sum(times['observe_many']):15.0f} "
+            f"{river / sum(times['annotate']):11.2f} {river / sum(times['observe_many']):10.2f}"
+        )
 
 
 def by_length(data, config: RefinerConfig) -> None:
@@ -152,10 +167,14 @@ def by_length(data, config: RefinerConfig) -> None:
     for repeat in (1, 10, 100):
         bodies = [" ".join(texts[(i + k) % len(texts)] for k in range(repeat)) for i in range(500)]
         chars = int(np.mean([len(b) for b in bodies]))
-        messages = [Message(dataset="bench", id=f"len{repeat}-{i}", timestamp=float(i), body=b, channel="email")
-                    for i, b in enumerate(bodies)]
-        river_time = timed(lambda: [(river.predict_one(b), river.learn_one(b, data[i][1])) for i, b in enumerate(bodies)])
-        many = timed(lambda: [engine.observe_many(messages[i:i + 100]) for i in range(0, len(messages), 100)])
+        messages = [
+            Message(dataset="bench", id=f"len{repeat}-{i}", timestamp=float(i), body=b, channel="email")
+            for i, b in enumerate(bodies)
+        ]
+        river_time = timed(
+            lambda: [(river.predict_one(b), river.learn_one(b, data[i][1])) for i, b in enumerate(bodies)]
+        )
+        many = timed(lambda: [engine.observe_many(messages[i : i + 100]) for i in range(0, len(messages), 100)])
         single = timed(lambda: [engine.observe(m) for m in messages])
         print(f"  {chars:6d} {len(bodies) / river_time:22.0f} {len(bodies) / many:15.0f} {len(bodies) / single:10.0f}")
 
@@ -178,20 +197,34 @@ def memory(data, config: RefinerConfig, total: int) -> None:
     started, seen = time.perf_counter(), 0
     readings = []
     for first in range(0, total, 100):
-        batch = [Message(dataset="bench", id=f"live-{first + k}", timestamp=float(first + k),
-                         body=f"{texts[(first + k) % len(texts)]} ref {first + k}", channel="chat")
-                 for k in range(min(100, total - first))]
+        batch = [
+            Message(
+                dataset="bench",
+                id=f"live-{first + k}",
+                timestamp=float(first + k),
+                body=f"{texts[(first + k) % len(texts)]} ref {first + k}",
+                channel="chat",
+            )
+            for k in range(min(100, total - first))
+        ]
         engine.observe_many(batch)
         reviewed = batch[0]
-        engine.annotate(Annotation(dataset="bench", message_id=reviewed.id, timestamp=reviewed.timestamp,
-                                   labels=(LabelAssignment(labels[first % len(labels)]),), mode="shuffle"))
+        engine.annotate(
+            Annotation(
+                dataset="bench",
+                message_id=reviewed.id,
+                timestamp=reviewed.timestamp,
+                labels=(LabelAssignment(labels[first % len(labels)]),),
+                mode="shuffle",
+            )
+        )
         seen += len(batch)
         if seen % step == 0 or seen == total:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             readings.append(rss_mb())
             print(f"  {seen:10,d} {readings[-1]:8.0f} {peak:12.0f} {seen / (time.perf_counter() - started):8.0f}")
     if len(readings) >= 4:
-        late = readings[len(readings) // 2:]
+        late = readings[len(readings) // 2 :]
         growth = (late[-1] - late[0]) / late[0]
         print(f"  RSS growth over the second half: {growth:+.1%} ({'plateau' if growth < 0.05 else 'STILL GROWING'})")
 
@@ -199,10 +232,12 @@ def memory(data, config: RefinerConfig, total: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000, help="live messages for the memory section")
-    parser.add_argument("--sections", default="speed,labels,length,memory",
-                        help="comma-separated sections to run (speed, labels, length, memory); run memory alone "
-                             "for a clean peak RSS")
-    parser.add_argument("--config", default="{}", help='RefinerConfig overrides as JSON, e.g. \'{"replay": 0}\'')
+    parser.add_argument(
+        "--sections",
+        default="speed,labels,length,memory",
+        help="comma-separated sections to run (speed, labels, length, memory); run memory alone for a clean peak RSS",
+    )
+    parser.add_argument("--config", default="{}", help="RefinerConfig overrides as JSON, e.g. '{\"replay\": 0}'")
     args = parser.parse_args(argv)
     config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
     print(f"engine config: feature_bits={config.feature_bits} char_ngrams={config.char_ngrams} replay={config.replay}")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-from sim_common import Timer, at, engine as make_engine, load, review, scores_of
+from sim_common import Timer, at, load, review, scores_of
+from sim_common import engine as make_engine
 
 
 def run(strategy: str, pairs, test_features, test_truth, args) -> list[tuple[int, float]]:
@@ -73,10 +73,15 @@ def main() -> None:
             reached = next((n for n, accuracy in curve if accuracy >= args.target), None)
             totals[strategy].append(reached or args.max_reviews)
             trace = " ".join(f"{n}:{a:.3f}" for n, a in curve)
-            print(f"  seed {seed} {strategy:28s} reviews to {args.target:.2f}: {reached}  [{clock}]\n    {trace}", flush=True)
+            print(
+                f"  seed {seed} {strategy:28s} reviews to {args.target:.2f}: {reached}  [{clock}]\n    {trace}",
+                flush=True,
+            )
     ours, baseline = sum(totals["teach_label+low_confidence"]), sum(totals["shuffle"])
-    print(f"Banking77 active learning over {args.seeds} seeds: {ours / args.seeds:.0f} reviews on average vs "
-          f"{baseline / args.seeds:.0f} with shuffle ({1 - ours / baseline:.0%} fewer; target >= 30%)")
+    print(
+        f"Banking77 active learning over {args.seeds} seeds: {ours / args.seeds:.0f} reviews on average vs "
+        f"{baseline / args.seeds:.0f} with shuffle ({1 - ours / baseline:.0%} fewer; target >= 30%)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from sim_common import Timer, at, load, review
+from sim_common import engine as make_engine
 
 from pipeline import Refiner
-from sim_common import Timer, at, engine as make_engine, load, review
 
 
 def balance(engine: Refiner) -> tuple[float, float | None]:
@@ -57,8 +58,10 @@ def main() -> None:
         for kind, needed in run(pairs, seed, args, clock).items():
             totals[kind].append(needed or args.max_reviews)
     ours, baseline = np.mean(totals["rebalance"]), np.mean(totals["shuffle"])
-    print(f"over {args.seeds} seeds: rebalance needs {ours:.0f} reviews on average to bring balance back to Good, "
-          f"shuffle {baseline:.0f} ({1 - ours / baseline:.0%} fewer)")
+    print(
+        f"over {args.seeds} seeds: rebalance needs {ours:.0f} reviews on average to bring balance back to Good, "
+        f"shuffle {baseline:.0f} ({1 - ours / baseline:.0%} fewer)"
+    )
 
 
 def run(pairs, seed: int, args, clock) -> dict[str, int | None]:
@@ -77,15 +80,21 @@ def run(pairs, seed: int, args, clock) -> dict[str, int | None]:
         t += 1
         engine.annotate(review(messages[message.id], [truth[message.id]], "search", t))
     score, similarity = balance(engine)
-    print(f"seed {seed}: {args.live} live messages, {len(found)} reviews of 10 intents only (search): balance factor "
-          f"{score:.1f} ({'below' if score < 70 else 'NOT below'} Good), similarity {similarity}  [{clock}]")
+    print(
+        f"seed {seed}: {args.live} live messages, {len(found)} reviews of 10 intents only (search): balance factor "
+        f"{score:.1f} ({'below' if score < 70 else 'NOT below'} Good), similarity {similarity}  [{clock}]"
+    )
     blob = engine.snapshot()
     results = {}
     for kind in ("rebalance", "shuffle"):
         needed, trace = repair(Refiner.restore(blob), kind, truth, messages, args, t)
         results[kind] = needed
-        steps = " ".join(f"{n}:{s:.0f}/{sim if sim is None else round(sim, 2)}" for n, s, sim in trace[:: max(1, len(trace) // 10)])
-        print(f"  {kind:9s}: balance factor Good after {needed} reviews  (reviews:factor/similarity {steps})", flush=True)
+        steps = " ".join(
+            f"{n}:{s:.0f}/{sim if sim is None else round(sim, 2)}" for n, s, sim in trace[:: max(1, len(trace) // 10)]
+        )
+        print(
+            f"  {kind:9s}: balance factor Good after {needed} reviews  (reviews:factor/similarity {steps})", flush=True
+        )
     return results
 
 

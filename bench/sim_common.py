@@ -34,15 +34,21 @@ def at(message: Message, t: float) -> Message:
 def review(message: Message, labels, mode: str, t: float | None = None) -> Annotation:
     """A complete review of ``message`` pinning ``labels``, carrying the message inline."""
     t = message.timestamp if t is None else float(t)
-    return Annotation(dataset=message.dataset, message_id=message.id, timestamp=t,
-                      labels=tuple(LabelAssignment(name=name) for name in labels), mode=mode,
-                      annotator="simulated", message=message)
+    return Annotation(
+        dataset=message.dataset,
+        message_id=message.id,
+        timestamp=t,
+        labels=tuple(LabelAssignment(name=name) for name in labels),
+        mode=mode,
+        annotator="simulated",
+        message=message,
+    )
 
 
 def scores_of(engine: Refiner, features: list) -> np.ndarray:
     """The engine's current confidences for pre-computed feature vectors, without observing them
     (so held-out test messages never enter the live pool)."""
-    out = [engine._score(SparseRows.stack(features[i:i + 512])) for i in range(0, len(features), 512)]
+    out = [engine._score(SparseRows.stack(features[i : i + 512])) for i in range(0, len(features), 512)]
     return np.concatenate(out) if out else np.zeros((0, len(engine.labels)))
 
 

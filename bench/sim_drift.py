@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-from sim_common import Timer, at, engine as make_engine, load, review
+from sim_common import Timer, at, load, review
+from sim_common import engine as make_engine
 
 
 def stream_run(warmup, stream, review_every, seed):
@@ -51,8 +51,10 @@ def main() -> None:
     clock = Timer()
     pairs = load("banking77", split="train") + load("banking77", split="test")
     intents = sorted({r.labels[0].name for _, r in pairs})
-    print(f"Banking77 drift: warm-up {args.warmup} reviews, stream {args.half} + {args.half} messages, "
-          f"1 in {args.review_every} reviewed")
+    print(
+        f"Banking77 drift: warm-up {args.warmup} reviews, stream {args.half} + {args.half} messages, "
+        f"1 in {args.review_every} reviewed"
+    )
     totals = {}
     for scenario in ("new topic", "known topics"):
         mix_delays, error_delays, false_alarms = [], [], []
@@ -63,11 +65,11 @@ def main() -> None:
             a = [p for p in shuffled if p[1].labels[0].name in a_intents]
             b = [p for p in shuffled if p[1].labels[0].name not in a_intents]
             if scenario == "new topic":
-                warmup, a = a[: args.warmup], a[args.warmup:]
+                warmup, a = a[: args.warmup], a[args.warmup :]
             else:
                 warmup = a[: args.warmup // 2] + b[: args.warmup // 2]
                 warmup = [warmup[i] for i in rng.permutation(len(warmup))]
-                a, b = a[args.warmup // 2:], b[args.warmup // 2:]
+                a, b = a[args.warmup // 2 :], b[args.warmup // 2 :]
             switching = stream_run(warmup, a[: args.half] + b[: args.half], args.review_every, seed)
             after = [(e, p - args.half) for e, p in switching if p >= args.half]
             before = [e for e, p in switching if p < args.half]
@@ -77,24 +79,36 @@ def main() -> None:
             error_delays.append(error[0] // args.review_every if error else None)
             stationary = stream_run(warmup, a[: 2 * args.half], args.review_every, seed)
             false_alarms.append(len(stationary) + len(before))
-            print(f"  {scenario:12s} seed {seed}: live-mix alarm {mix_delays[-1]} messages after the switch, "
-                  f"error alarm {error_delays[-1]} reviews after; false alarms {len(before)} before the switch, "
-                  f"{len(stationary)} on the stationary stream [{clock}]", flush=True)
+            print(
+                f"  {scenario:12s} seed {seed}: live-mix alarm {mix_delays[-1]} messages after the switch, "
+                f"error alarm {error_delays[-1]} reviews after; false alarms {len(before)} before the switch, "
+                f"{len(stationary)} on the stationary stream [{clock}]",
+                flush=True,
+            )
         found = [d for d in mix_delays if d is not None]
         found_error = [d for d in error_delays if d is not None]
         totals[scenario] = (found, found_error, false_alarms)
-        print(f"{scenario}: live-mix alarm in {len(found)}/{args.seeds} runs, mean delay "
-              f"{np.mean(found) if found else float('nan'):.0f} messages (max {max(found) if found else '-'}); "
-              f"error alarm in {len(found_error)}/{args.seeds}, mean delay "
-              f"{np.mean(found_error) if found_error else float('nan'):.1f} reviews; "
-              f"false alarms {sum(false_alarms)} over {args.seeds} stationary streams of {2 * args.half} messages")
+        print(
+            f"{scenario}: live-mix alarm in {len(found)}/{args.seeds} runs, mean delay "
+            f"{np.mean(found) if found else float('nan'):.0f} messages (max {max(found) if found else '-'}); "
+            f"error alarm in {len(found_error)}/{args.seeds}, mean delay "
+            f"{np.mean(found_error) if found_error else float('nan'):.1f} reviews; "
+            f"false alarms {sum(false_alarms)} over {args.seeds} stationary streams of {2 * args.half} messages"
+        )
     cold = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        cold.append(len(stream_run([], [pairs[i] for i in rng.permutation(len(pairs))[: 2 * args.half]],
-                                   args.review_every, seed)))
-    print(f"cold start: false alarms {sum(cold)} over {args.seeds} stationary streams of {2 * args.half} messages "
-          f"from an empty engine  [{clock}]")
+        cold.append(
+            len(
+                stream_run(
+                    [], [pairs[i] for i in rng.permutation(len(pairs))[: 2 * args.half]], args.review_every, seed
+                )
+            )
+        )
+    print(
+        f"cold start: false alarms {sum(cold)} over {args.seeds} stationary streams of {2 * args.half} messages "
+        f"from an empty engine  [{clock}]"
+    )
 
 
 if __name__ == "__main__":

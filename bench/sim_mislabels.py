@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-from sim_common import Timer, engine as make_engine, load, review
+from sim_common import Timer, load, review
+from sim_common import engine as make_engine
 
 
 def main() -> None:
@@ -30,9 +30,14 @@ def main() -> None:
     clock = Timer()
     pairs = load("banking77", split="train")
     figures = [run(pairs, seed, args.noise, clock) for seed in range(args.seeds)]
-    names = ("check_label precision@k", "cleanlab find_label_issues, first k", "cleanlab find_label_issues, whole set",
-             "cleanlab self-confidence ranking",
-             "cleanlab normalized-margin ranking", "random pick")
+    names = (
+        "check_label precision@k",
+        "cleanlab find_label_issues, first k",
+        "cleanlab find_label_issues, whole set",
+        "cleanlab self-confidence ranking",
+        "cleanlab normalized-margin ranking",
+        "random pick",
+    )
     print(f"mean over {args.seeds} seeds:")
     for name, values in zip(names, zip(*figures)):
         print(f"  {name:42s} {np.mean(values):.3f}")
@@ -67,6 +72,7 @@ def run(pairs, seed: int, noise: float, clock) -> tuple[float, ...]:
 
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
+
     issues = find_label_issues(noisy, probabilities, return_indices_ranked_by="self_confidence")
     cl_set_precision = float(is_flipped[issues].mean()) if len(issues) else 0.0
     cl_first_k = float(is_flipped[issues[:k]].sum()) / k
@@ -79,8 +85,10 @@ def run(pairs, seed: int, noise: float, clock) -> tuple[float, ...]:
 
     print(f"Banking77 train, {len(pairs)} reviews, {k} flipped ({noise:.0%}), seed {seed}  [{clock}]")
     print(f"  check_label precision@{k}:                         {precision:.3f}")
-    print(f"  cleanlab find_label_issues ({len(issues)} issues) precision: {cl_set_precision:.3f}, "
-          f"its first {k} (ranked by self-confidence): {cl_first_k:.3f}")
+    print(
+        f"  cleanlab find_label_issues ({len(issues)} issues) precision: {cl_set_precision:.3f}, "
+        f"its first {k} (ranked by self-confidence): {cl_first_k:.3f}"
+    )
     print(f"  cleanlab self-confidence ranking precision@{k}:     {cl_precision:.3f}")
     print(f"  cleanlab normalized-margin ranking precision@{k}:   {nm_precision:.3f}")
     print(f"  random pick precision@{k}:                          {random_precision:.3f}", flush=True)

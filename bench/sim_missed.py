@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-from sim_common import Timer, engine as make_engine, load, review
+from sim_common import Timer, load, review
+from sim_common import engine as make_engine
 
 
 def main() -> None:
@@ -34,8 +34,13 @@ def main() -> None:
     for domain in ("banking", "hotels"):
         pairs = load("nlupp", domain=domain)
         figures += [run(pairs, domain, seed, args.share, clock) for seed in range(args.seeds)]
-    names = ("missed_label recall@k", "cleanlab per-class ranking recall@k", "cleanlab issue set recall",
-             "cleanlab issue set precision", "random pick recall@k")
+    names = (
+        "missed_label recall@k",
+        "cleanlab per-class ranking recall@k",
+        "cleanlab issue set recall",
+        "cleanlab issue set precision",
+        "random pick recall@k",
+    )
     print(f"mean over both domains and {args.seeds} seeds:")
     for name, values in zip(names, zip(*figures)):
         print(f"  {name:38s} {np.mean(values):.3f}")
@@ -73,6 +78,7 @@ def run(pairs, domain: str, seed: int, share: float, clock) -> tuple[float, ...]
     labels_list = [np.flatnonzero(row).tolist() for row in target]
     from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
     from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
+
     quality = get_label_quality_scores_per_class(labels_list, scores.astype(np.float64))
     quality = np.where(target, np.inf, quality)  # only absent pairs can be missed labels
     top = np.argsort(quality, axis=None, kind="stable")[:k]
@@ -84,12 +90,16 @@ def run(pairs, domain: str, seed: int, share: float, clock) -> tuple[float, ...]
     cl_set_precision = float((flagged & is_dropped).sum()) / max(1, int(flagged.sum()))
     absent = int((~target).sum())
 
-    print(f"NLU++ {domain}: {len(pairs)} reviews, {k} dropped (message, intent) pairs among {absent} absent pairs, "
-          f"seed {seed}  [{clock}]")
+    print(
+        f"NLU++ {domain}: {len(pairs)} reviews, {k} dropped (message, intent) pairs among {absent} absent pairs, "
+        f"seed {seed}  [{clock}]"
+    )
     print(f"  missed_label recall@{k}:                                  {recall:.3f}")
     print(f"  cleanlab per-class self-confidence ranking recall@{k}:    {cl_recall:.3f}")
-    print(f"  cleanlab find_multilabel_issues_per_class: {int(flagged.sum())} absent pairs flagged, "
-          f"recall {cl_set_recall:.3f}, precision {cl_set_precision:.3f}")
+    print(
+        f"  cleanlab find_multilabel_issues_per_class: {int(flagged.sum())} absent pairs flagged, "
+        f"recall {cl_set_recall:.3f}, precision {cl_set_precision:.3f}"
+    )
     print(f"  random pick recall@{k}:                                   {k / absent:.4f}", flush=True)
     return recall, cl_recall, cl_set_recall, cl_set_precision, k / absent
 

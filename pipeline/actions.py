@@ -57,8 +57,13 @@ TARGET_SCORE = 80.0
 GOOD = 70.0
 
 
-def recommend(labels: dict[str, LabelMetrics], rating: Rating, balance: Balance,
-              healthy_shuffle_share: float = 0.15, limit: int = 20) -> tuple[Action, ...]:
+def recommend(
+    labels: dict[str, LabelMetrics],
+    rating: Rating,
+    balance: Balance,
+    healthy_shuffle_share: float = 0.15,
+    limit: int = 20,
+) -> tuple[Action, ...]:
     """The recommended actions for a metrics snapshot's parts, highest expected gain first."""
     actions: list[Action] = []
     rated = sorted((m.average_precision, name) for name, m in labels.items() if m.average_precision is not None)
@@ -72,7 +77,12 @@ def recommend(labels: dict[str, LabelMetrics], rating: Rating, balance: Balance,
         gain = 100.0 * FACTOR_WEIGHTS["all_labels"] * max(0.0, TARGET_AP - ap) / n_rated
         if name in worst or metrics.average_precision is None:
             # it leaves the worst set once it passes the next label up
-            gain += 100.0 * FACTOR_WEIGHTS["underperforming_labels"] * max(0.0, min(TARGET_AP, worst_ceiling) - ap) / n_worst
+            gain += (
+                100.0
+                * FACTOR_WEIGHTS["underperforming_labels"]
+                * max(0.0, min(TARGET_AP, worst_ceiling) - ap)
+                / n_worst
+            )
         return gain
 
     for name in sorted(labels):
@@ -80,40 +90,97 @@ def recommend(labels: dict[str, LabelMetrics], rating: Rating, balance: Balance,
         codes = {w.code: w for w in metrics.warnings}
         gain = label_gain(name, metrics)
         if "few_pinned" in codes:
-            actions.append(Action(kind="teach_label", label=name, expected_gain=_r(gain),
-                                  why=f"{codes['few_pinned'].message}: teach it on the messages the model is least sure of"))
-            actions.append(Action(kind="search", label=name, expected_gain=_r(gain / 2),
-                                  why=f"{name!r} has {metrics.pinned} pinned example{'' if metrics.pinned == 1 else 's'}: search for more by keyword"))
+            actions.append(
+                Action(
+                    kind="teach_label",
+                    label=name,
+                    expected_gain=_r(gain),
+                    why=f"{codes['few_pinned'].message}: teach it on the messages the model is least sure of",
+                )
+            )
+            actions.append(
+                Action(
+                    kind="search",
+                    label=name,
+                    expected_gain=_r(gain / 2),
+                    why=f"{name!r} has {metrics.pinned} pinned example{'' if metrics.pinned == 1 else 's'}: search for more by keyword",
+                )
+            )
         elif "never_predicted" in codes:
-            actions.append(Action(kind="teach_label", label=name, expected_gain=_r(gain),
-                                  why=f"{codes['never_predicted'].message}: teach it on live messages near its threshold"))
+            actions.append(
+                Action(
+                    kind="teach_label",
+                    label=name,
+                    expected_gain=_r(gain),
+                    why=f"{codes['never_predicted'].message}: teach it on live messages near its threshold",
+                )
+            )
         if "low_average_precision" in codes:
             ap = metrics.average_precision or 0.0
-            actions.append(Action(kind="check_label", label=name, expected_gain=_r(gain),
-                                  why=f"{name!r} has average precision {ap:.2f}: check reviews where it may be misapplied"))
-            actions.append(Action(kind="missed_label", label=name, expected_gain=_r(gain),
-                                  why=f"{name!r} has average precision {ap:.2f}: find reviews where it may be missing"))
+            actions.append(
+                Action(
+                    kind="check_label",
+                    label=name,
+                    expected_gain=_r(gain),
+                    why=f"{name!r} has average precision {ap:.2f}: check reviews where it may be misapplied",
+                )
+            )
+            actions.append(
+                Action(
+                    kind="missed_label",
+                    label=name,
+                    expected_gain=_r(gain),
+                    why=f"{name!r} has average precision {ap:.2f}: find reviews where it may be missing",
+                )
+            )
         if "likely_biased" in codes:
             share_gain = _balance_gains(balance, healthy_shuffle_share)[1]
-            actions.append(Action(kind="shuffle", label=name, expected_gain=_r(share_gain / n_rated),
-                                  why=f"{codes['likely_biased'].message}: review shuffled messages to find it in context"))
+            actions.append(
+                Action(
+                    kind="shuffle",
+                    label=name,
+                    expected_gain=_r(share_gain / n_rated),
+                    why=f"{codes['likely_biased'].message}: review shuffled messages to find it in context",
+                )
+            )
 
     coverage = rating.factors.get("coverage")
     if coverage is not None and coverage.score < GOOD:
-        actions.append(Action(kind="low_confidence", label=None,
-                              expected_gain=_r(FACTOR_WEIGHTS["coverage"] * (TARGET_SCORE - coverage.score)),
-                              why=f"coverage is {coverage.band} ({coverage.score:.0f}/100): review messages no informative label covers"))
+        actions.append(
+            Action(
+                kind="low_confidence",
+                label=None,
+                expected_gain=_r(FACTOR_WEIGHTS["coverage"] * (TARGET_SCORE - coverage.score)),
+                why=f"coverage is {coverage.band} ({coverage.score:.0f}/100): review messages no informative label covers",
+            )
+        )
     factor = rating.factors.get("balance")
     if factor is not None and factor.score < GOOD:
         similarity_gain, share_gain = _balance_gains(balance, healthy_shuffle_share)
         if similarity_gain > 0:
-            actions.append(Action(kind="rebalance", label=None, expected_gain=_r(similarity_gain),
-                                  why=(f"balance is {factor.band} ({factor.score:.0f}/100): reviewed messages are "
-                                       f"{balance.similarity or 0:.0%} similar to the stream; review those least like them")))
+            actions.append(
+                Action(
+                    kind="rebalance",
+                    label=None,
+                    expected_gain=_r(similarity_gain),
+                    why=(
+                        f"balance is {factor.band} ({factor.score:.0f}/100): reviewed messages are "
+                        f"{balance.similarity or 0:.0%} similar to the stream; review those least like them"
+                    ),
+                )
+            )
         if share_gain > 0:
-            actions.append(Action(kind="shuffle", label=None, expected_gain=_r(share_gain),
-                                  why=(f"balance is {factor.band} ({factor.score:.0f}/100): {balance.shuffle_share or 0:.0%} "
-                                       f"of reviews are unbiased, {healthy_shuffle_share:.0%} is healthy; review shuffled messages")))
+            actions.append(
+                Action(
+                    kind="shuffle",
+                    label=None,
+                    expected_gain=_r(share_gain),
+                    why=(
+                        f"balance is {factor.band} ({factor.score:.0f}/100): {balance.shuffle_share or 0:.0%} "
+                        f"of reviews are unbiased, {healthy_shuffle_share:.0%} is healthy; review shuffled messages"
+                    ),
+                )
+            )
     actions.sort(key=lambda a: (-a.expected_gain, a.kind, a.label or ""))
     return tuple(actions[:limit])
 

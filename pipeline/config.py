@@ -116,17 +116,28 @@ class RefinerConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             expected = {"int": int, "float": (int, float), "bool": bool}.get(field.type)
-            if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
+            if expected is not None and (
+                not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
+            ):
                 raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
-        for name in ("validation_window", "live_window", "max_reviewed", "threshold_refresh", "replay_every",
-                     "drift_error_bucket", "drift_mix_block"):
+        for name in (
+            "validation_window",
+            "live_window",
+            "max_reviewed",
+            "threshold_refresh",
+            "replay_every",
+            "drift_error_bucket",
+            "drift_mix_block",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected at least 1, got {getattr(self, name)}")
         if not 8 <= self.feature_bits <= 24:
             raise ValueError(f"RefinerConfig.feature_bits: expected 8..24, got {self.feature_bits}")
         if self.max_reviewed < self.validation_window:  # a review in the window must stay in the registry
-            raise ValueError(f"RefinerConfig.max_reviewed: expected at least validation_window ({self.validation_window}), "
-                             f"got {self.max_reviewed}")
+            raise ValueError(
+                f"RefinerConfig.max_reviewed: expected at least validation_window ({self.validation_window}), "
+                f"got {self.max_reviewed}"
+            )
         for name in ("drift_error_delta", "drift_mix_alpha"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"RefinerConfig.{name}: expected a probability in (0, 1), got {getattr(self, name)}")
@@ -135,21 +146,29 @@ class RefinerConfig:
         for label, target in self.label_targets.items():
             kind, value = target
             if kind not in _TARGET_KINDS or not 0 < value <= 1:
-                raise ValueError(f"RefinerConfig.label_targets[{label!r}]: expected (\"precision\" | \"recall\" | "
-                                 f"\"balanced\", a target in (0, 1]), got {target!r}")
+                raise ValueError(
+                    f'RefinerConfig.label_targets[{label!r}]: expected ("precision" | "recall" | '
+                    f'"balanced", a target in (0, 1]), got {target!r}'
+                )
         self._check_model()
 
     def _check_model(self) -> None:
         if self.model is None:
             if self.model_params:
-                raise ValueError(f"RefinerConfig.model_params: given {self.model_params!r} but no model; name the "
-                                 "River model they are for, e.g. \"model\": \"river.naive_bayes.ComplementNB\"")
+                raise ValueError(
+                    f"RefinerConfig.model_params: given {self.model_params!r} but no model; name the "
+                    'River model they are for, e.g. "model": "river.naive_bayes.ComplementNB"'
+                )
             return
         if not isinstance(self.model, str):
-            raise ValueError(f"RefinerConfig.model: expected an import path such as "
-                             f"'river.linear_model.LogisticRegression', got {self.model!r}")
+            raise ValueError(
+                f"RefinerConfig.model: expected an import path such as "
+                f"'river.linear_model.LogisticRegression', got {self.model!r}"
+            )
         if not isinstance(self.model_params, dict) or not all(isinstance(k, str) for k in self.model_params):
-            raise ValueError(f"RefinerConfig.model_params: expected a JSON object of parameters, got {self.model_params!r}")
+            raise ValueError(
+                f"RefinerConfig.model_params: expected a JSON object of parameters, got {self.model_params!r}"
+            )
         try:
             orjson.dumps(self.model_params)
         except TypeError as error:
@@ -172,7 +191,7 @@ class RefinerConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RefinerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RefinerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -45,7 +45,6 @@ True
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy.stats import chi2
 
@@ -69,7 +68,9 @@ class ErrorDrift:
         Buckets a row needs before it is tested.
     """
 
-    def __init__(self, bucket_size: int = 10, max_buckets: int = 32, delta: float = 0.002, min_buckets: int = 4) -> None:
+    def __init__(
+        self, bucket_size: int = 10, max_buckets: int = 32, delta: float = 0.002, min_buckets: int = 4
+    ) -> None:
         self.bucket_size, self.max_buckets, self.delta, self.min_buckets = bucket_size, max_buckets, delta, min_buckets
         self.sums = np.zeros((1, max_buckets), dtype=np.float64)  # error sum per bucket, oldest first
         self.filled = np.zeros(1, dtype=np.int64)  # buckets in use per row
@@ -122,20 +123,28 @@ class ErrorDrift:
         rose = bool(mean1[cut] > mean0[cut])
         self.last_change = (float(mean0[cut]), float(mean1[cut]), int(n1[cut]))
         keep = filled - cut - 1
-        self.sums[row, :keep] = sums[cut + 1:]
+        self.sums[row, :keep] = sums[cut + 1 :]
         self.sums[row, keep:] = 0.0
         self.filled[row] = keep
         return rose
 
     def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
-        header = {"bucket_size": self.bucket_size, "max_buckets": self.max_buckets, "delta": self.delta,
-                  "min_buckets": self.min_buckets}
-        arrays = {f"{prefix}.sums": self.sums, f"{prefix}.filled": self.filled,
-                  f"{prefix}.partial_sum": self.partial_sum, f"{prefix}.partial_count": self.partial_count}
+        header = {
+            "bucket_size": self.bucket_size,
+            "max_buckets": self.max_buckets,
+            "delta": self.delta,
+            "min_buckets": self.min_buckets,
+        }
+        arrays = {
+            f"{prefix}.sums": self.sums,
+            f"{prefix}.filled": self.filled,
+            f"{prefix}.partial_sum": self.partial_sum,
+            f"{prefix}.partial_count": self.partial_count,
+        }
         return header, arrays
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> "ErrorDrift":
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> ErrorDrift:
         detector = cls(header["bucket_size"], header["max_buckets"], header["delta"], header["min_buckets"])
         detector.sums, detector.filled = arrays[f"{prefix}.sums"], arrays[f"{prefix}.filled"]
         detector.partial_sum = arrays[f"{prefix}.partial_sum"]
@@ -150,9 +159,20 @@ class MixDrift:
     are added). Parameters are described in the module docstring.
     """
 
-    def __init__(self, block: int = 100, reference_blocks: int = 10, recent_blocks: int = 2, alpha: float = 1e-6,
-                 max_learned_share: float = 0.15) -> None:
-        self.block, self.reference_blocks, self.recent_blocks, self.alpha = block, reference_blocks, recent_blocks, alpha
+    def __init__(
+        self,
+        block: int = 100,
+        reference_blocks: int = 10,
+        recent_blocks: int = 2,
+        alpha: float = 1e-6,
+        max_learned_share: float = 0.15,
+    ) -> None:
+        self.block, self.reference_blocks, self.recent_blocks, self.alpha = (
+            block,
+            reference_blocks,
+            recent_blocks,
+            alpha,
+        )
         self.max_learned_share = max_learned_share
         size = reference_blocks + recent_blocks
         self.counts = np.zeros((size, 1), dtype=np.int64)  # closed blocks, oldest first; column -1 is "none"
@@ -165,7 +185,9 @@ class MixDrift:
     def _grow(self, buckets: int) -> None:
         extra = buckets - self.counts.shape[1]
         if extra > 0:  # new label columns go before the "none" column
-            self.counts = np.hstack([self.counts[:, :-1], np.zeros((len(self.counts), extra), np.int64), self.counts[:, -1:]])
+            self.counts = np.hstack(
+                [self.counts[:, :-1], np.zeros((len(self.counts), extra), np.int64), self.counts[:, -1:]]
+            )
             self.current = np.concatenate([self.current[:-1], np.zeros(extra, np.int64), self.current[-1:]])
 
     def update(self, buckets: np.ndarray | list[int], n_labels: int, learned: int = 0) -> list[int]:
@@ -180,7 +202,7 @@ class MixDrift:
             if take == 1:
                 self.current[buckets[position]] += 1
             else:
-                self.current += np.bincount(buckets[position:position + take], minlength=len(self.current))
+                self.current += np.bincount(buckets[position : position + take], minlength=len(self.current))
             self.in_block += take
             position += take
             if self.in_block == self.block and self._close(learned):
@@ -211,29 +233,44 @@ class MixDrift:
         if learned - self.learned[0] > self.max_learned_share * learned:
             return False  # the model itself changed a lot over these blocks (it is still learning): not the stream
         reference = self.counts[: self.reference_blocks].sum(axis=0).astype(np.float64)
-        recent = self.counts[self.reference_blocks:].sum(axis=0).astype(np.float64)
+        recent = self.counts[self.reference_blocks :].sum(axis=0).astype(np.float64)
         p_value = _g_test(reference, recent)
         if p_value >= self.alpha:
             return False
         self.last_result = (p_value, reference / reference.sum(), recent / recent.sum())
         # the recent blocks start the new reference
-        self.counts[: self.recent_blocks] = self.counts[self.reference_blocks:]
-        self.counts[self.recent_blocks:] = 0
-        self.learned[: self.recent_blocks] = self.learned[self.reference_blocks:]
-        self.learned[self.recent_blocks:] = 0
+        self.counts[: self.recent_blocks] = self.counts[self.reference_blocks :]
+        self.counts[self.recent_blocks :] = 0
+        self.learned[: self.recent_blocks] = self.learned[self.reference_blocks :]
+        self.learned[self.recent_blocks :] = 0
         self.filled = self.recent_blocks
         return True
 
     def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
-        header = {"block": self.block, "reference_blocks": self.reference_blocks, "recent_blocks": self.recent_blocks,
-                  "alpha": self.alpha, "max_learned_share": self.max_learned_share, "filled": self.filled,
-                  "in_block": self.in_block}
-        return header, {f"{prefix}.counts": self.counts, f"{prefix}.current": self.current, f"{prefix}.learned": self.learned}
+        header = {
+            "block": self.block,
+            "reference_blocks": self.reference_blocks,
+            "recent_blocks": self.recent_blocks,
+            "alpha": self.alpha,
+            "max_learned_share": self.max_learned_share,
+            "filled": self.filled,
+            "in_block": self.in_block,
+        }
+        return header, {
+            f"{prefix}.counts": self.counts,
+            f"{prefix}.current": self.current,
+            f"{prefix}.learned": self.learned,
+        }
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> "MixDrift":
-        detector = cls(header["block"], header["reference_blocks"], header["recent_blocks"], header["alpha"],
-                       header["max_learned_share"])
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> MixDrift:
+        detector = cls(
+            header["block"],
+            header["reference_blocks"],
+            header["recent_blocks"],
+            header["alpha"],
+            header["max_learned_share"],
+        )
         detector.learned = arrays[f"{prefix}.learned"]
         detector.counts, detector.current = arrays[f"{prefix}.counts"], arrays[f"{prefix}.current"]
         detector.filled, detector.in_block = header["filled"], header["in_block"]
@@ -314,8 +351,9 @@ class DriftMonitor:
             _, before, after = self.mix.last_result
             self._report(None, "live_mix", float(time), _mix_detail(before, after, labels))
 
-    def review(self, time: float, scores: np.ndarray, pinned: tuple[int, ...], thresholds: np.ndarray,
-               labels: list[str]) -> None:
+    def review(
+        self, time: float, scores: np.ndarray, pinned: tuple[int, ...], thresholds: np.ndarray, labels: list[str]
+    ) -> None:
         """Record the prequential error of one review: ``scores`` are its out-of-sample
         confidences (one per label column known when it was scored), ``pinned`` its label columns."""
         self.reviewed += 1
@@ -341,14 +379,23 @@ class DriftMonitor:
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         error_header, error_arrays = self.error.state("drift.error")
         mix_header, mix_arrays = self.mix.state("drift.mix")
-        header = {"max_events": self.max_events, "observed": self.observed, "reviewed": self.reviewed,
-                  "events": [e.to_dict() for e in self._events], "error": error_header, "mix": mix_header}
+        header = {
+            "max_events": self.max_events,
+            "observed": self.observed,
+            "reviewed": self.reviewed,
+            "events": [e.to_dict() for e in self._events],
+            "error": error_header,
+            "mix": mix_header,
+        }
         return header, {**error_arrays, **mix_arrays}
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "DriftMonitor":
-        monitor = cls(header["max_events"], ErrorDrift.from_state(header["error"], arrays, "drift.error"),
-                      MixDrift.from_state(header["mix"], arrays, "drift.mix"))
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> DriftMonitor:
+        monitor = cls(
+            header["max_events"],
+            ErrorDrift.from_state(header["error"], arrays, "drift.error"),
+            MixDrift.from_state(header["mix"], arrays, "drift.mix"),
+        )
         monitor.observed, monitor.reviewed = header["observed"], header["reviewed"]
         monitor._events = [DriftEvent.from_dict(e) for e in header["events"]]
         return monitor

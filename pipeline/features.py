@@ -50,8 +50,11 @@ _QUOTE_START = re.compile(
     re.IGNORECASE,
 )
 # Header lines inside quoted or forwarded text: they say who and when, not what.
-_HEADER = re.compile(r"^\s*(?:from|to|cc|bcc|sent|date|subject|re|fw|fwd)\s*:.*$|^\s*\S+@\S+\s*$"
-                     r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$", re.IGNORECASE)
+_HEADER = re.compile(
+    r"^\s*(?:from|to|cc|bcc|sent|date|subject|re|fw|fwd)\s*:.*$|^\s*\S+@\S+\s*$"
+    r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$",
+    re.IGNORECASE,
+)
 #: Multiplier of the first word's hash in a word pair's hash.
 _PAIR = 0x9E3779B1
 #: Weight of one character n-gram relative to one word (a word yields many n-grams).
@@ -59,8 +62,11 @@ _GRAM_WEIGHT = 0.5
 #: Words and tokens whose hashes are remembered (saves time only; words and the tagged
 #: tokens ``c:``, ``s:``, ``m:`` cannot collide, a word has no colon).
 _CACHE_SIZE = 200_000
-_SIGN_OFF = re.compile(r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
-                       r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$", re.IGNORECASE)
+_SIGN_OFF = re.compile(
+    r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
+    r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$",
+    re.IGNORECASE,
+)
 
 
 def split_quoted(body: str) -> tuple[str, str]:
@@ -139,8 +145,9 @@ class Featurizer:
         object.__setattr__(self, "_buckets", _WordCodes(1, mask))
         object.__setattr__(self, "_pair_parts", _WordCodes(_PAIR, mask))
 
-    def transform(self, subject: str = "", body: str = "", channel: str = "other",
-                  metadata: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def transform(
+        self, subject: str = "", body: str = "", channel: str = "other", metadata: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
         if "\n" in body or ">" in body:
@@ -253,7 +260,7 @@ class Featurizer:
         padded = f"<{word}>"
         for n in self.char_ngrams:
             for i in range(len(padded) - n + 1):
-                bucket = zlib.crc32(("#" + padded[i:i + n]).encode("utf-8")) & mask
+                bucket = zlib.crc32(("#" + padded[i : i + n]).encode("utf-8")) & mask
                 grams[bucket] = grams.get(bucket, 0.0) + _GRAM_WEIGHT
         word_hash = zlib.crc32(word.encode("utf-8"))
         entry = (word_hash, word_hash & mask, tuple(grams.items()))

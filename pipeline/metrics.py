@@ -22,7 +22,15 @@ import numpy as np
 
 from schemas import Thresholds
 
-__all__ = ["average_precision", "precision_recall_f1", "choose_thresholds", "binned_thresholds", "auc", "Curve", "label_curve"]
+__all__ = [
+    "average_precision",
+    "precision_recall_f1",
+    "choose_thresholds",
+    "binned_thresholds",
+    "auc",
+    "Curve",
+    "label_curve",
+]
 
 
 class Curve:
@@ -59,7 +67,9 @@ class Curve:
         high_precision = float(self.thresholds[precise[-1]]) if len(precise) else None
         recalled = np.flatnonzero(self.recall >= recall_target)
         high_recall = float(self.thresholds[recalled[0]]) if len(recalled) else None
-        return Thresholds(balanced=_unit(balanced), high_precision=_unit(high_precision), high_recall=_unit(high_recall))
+        return Thresholds(
+            balanced=_unit(balanced), high_precision=_unit(high_precision), high_recall=_unit(high_recall)
+        )
 
 
 def label_curve(scores: np.ndarray, positives: np.ndarray) -> Curve:
@@ -80,7 +90,9 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float | None
     return label_curve(np.asarray(scores), np.asarray(positives, dtype=bool)).average_precision()
 
 
-def precision_recall_f1(scores: np.ndarray, positives: np.ndarray, threshold: float) -> tuple[float | None, float | None, float | None]:
+def precision_recall_f1(
+    scores: np.ndarray, positives: np.ndarray, threshold: float
+) -> tuple[float | None, float | None, float | None]:
     """Precision, recall and F1 of predicting ``score >= threshold``; None where undefined."""
     predicted = np.asarray(scores) >= threshold
     positives = np.asarray(positives, dtype=bool)
@@ -95,11 +107,14 @@ def precision_recall_f1(scores: np.ndarray, positives: np.ndarray, threshold: fl
     return precision, recall, f1
 
 
-def choose_thresholds(scores: np.ndarray, positives: np.ndarray, precision_target: float = 0.95,
-                      recall_target: float = 0.95) -> Thresholds:
+def choose_thresholds(
+    scores: np.ndarray, positives: np.ndarray, precision_target: float = 0.95, recall_target: float = 0.95
+) -> Thresholds:
     """The three thresholds of DESIGN.md: ``balanced`` (max F1), ``high_precision`` (lowest
     threshold reaching the precision target), ``high_recall`` (highest keeping the recall target)."""
-    return label_curve(np.asarray(scores), np.asarray(positives, dtype=bool)).thresholds_at(precision_target, recall_target)
+    return label_curve(np.asarray(scores), np.asarray(positives, dtype=bool)).thresholds_at(
+        precision_target, recall_target
+    )
 
 
 def auc(scores: np.ndarray, positives: np.ndarray) -> float | None:
@@ -134,8 +149,9 @@ def _unit(value: float | None) -> float | None:
 THRESHOLD_BINS = 1000
 
 
-def binned_thresholds(scores: np.ndarray, pinned: np.ndarray, precision_targets: np.ndarray,
-                      recall_targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def binned_thresholds(
+    scores: np.ndarray, pinned: np.ndarray, precision_targets: np.ndarray, recall_targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three thresholds of every label at once, on a grid of ``1/THRESHOLD_BINS``.
 
     ``scores`` and ``pinned`` are ``n_reviews x n_labels``; the targets are per label. Returns
@@ -156,7 +172,9 @@ def binned_thresholds(scores: np.ndarray, pinned: np.ndarray, precision_targets:
     grid = np.minimum((scores * np.float32(THRESHOLD_BINS)).astype(np.int32), THRESHOLD_BINS)
     grid += np.arange(labels, dtype=np.int32) * width
     flat = grid.ravel()
-    positives = np.bincount(flat, weights=pinned.ravel().astype(np.float64), minlength=labels * width).reshape(labels, width)
+    positives = np.bincount(flat, weights=pinned.ravel().astype(np.float64), minlength=labels * width).reshape(
+        labels, width
+    )
     everything = np.bincount(flat, minlength=labels * width).reshape(labels, width).astype(np.float64)
     # counts at or above each grid point
     true_positives = positives[:, ::-1].cumsum(axis=1)[:, ::-1]

@@ -79,7 +79,7 @@ class SparseRows:
         return len(self.indptr) - 1
 
     @classmethod
-    def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> "SparseRows":
+    def stack(cls, rows: list[tuple[np.ndarray, np.ndarray]]) -> SparseRows:
         """Stack sparse vectors ``(indices, values)``."""
         if len(rows) == 1:
             indices, values = rows[0]
@@ -109,9 +109,11 @@ class OnlineLinear(base.MultiLabelClassifier):
         Columns allocated at the first label.
     """
 
-    def __init__(self, n_features: int = 2 ** 17 + 1, learning_rate: float = 0.5, min_capacity: int = 16) -> None:
+    def __init__(self, n_features: int = 2**17 + 1, learning_rate: float = 0.5, min_capacity: int = 16) -> None:
         if not isinstance(n_features, int) or n_features < 2:
-            raise ValueError(f"OnlineLinear.n_features: expected an integer >= 2 (features and the bias), got {n_features!r}")
+            raise ValueError(
+                f"OnlineLinear.n_features: expected an integer >= 2 (features and the bias), got {n_features!r}"
+            )
         self.n_features = n_features
         self.learning_rate = learning_rate
         self.min_capacity = min_capacity
@@ -143,7 +145,7 @@ class OnlineLinear(base.MultiLabelClassifier):
         row = self.proba_one(*self._vector(x))
         return {label: bool(p >= 0.5) for label, p in zip(self.labels, row.tolist())}
 
-    def learn_many(self, X: "pd.DataFrame", Y: "pd.DataFrame") -> None:
+    def learn_many(self, X: pd.DataFrame, Y: pd.DataFrame) -> None:
         """One AdaGrad step on a mini-batch: rows of ``X`` (features), columns of ``Y`` (labels,
         bool). A batch step is not a loop of ``learn_one`` steps: the rows share one step, as the
         engine's experience replay does. Missing values (NaN) are absent features, or negatives."""
@@ -151,7 +153,7 @@ class OnlineLinear(base.MultiLabelClassifier):
         targets = [{k: bool(v) for k, v in row.items() if v == v} for row in Y.to_dict("records")]
         self._learn_targets(vectors, targets)
 
-    def predict_proba_many(self, X: "pd.DataFrame") -> "pd.DataFrame":
+    def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
         """Probability of each label (columns) for each row of ``X``; rows scored as by
         :meth:`predict_proba_one`, to the bit."""
         import pandas as pd
@@ -160,7 +162,7 @@ class OnlineLinear(base.MultiLabelClassifier):
         scores = self.predict_proba(SparseRows.stack(rows)) if rows else np.zeros((0, self.n_labels), np.float32)
         return pd.DataFrame(scores.astype(np.float64), index=X.index, columns=list(self.labels))
 
-    def predict_many(self, X: "pd.DataFrame") -> "pd.DataFrame":
+    def predict_many(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each label's decision (probability >= 0.5) for each row of ``X``."""
         return self.predict_proba_many(X) >= 0.5
 
@@ -311,8 +313,14 @@ class OnlineLinear(base.MultiLabelClassifier):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], n_features: int, learning_rate: float,
-                   min_capacity: int = 16, labels: list | None = None) -> "OnlineLinear":
+    def from_state(
+        cls,
+        state: dict[str, np.ndarray],
+        n_features: int,
+        learning_rate: float,
+        min_capacity: int = 16,
+        labels: list | None = None,
+    ) -> OnlineLinear:
         """The model :meth:`state` describes; ``labels`` names its columns (their numbers by default)."""
         model = cls(n_features, learning_rate, min_capacity)
         n = state["weights"].shape[1]

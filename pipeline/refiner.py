@@ -61,7 +61,8 @@ True
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 
@@ -72,12 +73,21 @@ from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
 from pipeline.features import Featurizer
 from pipeline.metrics import Curve, auc, binned_thresholds, label_curve, precision_recall_f1
 from pipeline.model import OnlineLinear, SparseRows
-from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
 from pipeline.rating import balance_score, label_warnings, rate
+from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
 from pipeline.suggestions import Suggester
 from pipeline.windows import LiveWindow, ReviewWindow
-from schemas import (Annotation, Balance, LabelMetrics, Message, MetricsSnapshot, Prediction, Suggestion, Thresholds,
-                     label_ancestors)
+from schemas import (
+    Annotation,
+    Balance,
+    LabelMetrics,
+    Message,
+    MetricsSnapshot,
+    Prediction,
+    Suggestion,
+    Thresholds,
+    label_ancestors,
+)
 
 __all__ = ["Refiner", "ReviewOutcome"]
 
@@ -105,8 +115,9 @@ class ReviewOutcome:
 
     __slots__ = ("message_id", "action", "pinned", "replaced", "_build", "_prediction")
 
-    def __init__(self, message_id: str, action: Literal["review", "remove"], pinned: tuple[str, ...],
-                 replaced: bool, build=None) -> None:
+    def __init__(
+        self, message_id: str, action: Literal["review", "remove"], pinned: tuple[str, ...], replaced: bool, build=None
+    ) -> None:
         self.message_id, self.action, self.pinned, self.replaced = message_id, action, pinned, replaced
         self._build, self._prediction = build, None
 
@@ -117,8 +128,10 @@ class ReviewOutcome:
         return self._prediction
 
     def __repr__(self) -> str:
-        return (f"ReviewOutcome(message_id={self.message_id!r}, action={self.action!r}, pinned={self.pinned!r}, "
-                f"replaced={self.replaced!r})")
+        return (
+            f"ReviewOutcome(message_id={self.message_id!r}, action={self.action!r}, pinned={self.pinned!r}, "
+            f"replaced={self.replaced!r})"
+        )
 
 
 class Refiner:
@@ -154,9 +167,14 @@ class Refiner:
         self.config = config or RefinerConfig()
         self.seed = seed
         cfg = self.config
-        self.featurizer = Featurizer(bits=cfg.feature_bits, char_ngrams=cfg.char_ngrams, bigrams=cfg.bigrams,
-                                     quoted_weight=cfg.quoted_weight, max_chars=cfg.max_chars,
-                                     metadata_fields=cfg.metadata_fields)
+        self.featurizer = Featurizer(
+            bits=cfg.feature_bits,
+            char_ngrams=cfg.char_ngrams,
+            bigrams=cfg.bigrams,
+            quoted_weight=cfg.quoted_weight,
+            max_chars=cfg.max_chars,
+            metadata_fields=cfg.metadata_fields,
+        )
         self.n_features = (1 << cfg.feature_bits) + 1  # the hashed space and the constant bias feature
         self.model = self._label_model(model)
         #: The engine's vectorised interface to the model: the model itself when it is the
@@ -190,7 +208,8 @@ class Refiner:
         self._informative = np.zeros(0, dtype=bool)
         self.drift = DriftMonitor(  # pipeline.drift: prequential error and live label mix
             error=ErrorDrift(bucket_size=cfg.drift_error_bucket, delta=cfg.drift_error_delta),
-            mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha))
+            mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
+        )
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
         self._rebuild_hierarchy()
 
@@ -202,12 +221,16 @@ class Refiner:
         if model is None:
             return build_model(cfg.model, cfg.model_params, seed=self.seed)
         if cfg.model is not None:
-            raise ValueError(f"Refiner.model: the config names the model {cfg.model!r}; give the model either in "
-                             "the config or as model=, not both")
+            raise ValueError(
+                f"Refiner.model: the config names the model {cfg.model!r}; give the model either in "
+                "the config or as model=, not both"
+            )
         if isinstance(model, OnlineLinear) and (model.n_features != self.n_features or model.n_labels):
-            raise ValueError(f"Refiner.model: an OnlineLinear must be new and span the engine's feature space "
-                             f"(n_features={self.n_features}), got n_features={model.n_features} with "
-                             f"{model.n_labels} labels")
+            raise ValueError(
+                f"Refiner.model: an OnlineLinear must be new and span the engine's feature space "
+                f"(n_features={self.n_features}), got n_features={model.n_features} with "
+                f"{model.n_labels} labels"
+            )
         return as_multilabel(model)
 
     def features(self, message: Message | dict) -> dict[int, float]:
@@ -247,16 +270,19 @@ class Refiner:
 
         Every message is checked before any is applied, so a bad one changes nothing.
         """
-        parsed = [m if type(m) is Message and m.dataset == self.dataset else self._message(m, i)
-                  for i, m in enumerate(messages)]
+        parsed = [
+            m if type(m) is Message and m.dataset == self.dataset else self._message(m, i)
+            for i, m in enumerate(messages)
+        ]
         if not parsed:
             return []
         features = [self._features(m) for m in parsed]
         if len(features) <= _BLOCK:
             scores = self._score(SparseRows.stack(features))
         else:  # blocks keep the gathered weight rows in cache; rows are scored independently anyway
-            scores = np.concatenate([self._score(SparseRows.stack(features[i:i + _BLOCK]))
-                                     for i in range(0, len(features), _BLOCK)])
+            scores = np.concatenate(
+                [self._score(SparseRows.stack(features[i : i + _BLOCK])) for i in range(0, len(features), _BLOCK)]
+            )
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
@@ -324,9 +350,16 @@ class Refiner:
         version, every = self.model_version, self.config.threshold_refresh
         if version % every == 0 or (version < every and version >= 8 and version & (version - 1) == 0):
             self._refresh_thresholds()
-        build = functools.partial(self._prediction, message_id, annotation.timestamp, out_of_sample,
-                                  self.model_version - 1, self.thresholds.copy(), self._informative.copy(),
-                                  len(self.labels))
+        build = functools.partial(
+            self._prediction,
+            message_id,
+            annotation.timestamp,
+            out_of_sample,
+            self.model_version - 1,
+            self.thresholds.copy(),
+            self._informative.copy(),
+            len(self.labels),
+        )
         return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
@@ -336,26 +369,29 @@ class Refiner:
             slot = window.index.get(annotation.message_id)
             if slot is not None:
                 return window.features[slot]
-        raise ValueError(f"annotation.message_id: {annotation.message_id!r} was not observed recently and the "
-                         "annotation carries no inline message; send the annotation with its message")
+        raise ValueError(
+            f"annotation.message_id: {annotation.message_id!r} was not observed recently and the "
+            "annotation carries no inline message; send the annotation with its message"
+        )
 
-    def _learn(self, slot: int, draws: "_Draws") -> np.ndarray:
+    def _learn(self, slot: int, draws: _Draws) -> np.ndarray:
         """Learn the review in ``slot``; its confidences before learning.
 
         Every ``replay_every`` reviews, one more step rehearses ``replay * replay_every`` reviews
         drawn from the validation window (experience replay, batched so that it costs one step).
         """
         x = SparseRows.stack([self.reviews.features[slot]])
-        before = self._learner.learn(x, self.reviews.pinned[slot: slot + 1])  # bool targets: no copy
+        before = self._learner.learn(x, self.reviews.pinned[slot : slot + 1])  # bool targets: no copy
         every = self.config.replay_every
         if self.config.replay and (self.model_version + 1) % every == 0:
             occupied = self.reviews.occupied()
             slots = [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay * every)]
-            self._learner.rehearse(SparseRows.stack([self.reviews.features[s] for s in slots]),
-                                   self.reviews.pinned[slots])
+            self._learner.rehearse(
+                SparseRows.stack([self.reviews.features[s] for s in slots]), self.reviews.pinned[slots]
+            )
         return self._hierarchical(before)[0]
 
-    def _learn_balance(self, draws: "_Draws") -> None:
+    def _learn_balance(self, draws: _Draws) -> None:
         """One step of the reviewed-vs-live model on the pending reviews and as many random
         live messages; their scores before the step feed the balance AUC."""
         pending = [slot for slot in self.balance_pending if self.reviews.used[slot]]
@@ -413,8 +449,11 @@ class Refiner:
     def _rebuild_hierarchy(self) -> None:
         ancestors = [label_ancestors(name)[:-1] for name in self.labels]
         self._ancestors = [frozenset(self.label_index[a] for a in chain) for chain in ancestors]
-        pairs = [(len(chain), self.label_index[name], self.label_index[chain[-1]])
-                 for name, chain in zip(self.labels, ancestors) if chain]
+        pairs = [
+            (len(chain), self.label_index[name], self.label_index[chain[-1]])
+            for name, chain in zip(self.labels, ancestors)
+            if chain
+        ]
         # deepest first, so a grandchild's confidence reaches its grandparent through the parent
         self._child_parent = [(child, parent) for _, child, parent in sorted(pairs, key=lambda p: (-p[0], p[1]))]
 
@@ -448,7 +487,9 @@ class Refiner:
         elif not isinstance(record, kind):
             raise TypeError(f"{path}: expected schemas.{kind.__name__} or a dict, got {type(record).__name__}")
         if record.dataset != self.dataset:
-            raise ValueError(f"{path}.dataset: expected {self.dataset!r} (this engine's dataset), got {record.dataset!r}")
+            raise ValueError(
+                f"{path}.dataset: expected {self.dataset!r} (this engine's dataset), got {record.dataset!r}"
+            )
         return record
 
     def _informative_weights(self) -> np.ndarray:
@@ -476,13 +517,22 @@ class Refiner:
                 labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
             else:
                 labels = ()
-            out.append(Prediction(dataset=self.dataset, message_id=message.id, timestamp=message.timestamp,
-                                  model_version=self.model_version, confidences=confidences, labels=labels,
-                                  informative=informative[i]))
+            out.append(
+                Prediction(
+                    dataset=self.dataset,
+                    message_id=message.id,
+                    timestamp=message.timestamp,
+                    model_version=self.model_version,
+                    confidences=confidences,
+                    labels=labels,
+                    informative=informative[i],
+                )
+            )
         return out
 
-    def _prediction_at(self, message_id: str, timestamp: float, row: np.ndarray, at: np.ndarray,
-                       columns: list[int]) -> Prediction:
+    def _prediction_at(
+        self, message_id: str, timestamp: float, row: np.ndarray, at: np.ndarray, columns: list[int]
+    ) -> Prediction:
         """:meth:`_prediction` of a live message now, given its label columns at threshold
         (``at``, and the same as a list)."""
         names = self.labels
@@ -499,13 +549,26 @@ class Refiner:
                 chosen.update(self._ancestors[column])
             labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
             informative = bool(self._informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version, confidences=confidences, labels=labels,
-                          informative=informative)
+        return Prediction(
+            dataset=self.dataset,
+            message_id=message_id,
+            timestamp=timestamp,
+            model_version=self.model_version,
+            confidences=confidences,
+            labels=labels,
+            informative=informative,
+        )
 
-    def _prediction(self, message_id: str, timestamp: float, row: np.ndarray, model_version: int | None = None,
-                    thresholds: np.ndarray | None = None, informative: np.ndarray | None = None,
-                    n_labels: int | None = None) -> Prediction:
+    def _prediction(
+        self,
+        message_id: str,
+        timestamp: float,
+        row: np.ndarray,
+        model_version: int | None = None,
+        thresholds: np.ndarray | None = None,
+        informative: np.ndarray | None = None,
+        n_labels: int | None = None,
+    ) -> Prediction:
         n = len(self.labels) if n_labels is None else n_labels
         thresholds = self.thresholds if thresholds is None else thresholds
         informative = self._informative if informative is None else informative
@@ -529,9 +592,15 @@ class Refiner:
                         chosen.update(self._ancestors[column])
                 labels = tuple(sorted((names[c] for c in chosen), key=lambda name: (-confidences[name], name)))
             is_informative = bool(informative[at].any())
-        return Prediction(dataset=self.dataset, message_id=message_id, timestamp=timestamp,
-                          model_version=self.model_version if model_version is None else model_version,
-                          confidences=confidences, labels=labels, informative=is_informative)
+        return Prediction(
+            dataset=self.dataset,
+            message_id=message_id,
+            timestamp=timestamp,
+            model_version=self.model_version if model_version is None else model_version,
+            confidences=confidences,
+            labels=labels,
+            informative=is_informative,
+        )
 
     # ------------------------------------------------------------------ validation
 
@@ -574,8 +643,11 @@ class Refiner:
         """
         scores, pinned = self._window()
         live_slots = self.live.occupied()
-        live_scores = (self._score(SparseRows.stack([self.live.features[s] for s in live_slots]))
-                       if len(live_slots) else np.zeros((0, len(self.labels)), np.float32))
+        live_scores = (
+            self._score(SparseRows.stack([self.live.features[s] for s in live_slots]))
+            if len(live_slots)
+            else np.zeros((0, len(self.labels)), np.float32)
+        )
         at_threshold = live_scores >= self.thresholds
         weights = self._informative_weights()
 
@@ -592,17 +664,33 @@ class Refiner:
             precision, recall, f1 = precision_recall_f1(scores[:, column], positives, threshold)
             pinned_count = int(self.pinned[column])
             warnings = label_warnings(
-                label, pinned=pinned_count, support=curve.support, average_precision=ap,
+                label,
+                pinned=pinned_count,
+                support=curve.support,
+                average_precision=ap,
                 search_share=self.searched[column] / pinned_count if pinned_count else 0.0,
-                predicted_live=int(np.count_nonzero(at_threshold[:, column])) if len(live_slots) >= _MIN_LIVE_FOR_WARNING else None,
-                few_red=self.config.few_pinned_red, few_amber=self.config.few_pinned_amber)
+                predicted_live=int(np.count_nonzero(at_threshold[:, column]))
+                if len(live_slots) >= _MIN_LIVE_FOR_WARNING
+                else None,
+                few_red=self.config.few_pinned_red,
+                few_amber=self.config.few_pinned_amber,
+            )
             red += sum(w.severity == "red" for w in warnings)
             per_label[label] = LabelMetrics(
-                precision=_round(precision), recall=_round(recall), f1=_round(f1), average_precision=_round(ap),
-                threshold=_round(threshold), support=curve.support, pinned=pinned_count,
-                thresholds=Thresholds(balanced=_unit(balanced[column]), high_precision=_unit(high_precision[column]),
-                                      high_recall=_unit(high_recall[column])),
-                warnings=warnings)
+                precision=_round(precision),
+                recall=_round(recall),
+                f1=_round(f1),
+                average_precision=_round(ap),
+                threshold=_round(threshold),
+                support=curve.support,
+                pinned=pinned_count,
+                thresholds=Thresholds(
+                    balanced=_unit(balanced[column]),
+                    high_precision=_unit(high_precision[column]),
+                    high_recall=_unit(high_recall[column]),
+                ),
+                warnings=warnings,
+            )
             if ap is not None:
                 aps[label] = ap
                 if f1 is not None:
@@ -618,15 +706,34 @@ class Refiner:
         similarity = None if discrimination is None else _round(min(1.0, max(0.0, 2.0 * (1.0 - discrimination))))
         shuffle_share = _round(self.unbiased_reviews / len(self.reviewed)) if self.reviewed else None
         balance = balance_score(similarity, shuffle_share, self.config.healthy_shuffle_share)
-        rating = rate(aps, coverage, balance, sum(f1s) / len(f1s) if f1s else None, red, len(live_slots),
-                      similarity, shuffle_share)
+        rating = rate(
+            aps,
+            coverage,
+            balance,
+            sum(f1s) / len(f1s) if f1s else None,
+            red,
+            len(live_slots),
+            similarity,
+            shuffle_share,
+        )
         return MetricsSnapshot(
-            dataset=self.dataset, timestamp=self.last_time if now is None else float(now),
-            model_version=self.model_version, reviewed=self.reviewed_count, labels=per_label, map=mean_ap,
-            coverage=coverage, balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
-            rating=rating, drift=self.drift.events(),
-            actions=recommend(per_label, rating, Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
-                              self.config.healthy_shuffle_share))
+            dataset=self.dataset,
+            timestamp=self.last_time if now is None else float(now),
+            model_version=self.model_version,
+            reviewed=self.reviewed_count,
+            labels=per_label,
+            map=mean_ap,
+            coverage=coverage,
+            balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+            rating=rating,
+            drift=self.drift.events(),
+            actions=recommend(
+                per_label,
+                rating,
+                Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+                self.config.healthy_shuffle_share,
+            ),
+        )
 
     def suggestions(self, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
         """What to review next: the ``limit`` best messages of ``kind`` (for ``label``), best first.
@@ -668,9 +775,18 @@ class Refiner:
         curve = Curve(scores[:, column], pinned[:, column])
         last = len(curve.thresholds) - 1
         keep = sorted({round(i * last / (max(points, 2) - 1)) for i in range(max(points, 2))}) if last >= 0 else []
-        return {"support": curve.support, "average_precision": curve.average_precision(),
-                "points": [{"threshold": float(curve.thresholds[i]), "precision": float(curve.precision[i]),
-                            "recall": float(curve.recall[i])} for i in keep]}
+        return {
+            "support": curve.support,
+            "average_precision": curve.average_precision(),
+            "points": [
+                {
+                    "threshold": float(curve.thresholds[i]),
+                    "precision": float(curve.precision[i]),
+                    "recall": float(curve.recall[i]),
+                }
+                for i in keep
+            ],
+        }
 
     # ------------------------------------------------------------------ snapshot / restore
 
@@ -687,28 +803,45 @@ class Refiner:
         balance_model = self.balance_model.state()
         ids = list(self.reviewed)
         header = {
-            "kind": "refiner", "state_version": STATE_VERSION, "dataset": self.dataset, "seed": self.seed,
+            "kind": "refiner",
+            "state_version": STATE_VERSION,
+            "dataset": self.dataset,
+            "seed": self.seed,
             "config": self.config.to_dict(),
-            "labels": self.labels, "reviewed_ids": ids,
+            "labels": self.labels,
+            "reviewed_ids": ids,
             "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
             "reviewed_modes": [self.reviewed[i][1] for i in ids],
-            "unbiased_reviews": self.unbiased_reviews, "reviewed_count": self.reviewed_count,
-            "model_version": self.model_version, "steps": self.steps,
-            "last_time": self.last_time, "balance_head": self.balance_head, "balance_count": self.balance_count,
+            "unbiased_reviews": self.unbiased_reviews,
+            "reviewed_count": self.reviewed_count,
+            "model_version": self.model_version,
+            "steps": self.steps,
+            "last_time": self.last_time,
+            "balance_head": self.balance_head,
+            "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
-            "reviews": review_header, "live": live_header, "drift": drift_header, "model": model_header,
+            "reviews": review_header,
+            "live": live_header,
+            "drift": drift_header,
+            "model": model_header,
         }
         arrays = {
             **{f"model.{k}": v for k, v in model.items()},
             **{f"balance_model.{k}": v for k, v in balance_model.items()},
-            "pinned": self.pinned, "alone": self.alone, "searched": self.searched, "thresholds": self.thresholds,
-            "balance_scores": self.balance_scores, "balance_is_reviewed": self.balance_is_reviewed,
-            **review_arrays, **live_arrays, **drift_arrays,
+            "pinned": self.pinned,
+            "alone": self.alone,
+            "searched": self.searched,
+            "thresholds": self.thresholds,
+            "balance_scores": self.balance_scores,
+            "balance_is_reviewed": self.balance_is_reviewed,
+            **review_arrays,
+            **live_arrays,
+            **drift_arrays,
         }
         return snapshot_format.encode(header, arrays)
 
     @classmethod
-    def restore(cls, blob: bytes, allow_pickle: bool = False) -> "Refiner":
+    def restore(cls, blob: bytes, allow_pickle: bool = False) -> Refiner:
         """An engine in exactly the state :meth:`snapshot` captured.
 
         A snapshot of an engine with a plugged River model holds that model pickled, and
@@ -723,31 +856,45 @@ class Refiner:
         if header.get("kind") != "refiner":
             raise ValueError(f"snapshot: expected a Refiner snapshot, got kind {header.get('kind')!r}")
         if header.get("state_version") != STATE_VERSION:
-            raise ValueError(f"snapshot: engine state version {header.get('state_version')}, this engine reads version "
-                             f"{STATE_VERSION}; rebuild the dataset's state by replaying its log")
+            raise ValueError(
+                f"snapshot: engine state version {header.get('state_version')}, this engine reads version "
+                f"{STATE_VERSION}; rebuild the dataset's state by replaying its log"
+            )
         model_header = header.get("model", {"format": "arrays"})
         model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
         if model_header["format"] == "pickle" and not allow_pickle:
-            raise ValueError("snapshot: it holds a pickled River model, and unpickling runs code; restore it with "
-                             "allow_pickle=True only if its origin is authenticated (the worker checks its HMAC)")
+            raise ValueError(
+                "snapshot: it holds a pickled River model, and unpickling runs code; restore it with "
+                "allow_pickle=True only if its origin is authenticated (the worker checks its HMAC)"
+            )
         plugged = PluggedModel.from_state(model_header, model_arrays) if model_header["format"] == "pickle" else None
         config = RefinerConfig.from_dict(header["config"])
-        engine = cls(header["dataset"], config, header["seed"],
-                     model=None if plugged is None or config.model is not None else plugged.model)
+        engine = cls(
+            header["dataset"],
+            config,
+            header["seed"],
+            model=None if plugged is None or config.model is not None else plugged.model,
+        )
         cfg = engine.config
         if plugged is None:
-            engine.model = OnlineLinear.from_state(model_arrays, engine.n_features, cfg.learning_rate,
-                                                   labels=header["labels"])
+            engine.model = OnlineLinear.from_state(
+                model_arrays, engine.n_features, cfg.learning_rate, labels=header["labels"]
+            )
             engine._learner = engine.model
         else:
             engine.model, engine._learner = plugged.model, plugged
         engine.balance_model = OnlineLinear.from_state(
             {k[14:]: v for k, v in arrays.items() if k.startswith("balance_model.")},
-            engine.n_features, cfg.learning_rate, min_capacity=1)
+            engine.n_features,
+            cfg.learning_rate,
+            min_capacity=1,
+        )
         engine.labels = list(header["labels"])
         engine.label_index = {name: i for i, name in enumerate(engine.labels)}
-        engine.reviewed = {i: (tuple(labels), mode) for i, labels, mode in
-                           zip(header["reviewed_ids"], header["reviewed_labels"], header["reviewed_modes"])}
+        engine.reviewed = {
+            i: (tuple(labels), mode)
+            for i, labels, mode in zip(header["reviewed_ids"], header["reviewed_labels"], header["reviewed_modes"])
+        }
         engine.pinned, engine.alone, engine.searched = arrays["pinned"], arrays["alone"], arrays["searched"]
         engine.thresholds = arrays["thresholds"]
         engine.unbiased_reviews = header["unbiased_reviews"]

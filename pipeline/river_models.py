@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 from river import base, multioutput
 
-from pipeline.model import OnlineLinear, SparseRows, _next_capacity
+from pipeline.model import SparseRows, _next_capacity
 
 __all__ = ["PluggedModel", "as_multilabel", "build_model", "dumps", "loads"]
 
@@ -81,34 +81,43 @@ def _build(path: str, params: dict[str, Any] | None, where: str, seed: int | Non
     params = dict(params or {})
     parts = path.split(".") if isinstance(path, str) else []
     if len(parts) < 3 or parts[0] != "river" or not all(p.isidentifier() for p in parts):
-        raise ValueError(f"{where}: expected the import path of a River classifier "
-                         f"('river.module.Class'), got {path!r}")
+        raise ValueError(
+            f"{where}: expected the import path of a River classifier ('river.module.Class'), got {path!r}"
+        )
     module_name, class_name = ".".join(parts[:-1]), parts[-1]
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):
-        raise ValueError(f"{where}: no {class_name!r} in {module_name!r} (River {_river_version()}); "
-                         "check the spelling, e.g. 'river.linear_model.LogisticRegression'") from None
+        raise ValueError(
+            f"{where}: no {class_name!r} in {module_name!r} (River {_river_version()}); "
+            "check the spelling, e.g. 'river.linear_model.LogisticRegression'"
+        ) from None
     if not (inspect.isclass(cls) and issubclass(cls, base.Base)):
         raise ValueError(f"{where}: {path} is not a River estimator class")
-    accepted = [n for n, p in inspect.signature(cls).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = [
+        n for n, p in inspect.signature(cls).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     unknown = {k: v for k, v in params.items() if k not in accepted}
     if unknown:
-        raise ValueError(f"RefinerConfig.model_params: {path} does not accept {unknown} "
-                         f"(its parameters: {', '.join(accepted)})")
+        raise ValueError(
+            f"RefinerConfig.model_params: {path} does not accept {unknown} (its parameters: {', '.join(accepted)})"
+        )
     for name, value in params.items():
         if isinstance(value, dict) and len(value) == 1 and str(next(iter(value))).startswith("river."):
-            (inner, inner_params), = value.items()
+            ((inner, inner_params),) = value.items()
             if not isinstance(inner_params, dict):
-                raise ValueError(f"RefinerConfig.model_params.{name}: expected {{{inner!r}: {{parameters}}}}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"RefinerConfig.model_params.{name}: expected {{{inner!r}: {{parameters}}}}, got {value!r}"
+                )
             params[name] = _build(inner, inner_params, f"RefinerConfig.model_params.{name}")
     if seed is not None and "seed" in accepted and params.get("seed") is None:
         params["seed"] = seed
     try:
         return cls(**params)
     except Exception as error:  # the model's own check of its parameters
-        raise ValueError(f"RefinerConfig.model_params: {path}({params}) failed: {type(error).__name__}: {error}") from None
+        raise ValueError(
+            f"RefinerConfig.model_params: {path}({params}) failed: {type(error).__name__}: {error}"
+        ) from None
 
 
 def as_multilabel(model: Any) -> base.MultiLabelClassifier:
@@ -118,8 +127,10 @@ def as_multilabel(model: Any) -> base.MultiLabelClassifier:
         return model
     if isinstance(model, base.Classifier):
         return multioutput.PerOutputClassifier(model)
-    raise ValueError(f"Refiner.model: expected a River classifier (binary, e.g. linear_model.LogisticRegression(), "
-                     f"or multi-label), got {type(model).__name__}")
+    raise ValueError(
+        f"Refiner.model: expected a River classifier (binary, e.g. linear_model.LogisticRegression(), "
+        f"or multi-label), got {type(model).__name__}"
+    )
 
 
 class PluggedModel:
@@ -202,7 +213,7 @@ class PluggedModel:
         return {"format": "pickle", "labels": self.labels}, {"pickle": np.frombuffer(dumps(self.model), np.uint8)}
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "PluggedModel":
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> PluggedModel:
         """The model :meth:`state` wrote. Unpickles: call it only on authenticated bytes."""
         plugged = cls(loads(arrays["pickle"].tobytes()))
         for name in header["labels"]:
@@ -229,8 +240,22 @@ def loads(data: bytes) -> base.Estimator:
 #: What a River model's pickle may name, outside River itself (collections for naive Bayes'
 #: counters, random for trees' and forests' generators, functools.partial for their factories).
 _ALLOWED = {
-    "builtins": {"int", "float", "complex", "bool", "str", "bytes", "bytearray", "list", "tuple", "dict", "set",
-                 "frozenset", "slice", "range"},
+    "builtins": {
+        "int",
+        "float",
+        "complex",
+        "bool",
+        "str",
+        "bytes",
+        "bytearray",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "slice",
+        "range",
+    },
     "collections": {"Counter", "defaultdict", "OrderedDict", "deque"},
     "functools": {"partial"},
     "random": {"Random"},
@@ -244,8 +269,9 @@ class _RiverUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module.split(".")[0] in _ALLOWED_ROOTS or name in _ALLOWED.get(module, ()):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"snapshot: the pickled model names {module}.{name}, which a River model "
-                                     "does not need; refusing it")
+        raise pickle.UnpicklingError(
+            f"snapshot: the pickled model names {module}.{name}, which a River model does not need; refusing it"
+        )
 
 
 def _river_version() -> str:

@@ -44,7 +44,9 @@ def encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
         if dtype.str not in DTYPES:
             raise TypeError(f"snapshot array {name!r}: unsupported dtype {array.dtype}")
         raw = array.astype(dtype, copy=False).tobytes()
-        table.append({"name": name, "dtype": dtype.str, "shape": list(array.shape), "offset": offset, "nbytes": len(raw)})
+        table.append(
+            {"name": name, "dtype": dtype.str, "shape": list(array.shape), "offset": offset, "nbytes": len(raw)}
+        )
         chunks.append(raw)
         offset += len(raw)
     head = orjson.dumps({**header, "arrays": table}, option=orjson.OPT_SORT_KEYS)
@@ -59,21 +61,23 @@ def decode(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         raise ValueError("snapshot: not a Refinery snapshot (missing the REFINERY header)")
     version, head_length = struct.unpack_from("<IQ", blob, len(MAGIC))
     if version != FORMAT_VERSION:
-        raise ValueError(f"snapshot: format version {version}, this engine reads version {FORMAT_VERSION}; "
-                         "rebuild the dataset's state by replaying its log")
+        raise ValueError(
+            f"snapshot: format version {version}, this engine reads version {FORMAT_VERSION}; "
+            "rebuild the dataset's state by replaying its log"
+        )
     body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
     if hashlib.blake2b(body, digest_size=_DIGEST).digest() != digest:
         raise ValueError("snapshot: checksum mismatch (the snapshot is truncated or corrupted)")
     start = len(MAGIC) + 12
     try:
-        header = orjson.loads(body[start:start + head_length])
+        header = orjson.loads(body[start : start + head_length])
     except orjson.JSONDecodeError as error:
         raise ValueError(f"snapshot: unreadable header ({error})") from None
-    data = memoryview(body)[start + head_length:]
+    data = memoryview(body)[start + head_length :]
     arrays = {}
     for entry in header.pop("arrays"):
         if entry["dtype"] not in DTYPES:
             raise ValueError(f"snapshot: array {entry['name']!r} has unsupported dtype {entry['dtype']!r}")
-        raw = data[entry["offset"]: entry["offset"] + entry["nbytes"]]
+        raw = data[entry["offset"] : entry["offset"] + entry["nbytes"]]
         arrays[entry["name"]] = np.frombuffer(raw, dtype=np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
     return header, arrays

@@ -101,8 +101,12 @@ class _Pools:
         self.reviewed_pinned = reviews.pinned[slots, :n]
         self.confirmed = np.array([reviews.modes[s] in _CONFIRMING_MODES for s in slots], dtype=bool)
         positives = self.reviewed_pinned.sum(axis=0)
-        mean = np.divide((self.reviewed_scores * self.reviewed_pinned).sum(axis=0), positives,
-                         out=np.full(n, 0.5), where=positives > 0)
+        mean = np.divide(
+            (self.reviewed_scores * self.reviewed_pinned).sum(axis=0),
+            positives,
+            out=np.full(n, 0.5),
+            where=positives > 0,
+        )
         self.self_confidence = np.maximum(mean, _MIN_SELF_CONFIDENCE)
         self.live_ids, self.live_scores, balance = engine.unreviewed_pool()
         self.live_scores = self.live_scores[:, :n].astype(np.float64)
@@ -175,12 +179,23 @@ class Suggester:
             p, t = scores[row, c], pools.self_confidence[c]
             alternative = np.where(pinned[row], -1.0, relative[row])
             j = int(np.argmax(alternative))
-            hint = (f"; it looked more like {pools.labels[j]!r} ({scores[row, j]:.0%})"
-                    if alternative[j] > relative[row, c] else "")
-            out.append(Suggestion(
-                message_id=pools.reviewed_ids[row], kind="check_label", label=pools.labels[c], score=_r(value),
-                reason=(f"Reviewed with {pools.labels[c]!r}, but before learning from it the model gave that label "
-                        f"{p:.0%} (its reviewed examples average {t:.0%}){hint}: {pools.labels[c]!r} may be misapplied.")))
+            hint = (
+                f"; it looked more like {pools.labels[j]!r} ({scores[row, j]:.0%})"
+                if alternative[j] > relative[row, c]
+                else ""
+            )
+            out.append(
+                Suggestion(
+                    message_id=pools.reviewed_ids[row],
+                    kind="check_label",
+                    label=pools.labels[c],
+                    score=_r(value),
+                    reason=(
+                        f"Reviewed with {pools.labels[c]!r}, but before learning from it the model gave that label "
+                        f"{p:.0%} (its reviewed examples average {t:.0%}){hint}: {pools.labels[c]!r} may be misapplied."
+                    ),
+                )
+            )
         return out
 
     def _missed_label(self, pools: _Pools, column: int | None, limit: int) -> list[Suggestion]:
@@ -188,12 +203,20 @@ class Suggester:
         if not len(scores) or not scores.shape[1]:
             return []
         rows, columns, values = _best(pools.missed_matrix, column, limit)
-        return [Suggestion(
-            message_id=pools.reviewed_ids[row], kind="missed_label", label=pools.labels[c], score=_r(value),
-            reason=(f"Reviewed without {pools.labels[c]!r}, but before learning from it the model gave that label "
+        return [
+            Suggestion(
+                message_id=pools.reviewed_ids[row],
+                kind="missed_label",
+                label=pools.labels[c],
+                score=_r(value),
+                reason=(
+                    f"Reviewed without {pools.labels[c]!r}, but before learning from it the model gave that label "
                     f"{scores[row, c]:.0%} (threshold {pools.thresholds[c]:.0%}, its reviewed examples average "
-                    f"{pools.self_confidence[c]:.0%}): {pools.labels[c]!r} may be missing."))
-            for row, c, value in zip(rows, columns, values)]
+                    f"{pools.self_confidence[c]:.0%}): {pools.labels[c]!r} may be missing."
+                ),
+            )
+            for row, c, value in zip(rows, columns, values)
+        ]
 
     # ------------------------------------------------------------------ unreviewed pool
 
@@ -204,11 +227,19 @@ class Suggester:
         if column is not None:
             value = 1.0 - np.abs(scores[:, column] - pools.thresholds[column])
             chosen = self._diverse(pools, value, limit)
-            return [Suggestion(
-                message_id=pools.live_ids[i], kind="teach_label", label=pools.labels[column], score=_r(value[i]),
-                reason=(f"The model gives {pools.labels[column]!r} {scores[i, column]:.0%}, close to its threshold "
-                        f"{pools.thresholds[column]:.0%}: reviewing it teaches the model the most about that label."))
-                for i in chosen]
+            return [
+                Suggestion(
+                    message_id=pools.live_ids[i],
+                    kind="teach_label",
+                    label=pools.labels[column],
+                    score=_r(value[i]),
+                    reason=(
+                        f"The model gives {pools.labels[column]!r} {scores[i, column]:.0%}, close to its threshold "
+                        f"{pools.thresholds[column]:.0%}: reviewing it teaches the model the most about that label."
+                    ),
+                )
+                for i in chosen
+            ]
         leaves = np.flatnonzero(pools.leaves)
         ranked = np.argsort(-scores[:, leaves], axis=1, kind="stable")[:, :2]
         first, second = leaves[ranked[:, 0]], leaves[ranked[:, -1]]
@@ -219,10 +250,20 @@ class Suggester:
         out = []
         for i in chosen:
             a, b = pools.labels[first[i]], pools.labels[second[i]]
-            between = (f"between {a!r} ({scores[i, first[i]]:.0%}) and {b!r} ({scores[i, second[i]]:.0%})"
-                       if len(leaves) > 1 else f"about {a!r} ({scores[i, first[i]]:.0%})")
-            out.append(Suggestion(message_id=pools.live_ids[i], kind="teach_label", label=a, score=_r(value[i]),
-                                  reason=f"The model hesitates {between}: reviewing it teaches the model the most."))
+            between = (
+                f"between {a!r} ({scores[i, first[i]]:.0%}) and {b!r} ({scores[i, second[i]]:.0%})"
+                if len(leaves) > 1
+                else f"about {a!r} ({scores[i, first[i]]:.0%})"
+            )
+            out.append(
+                Suggestion(
+                    message_id=pools.live_ids[i],
+                    kind="teach_label",
+                    label=a,
+                    score=_r(value[i]),
+                    reason=f"The model hesitates {between}: reviewing it teaches the model the most.",
+                )
+            )
         return out
 
     def _low_confidence(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
@@ -241,26 +282,51 @@ class Suggester:
         chosen = self._diverse(pools, value, limit)
         out = []
         for i in chosen:
-            what = (f"the most confident is {pools.labels[top[i]]!r} at {best[i]:.0%}" if scores.shape[1]
-                    else "the model knows no label yet")
-            out.append(Suggestion(message_id=pools.live_ids[i], kind="low_confidence", label=None, score=_r(value[i]),
-                                  reason=f"No informative label at threshold ({what}): reviewing it raises coverage."))
+            what = (
+                f"the most confident is {pools.labels[top[i]]!r} at {best[i]:.0%}"
+                if scores.shape[1]
+                else "the model knows no label yet"
+            )
+            out.append(
+                Suggestion(
+                    message_id=pools.live_ids[i],
+                    kind="low_confidence",
+                    label=None,
+                    score=_r(value[i]),
+                    reason=f"No informative label at threshold ({what}): reviewing it raises coverage.",
+                )
+            )
         return out
 
     def _rebalance(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
         value = 1.0 - pools.reviewed_likeness
         chosen = self._diverse(pools, value, limit)
-        return [Suggestion(
-            message_id=pools.live_ids[i], kind="rebalance", label=None, score=_r(value[i]),
-            reason=(f"Unlike the reviewed messages (the balance model gives it {pools.reviewed_likeness[i]:.0%} "
-                    "reviewed-likeness): reviewing it makes the reviewed set more representative of the stream."))
-            for i in chosen]
+        return [
+            Suggestion(
+                message_id=pools.live_ids[i],
+                kind="rebalance",
+                label=None,
+                score=_r(value[i]),
+                reason=(
+                    f"Unlike the reviewed messages (the balance model gives it {pools.reviewed_likeness[i]:.0%} "
+                    "reviewed-likeness): reviewing it makes the reviewed set more representative of the stream."
+                ),
+            )
+            for i in chosen
+        ]
 
     def _shuffle(self, pools: _Pools, column: None, limit: int) -> list[Suggestion]:
         order = np.argsort(pools.shuffle_key, kind="stable")[:limit]
-        return [Suggestion(message_id=pools.live_ids[i], kind="shuffle", label=None, score=_r(1.0 - pools.shuffle_key[i]),
-                           reason="A uniformly random unreviewed message: an unbiased sample of the stream.")
-                for i in order]
+        return [
+            Suggestion(
+                message_id=pools.live_ids[i],
+                kind="shuffle",
+                label=None,
+                score=_r(1.0 - pools.shuffle_key[i]),
+                reason="A uniformly random unreviewed message: an unbiased sample of the stream.",
+            )
+            for i in order
+        ]
 
     def _diverse(self, pools: _Pools, value: np.ndarray, limit: int) -> list[int]:
         """Indices of the best ``value`` (finite only), near-duplicates of earlier picks moved to the end."""
@@ -282,7 +348,7 @@ class Suggester:
                 break
         picked = [int(candidates[k]) for k in chosen + waiting[: limit - len(chosen)]]
         if len(picked) < limit:
-            picked += [int(i) for i in order[len(candidates): len(candidates) + limit - len(picked)]]
+            picked += [int(i) for i in order[len(candidates) : len(candidates) + limit - len(picked)]]
         return picked
 
 
@@ -318,7 +384,7 @@ def _uniform(seed: int, message_id: str) -> float:
     True
     """
     digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8, key=seed.to_bytes(8, "little")).digest()
-    return int.from_bytes(digest, "little") / 2.0 ** 64
+    return int.from_bytes(digest, "little") / 2.0**64
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

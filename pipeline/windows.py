@@ -88,9 +88,13 @@ class _Ring:
         indices = np.concatenate([f[0] for f in present]) if present else np.zeros(0, np.int32)
         values = np.concatenate([f[1] for f in present]) if present else np.zeros(0, np.float32)
         header = {"capacity": self.capacity, "head": self.head, "slot_ids": self.slot_ids}
-        arrays = {f"{prefix}.times": self.times, f"{prefix}.scores": self.scores,
-                  f"{prefix}.feature_lengths": lengths, f"{prefix}.feature_indices": indices.astype(np.int32),
-                  f"{prefix}.feature_values": values.astype(np.float32)}
+        arrays = {
+            f"{prefix}.times": self.times,
+            f"{prefix}.scores": self.scores,
+            f"{prefix}.feature_lengths": lengths,
+            f"{prefix}.feature_indices": indices.astype(np.int32),
+            f"{prefix}.feature_values": values.astype(np.float32),
+        }
         return header, arrays
 
     def _load(self, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> None:
@@ -103,8 +107,12 @@ class _Ring:
         lengths = arrays[f"{prefix}.feature_lengths"]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         indices, values = arrays[f"{prefix}.feature_indices"], arrays[f"{prefix}.feature_values"]
-        self.features = [None if message_id is None else (indices[offsets[s]:offsets[s + 1]].copy(), values[offsets[s]:offsets[s + 1]].copy())
-                         for s, message_id in enumerate(self.slot_ids)]
+        self.features = [
+            None
+            if message_id is None
+            else (indices[offsets[s] : offsets[s + 1]].copy(), values[offsets[s] : offsets[s + 1]].copy())
+            for s, message_id in enumerate(self.slot_ids)
+        ]
 
 
 class ReviewWindow(_Ring):
@@ -121,8 +129,9 @@ class ReviewWindow(_Ring):
         if extra > 0:
             self.pinned = np.hstack([self.pinned, np.zeros((self.capacity, extra), bool)])
 
-    def put(self, message_id: str, features: Features, scores: np.ndarray | None, labels: list[int], mode: str,
-            time: float) -> int:
+    def put(
+        self, message_id: str, features: Features, scores: np.ndarray | None, labels: list[int], mode: str, time: float
+    ) -> int:
         """Record a review; a message already in the window keeps its slot and first score.
 
         ``scores`` may be None: the caller then writes ``scores[slot, :n_labels]`` itself.
@@ -152,7 +161,7 @@ class ReviewWindow(_Ring):
         return header, arrays
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "ReviewWindow":
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> ReviewWindow:
         window = cls(header["capacity"], 0)
         window._load(header, arrays, "reviews")
         window.pinned = arrays["reviews.pinned"]
@@ -181,7 +190,7 @@ class LiveWindow(_Ring):
         return self._state("live")
 
     @classmethod
-    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> "LiveWindow":
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> LiveWindow:
         window = cls(header["capacity"], 0)
         window._load(header, arrays, "live")
         return window

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
 import orjson
@@ -27,6 +27,7 @@ _max_body_bytes: contextvars.ContextVar[int] = contextvars.ContextVar("max_body_
 def body_limit() -> int:
     """The body size limit in force for the current parse."""
     return _max_body_bytes.get()
+
 
 __all__ = ["NonEmpty", "Timestamp", "LabelName", "Range", "Record", "describe"]
 
@@ -99,7 +100,7 @@ def parse_timestamp(value: Any, path: str) -> float:
         except ValueError:
             raise SchemaError(path, expected, describe(value)) from None
         if moment.tzinfo is None:  # a timestamp without offset is read as UTC
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         seconds = moment.timestamp()
     else:
         raise SchemaError(path, expected, describe(value))
@@ -129,7 +130,9 @@ class Record:
             plan = []
             for f in dataclasses.fields(cls):
                 required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                default = (
+                    None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                )
                 plan.append((f.name, f.metadata.get("key", f.name), hints[f.name], required, default))
             Record._plan_cache[cls] = plan
         return plan
@@ -179,7 +182,9 @@ class Record:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise SchemaError(root, "UTF-8 encoded JSON", f"invalid byte 0x{raw[error.start]:02x} at position {error.start}") from None
+            raise SchemaError(
+                root, "UTF-8 encoded JSON", f"invalid byte 0x{raw[error.start]:02x} at position {error.start}"
+            ) from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -256,7 +261,9 @@ def _parse(hint: Any, value: Any, path: str) -> Any:
         return {k: _parse(value_hint, v, f"{path}.{k}") for k, v in value.items()}
     if base is str:
         if not isinstance(value, str):
-            raise SchemaError(path, "a non-empty string" if NonEmpty in extras or LabelName in extras else "a string", describe(value))
+            raise SchemaError(
+                path, "a non-empty string" if NonEmpty in extras or LabelName in extras else "a string", describe(value)
+            )
         if LabelName in extras:
             return normalise_label(value, path)
         if NonEmpty in extras and not value.strip():
@@ -285,8 +292,11 @@ def _check_range(value: float, extras: tuple, path: str) -> None:
     for extra in extras:
         if isinstance(extra, Range):
             if extra.low is not None and value < extra.low or extra.high is not None and value > extra.high:
-                bounds = f"between {extra.low} and {extra.high}" if extra.low is not None and extra.high is not None else (
-                    f"at least {extra.low}" if extra.low is not None else f"at most {extra.high}")
+                bounds = (
+                    f"between {extra.low} and {extra.high}"
+                    if extra.low is not None and extra.high is not None
+                    else (f"at least {extra.low}" if extra.low is not None else f"at most {extra.high}")
+                )
                 raise SchemaError(path, f"a number {bounds}", describe(value))
 
 
@@ -341,15 +351,20 @@ def _schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"type": "null"}
     if Timestamp in extras:
         iso = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?\s*$"
-        return {"anyOf": [{"type": "string", "format": "date-time", "pattern": iso}, {"type": "number", "minimum": 0}],
-                "description": "ISO-8601 timestamp or epoch seconds"}
+        return {
+            "anyOf": [{"type": "string", "format": "date-time", "pattern": iso}, {"type": "number", "minimum": 0}],
+            "description": "ISO-8601 timestamp or epoch seconds",
+        }
     if origin is Literal:
         return {"enum": list(typing.get_args(base))}
     if isinstance(base, type) and issubclass(base, Record):
         name = base.__name__
         if name not in definitions:
             definitions[name] = {}  # placeholder against recursion
-            definitions[name] = {"description": (base.__doc__ or "").strip().split("\n\n")[0], **_object_schema(base, definitions)}
+            definitions[name] = {
+                "description": (base.__doc__ or "").strip().split("\n\n")[0],
+                **_object_schema(base, definitions),
+            }
         return {"$ref": f"#/$defs/{name}"}
     if origin is tuple:
         return {"type": "array", "items": _schema(typing.get_args(base)[0], definitions)}
@@ -358,7 +373,9 @@ def _schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if base is str:
         schema: dict[str, Any] = {"type": "string"}
         if LabelName in extras:
-            schema.update(minLength=1, maxLength=LabelName.MAX_LENGTH, pattern=r"^\s*[^>\s][^>]*(>\s*[^>\s][^>]*){0,4}$")
+            schema.update(
+                minLength=1, maxLength=LabelName.MAX_LENGTH, pattern=r"^\s*[^>\s][^>]*(>\s*[^>\s][^>]*){0,4}$"
+            )
         elif NonEmpty in extras:
             schema.update(minLength=1, pattern=r"\S")
         return schema

@@ -19,16 +19,34 @@ schemas.errors.SchemaError: message.id: expected a non-empty string, got ''
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from schemas._typed import LabelName, NonEmpty, Range, Record, Timestamp, body_limit, describe
 from schemas.errors import SchemaError
 
 __all__ = [
-    "CHANNELS", "MODES", "SUGGESTION_KINDS", "BANDS",
-    "Message", "LabelAssignment", "FieldSpan", "Annotation", "Event",
-    "Prediction", "Thresholds", "LabelWarning", "LabelMetrics", "Balance", "Factor", "Rating",
-    "DriftEvent", "Action", "MetricsSnapshot", "Suggestion", "SuggestionList", "DeadLetter",
+    "CHANNELS",
+    "MODES",
+    "SUGGESTION_KINDS",
+    "BANDS",
+    "Message",
+    "LabelAssignment",
+    "FieldSpan",
+    "Annotation",
+    "Event",
+    "Prediction",
+    "Thresholds",
+    "LabelWarning",
+    "LabelMetrics",
+    "Balance",
+    "Factor",
+    "Rating",
+    "DriftEvent",
+    "Action",
+    "MetricsSnapshot",
+    "Suggestion",
+    "SuggestionList",
+    "DeadLetter",
     "label_ancestors",
 ]
 
@@ -71,8 +89,8 @@ class Message(Record):
     sender: str = dataclasses.field(default="", metadata={"key": "from"})
     to: str = ""
     cc: str = ""
-    thread_id: Optional[str] = None
-    language: Optional[str] = None
+    thread_id: str | None = None
+    language: str | None = None
     metadata: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
 
     def _check(self, path: str) -> None:
@@ -96,7 +114,7 @@ class LabelAssignment(Record):
 
     ROOT = "label"
     name: Label
-    sentiment: Optional[Literal["positive", "negative"]] = None
+    sentiment: Literal["positive", "negative"] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +125,7 @@ class FieldSpan(Record):
     name: Id
     start: Count
     end: Count
-    value: Optional[str] = None
+    value: str | None = None
 
     def _check(self, path: str) -> None:
         if self.end < self.start:
@@ -125,7 +143,7 @@ class Annotation(Record):
     mode: Mode = "other"
     annotator: str = ""
     action: Literal["review", "remove"] = "review"
-    message: Optional[Message] = None
+    message: Message | None = None
     fields: tuple[FieldSpan, ...] = ()
 
     def _check(self, path: str) -> None:
@@ -138,9 +156,17 @@ class Annotation(Record):
             raise SchemaError(f"{path}.labels", "no labels when action is 'remove'", f"{len(self.labels)} labels")
         if self.message is not None:
             if self.message.id != self.message_id:
-                raise SchemaError(f"{path}.message.id", f"{self.message_id!r} (the annotation's message_id)", describe(self.message.id))
+                raise SchemaError(
+                    f"{path}.message.id",
+                    f"{self.message_id!r} (the annotation's message_id)",
+                    describe(self.message.id),
+                )
             if self.message.dataset != self.dataset:
-                raise SchemaError(f"{path}.message.dataset", f"{self.dataset!r} (the annotation's dataset)", describe(self.message.dataset))
+                raise SchemaError(
+                    f"{path}.message.dataset",
+                    f"{self.dataset!r} (the annotation's dataset)",
+                    describe(self.message.dataset),
+                )
 
     def pinned_labels(self) -> tuple[str, ...]:
         """The labels this review pins, with every implied parent, sorted."""
@@ -154,8 +180,8 @@ class Event(Record):
     source_topic: Id
     partition: Count
     offset: Count
-    message: Optional[Message] = None
-    annotation: Optional[Annotation] = None
+    message: Message | None = None
+    annotation: Annotation | None = None
 
     def _check(self, path: str) -> None:
         if (self.message is None) == (self.annotation is None):
@@ -179,9 +205,9 @@ class Prediction(Record):
 class Thresholds(Record):
     """The three thresholds of a label, chosen from the validation window's curve."""
 
-    balanced: Optional[Unit] = None
-    high_precision: Optional[Unit] = None
-    high_recall: Optional[Unit] = None
+    balanced: Unit | None = None
+    high_precision: Unit | None = None
+    high_recall: Unit | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,10 +226,10 @@ class LabelMetrics(Record):
     """Validation metrics of one label over the window of recent reviews."""
 
     ROOT = "label"
-    precision: Optional[Unit]
-    recall: Optional[Unit]
-    f1: Optional[Unit]
-    average_precision: Optional[Unit]
+    precision: Unit | None
+    recall: Unit | None
+    f1: Unit | None
+    average_precision: Unit | None
     threshold: Unit
     support: Count
     pinned: Count
@@ -215,9 +241,9 @@ class LabelMetrics(Record):
 class Balance(Record):
     """How much the reviewed messages look like the whole stream."""
 
-    score: Optional[Annotated[float, Range(0.0, 100.0)]]
-    similarity: Optional[Unit]
-    shuffle_share: Optional[Unit]
+    score: Annotated[float, Range(0.0, 100.0)] | None
+    similarity: Unit | None
+    shuffle_share: Unit | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +252,7 @@ class Factor(Record):
 
     score: Annotated[float, Range(0.0, 100.0)]
     band: Band
-    metrics: dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +270,7 @@ class DriftEvent(Record):
     """A detected change in the stream."""
 
     ROOT = "drift"
-    label: Optional[str]
+    label: str | None
     kind: Id
     when: Time
     detail: str
@@ -255,7 +281,7 @@ class Action(Record):
     """A recommended next step, with the suggestion kind that carries it out."""
 
     kind: Id
-    label: Optional[str]
+    label: str | None
     why: str
     expected_gain: float
 
@@ -270,8 +296,8 @@ class MetricsSnapshot(Record):
     model_version: Count
     reviewed: Count
     labels: dict[str, LabelMetrics]
-    map: Optional[Unit]
-    coverage: Optional[Unit]
+    map: Unit | None
+    coverage: Unit | None
     balance: Balance
     rating: Rating
     drift: tuple[DriftEvent, ...] = ()
@@ -284,7 +310,7 @@ class Suggestion(Record):
 
     message_id: Id
     kind: SuggestionKind
-    label: Optional[str]
+    label: str | None
     score: float
     reason: str
 
@@ -298,7 +324,7 @@ class SuggestionList(Record):
     timestamp: Time
     model_version: Count
     kind: SuggestionKind
-    label: Optional[str]
+    label: str | None
     items: tuple[Suggestion, ...]
 
 
@@ -308,11 +334,11 @@ class DeadLetter(Record):
 
     ROOT = "deadletter"
     source_topic: Id
-    partition: Optional[Count]
-    offset: Optional[Count]
+    partition: Count | None
+    offset: Count | None
     raw: str  # base64 of the raw value bytes
     reason: str
     timestamp: Time
-    key: Optional[str] = None  # base64 of the raw key bytes
+    key: str | None = None  # base64 of the raw key bytes
     error: str = "invalid"  # short machine-readable category, e.g. "decode", "schema", "processing"
-    dataset: Optional[str] = None
+    dataset: str | None = None

@@ -43,8 +43,11 @@ def rendered() -> dict[str, bytes]:
 
 def stale(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of the files that are missing or differ from what the types generate."""
-    return [name for name, content in rendered().items()
-            if not (directory / name).exists() or (directory / name).read_bytes() != content]
+    return [
+        name
+        for name, content in rendered().items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
+    ]
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[str]:

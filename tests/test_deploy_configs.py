@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Prometheus, Grafana and compose files "
-                                          "(pip install pyyaml; it belongs in the dev extras)")
+yaml = pytest.importorskip(
+    "yaml",
+    reason="PyYAML is needed to read the Prometheus, Grafana and compose files "
+    "(pip install pyyaml; it belongs in the dev extras)",
+)
 
 from agents.settings import TOPICS, Settings
 from agents.worker.deadletter import ERRORS
@@ -38,6 +41,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": 
 
 
 # -- the worker's exposition ---------------------------------------------------------------------
+
 
 class Exposition:
     """Series names, label names and known label values of one worker's ``/metrics``."""
@@ -81,8 +85,11 @@ def exposition(datasets) -> Exposition:
         refiner.annotate(review)
     observability = Observability()
     observability.publish(refiner.metrics(now=0))
-    families = {c._name: tuple(c._labelnames) for c in vars(observability).values()
-                if hasattr(c, "_labelnames") and hasattr(c, "_name")}
+    families = {
+        c._name: tuple(c._labelnames)
+        for c in vars(observability).values()
+        if hasattr(c, "_labelnames") and hasattr(c, "_name")
+    }
     return Exposition(observability.exposition().decode("utf-8"), families)
 
 
@@ -92,8 +99,21 @@ _STRING = r'"(?:[^"\\]|\\.)*"'
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _SELECTOR = re.compile(r"([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}")
 _MATCHER = re.compile(r"(\w+)\s*(=~|!~|!=|=)\s*(" + _STRING + ")")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-             "group_left", "group_right", "inf", "nan"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+}
 
 
 def problems(expr: str, exposition: Exposition) -> list[str]:
@@ -144,6 +164,7 @@ def _series(expr: str) -> list[str]:
 
 # -- the files -----------------------------------------------------------------------------------
 
+
 def _yaml(path: Path):
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
@@ -170,8 +191,9 @@ def _panel_queries() -> list[tuple[str, str]]:
 
 def _dashboard_queries() -> list[tuple[str, str]]:
     """Every query of the dashboard: its panels' and its variables'."""
-    return _panel_queries() + [(f"variable {v['name']}", v["definition"])
-                               for v in _dashboard()["templating"]["list"] if v["type"] == "query"]
+    return _panel_queries() + [
+        (f"variable {v['name']}", v["definition"]) for v in _dashboard()["templating"]["list"] if v["type"] == "query"
+    ]
 
 
 def _reported(exposition: Exposition) -> set[str]:
@@ -181,27 +203,36 @@ def _reported(exposition: Exposition) -> set[str]:
 
 # -- the checker itself ---------------------------------------------------------------------------
 
+
 def test_a_misspelt_metric_is_reported(exposition):
-    assert problems("rate(refinery_dead_letter_total[5m])", exposition) == ["unknown series 'refinery_dead_letter_total'"]
+    assert problems("rate(refinery_dead_letter_total[5m])", exposition) == [
+        "unknown series 'refinery_dead_letter_total'"
+    ]
 
 
 def test_a_label_the_metric_does_not_carry_is_reported(exposition):
-    assert problems('refinery_dataset_rating{label="x"}', exposition) == ["refinery_dataset_rating has no label 'label'"]
+    assert problems('refinery_dataset_rating{label="x"}', exposition) == [
+        "refinery_dataset_rating has no label 'label'"
+    ]
 
 
 def test_a_label_value_the_worker_never_uses_is_reported(exposition):
     assert problems('refinery_dead_letters_total{error="parse"}', exposition) == [
-        f"refinery_dead_letters_total{{error='parse'}}: the worker uses {sorted(ERRORS)}"]
+        f"refinery_dead_letters_total{{error='parse'}}: the worker uses {sorted(ERRORS)}"
+    ]
 
 
 def test_functions_grouping_labels_and_grafana_variables_are_not_taken_for_metrics(exposition):
-    expr = ('histogram_quantile(0.99, sum by (le, instance) (rate(refinery_processing_seconds_bucket'
-            '{instance=~"$instance"}[$__rate_interval]))) > bool 5')
+    expr = (
+        "histogram_quantile(0.99, sum by (le, instance) (rate(refinery_processing_seconds_bucket"
+        '{instance=~"$instance"}[$__rate_interval]))) > bool 5'
+    )
     assert _series(expr.replace("$__rate_interval", "1m")) == ["refinery_processing_seconds_bucket"]
     assert problems(expr, exposition) == []
 
 
 # -- Prometheus -----------------------------------------------------------------------------------
+
 
 def test_prometheus_scrapes_the_worker_at_its_default_address():
     config = _yaml(PROMETHEUS / "prometheus.yml")
@@ -223,9 +254,16 @@ def test_every_alert_says_what_happened_and_how_bad():
 
 def test_the_alerts_cover_what_users_watch():
     expressions = {rule["alert"]: rule["expr"] for rule in _alerts()}
-    watched = ["up", "refinery_dataset_rating", "refinery_dataset_rating_factor", "refinery_label_warnings",
-               "refinery_label_precision", "refinery_label_recall", "refinery_dead_letters_total",
-               "refinery_consumer_lag"]
+    watched = [
+        "up",
+        "refinery_dataset_rating",
+        "refinery_dataset_rating_factor",
+        "refinery_label_warnings",
+        "refinery_label_precision",
+        "refinery_label_recall",
+        "refinery_dead_letters_total",
+        "refinery_consumer_lag",
+    ]
     missing = [name for name in watched if not any(name in _series(e) for e in expressions.values())]
     assert missing == []
 
@@ -236,6 +274,7 @@ def test_alert_uses_only_series_the_worker_exposes(rule, exposition):
 
 
 # -- Grafana --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("title, expr", _dashboard_queries(), ids=[q[0] for q in _dashboard_queries()])
 def test_dashboard_query_uses_only_series_the_worker_exposes(title, expr, exposition):
@@ -274,8 +313,12 @@ def test_every_dataset_panel_follows_the_dataset_variable():
 def test_dashboard_shows_every_metric_the_worker_exposes(exposition):
     shown = {name for _, expr in _dashboard_queries() for name in _series(expr.replace("$__range", "1h"))}
     # Bookkeeping the dashboard leaves to the JSON API and the logs.
-    elsewhere = {"refinery_snapshot_bytes", "refinery_restores_total", "refinery_processing_seconds_count",
-                 "refinery_processing_seconds_sum"}
+    elsewhere = {
+        "refinery_snapshot_bytes",
+        "refinery_restores_total",
+        "refinery_processing_seconds_count",
+        "refinery_processing_seconds_sum",
+    }
     assert sorted(_reported(exposition) - shown - elsewhere) == []
 
 
@@ -316,8 +359,9 @@ def test_every_alert_is_documented():
 
 # -- promtool ------------------------------------------------------------------------------------
 
-promtool = pytest.mark.skipif(shutil.which("promtool") is None,
-                              reason="promtool not on PATH (Debian: apt-get install prometheus)")
+promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not on PATH (Debian: apt-get install prometheus)"
+)
 
 
 def _promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess:
@@ -342,8 +386,12 @@ def test_promtool_parses_every_dashboard_query(tmp_path):
     for i, (title, expr) in enumerate(_dashboard_queries()):
         if expr.startswith("label_values("):
             expr = re.fullmatch(r"label_values\((.*),\s*\w+\)", expr).group(1)
-        for variable, value in {**GRAFANA_VARIABLES, "$dataset": "banking77", "$label": ".*",
-                                "$instance": ".*"}.items():
+        for variable, value in {
+            **GRAFANA_VARIABLES,
+            "$dataset": "banking77",
+            "$label": ".*",
+            "$instance": ".*",
+        }.items():
             expr = expr.replace(variable, value)
         rules.append({"record": f"dashboard:query_{i}", "expr": expr})
     (tmp_path / "dashboard.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))

@@ -8,8 +8,9 @@ from agents.settings import PROJECT_ROOT
 
 
 def test_readme_python_examples_run():
-    failures, tried = doctest.testfile(str(PROJECT_ROOT / "README.md"), module_relative=False,
-                                       optionflags=doctest.ELLIPSIS)
+    failures, tried = doctest.testfile(
+        str(PROJECT_ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS
+    )
     assert tried > 0 and failures == 0
 
 

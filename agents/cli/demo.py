@@ -50,13 +50,28 @@ def live_stream(pairs, *, review_share: float, review_delay: int, seed: int, clo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("banking77", "enron"), default="banking77", help="which data set to stream (default banking77)")
+    parser.add_argument(
+        "--dataset",
+        choices=("banking77", "enron"),
+        default="banking77",
+        help="which data set to stream (default banking77)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second (default 20)")
-    parser.add_argument("--review-share", type=float, default=0.3, help="share of messages the simulated reviewer answers (default 0.3)")
-    parser.add_argument("--review-delay", type=int, default=20, help="messages between a message and its review (default 20)")
-    parser.add_argument("--limit", type=int, default=None, help="stop after this many messages (default: the whole data set)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the reviewer's choices and the shuffle (default 0)")
-    parser.add_argument("--web-port", type=int, default=None, help="the worker's web port (default REFINERY_WEB_PORT, else 6066)")
+    parser.add_argument(
+        "--review-share", type=float, default=0.3, help="share of messages the simulated reviewer answers (default 0.3)"
+    )
+    parser.add_argument(
+        "--review-delay", type=int, default=20, help="messages between a message and its review (default 20)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="stop after this many messages (default: the whole data set)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the reviewer's choices and the shuffle (default 0)"
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=None, help="the worker's web port (default REFINERY_WEB_PORT, else 6066)"
+    )
 
 
 def _pairs(name: str, seed: int):
@@ -103,26 +118,39 @@ def run(args: argparse.Namespace) -> int:
         return 1
     worker = None
     try:
-        env = {**os.environ, "REFINERY_KAFKA_BOOTSTRAP": bootstrap, "REFINERY_WEB_PORT": str(settings.web_port),
-               "REFINERY_TOPIC_PREFIX": settings.topic_prefix}
+        env = {
+            **os.environ,
+            "REFINERY_KAFKA_BOOTSTRAP": bootstrap,
+            "REFINERY_WEB_PORT": str(settings.web_port),
+            "REFINERY_TOPIC_PREFIX": settings.topic_prefix,
+        }
         log_file = settings.home / "logs" / "demo-worker.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info",
-                                   "--logfile", str(log_file)], env=env, cwd=PROJECT_ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info", "--logfile", str(log_file)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         api = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"worker: pid {worker.pid}, log {log_file}\n"
-              f"  dashboard  {api}/  (open it in a browser)\n"
-              f"  API        {api}/datasets\n"
-              f"  metrics    {api}/metrics\n"
-              f"  status     refinery status {args.dataset} --url {api}\n"
-              f"  Ctrl-C stops the demo", flush=True)
+        print(
+            f"worker: pid {worker.pid}, log {log_file}\n"
+            f"  dashboard  {api}/  (open it in a browser)\n"
+            f"  API        {api}/datasets\n"
+            f"  metrics    {api}/metrics\n"
+            f"  status     refinery status {args.dataset} --url {api}\n"
+            f"  Ctrl-C stops the demo",
+            flush=True,
+        )
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         pairs = _pairs(args.dataset, args.seed)[: args.limit]
         interval = 1.0 / args.rate if args.rate > 0 else 0.0
         counts = {"messages": 0, "annotations": 0}
         next_at = time.monotonic()
-        for topic, record in live_stream(pairs, review_share=args.review_share, review_delay=args.review_delay, seed=args.seed):
+        for topic, record in live_stream(
+            pairs, review_share=args.review_share, review_delay=args.review_delay, seed=args.seed
+        ):
             if worker.poll() is not None:
                 print(f"the worker exited ({worker.returncode}); stopping", file=sys.stderr)
                 return 1
@@ -134,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
                 if counts["messages"] % 200 == 0:
                     print(f"sent {counts['messages']} messages, {counts['annotations']} reviews", flush=True)
         producer.flush()
-        print(f"done: {counts['messages']} messages, {counts['annotations']} reviews; the worker keeps running "
-              f"until Ctrl-C", flush=True)
+        print(
+            f"done: {counts['messages']} messages, {counts['annotations']} reviews; the worker keeps running "
+            f"until Ctrl-C",
+            flush=True,
+        )
         code = worker.wait()
         print(f"the worker exited ({code}); see {log_file}", file=sys.stderr)
         return 0 if code == 0 else 1

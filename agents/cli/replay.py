@@ -30,16 +30,19 @@ import json
 import random
 import sys
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["add_arguments", "run", "read_records", "replay"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="JSONL, JSON or CSV file of labelled messages")
-    parser.add_argument("--dataset", choices=("banking77", "nlupp", "enron"),
-                        help="replay one of the shared real data sets instead of a file")
+    parser.add_argument(
+        "--dataset",
+        choices=("banking77", "nlupp", "enron"),
+        help="replay one of the shared real data sets instead of a file",
+    )
     parser.add_argument("--split", default="train", help="banking77 split (train or test)")
     parser.add_argument("--domain", default="banking", help="nlupp domain (banking or hotels)")
     parser.add_argument("--name", default=None, help="dataset name the events carry (default: from the input)")
@@ -50,12 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", type=int, default=0, help="a review arrives this many messages after its message")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
     parser.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
-    parser.add_argument("--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'")
-    parser.add_argument("--model", default=None, help="a River classifier's import path instead of the engine's own model, "
-                        "e.g. river.naive_bayes.ComplementNB (RefinerConfig.model)")
+    parser.add_argument(
+        "--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'"
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a River classifier's import path instead of the engine's own model, "
+        "e.g. river.naive_bayes.ComplementNB (RefinerConfig.model)",
+    )
     parser.add_argument("--model-params", default="{}", help="its parameters as JSON, e.g. '{\"alpha\": 0.5}'")
     parser.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,9 +79,13 @@ def run(args: argparse.Namespace) -> int:
     if (args.file is None) == (args.dataset is None):
         raise SystemExit("replay: give either a FILE or --dataset (not both)")
     try:
-        config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config),
-                                          **({"model": args.model, "model_params": json.loads(args.model_params)}
-                                             if args.model else {})})
+        config = RefinerConfig.from_dict(
+            {
+                **RefinerConfig().to_dict(),
+                **json.loads(args.config),
+                **({"model": args.model, "model_params": json.loads(args.model_params)} if args.model else {}),
+            }
+        )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"--config: {error}") from None
     pairs = _pairs(args)
@@ -78,9 +93,15 @@ def run(args: argparse.Namespace) -> int:
         pairs = _limited(pairs, args.limit)
     engine, count = None, 0
     try:
-        engine, count = replay(pairs, lambda dataset: Refiner(dataset, config=config, seed=args.seed),
-                               review_share=args.review_share, delay=args.delay, seed=args.seed,
-                               progress=not args.no_progress and sys.stderr.isatty(), total=_total(args))
+        engine, count = replay(
+            pairs,
+            lambda dataset: Refiner(dataset, config=config, seed=args.seed),
+            review_share=args.review_share,
+            delay=args.delay,
+            seed=args.seed,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            total=_total(args),
+        )
     except (ValueError, OSError) as error:
         raise SystemExit(f"replay: {error}") from None
     if engine is None:
@@ -89,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay(pairs, make_engine, *, review_share: float, delay: int, seed: int, progress: bool = True,
-           total: int | None = None):
+def replay(
+    pairs, make_engine, *, review_share: float, delay: int, seed: int, progress: bool = True, total: int | None = None
+):
     """Feed ``(Message, Annotation)`` pairs through one engine; returns ``(engine, messages)``."""
     from tqdm import tqdm
 
@@ -137,11 +159,16 @@ def report(engine, messages: int, label_rows: int = 40) -> str:
         lines.append(f"{name:24} {factor.score:6.1f}  {factor.band:10} {metrics}")
     header = f"{'label':36} {'prec':>6} {'recall':>6} {'f1':>6} {'AP':>6} {'thresh':>6} {'support':>7} {'pinned':>6}  warnings"
     lines += ["", header]
-    ordered = sorted(snap.labels.items(), key=lambda item: (-1 if item[1].average_precision is None else item[1].average_precision, item[0]))
+    ordered = sorted(
+        snap.labels.items(),
+        key=lambda item: (-1 if item[1].average_precision is None else item[1].average_precision, item[0]),
+    )
     for name, label in ordered[:label_rows]:
         warnings = ", ".join(f"{w.code} ({w.severity}: {w.action})" for w in label.warnings)
-        lines.append(f"{name[:36]:36} {_fmt(label.precision):>6} {_fmt(label.recall):>6} {_fmt(label.f1):>6} "
-                     f"{_fmt(label.average_precision):>6} {label.threshold:6.3f} {label.support:7d} {label.pinned:6d}  {warnings}")
+        lines.append(
+            f"{name[:36]:36} {_fmt(label.precision):>6} {_fmt(label.recall):>6} {_fmt(label.f1):>6} "
+            f"{_fmt(label.average_precision):>6} {label.threshold:6.3f} {label.support:7d} {label.pinned:6d}  {warnings}"
+        )
     if len(ordered) > label_rows:
         lines.append(f"... {len(ordered) - label_rows} more labels (worst average precision shown first; --labels N)")
     return "\n".join(lines)
@@ -158,8 +185,13 @@ def _limited(pairs, limit: int):
         yield pair
 
 
-_SIZES = {("banking77", "train"): 10_003, ("banking77", "test"): 3_080, ("nlupp", "banking"): 2_071,
-          ("nlupp", "hotels"): 1_009, ("enron", None): 1_702}
+_SIZES = {
+    ("banking77", "train"): 10_003,
+    ("banking77", "test"): 3_080,
+    ("nlupp", "banking"): 2_071,
+    ("nlupp", "hotels"): 1_009,
+    ("enron", None): 1_702,
+}
 
 
 def _total(args) -> int | None:
@@ -185,16 +217,19 @@ def _pairs(args) -> Iterator:
     return _file_pairs(path, args)
 
 
-def read_records(path: Path, text_column: str = "text", label_column: str = "label",
-                 label_separator: str | None = None) -> Iterator[dict]:
+def read_records(
+    path: Path, text_column: str = "text", label_column: str = "label", label_separator: str | None = None
+) -> Iterator[dict]:
     """The records of a JSONL, JSON or CSV file as dicts with ``text`` or ``body`` and ``labels``."""
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
             missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(f"{path}: no column {missing[0]!r} (columns: {', '.join(reader.fieldnames or [])}); "
-                                 "use --text-column / --label-column")
+                raise ValueError(
+                    f"{path}: no column {missing[0]!r} (columns: {', '.join(reader.fieldnames or [])}); "
+                    "use --text-column / --label-column"
+                )
             for row in reader:
                 cell = row[label_column] or ""
                 labels = [l.strip() for l in cell.split(label_separator)] if label_separator else [cell.strip()]
@@ -235,8 +270,14 @@ def _file_pairs(path: Path, args) -> Iterator:
             labels = [labels]
         names = [label if isinstance(label, str) else (label.get("name") or label.get("label")) for label in labels]
         message = Message.from_dict(fields, path=f"{path.name}[{i}]")
-        annotation = Annotation(dataset=dataset, message_id=message.id, timestamp=message.timestamp,
-                                labels=tuple(_assignments(names, path, i)), mode="shuffle", annotator="replay")
+        annotation = Annotation(
+            dataset=dataset,
+            message_id=message.id,
+            timestamp=message.timestamp,
+            labels=tuple(_assignments(names, path, i)),
+            mode="shuffle",
+            annotator="replay",
+        )
         yield message, annotation
 
 

@@ -52,13 +52,27 @@ def render(snapshot: MetricsSnapshot) -> str:
         f"{snapshot.reviewed} reviewed, model version {snapshot.model_version}",
         f"  coverage {coverage}  MAP {_num(snapshot.map)}  balance {_num(snapshot.balance.score, 1)}",
     ]
-    lines += _table(["factor", "score", "band"], [[name, f"{f.score:.1f}", f.band] for name, f in r.factors.items()], left=(0, 2))
+    lines += _table(
+        ["factor", "score", "band"], [[name, f"{f.score:.1f}", f.band] for name, f in r.factors.items()], left=(0, 2)
+    )
     rows = []
     for name, m in sorted(snapshot.labels.items()):
         warnings = ", ".join(f"{w.severity}:{w.code}" for w in m.warnings)
-        rows.append([name, _num(m.precision), _num(m.recall), _num(m.average_precision), _num(m.threshold),
-                     str(m.support), str(m.pinned), warnings])
-    table = _table(["label", "precision", "recall", "AP", "threshold", "support", "pinned", "warnings"], rows, left=(0, 7))
+        rows.append(
+            [
+                name,
+                _num(m.precision),
+                _num(m.recall),
+                _num(m.average_precision),
+                _num(m.threshold),
+                str(m.support),
+                str(m.pinned),
+                warnings,
+            ]
+        )
+    table = _table(
+        ["label", "precision", "recall", "AP", "threshold", "support", "pinned", "warnings"], rows, left=(0, 7)
+    )
     lines += [line.rstrip() for line in table]
     for action in snapshot.actions:
         lines.append(f"next: {action.kind}{f' ({action.label})' if action.label else ''}: {action.why}")
@@ -73,8 +87,10 @@ def fetch(dataset: str, url: str, token: str | None, timeout: float = 10.0) -> M
 
     import orjson
 
-    request = urllib.request.Request(f"{url.rstrip('/')}/datasets/{urllib.parse.quote(dataset, safe='')}/metrics",
-                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/datasets/{urllib.parse.quote(dataset, safe='')}/metrics",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return MetricsSnapshot.from_dict(orjson.loads(response.read()))
@@ -113,7 +129,9 @@ def _from_topic(settings, dataset: str, scan: int = 2000) -> MetricsSnapshot | N
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="the dataset's name")
-    parser.add_argument("--url", default=None, help="a worker's API (default http://REFINERY_WEB_HOST:REFINERY_WEB_PORT)")
+    parser.add_argument(
+        "--url", default=None, help="a worker's API (default http://REFINERY_WEB_HOST:REFINERY_WEB_PORT)"
+    )
     parser.add_argument("--json", action="store_true", help="print the MetricsSnapshot as JSON instead of tables")
     parser.add_argument("--prefix", default=None, help="topic prefix for the metrics-topic fallback")
 
@@ -133,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
     if snapshot is None:
         snapshot = _from_topic(settings, args.dataset)
     if snapshot is None:
-        print(f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')}",
-              file=sys.stderr)
+        print(
+            f"refinery status: no metrics for dataset {args.dataset!r} at {url} nor on {settings.topic('metrics')}",
+            file=sys.stderr,
+        )
         return 1
     print(orjson.dumps(snapshot.to_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else render(snapshot))
     return 0

@@ -44,8 +44,15 @@ def decode_record(topic: str, value: bytes | None) -> dict | None:
             manifest = Manifest.decode(value)
         except SnapshotRejected as error:
             return {"undecodable": str(error)}
-        return {"manifest": {"dataset": manifest.dataset, "version": manifest.version,
-                             "events_offset": manifest.events_offset, "chunks": len(manifest.chunks), "size": manifest.size}}
+        return {
+            "manifest": {
+                "dataset": manifest.dataset,
+                "version": manifest.version,
+                "events_offset": manifest.events_offset,
+                "chunks": len(manifest.chunks),
+                "size": manifest.size,
+            }
+        }
     kind = getattr(schemas, SCHEMAS[topic])
     try:
         return kind.decode(value).to_dict()
@@ -74,13 +81,19 @@ def run(args: argparse.Namespace) -> int:
     if args.prefix is not None:
         settings = dataclasses.replace(settings, topic_prefix=args.prefix)
     topic = settings.topic(args.topic)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
-                             consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"))
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
+    )
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            print(f"refinery tail: no topic {topic} at {settings.bootstrap} (create it: refinery kafka topics)",
-                  file=sys.stderr)
+            print(
+                f"refinery tail: no topic {topic} at {settings.bootstrap} (create it: refinery kafka topics)",
+                file=sys.stderr,
+            )
             return 1
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -90,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
             key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
             if args.dataset is not None and key != args.dataset:
                 continue
-            line = {"partition": record.partition, "offset": record.offset, "key": key,
-                    "value": decode_record(args.topic, record.value)}
+            line = {
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": key,
+                "value": decode_record(args.topic, record.value),
+            }
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
             sys.stdout.flush()
             shown += 1

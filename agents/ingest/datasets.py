@@ -79,20 +79,23 @@ def _message(**fields) -> Message:
 
 
 def _review(message: Message, labels: Iterable[str], mode: str, fields: Iterable[dict] = ()) -> Annotation:
-    return Annotation.from_dict({
-        "dataset": message.dataset,
-        "message_id": message.id,
-        "timestamp": message.timestamp,
-        # NLU++ lists a few intents twice in one utterance; a review pins each label once.
-        "labels": [{"name": name} for name in dict.fromkeys(labels)],
-        "mode": mode,
-        "annotator": "dataset",
-        "fields": list(fields),
-    })
+    return Annotation.from_dict(
+        {
+            "dataset": message.dataset,
+            "message_id": message.id,
+            "timestamp": message.timestamp,
+            # NLU++ lists a few intents twice in one utterance; a review pins each label once.
+            "labels": [{"name": name} for name in dict.fromkeys(labels)],
+            "mode": mode,
+            "annotator": "dataset",
+            "fields": list(fields),
+        }
+    )
 
 
-def banking77(split: str = "train", dataset: str = "banking77", *, mode: str = "label",
-              root: Path | str | None = None) -> Iterator[Pair]:
+def banking77(
+    split: str = "train", dataset: str = "banking77", *, mode: str = "label", root: Path | str | None = None
+) -> Iterator[Pair]:
     """Banking77 customer queries, one intent each: 10,003 (``train``) or 3,080 (``test``).
 
     Message ``i`` of a split has id ``f"{split}-{i:05d}"``, channel ``chat``, metadata
@@ -120,13 +123,26 @@ def banking77(split: str = "train", dataset: str = "banking77", *, mode: str = "
     base = BASE_TIMESTAMP + _SPLITS.index(split) * _DAY
     with path.open(newline="", encoding="utf-8") as file:
         for i, row in enumerate(csv.DictReader(file)):
-            message = _message(dataset=dataset, id=f"{split}-{i:05d}", timestamp=base + i, channel="chat",
-                              body=row["text"], language="en", metadata={"split": split})
+            message = _message(
+                dataset=dataset,
+                id=f"{split}-{i:05d}",
+                timestamp=base + i,
+                channel="chat",
+                body=row["text"],
+                language="en",
+                metadata={"split": split},
+            )
             yield message, _review(message, [row["category"]], mode)
 
 
-def nlupp(domain: str = "banking", folds: Iterable[int] | None = None, dataset: str | None = None, *,
-          mode: str = "label", root: Path | str | None = None) -> Iterator[Pair]:
+def nlupp(
+    domain: str = "banking",
+    folds: Iterable[int] | None = None,
+    dataset: str | None = None,
+    *,
+    mode: str = "label",
+    root: Path | str | None = None,
+) -> Iterator[Pair]:
     """NLU++ utterances, multi-label: 2,071 (``banking``) or 1,009 (``hotels``) over 20 folds.
 
     Folds are read in numeric order (all of them by default). Utterance ``j`` of fold ``f`` has
@@ -161,16 +177,26 @@ def nlupp(domain: str = "banking", folds: Iterable[int] | None = None, dataset: 
     for fold in chosen:
         path = _require(folder / f"fold{fold}.json", f"NLU++ {domain} fold {fold}")
         for j, item in enumerate(json.loads(path.read_text(encoding="utf-8"))):
-            message = _message(dataset=dataset, id=f"{domain}-f{fold}-{j}", timestamp=base + index, channel="chat",
-                              body=item["text"], language="en", metadata={"fold": fold})
-            fields = [{"name": name, "start": slot["span"][0], "end": slot["span"][1], "value": slot["text"]}
-                      for name, slot in item.get("slots", {}).items()]
+            message = _message(
+                dataset=dataset,
+                id=f"{domain}-f{fold}-{j}",
+                timestamp=base + index,
+                channel="chat",
+                body=item["text"],
+                language="en",
+                metadata={"fold": fold},
+            )
+            fields = [
+                {"name": name, "start": slot["span"][0], "end": slot["span"][1], "value": slot["text"]}
+                for name, slot in item.get("slots", {}).items()
+            ]
             yield message, _review(message, item.get("intents", []), mode, fields)
             index += 1
 
 
-def enron(dataset: str = "enron", min_annotators: int = 1, *, mode: str = "label",
-          root: Path | str | None = None) -> Iterator[Pair]:
+def enron(
+    dataset: str = "enron", min_annotators: int = 1, *, mode: str = "label", root: Path | str | None = None
+) -> Iterator[Pair]:
     """1,702 labelled Enron emails; labels are two-level (``"Parent > Child"``), 3.4 per email.
 
     Each email keeps its own id, ``Date`` (as epoch seconds), from, to, cc, subject and body;
@@ -197,9 +223,17 @@ def enron(dataset: str = "enron", min_annotators: int = 1, *, mode: str = "label
         for line in file:
             item = json.loads(line)
             message = _message(
-                dataset=dataset, id=item["id"], timestamp=parsedate_to_datetime(item["timestamp"]).timestamp(),
-                channel="email", subject=item["subject"], body=item["body"], **{"from": item["from"]},
-                to=item["to"], cc=item["cc"], language="en", metadata={"folder": item["folder"]},
+                dataset=dataset,
+                id=item["id"],
+                timestamp=parsedate_to_datetime(item["timestamp"]).timestamp(),
+                channel="email",
+                subject=item["subject"],
+                body=item["body"],
+                **{"from": item["from"]},
+                to=item["to"],
+                cc=item["cc"],
+                language="en",
+                metadata={"folder": item["folder"]},
             )
             labels = [label["label"] for label in item["labels"] if label["annotators"] >= min_annotators]
             yield message, _review(message, labels, mode)
@@ -234,8 +268,11 @@ def label_set(name: str, *, domain: str = "banking", root: Path | str | None = N
         names = json.loads(_require(base / "banking77" / "categories.json", "Banking77 categories").read_text())
     elif name == "nlupp":
         ontology = json.loads(_require(base / "nlupp" / "ontology.json", "NLU++ ontology").read_text())
-        names = [intent for intent, info in ontology["intents"].items()
-                 if "general" in info["domain"] or domain in info["domain"]]
+        names = [
+            intent
+            for intent, info in ontology["intents"].items()
+            if "general" in info["domain"] or domain in info["domain"]
+        ]
     elif name == "enron":
         names = json.loads(_require(base / "enron" / "taxonomy.json", "Enron taxonomy").read_text())["labels"]
     else:

@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,17 @@ class ColumnMapping:
 
     # field -> (JSON key, columns tried when no column is given)
     _STANDARD = {
-        "id": ("id", ("id", "message_id")), "timestamp": ("timestamp", ("timestamp",)),
-        "subject": ("subject", ("subject",)), "body": ("body", ("body", "text")),
-        "sender": ("from", ("from",)), "to": ("to", ("to",)), "cc": ("cc", ("cc",)),
-        "thread": ("thread_id", ("thread_id",)), "channel": ("channel", ("channel",)),
-        "language": ("language", ("language",)), "dataset": ("dataset", ("dataset",)),
+        "id": ("id", ("id", "message_id")),
+        "timestamp": ("timestamp", ("timestamp",)),
+        "subject": ("subject", ("subject",)),
+        "body": ("body", ("body", "text")),
+        "sender": ("from", ("from",)),
+        "to": ("to", ("to",)),
+        "cc": ("cc", ("cc",)),
+        "thread": ("thread_id", ("thread_id",)),
+        "channel": ("channel", ("channel",)),
+        "language": ("language", ("language",)),
+        "dataset": ("dataset", ("dataset",)),
         "labels": ("labels", ("labels", "label")),
     }
     # Annotation fields read from columns of the same name, when the kind is annotations.
@@ -114,11 +121,19 @@ class ColumnMapping:
             if column is not None:
                 if column not in header:
                     flag = {"sender": "from", "thread": "thread", "labels": "label"}.get(field, field)
-                    raise InputError(f"--{flag}-column {column!r}: no such column (the header has: {', '.join(header)})")
+                    raise InputError(
+                        f"--{flag}-column {column!r}: no such column (the header has: {', '.join(header)})"
+                    )
                 resolved[key] = column
             else:
-                found = next((name for name in standard if name in header and name not in explicit
-                              and name not in resolved.values()), None)
+                found = next(
+                    (
+                        name
+                        for name in standard
+                        if name in header and name not in explicit and name not in resolved.values()
+                    ),
+                    None,
+                )
                 if found is not None:
                     resolved[key] = found
         return resolved
@@ -166,7 +181,9 @@ def _require_text(message, path: str) -> None:
     from schemas import SchemaError
 
     if not message.subject.strip() and not message.body.strip():
-        raise SchemaError(f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither")
+        raise SchemaError(
+            f"{path}.body", "a subject or a body (a message without text cannot be classified)", "neither"
+        )
 
 
 def validate(data: Any, kind: str | None = None, defaults: Defaults = Defaults()):
@@ -235,12 +252,18 @@ def _format(path: Path, fmt: str | None) -> str:
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
-        raise InputError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-                         f"use --format csv|jsonl|json") from None
+        raise InputError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; use --format csv|jsonl|json"
+        ) from None
 
 
-def read_records(path: Path | str, mapping: ColumnMapping = ColumnMapping(), kind: str | None = None,
-                 defaults: Defaults = Defaults(), fmt: str | None = None) -> Iterator[tuple[int, Any]]:
+def read_records(
+    path: Path | str,
+    mapping: ColumnMapping = ColumnMapping(),
+    kind: str | None = None,
+    defaults: Defaults = Defaults(),
+    fmt: str | None = None,
+) -> Iterator[tuple[int, Any]]:
     """Read and validate the records of a CSV, JSONL or JSON file, in file order.
 
     Parameters
@@ -293,14 +316,25 @@ def _read_jsonl(path: Path, kind: str | None, defaults: Defaults) -> Iterator[tu
                 text = line.decode("utf-8")
             except UnicodeDecodeError as error:
                 reason = f"{root}: expected UTF-8 encoded JSON, got invalid byte 0x{line[error.start]:02x} at position {error.start}"
-                yield number, Rejected(reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n"))
+                yield (
+                    number,
+                    Rejected(
+                        reason, f"{root}: expected UTF-8 encoded JSON", line.decode("utf-8", "replace").rstrip("\n")
+                    ),
+                )
                 continue
             text = text.rstrip("\r\n")  # so that the parser's error positions are within the line
             try:
                 data = orjson.loads(text)
             except orjson.JSONDecodeError as error:
-                yield number, Rejected(f"{root}: expected a JSON object, got invalid JSON ({error})",
-                                       f"{root}: expected a JSON object", text)
+                yield (
+                    number,
+                    Rejected(
+                        f"{root}: expected a JSON object, got invalid JSON ({error})",
+                        f"{root}: expected a JSON object",
+                        text,
+                    ),
+                )
                 continue
             yield number, _check(data, kind, defaults)
 
@@ -311,7 +345,9 @@ def _read_json(path: Path, kind: str | None, defaults: Defaults) -> Iterator[tup
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
-        raise InputError(f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl") from None
+        raise InputError(
+            f"{path}: not a JSON document ({error}); for one record per line, name the file .jsonl"
+        ) from None
     items = data if isinstance(data, list) else [data]
     return ((number, _check(item, kind, defaults)) for number, item in enumerate(items, start=1))
 
@@ -344,7 +380,9 @@ def _labels_cell(cell: str) -> Any:
             items = json.loads(text)
         except ValueError:
             return text  # not a list: the contract's parser says so
-        return [{"name": item} if isinstance(item, str) else item for item in items] if isinstance(items, list) else items
+        return (
+            [{"name": item} if isinstance(item, str) else item for item in items] if isinstance(items, list) else items
+        )
     return [{"name": name.strip()} for name in text.split(";") if name.strip()]
 
 
@@ -366,7 +404,9 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     if kind == "messages" and "labels" in columns and mapping.labels is None:
         del columns["labels"]  # a column named "labels" in a messages file is a user property
     if kind == "annotations" and "labels" not in columns:
-        raise InputError(f"{path}: annotations need a labels column (--label-column); the header has: {', '.join(header)}")
+        raise InputError(
+            f"{path}: annotations need a labels column (--label-column); the header has: {', '.join(header)}"
+        )
     extra = {name for name in ColumnMapping._ANNOTATION_COLUMNS if name in header} if kind == "annotations" else set()
     inline = kind == "messages" or "body" in columns or "subject" in columns
     metadata = [c for c in header if c not in columns.values() and c not in extra] if inline else []
@@ -374,8 +414,17 @@ def _read_csv(path: Path, mapping: ColumnMapping, kind: str | None, defaults: De
     return _csv_rows(path, header, columns, kind, inline, extra, metadata, numeric, defaults)
 
 
-def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str, inline: bool, extra: set[str],
-              metadata: list[str], numeric: set[str], defaults: Defaults) -> Iterator[tuple[int, Any]]:
+def _csv_rows(
+    path: Path,
+    header: list[str],
+    columns: dict[str, str],
+    kind: str,
+    inline: bool,
+    extra: set[str],
+    metadata: list[str],
+    numeric: set[str],
+    defaults: Defaults,
+) -> Iterator[tuple[int, Any]]:
     # Cells of these fields are left out when empty, so that defaults apply (or None stays None).
     optional = {"thread_id", "language", "channel", "dataset"}
 
@@ -427,8 +476,9 @@ def _csv_rows(path: Path, header: list[str], columns: dict[str, str], kind: str,
             yield number, _check(annotation, kind, defaults)
 
 
-def dataset_records(name: str, kind: str = "messages", *, max_body_bytes: int | None = None,
-                    **loader_kwargs) -> Iterator[tuple[int, Any]]:
+def dataset_records(
+    name: str, kind: str = "messages", *, max_body_bytes: int | None = None, **loader_kwargs
+) -> Iterator[tuple[int, Any]]:
     """The records of a bundled data set (`agents.ingest.datasets`), numbered from 1, in file order.
 
     ``kind``: ``"messages"``, ``"annotations"`` (each carrying its message inline, so it stands
@@ -480,8 +530,10 @@ class Summary:
         verb = "valid (dry run, nothing sent)" if self.dry_run else "sent"
         rate = f" ({self.total_sent / self.seconds:,.0f}/s)" if self.seconds > 0 and self.total_sent else ""
         where = ", ".join(f"{topic}: {count}" for topic, count in sorted(self.sent.items()))
-        lines = [f"{verb} {self.total_sent}{f' ({where})' if where else ''} in {self.seconds:.1f} s{rate}; "
-                 f"rejected {self.total_rejected}; failed {self.total_failed}"]
+        lines = [
+            f"{verb} {self.total_sent}{f' ({where})' if where else ''} in {self.seconds:.1f} s{rate}; "
+            f"rejected {self.total_rejected}; failed {self.total_failed}"
+        ]
         if self.rejected:
             lines.append(f"rejected, by reason (every one in {self.rejects_path}):")
             for group, count in self.rejected.most_common(top):
@@ -527,14 +579,30 @@ def _producer(bootstrap: str):
     # acks=all with idempotence: a record counts as sent once every in-sync replica has it,
     # and a retried batch is not written twice. Batching (linger, large batches) is where the
     # throughput comes from.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
-                         batch_size=256 * 1024, client_id="refinery-send", bootstrap_timeout_ms=15_000)
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        client_id="refinery-send",
+        bootstrap_timeout_ms=15_000,
+    )
 
 
-def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Callable[[Any], str], *,
-                 bootstrap: str | None = None, producer=None, dry_run: bool = False,
-                 rejects_path: Path | None = None, unit: str = "row", progress: bool = False,
-                 total: int | None = None, timeout: float = 120.0) -> Summary:
+def send_records(
+    records: Iterable[tuple[int, Any]],
+    topics: dict[str, str] | Callable[[Any], str],
+    *,
+    bootstrap: str | None = None,
+    producer=None,
+    dry_run: bool = False,
+    rejects_path: Path | None = None,
+    unit: str = "row",
+    progress: bool = False,
+    total: int | None = None,
+    timeout: float = 120.0,
+) -> Summary:
     """Send the valid records to Kafka; write the `Rejected` ones to ``rejects_path``.
 
     Each record is sent with key = its dataset (UTF-8) and value = ``record.encode()``. After
@@ -568,7 +636,11 @@ def send_records(records: Iterable[tuple[int, Any]], topics: dict[str, str] | Ca
 
     from schemas import Message
 
-    topic_of = topics if callable(topics) else (lambda record: topics["messages" if isinstance(record, Message) else "annotations"])
+    topic_of = (
+        topics
+        if callable(topics)
+        else (lambda record: topics["messages" if isinstance(record, Message) else "annotations"])
+    )
     rejects_path = Path(rejects_path) if rejects_path is not None else None
     summary = Summary(dry_run=dry_run, rejects_path=rejects_path)
     rejects = _RejectsFile(rejects_path, unit)
@@ -644,42 +716,74 @@ def _failed_future(error: BaseException):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("what to send")
-    source.add_argument("files", nargs="*", type=Path, metavar="FILE", help="CSV, JSONL or JSON (a list, or one object) files")
-    source.add_argument("--dataset", choices=("banking77", "nlupp", "enron"),
-                        help="send a bundled data set from REFINERY_DATASETS instead of files")
+    source.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="CSV, JSONL or JSON (a list, or one object) files"
+    )
+    source.add_argument(
+        "--dataset",
+        choices=("banking77", "nlupp", "enron"),
+        help="send a bundled data set from REFINERY_DATASETS instead of files",
+    )
     source.add_argument("--split", default="train", choices=("train", "test"), help="Banking77 split (default train)")
-    source.add_argument("--domain", default="banking", choices=("banking", "hotels"), help="NLU++ domain (default banking)")
-    source.add_argument("--min-annotators", type=int, default=1, help="Enron: keep labels given by at least N annotators (default 1)")
-    source.add_argument("--kind", choices=("messages", "annotations", "both"),
-                        help="what the records are (default: guessed; records with message_id or labels are annotations); "
-                             "--dataset sends messages unless told; 'both' is for --dataset only")
-    source.add_argument("--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)")
-    source.add_argument("--limit", type=int, help="stop after the first N records of each file (with --dataset: N items)")
+    source.add_argument(
+        "--domain", default="banking", choices=("banking", "hotels"), help="NLU++ domain (default banking)"
+    )
+    source.add_argument(
+        "--min-annotators", type=int, default=1, help="Enron: keep labels given by at least N annotators (default 1)"
+    )
+    source.add_argument(
+        "--kind",
+        choices=("messages", "annotations", "both"),
+        help="what the records are (default: guessed; records with message_id or labels are annotations); "
+        "--dataset sends messages unless told; 'both' is for --dataset only",
+    )
+    source.add_argument(
+        "--format", choices=("csv", "jsonl", "json"), help="input format (default: from the file extension)"
+    )
+    source.add_argument(
+        "--limit", type=int, help="stop after the first N records of each file (with --dataset: N items)"
+    )
 
     columns = parser.add_argument_group("CSV columns (default: the column named like the field, if any)")
     for field, column_help in (
         ("id", "message id (default 'id'; without one: '<file stem>-<row number>')"),
         ("timestamp", "ISO-8601 or epoch seconds (without one: the time this run started)"),
-        ("subject", "subject"), ("body", "message text (default 'body', else 'text')"),
-        ("from", "sender"), ("to", "recipients"), ("cc", "copied recipients"), ("thread", "thread id (default 'thread_id')"),
-        ("channel", "email, chat, call or other"), ("language", "language code"), ("dataset", "dataset name"),
+        ("subject", "subject"),
+        ("body", "message text (default 'body', else 'text')"),
+        ("from", "sender"),
+        ("to", "recipients"),
+        ("cc", "copied recipients"),
+        ("thread", "thread id (default 'thread_id')"),
+        ("channel", "email, chat, call or other"),
+        ("language", "language code"),
+        ("dataset", "dataset name"),
         ("label", "annotation labels: 'A;B > C' or a JSON list (default 'labels', else 'label')"),
     ):
         flags = [f"--{field}-column"] + (["--text-column"] if field == "body" else [])
-        dest = {"from": "sender_column", "thread": "thread_column", "label": "labels_column"}.get(field, f"{field}_column")
+        dest = {"from": "sender_column", "thread": "thread_column", "label": "labels_column"}.get(
+            field, f"{field}_column"
+        )
         columns.add_argument(*flags, dest=dest, metavar="NAME", help=column_help)
 
     fill = parser.add_argument_group("defaults for fields a record leaves out")
     fill.add_argument("--dataset-name", help="the dataset of records that name none (with --dataset: rename it)")
-    fill.add_argument("--channel", choices=("email", "chat", "call", "other"), help="channel of messages that name none")
+    fill.add_argument(
+        "--channel", choices=("email", "chat", "call", "other"), help="channel of messages that name none"
+    )
     fill.add_argument("--mode", help="mode of annotations that name none (with --dataset: default 'label')")
     fill.add_argument("--annotator", help="annotator of annotations that name none")
 
     out = parser.add_argument_group("where to")
     out.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings, 127.0.0.1:9092)")
-    out.add_argument("--topic", help="send every record to this topic (default: <prefix>messages / <prefix>annotations)")
-    out.add_argument("--rejects", type=Path, help="rejects file (default: <input>.rejects.jsonl, or <dataset>.rejects.jsonl)")
-    out.add_argument("--max-body-bytes", type=int, help="largest accepted body in UTF-8 bytes (default: REFINERY_MAX_BODY_BYTES)")
+    out.add_argument(
+        "--topic", help="send every record to this topic (default: <prefix>messages / <prefix>annotations)"
+    )
+    out.add_argument(
+        "--rejects", type=Path, help="rejects file (default: <input>.rejects.jsonl, or <dataset>.rejects.jsonl)"
+    )
+    out.add_argument(
+        "--max-body-bytes", type=int, help="largest accepted body in UTF-8 bytes (default: REFINERY_MAX_BODY_BYTES)"
+    )
     out.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
     out.add_argument("--strict", action="store_true", help="exit 1 when any record is rejected")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -704,7 +808,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "both" and not args.dataset:
         return _usage_error("--kind both is for --dataset only")
     if args.rejects and len(args.files) > 1:
-        return _usage_error("--rejects names the rejects file of one input; with several, each gets <input>.rejects.jsonl")
+        return _usage_error(
+            "--rejects names the rejects file of one input; with several, each gets <input>.rejects.jsonl"
+        )
     max_body = args.max_body_bytes or settings.max_body_bytes
     try:
         runs = list(_dataset_run(args, max_body) if args.dataset else _file_runs(args, max_body))
@@ -720,15 +826,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         producer = None if args.dry_run else _producer(bootstrap)
         for records, total, unit, rejects_path, notes in runs:
-            summary = send_records(records, topics, producer=producer, dry_run=args.dry_run, rejects_path=rejects_path,
-                                   unit=unit, progress=not args.quiet and sys.stderr.isatty(), total=total)
+            summary = send_records(
+                records,
+                topics,
+                producer=producer,
+                dry_run=args.dry_run,
+                rejects_path=rejects_path,
+                unit=unit,
+                progress=not args.quiet and sys.stderr.isatty(),
+                total=total,
+            )
             summary.notes.extend(notes)
             print(summary.render())
             failed += summary.total_failed
             rejected += summary.total_rejected
     except KafkaError as error:  # the broker cannot be reached, most often
-        print(f"refinery send: error: Kafka at {bootstrap}: {_describe(error)} (is the broker running? `refinery kafka start`)",
-              file=sys.stderr)
+        print(
+            f"refinery send: error: Kafka at {bootstrap}: {_describe(error)} (is the broker running? `refinery kafka start`)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if producer is not None:
@@ -765,19 +881,42 @@ def _dataset_run(args: argparse.Namespace, max_body: int) -> Iterator[tuple]:
 def _file_runs(args: argparse.Namespace, max_body: int) -> Iterator[tuple]:
     """(records, total, unit, rejects path, notes) of every input file; each is opened (and
     refused if unreadable) before anything is sent."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     started = round(time.time())
-    defaults = Defaults(dataset=args.dataset_name, channel=args.channel, mode=args.mode, annotator=args.annotator,
-                        timestamp=float(started), max_body_bytes=max_body)
-    mapping = ColumnMapping(**{field: getattr(args, f"{field}_column") for field in (
-        "id", "timestamp", "subject", "body", "sender", "to", "cc", "thread", "channel", "language", "dataset", "labels")})
+    defaults = Defaults(
+        dataset=args.dataset_name,
+        channel=args.channel,
+        mode=args.mode,
+        annotator=args.annotator,
+        timestamp=float(started),
+        max_body_bytes=max_body,
+    )
+    mapping = ColumnMapping(
+        **{
+            field: getattr(args, f"{field}_column")
+            for field in (
+                "id",
+                "timestamp",
+                "subject",
+                "body",
+                "sender",
+                "to",
+                "cc",
+                "thread",
+                "channel",
+                "language",
+                "dataset",
+                "labels",
+            )
+        }
+    )
     for path in args.files:
         fmt = _format(path, args.format)
         records = read_records(path, mapping, args.kind, defaults, fmt)
         notes = []
         if fmt == "csv" and "timestamp" not in mapping.resolve(_csv_header(path)):
-            moment = datetime.fromtimestamp(started, timezone.utc).isoformat().replace("+00:00", "Z")
+            moment = datetime.fromtimestamp(started, UTC).isoformat().replace("+00:00", "Z")
             notes.append(f"{path} has no timestamp column: its records carry this run's start time, {moment}")
         rejects_path = args.rejects or path.with_name(path.name + ".rejects.jsonl")
         yield _limited(records, args.limit), None, UNITS[fmt], rejects_path, notes

@@ -121,8 +121,16 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path | None:
     staging = libs.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     _say(f"fetching Kafka {kafka_version()} from Maven Central into {libs} ...", quiet)
-    command = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -198,8 +206,9 @@ def _metadata(bootstrap: str, timeout: float) -> dict:
     from kafka import KafkaAdminClient
 
     ms = max(int(timeout * 1000), 1000)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="refinery-broker-check",
-                             request_timeout_ms=ms, bootstrap_timeout_ms=ms)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="refinery-broker-check", request_timeout_ms=ms, bootstrap_timeout_ms=ms
+    )
     try:
         return admin.describe_cluster()
     finally:
@@ -307,10 +316,17 @@ def _java() -> str:
 def _java_command(settings: Settings, main: str, *args: str) -> list[str]:
     heap = os.environ.get("KAFKA_HEAP_OPTS") or DEFAULT_HEAP_OPTS
     return [
-        _java(), *heap.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        _java(),
+        *heap.split(),
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={settings.home / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={settings.home / 'logs'}",
-        "-cp", str(_libs(settings) / "*"), main, *args,
+        "-cp",
+        str(_libs(settings) / "*"),
+        main,
+        *args,
     ]
 
 
@@ -328,11 +344,21 @@ def _format_storage(settings: Settings) -> None:
     if (_data_dir(settings) / "meta.properties").exists():
         return
     cluster_id = _cluster_id()
-    command = _java_command(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                            "-t", cluster_id, "-c", str(_properties_file(settings)))
+    command = _java_command(
+        settings,
+        "kafka.tools.StorageTool",
+        "format",
+        "--ignore-formatted",
+        "-t",
+        cluster_id,
+        "-c",
+        str(_properties_file(settings)),
+    )
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
-        raise BrokerError(f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
+        raise BrokerError(
+            f"formatting {_data_dir(settings)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
+        )
 
 
 def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> str:
@@ -351,8 +377,9 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
     if pid is not None:
         if not is_answering(bootstrap):
             _say(f"Kafka (pid {pid}) is starting; waiting for {bootstrap}", quiet)
-            wait_until_ready(bootstrap, timeout, alive=lambda: recorded_pid(settings) is not None,
-                             log_file=_log_file(settings))
+            wait_until_ready(
+                bootstrap, timeout, alive=lambda: recorded_pid(settings) is not None, log_file=_log_file(settings)
+            )
         _say(f"Kafka already running: pid {pid}, bootstrap {bootstrap}", quiet)
         return bootstrap
 
@@ -374,8 +401,14 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
     log_file = _log_file(settings)
     command = _java_command(settings, "kafka.Kafka", str(_properties_file(settings)))
     with open(log_file, "ab") as out:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=settings.home)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.home,
+        )
     _pid_file(settings).write_text(f"{process.pid}\n")
     _say(f"Kafka {kafka_version()} starting: pid {process.pid}, bootstrap {bootstrap}, log {log_file}", quiet)
     try:
@@ -461,8 +494,10 @@ def create_topics(settings: Settings, partitions: int | None = None, names=None)
             for topic in response["topics"]:
                 error = topic["error_code"]
                 if error not in (0, TopicAlreadyExistsError.errno):
-                    raise BrokerError(f"creating topic {topic['name']} failed: error {error} "
-                                      f"{topic.get('error_message') or ''}".rstrip())
+                    raise BrokerError(
+                        f"creating topic {topic['name']} failed: error {error} "
+                        f"{topic.get('error_message') or ''}".rstrip()
+                    )
             admin.wait_for_topics(list(missing), timeout_ms=30_000)
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))}
     finally:
@@ -502,8 +537,11 @@ def describe_topics(settings: Settings, names=None) -> list[dict]:
             config_filter="all",
         )["topic"]
         return [
-            {"topic": topic, "partitions": described[topic],
-             "cleanup.policy": configs.get(topic, {}).get("cleanup.policy", {}).get("value")}
+            {
+                "topic": topic,
+                "partitions": described[topic],
+                "cleanup.policy": configs.get(topic, {}).get("cleanup.policy", {}).get("value"),
+            }
             for topic in existing
         ]
     finally:
@@ -521,12 +559,20 @@ def ensure_broker(settings: Settings, timeout: float = 90.0) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("fetch", "start", "stop", "status", "topics"),
-                        help="fetch the jars; start or stop the local broker; show its status; create topics")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)")
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="partitions of new topics (default REFINERY_PARTITIONS, else 4)")
+    parser.add_argument(
+        "action",
+        choices=("fetch", "start", "stop", "status", "topics"),
+        help="fetch the jars; start or stop the local broker; show its status; create topics",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds to wait for the broker to answer (start) or exit (stop) (default 90)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="partitions of new topics (default REFINERY_PARTITIONS, else 4)"
+    )
     parser.add_argument("--prefix", default=None, help="topic prefix (default REFINERY_TOPIC_PREFIX, else 'refinery.')")
 
 

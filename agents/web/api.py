@@ -74,9 +74,14 @@ class Api:
         for p, part in sorted(self.service.partitions.items()):
             for name in sorted(part.engines):
                 metrics = self.service.latest_metrics.get(name)
-                rows.append({"dataset": name, "partition": p,
-                             "model_version": None if metrics is None else metrics.model_version,
-                             "reviewed": None if metrics is None else metrics.reviewed})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "partition": p,
+                        "model_version": None if metrics is None else metrics.model_version,
+                        "reviewed": None if metrics is None else metrics.reviewed,
+                    }
+                )
         return 200, {"datasets": rows}
 
     def _engine(self, dataset: str):
@@ -84,8 +89,11 @@ class Api:
         return None if part is None else part.engines[dataset]
 
     def _missing(self, dataset: str) -> Reply:
-        return _error(404, f"dataset {dataset!r} is not owned by this worker (owned here: "
-                           f"{', '.join(sorted(n for p in self.service.partitions.values() for n in p.engines)) or 'none'})")
+        return _error(
+            404,
+            f"dataset {dataset!r} is not owned by this worker (owned here: "
+            f"{', '.join(sorted(n for p in self.service.partitions.values() for n in p.engines)) or 'none'})",
+        )
 
     async def metrics(self, dataset: str) -> Reply:
         engine = self._engine(dataset)
@@ -112,8 +120,9 @@ class Api:
         async with self.service.lock:
             items = await self.service.in_thread(engine.suggestions, kind, label=label, limit=limit)
             version = engine.metrics(now=time.time()).model_version if items else 0
-        return 200, SuggestionList(dataset=dataset, timestamp=time.time(), model_version=version, kind=kind,
-                                   label=label, items=tuple(items)).to_dict()
+        return 200, SuggestionList(
+            dataset=dataset, timestamp=time.time(), model_version=version, kind=kind, label=label, items=tuple(items)
+        ).to_dict()
 
     async def curve(self, dataset: str, query) -> Reply:
         engine = self._engine(dataset)
@@ -170,6 +179,7 @@ def register(app, service) -> Api:
             if not api.authorised(request.headers.get("Authorization")):
                 return reply(self, _error(401, "missing or wrong bearer token (REFINERY_API_TOKEN)"))
             return await handler(self, request, **kwargs)
+
         return get
 
     # The index is registered before anything else at "/" (Faust's own placeholder index there

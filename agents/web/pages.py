@@ -31,21 +31,30 @@ records from the worker's `agents.worker.app.Service`; `agents.web.api.register`
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Iterable, Optional, Sequence
 from urllib.parse import quote
 
 from schemas import SUGGESTION_KINDS, LabelMetrics, MetricsSnapshot, Suggestion, SuggestionList
 
-__all__ = ["REFRESH_SECONDS", "SUGGESTIONS_SHOWN", "ACTIONS_SHOWN", "IndexRow", "Pages", "render_index", "render_dataset",
-           "render_missing", "render_unauthorised"]
+__all__ = [
+    "REFRESH_SECONDS",
+    "SUGGESTIONS_SHOWN",
+    "ACTIONS_SHOWN",
+    "IndexRow",
+    "Pages",
+    "render_index",
+    "render_dataset",
+    "render_missing",
+    "render_unauthorised",
+]
 
 REFRESH_SECONDS = 5
 SUGGESTIONS_SHOWN = 10
 ACTIONS_SHOWN = 5  # the rest are folded away (in the order the engine ranks them)
 
 #: One row of the index: ``(dataset, partition, latest published metrics or None)``.
-IndexRow = tuple[str, int, Optional[MetricsSnapshot]]
+IndexRow = tuple[str, int, MetricsSnapshot | None]
 
 _KIND_TITLES = {
     "check_label": "Check label: reviews where a label may be misapplied",
@@ -118,22 +127,26 @@ def _ready(ready: bool) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
     """An HTML table; ``rows`` hold HTML already escaped, ``numeric`` columns right-aligned."""
-    head = "".join(f'<th{" class=n" if i in numeric else ""}>{escape(h)}</th>' for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{cell}</td>' for i, cell in enumerate(row))
-                   + "</tr>" for row in rows)
+    head = "".join(f"<th{' class=n' if i in numeric else ''}>{escape(h)}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _page(title: str, body: str, refresh: bool = True) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)} · Refinery</title><style>{_CSS}</style></head><body>"
-            f'<header><a class="brand" href="/">Refinery</a><a href="/">datasets</a>'
-            f'<a href="/datasets">/datasets (JSON)</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></header>'
-            f"<main>{body}</main>"
-            f"<footer>{'This page reloads every %d s. ' % REFRESH_SECONDS if refresh else ''}"
-            f"Rendered {escape(_when(time.time()))}.</footer></body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} · Refinery</title><style>{_CSS}</style></head><body>"
+        f'<header><a class="brand" href="/">Refinery</a><a href="/">datasets</a>'
+        f'<a href="/datasets">/datasets (JSON)</a><a href="/metrics">/metrics</a><a href="/readyz">/readyz</a></header>'
+        f"<main>{body}</main>"
+        f"<footer>{'This page reloads every %d s. ' % REFRESH_SECONDS if refresh else ''}"
+        f"Rendered {escape(_when(time.time()))}.</footer></body></html>"
+    )
 
 
 def _card(key: str, value: str, sub: str = "") -> str:
@@ -154,26 +167,48 @@ def render_index(rows: Sequence[IndexRow], *, ready: bool = True) -> str:
     """
     parts = ["<h1>Datasets on this worker</h1>"]
     if not ready:
-        parts.append('<p class="note">This worker is still restoring its partitions from their snapshots; '
-                     "datasets appear as they are restored.</p>")
+        parts.append(
+            '<p class="note">This worker is still restoring its partitions from their snapshots; '
+            "datasets appear as they are restored.</p>"
+        )
     if not rows:
-        parts.append('<div class="note">This worker owns no datasets yet. Send messages to the <code>messages</code> '
-                     "topic keyed by their dataset (or run <code>refinery demo</code>); each dataset appears here "
-                     "once its first message is processed. With several workers, each owns the datasets of its "
-                     "partitions: look on the others too.</div>")
+        parts.append(
+            '<div class="note">This worker owns no datasets yet. Send messages to the <code>messages</code> '
+            "topic keyed by their dataset (or run <code>refinery demo</code>); each dataset appears here "
+            "once its first message is processed. With several workers, each owns the datasets of its "
+            "partitions: look on the others too.</div>"
+        )
         return _page("Datasets", "".join(parts))
     table_rows = []
     for dataset, partition, snapshot in rows:
         link = f'<a href="{_dataset_href(dataset)}">{escape(dataset)}</a>'
         api = f'<a href="{_dataset_href(dataset, "/metrics")}">metrics</a>'
         if snapshot is None:
-            table_rows.append([link, str(partition), '<span class="muted">no metrics yet</span>', "", "", "", "", "", api])
+            table_rows.append(
+                [link, str(partition), '<span class="muted">no metrics yet</span>', "", "", "", "", "", api]
+            )
             continue
         r = snapshot.rating
-        table_rows.append([link, str(partition), f"{r.score:.1f}", _band(r.band), _ready(r.ready), str(snapshot.reviewed),
-                           _percent(snapshot.coverage), _num(snapshot.map), api])
-    parts.append(_table(["dataset", "partition", "rating", "band", "ready", "reviewed", "coverage", "MAP", "JSON"],
-                        table_rows, numeric=(1, 2, 5, 6, 7)))
+        table_rows.append(
+            [
+                link,
+                str(partition),
+                f"{r.score:.1f}",
+                _band(r.band),
+                _ready(r.ready),
+                str(snapshot.reviewed),
+                _percent(snapshot.coverage),
+                _num(snapshot.map),
+                api,
+            ]
+        )
+    parts.append(
+        _table(
+            ["dataset", "partition", "rating", "band", "ready", "reviewed", "coverage", "MAP", "JSON"],
+            table_rows,
+            numeric=(1, 2, 5, 6, 7),
+        )
+    )
     parts.append('<p class="muted">Ratings are those last published (every few seconds, when a dataset changed).</p>')
     return _page("Datasets", "".join(parts))
 
@@ -184,15 +219,19 @@ def _factor_metrics(metrics: dict[str, float | None]) -> str:
 
 def _worst_first(labels: dict[str, LabelMetrics]) -> list[tuple[str, LabelMetrics]]:
     """Labels by average precision, worst first; labels without one (too few positives) last."""
-    return sorted(labels.items(), key=lambda item: (item[1].average_precision is None, item[1].average_precision or 0.0,
-                                                   item[0]))
+    return sorted(
+        labels.items(), key=lambda item: (item[1].average_precision is None, item[1].average_precision or 0.0, item[0])
+    )
 
 
 def _warnings(m: LabelMetrics) -> str:
     if not m.warnings:
         return ""
-    items = "".join(f'<li><span class="{escape(w.severity)}">{escape(w.severity)}</span> {escape(w.message)}'
-                    f"<br><span class=muted>→ {escape(w.action)}</span></li>" for w in m.warnings)
+    items = "".join(
+        f'<li><span class="{escape(w.severity)}">{escape(w.severity)}</span> {escape(w.message)}'
+        f"<br><span class=muted>→ {escape(w.action)}</span></li>"
+        for w in m.warnings
+    )
     return f"<ul>{items}</ul>"
 
 
@@ -207,9 +246,13 @@ def _suggestions_section(lists: Sequence[SuggestionList]) -> str:
         if not items:
             parts.append('<p class="muted">No suggestions of this kind yet.</p>')
             continue
-        parts.append(_table(["message id", "label", "score", "reason"],
-                            [[escape(s.message_id), escape(s.label or "–"), _num(s.score), escape(s.reason)] for s in items],
-                            numeric=(2,)))
+        parts.append(
+            _table(
+                ["message id", "label", "score", "reason"],
+                [[escape(s.message_id), escape(s.label or "–"), _num(s.score), escape(s.reason)] for s in items],
+                numeric=(2,),
+            )
+        )
     return "".join(parts)
 
 
@@ -228,26 +271,36 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
     name = escape(s.dataset)
     parts = [f"<h1>{name} {_band(r.band)}</h1>"]
     balance = s.balance
-    parts.append('<div class="cards">'
-                 + _card("rating", f"{r.score:.1f}", f"{escape(r.band)}, {_ready(r.ready)}")
-                 + _card("MAP", _num(s.map), "mean average precision" if s.map is not None
-                         else "too few reviews per label yet")
-                 + _card("coverage", _percent(s.coverage), "live messages with an informative label")
-                 + _card("balance", _num(balance.score, 1),
-                         f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}")
-                 + _card("reviewed", str(s.reviewed), f"model version {s.model_version}")
-                 + _card("labels", str(len(s.labels)), f"as of {escape(_when(s.timestamp))}")
-                 + "</div>")
+    parts.append(
+        '<div class="cards">'
+        + _card("rating", f"{r.score:.1f}", f"{escape(r.band)}, {_ready(r.ready)}")
+        + _card("MAP", _num(s.map), "mean average precision" if s.map is not None else "too few reviews per label yet")
+        + _card("coverage", _percent(s.coverage), "live messages with an informative label")
+        + _card(
+            "balance",
+            _num(balance.score, 1),
+            f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}",
+        )
+        + _card("reviewed", str(s.reviewed), f"model version {s.model_version}")
+        + _card("labels", str(len(s.labels)), f"as of {escape(_when(s.timestamp))}")
+        + "</div>"
+    )
     if s.reviewed == 0:
-        parts.append('<div class="note"><b>No reviews yet.</b> The model learns only from reviews: until people '
-                     "label some messages (annotations on the <code>annotations</code> topic), it predicts no label, "
-                     "the rating stays Poor and the per-label table is empty. Start with the "
-                     "<i>shuffle</i> suggestions below: an unbiased sample of the stream.</div>")
+        parts.append(
+            '<div class="note"><b>No reviews yet.</b> The model learns only from reviews: until people '
+            "label some messages (annotations on the <code>annotations</code> topic), it predicts no label, "
+            "the rating stays Poor and the per-label table is empty. Start with the "
+            "<i>shuffle</i> suggestions below: an unbiased sample of the stream.</div>"
+        )
 
     parts.append("<h2>Rating factors</h2>")
-    parts.append(_table(["factor", "score", "band", "metrics"],
-                        [[escape(k), f"{f.score:.1f}", _band(f.band), _factor_metrics(f.metrics)] for k, f in r.factors.items()],
-                        numeric=(1,)))
+    parts.append(
+        _table(
+            ["factor", "score", "band", "metrics"],
+            [[escape(k), f"{f.score:.1f}", _band(f.band), _factor_metrics(f.metrics)] for k, f in r.factors.items()],
+            numeric=(1,),
+        )
+    )
 
     parts.append("<h2>Recommended actions</h2>")
     if s.actions:
@@ -255,34 +308,61 @@ def render_dataset(snapshot: MetricsSnapshot, suggestions: Sequence[SuggestionLi
         rows = [[escape(a.kind), escape(a.label or "–"), escape(a.why), _num(a.expected_gain, 1)] for a in s.actions]
         parts.append(_table(header, rows[:ACTIONS_SHOWN], numeric=(3,)))
         if len(rows) > ACTIONS_SHOWN:
-            parts.append(f"<details><summary>{len(rows) - ACTIONS_SHOWN} more actions</summary>"
-                         f"{_table(header, rows[ACTIONS_SHOWN:], numeric=(3,))}</details>")
+            parts.append(
+                f"<details><summary>{len(rows) - ACTIONS_SHOWN} more actions</summary>"
+                f"{_table(header, rows[ACTIONS_SHOWN:], numeric=(3,))}</details>"
+            )
     else:
         parts.append('<p class="muted">None: nothing stands out.</p>')
 
     parts.append("<h2>Labels, worst average precision first</h2>")
     if s.labels:
-        rows = [[escape(label), _num(m.precision), _num(m.recall), _num(m.f1), _num(m.average_precision),
-                 _num(m.threshold), str(m.support), str(m.pinned), _warnings(m)] for label, m in _worst_first(s.labels)]
-        parts.append(_table(["label", "precision", "recall", "F1", "AP", "threshold", "support", "pinned", "warnings"],
-                            rows, numeric=(1, 2, 3, 4, 5, 6, 7)))
-        parts.append('<p class="muted">Over the validation window of recent reviews; – means too few reviews to say.</p>')
+        rows = [
+            [
+                escape(label),
+                _num(m.precision),
+                _num(m.recall),
+                _num(m.f1),
+                _num(m.average_precision),
+                _num(m.threshold),
+                str(m.support),
+                str(m.pinned),
+                _warnings(m),
+            ]
+            for label, m in _worst_first(s.labels)
+        ]
+        parts.append(
+            _table(
+                ["label", "precision", "recall", "F1", "AP", "threshold", "support", "pinned", "warnings"],
+                rows,
+                numeric=(1, 2, 3, 4, 5, 6, 7),
+            )
+        )
+        parts.append(
+            '<p class="muted">Over the validation window of recent reviews; – means too few reviews to say.</p>'
+        )
     else:
         parts.append('<p class="muted">No labels yet: a label appears with its first review.</p>')
 
     parts.append("<h2>Drift events</h2>")
     if s.drift:
-        parts.append(_table(["when", "label", "kind", "detail"],
-                            [[escape(_when(d.when)), escape(d.label or "–"), escape(d.kind), escape(d.detail)]
-                             for d in s.drift]))
+        parts.append(
+            _table(
+                ["when", "label", "kind", "detail"],
+                [[escape(_when(d.when)), escape(d.label or "–"), escape(d.kind), escape(d.detail)] for d in s.drift],
+            )
+        )
     else:
         parts.append('<p class="muted">None detected.</p>')
 
     parts.append(_suggestions_section(suggestions))
-    kinds = " · ".join(f'<a href="{_dataset_href(s.dataset, "/suggestions?kind=" + k)}">{escape(k)}</a>'
-                       for k in SUGGESTION_KINDS)
-    parts.append(f'<h2>Machine-readable</h2><p><a href="{_dataset_href(s.dataset, "/metrics")}">metrics (JSON)</a> · '
-                 f"suggestions (JSON): {kinds} · <a href=\"/metrics\">Prometheus /metrics</a></p>")
+    kinds = " · ".join(
+        f'<a href="{_dataset_href(s.dataset, "/suggestions?kind=" + k)}">{escape(k)}</a>' for k in SUGGESTION_KINDS
+    )
+    parts.append(
+        f'<h2>Machine-readable</h2><p><a href="{_dataset_href(s.dataset, "/metrics")}">metrics (JSON)</a> · '
+        f'suggestions (JSON): {kinds} · <a href="/metrics">Prometheus /metrics</a></p>'
+    )
     return _page(s.dataset, "".join(parts))
 
 
@@ -293,17 +373,25 @@ def render_missing(dataset: str, owned: Sequence[str]) -> str:
     True
     """
     links = ", ".join(f'<a href="{_dataset_href(d)}">{escape(d)}</a>' for d in owned) or "none"
-    return _page("Not here", f"<h1>{escape(dataset)}</h1><p class=note>Dataset <b>{escape(dataset)}</b> is not owned "
-                             f"by this worker (owned here: {links}). With several workers, open the one that owns "
-                             f"the dataset's partition.</p>", refresh=False)
+    return _page(
+        "Not here",
+        f"<h1>{escape(dataset)}</h1><p class=note>Dataset <b>{escape(dataset)}</b> is not owned "
+        f"by this worker (owned here: {links}). With several workers, open the one that owns "
+        f"the dataset's partition.</p>",
+        refresh=False,
+    )
 
 
 def render_unauthorised() -> str:
     """The 401 page: the worker has ``REFINERY_API_TOKEN`` set and the request did not carry it."""
-    return _page("Token required", "<h1>A bearer token is required</h1><p class=note>This worker has "
-                 "<code>REFINERY_API_TOKEN</code> set: every page and API route but <code>/healthz</code> needs the "
-                 "header <code>Authorization: Bearer &lt;token&gt;</code>. Browsers do not send one by themselves: "
-                 "open the pages through a proxy that adds it (docs/service.md, Dashboard pages).</p>", refresh=False)
+    return _page(
+        "Token required",
+        "<h1>A bearer token is required</h1><p class=note>This worker has "
+        "<code>REFINERY_API_TOKEN</code> set: every page and API route but <code>/healthz</code> needs the "
+        "header <code>Authorization: Bearer &lt;token&gt;</code>. Browsers do not send one by themselves: "
+        "open the pages through a proxy that adds it (docs/service.md, Dashboard pages).</p>",
+        refresh=False,
+    )
 
 
 # -- gathering -----------------------------------------------------------------------------------
@@ -319,8 +407,11 @@ class Pages:
         return sorted(name for part in self.service.partitions.values() for name in part.engines)
 
     def index(self) -> tuple[int, str]:
-        rows = [(name, p, self.service.latest_metrics.get(name))
-                for p, part in sorted(self.service.partitions.items()) for name in sorted(part.engines)]
+        rows = [
+            (name, p, self.service.latest_metrics.get(name))
+            for p, part in sorted(self.service.partitions.items())
+            for name in sorted(part.engines)
+        ]
         return 200, render_index(rows, ready=self.service.ready)
 
     async def dataset(self, dataset: str) -> tuple[int, str]:
@@ -334,9 +425,17 @@ class Pages:
             snapshot = engine.metrics(now=now)
             lists = []
             if hasattr(engine, "suggestions"):
-                lists = [SuggestionList(dataset=dataset, timestamp=now, model_version=snapshot.model_version, kind=kind,
-                                        label=None, items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)))
-                         for kind in SUGGESTION_KINDS]
+                lists = [
+                    SuggestionList(
+                        dataset=dataset,
+                        timestamp=now,
+                        model_version=snapshot.model_version,
+                        kind=kind,
+                        label=None,
+                        items=tuple(engine.suggestions(kind, limit=SUGGESTIONS_SHOWN)),
+                    )
+                    for kind in SUGGESTION_KINDS
+                ]
             return snapshot, lists
 
         async with self.service.lock:

@@ -32,14 +32,15 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
 from agents.settings import Settings, env_value
-from agents.worker.observability import Observability, log_event
 from agents.worker.engines import PartitionEngines, read_range
+from agents.worker.observability import Observability, log_event
 from agents.worker.sequencer import sequence
 from agents.worker.snapshots import CHUNK_BYTES, collect
 from schemas import SUGGESTION_KINDS, DeadLetter, Event, SuggestionList
@@ -89,7 +90,7 @@ class WorkerOptions:
     instance_id: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerOptions":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerOptions:
         env = os.environ if env is None else env
         d = cls()
 
@@ -121,7 +122,9 @@ def _engine_functions(options: WorkerOptions):
     config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **dict(options.engine_config)})
     # allow_pickle (a plugged River model's state): PartitionEngines.restore calls this only on
     # bytes whose HMAC `snapshots.verify` has checked, never on anything else.
-    return (lambda dataset: Refiner(dataset, config=config, seed=0)), (lambda blob: Refiner.restore(blob, allow_pickle=True))
+    return (lambda dataset: Refiner(dataset, config=config, seed=0)), (
+        lambda blob: Refiner.restore(blob, allow_pickle=True)
+    )
 
 
 class Service:
@@ -136,19 +139,30 @@ class Service:
         self.options = options
         self.send = send
         self.obs = observability
-        self.topics = {name: settings.topic(name) for name in ("messages", "annotations", "events", "predictions",
-                                                               "metrics", "suggestions", "deadletter", "snapshots")}
+        self.topics = {
+            name: settings.topic(name)
+            for name in (
+                "messages",
+                "annotations",
+                "events",
+                "predictions",
+                "metrics",
+                "suggestions",
+                "deadletter",
+                "snapshots",
+            )
+        }
         self.make_engine, self.restore_engine = _engine_functions(options)
         self.partitions: dict[int, PartitionEngines] = {}
         self.restoring: dict[int, asyncio.Task] = {}
-        self.held: dict[int, list] = {}           # Faust events applied but not yet covered by a snapshot
+        self.held: dict[int, list] = {}  # Faust events applied but not yet covered by a snapshot
         self.first_held_at: dict[int, float] = {}
-        self.assigned: set[int] | None = None      # None until the first assignment
-        self.lock = asyncio.Lock()                 # one writer of the engines at a time
+        self.assigned: set[int] | None = None  # None until the first assignment
+        self.lock = asyncio.Lock()  # one writer of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         self.latest_metrics: dict[str, Any] = {}
-        self.must_replay: set[int] = set()         # partitions to rebuild from their snapshots' offsets
-        self.delivered: dict[int, int] = {}        # first events offset not known to be applied
+        self.must_replay: set[int] = set()  # partitions to rebuild from their snapshots' offsets
+        self.delivered: dict[int, int] = {}  # first events offset not known to be applied
         observability.ready.set_function(lambda: float(self.ready))  # read at each scrape: always current
 
     # -- helpers ---------------------------------------------------------------------------
@@ -180,8 +194,14 @@ class Service:
             failed = None
             for i, (record, result) in enumerate(zip(pending, results)):
                 if isinstance(result, _UNDELIVERABLE):  # retrying cannot help: say so and go on
-                    log_event(log, logging.ERROR, "undeliverable", topic=record[0], bytes=len(record[2] or b""),
-                              error=repr(result))
+                    log_event(
+                        log,
+                        logging.ERROR,
+                        "undeliverable",
+                        topic=record[0],
+                        bytes=len(record[2] or b""),
+                        error=repr(result),
+                    )
                     self.obs.dead_letters.labels("undeliverable").inc()
                 elif isinstance(result, BaseException):
                     failed = i
@@ -190,15 +210,25 @@ class Service:
                     self.obs.events_out.labels(record[0]).inc()
             if failed is None:
                 return
-            log_event(log, logging.WARNING, "delivery_retry", records=len(pending) - failed, error=repr(results[failed]))
+            log_event(
+                log, logging.WARNING, "delivery_retry", records=len(pending) - failed, error=repr(results[failed])
+            )
             pending = pending[failed:]
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     def dead_record(self, dead: DeadLetter) -> tuple[str, bytes | None, bytes, None]:
         self.obs.dead_letters.labels(dead.error).inc()
-        log_event(log, logging.INFO, "dead_letter", source_topic=dead.source_topic, partition=dead.partition,
-                  offset=dead.offset, error=dead.error, reason=dead.reason)
+        log_event(
+            log,
+            logging.INFO,
+            "dead_letter",
+            source_topic=dead.source_topic,
+            partition=dead.partition,
+            offset=dead.offset,
+            error=dead.error,
+            reason=dead.reason,
+        )
         key = dead.dataset.encode("utf-8") if dead.dataset else None
         return (self.topics["deadletter"], key, dead.encode(), None)
 
@@ -211,9 +241,17 @@ class Service:
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
         for topic, partition, offset, key, value in records:
             self.obs.events_in.labels(topic).inc()
-            result = sequence(value, role=roles[topic], topic=topic, partition=partition, offset=offset,
-                              partitions=self.settings.partitions, now=now, key=key,
-                              max_body_bytes=self.settings.max_body_bytes)
+            result = sequence(
+                value,
+                role=roles[topic],
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                partitions=self.settings.partitions,
+                now=now,
+                key=key,
+                max_body_bytes=self.settings.max_body_bytes,
+            )
             if isinstance(result, Event):
                 dataset = (result.message or result.annotation).dataset
                 out.append((self.topics["events"], dataset.encode("utf-8"), result.encode(), partition))
@@ -257,7 +295,7 @@ class Service:
                 continue
             try:
                 await asyncio.wait_for(self._snapshot(p, part), budget)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
 
     def forget(self, p: int) -> None:
@@ -284,16 +322,26 @@ class Service:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         part = PartitionEngines(self.topics["events"], p, self.make_engine, self.restore_engine)
-        problems = await self.in_thread(part.restore, collect((k, v) for _, k, v in records),
-                                        key=self.settings.snapshot_key, replay=p in self.must_replay)
+        problems = await self.in_thread(
+            part.restore,
+            collect((k, v) for _, k, v in records),
+            key=self.settings.snapshot_key,
+            replay=p in self.must_replay,
+        )
         self.must_replay.discard(p)
         self.obs.snapshots_rejected.inc(len(problems))
         self.obs.restores.inc()
         part.changed.update(part.engines)  # publish the restored metrics once
         self.partitions[p] = part
         self.restoring.pop(p, None)
-        log_event(log, logging.INFO, "partition_restored", partition=p, datasets=sorted(part.engines),
-                  seconds=round(time.monotonic() - started, 3))
+        log_event(
+            log,
+            logging.INFO,
+            "partition_restored",
+            partition=p,
+            datasets=sorted(part.engines),
+            seconds=round(time.monotonic() - started, 3),
+        )
         return part
 
     @property
@@ -353,10 +401,19 @@ class Service:
             outcome = await self.in_thread(part.apply, records, now=time.time())
             self.obs.latency.observe(time.perf_counter() - started)
             if outcome.skipped:
-                log_event(log, logging.INFO, "skipped", partition=p, events=outcome.skipped,
-                          why="covered by a snapshot, already applied, or repeated by the sequencer")
+                log_event(
+                    log,
+                    logging.INFO,
+                    "skipped",
+                    partition=p,
+                    events=outcome.skipped,
+                    why="covered by a snapshot, already applied, or repeated by the sequencer",
+                )
             self.obs.events_in.labels(self.topics["events"]).inc(len(events))
-            out = [(self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None) for pr in outcome.predictions]
+            out = [
+                (self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
+                for pr in outcome.predictions
+            ]
             out += [self.dead_record(d) for d in outcome.dead_letters]
             await self.deliver(out)
             self.held.setdefault(p, []).extend(events)
@@ -376,8 +433,9 @@ class Service:
                 await self._snapshot(p, part)
 
     async def _snapshot(self, p: int, part: PartitionEngines) -> None:
-        packed = await self.in_thread(part.snapshot_records, key=self.settings.snapshot_key,
-                                      chunk_bytes=self.options.chunk_bytes)
+        packed = await self.in_thread(
+            part.snapshot_records, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        )
         topic = self.topics["snapshots"]
         for manifest, chunks, manifest_record in packed:
             await self.deliver([(topic, k, v, p) for k, v in chunks])
@@ -387,8 +445,14 @@ class Service:
         if stale:
             await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
         if packed:
-            log_event(log, logging.INFO, "snapshot", partition=p, events_offset=part.position,
-                      datasets=[m.dataset for m, _, _ in packed])
+            log_event(
+                log,
+                logging.INFO,
+                "snapshot",
+                partition=p,
+                events_offset=part.position,
+                datasets=[m.dataset for m, _, _ in packed],
+            )
         self._ack(p)
 
     def _ack(self, p: int) -> None:
@@ -412,8 +476,16 @@ class Service:
                 labels = sorted(metrics.labels) if kind in ("check_label", "missed_label", "teach_label") else [None]
                 for label in labels:
                     items = tuple(engine.suggestions(kind, label=label, limit=self.options.suggestions_limit))
-                    lists.append(SuggestionList(dataset=dataset, timestamp=now, model_version=metrics.model_version,
-                                                kind=kind, label=label, items=items))
+                    lists.append(
+                        SuggestionList(
+                            dataset=dataset,
+                            timestamp=now,
+                            model_version=metrics.model_version,
+                            kind=kind,
+                            label=label,
+                            items=items,
+                        )
+                    )
         return metrics, lists
 
     async def publish_metrics(self) -> None:
@@ -526,8 +598,12 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     async def sequencer(stream):
         async for batch in stream.take_events(options.batch_size, options.batch_seconds):
             try:  # take_events acks the batch when we ask for the next one: after delivery
-                await service.sequence_batch([(e.message.topic, e.message.partition, e.message.offset,
-                                               e.message.key, e.message.value) for e in batch])
+                await service.sequence_batch(
+                    [
+                        (e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                        for e in batch
+                    ]
+                )
                 last = batch[-1].message
                 service.record_lag(app.consumer, last.tp, last.offset)
             except asyncio.CancelledError:

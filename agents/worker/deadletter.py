@@ -24,9 +24,9 @@ MAX_RAW_BYTES = 256 * 1024
 
 #: The ``error`` categories, one Prometheus counter label value each.
 ERRORS = (
-    "decode",      # not UTF-8 JSON
-    "schema",      # JSON, but not a valid Message / Annotation / Event
-    "partition",   # keyed so that the dataset would be owned by two workers
+    "decode",  # not UTF-8 JSON
+    "schema",  # JSON, but not a valid Message / Annotation / Event
+    "partition",  # keyed so that the dataset would be owned by two workers
     "processing",  # the engine raised while handling a valid event
 )
 

@@ -23,7 +23,8 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
@@ -64,8 +65,9 @@ class PartitionEngines:
         ``restore_engine(blob)`` -> an engine from its snapshot bytes.
     """
 
-    def __init__(self, topic: str, partition: int, make_engine: Callable[[str], Any],
-                 restore_engine: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self, topic: str, partition: int, make_engine: Callable[[str], Any], restore_engine: Callable[[bytes], Any]
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.make_engine = make_engine
@@ -79,8 +81,8 @@ class PartitionEngines:
         self.position: int | None = None
         #: Replay from here before anything else (a dataset whose snapshot was rejected).
         self.replay_from: int | None = None
-        self.dirty: set[str] = set()     # changed since the last snapshot
-        self.changed: set[str] = set()   # changed since metrics were last published
+        self.dirty: set[str] = set()  # changed since the last snapshot
+        self.changed: set[str] = set()  # changed since metrics were last published
         self.since_snapshot = 0
         self.writer = uuid.uuid4().hex[:12]  # names this owner's snapshot chunks
 
@@ -104,13 +106,18 @@ class PartitionEngines:
             self.versions[dataset] = manifest.version
             try:
                 if manifest.partition != self.partition:
-                    raise SnapshotRejected(f"snapshot of dataset {dataset!r} is for partition {manifest.partition}, "
-                                           f"found on {self.partition}")
+                    raise SnapshotRejected(
+                        f"snapshot of dataset {dataset!r} is for partition {manifest.partition}, "
+                        f"found on {self.partition}"
+                    )
                 blob = verify(manifest, collected.chunks, key=key)
                 engine = self.restore_engine(zlib.decompress(blob))
             except Exception as error:  # a rejected or unloadable snapshot: rebuild from the log
-                problems.append(str(error) if isinstance(error, SnapshotRejected)
-                                else f"snapshot of dataset {dataset!r}: restore failed ({type(error).__name__}: {error})")
+                problems.append(
+                    str(error)
+                    if isinstance(error, SnapshotRejected)
+                    else f"snapshot of dataset {dataset!r}: restore failed ({type(error).__name__}: {error})"
+                )
                 self.resume[dataset] = 0
                 self.replay_from = 0
                 continue
@@ -188,8 +195,17 @@ class PartitionEngines:
                 raise SchemaError("event", "an event", "a record without value")
             return Event.decode(raw)
         except SchemaError as error:
-            outcome.dead_letters.append(letter(raw, topic=self.topic, partition=self.partition, offset=offset,
-                                               error="schema", reason=str(error), now=now))
+            outcome.dead_letters.append(
+                letter(
+                    raw,
+                    topic=self.topic,
+                    partition=self.partition,
+                    offset=offset,
+                    error="schema",
+                    reason=str(error),
+                    now=now,
+                )
+            )
             return None
 
     def _observe(self, run: list[tuple[int, Event]], outcome: Outcome, now: float) -> None:
@@ -218,10 +234,20 @@ class PartitionEngines:
     def _failed(self, offset: int, event: Event, error: Exception, now: float) -> DeadLetter:
         record = event.message or event.annotation
         kind = "message" if event.message is not None else "review"
-        reason = (f"{kind} of dataset {record.dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
-                  f"the engine raised {type(error).__name__}: {error}")
-        return letter(event.encode(), topic=self.topic, partition=self.partition, offset=offset, error="processing",
-                      reason=reason, now=now, dataset=record.dataset)
+        reason = (
+            f"{kind} of dataset {record.dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
+            f"the engine raised {type(error).__name__}: {error}"
+        )
+        return letter(
+            event.encode(),
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            error="processing",
+            reason=reason,
+            now=now,
+            dataset=record.dataset,
+        )
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -233,10 +259,17 @@ class PartitionEngines:
         self.dirty &= set(self.engines)  # a dataset without engine has no state to save
         for dataset in sorted(self.dirty):
             blob = zlib.compress(self.engines[dataset].snapshot(), 1)
-            chunks, manifest_record = pack(blob, dataset=dataset, partition=self.partition,
-                                           version=self.versions.get(dataset, 0) + 1,
-                                           events_offset=self.position or 0, sources=self.sources.get(dataset, {}),
-                                           key=key, writer=self.writer, **extra)
+            chunks, manifest_record = pack(
+                blob,
+                dataset=dataset,
+                partition=self.partition,
+                version=self.versions.get(dataset, 0) + 1,
+                events_offset=self.position or 0,
+                sources=self.sources.get(dataset, {}),
+                key=key,
+                writer=self.writer,
+                **extra,
+            )
             manifest = Manifest.decode(manifest_record[1])
             out.append((manifest, chunks, manifest_record))
         return out
@@ -254,8 +287,9 @@ class PartitionEngines:
         return stale
 
 
-async def read_range(bootstrap: str, topic: str, partition: int, start: int | None, end: int | None,
-                     *, timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
+async def read_range(
+    bootstrap: str, topic: str, partition: int, start: int | None, end: int | None, *, timeout: float = 60.0
+) -> list[tuple[int, bytes | None, bytes | None]]:
     """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
     ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
 
@@ -267,8 +301,13 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int | No
     from aiokafka.errors import OffsetOutOfRangeError
 
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="none", client_id="refinery-recovery")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        client_id="refinery-recovery",
+    )
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -283,12 +322,16 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int | No
         deadline = loop.time() + timeout
         while await consumer.position(tp) < end:
             if loop.time() > deadline:
-                raise TimeoutError(f"reading {topic}[{partition}] {start}..{end}: still at "
-                                   f"{await consumer.position(tp)} after {timeout:g} s")
+                raise TimeoutError(
+                    f"reading {topic}[{partition}] {start}..{end}: still at "
+                    f"{await consumer.position(tp)} after {timeout:g} s"
+                )
             try:
                 batches = await consumer.getmany(tp, timeout_ms=500)
             except OffsetOutOfRangeError:
-                log_event(log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start)
+                log_event(
+                    log, logging.ERROR, "offsets_lost_to_retention", topic=topic, partition=partition, start=start
+                )
                 await consumer.seek_to_beginning(tp)
                 continue
             for record in batches.get(tp, []):

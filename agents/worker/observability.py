@@ -51,32 +51,90 @@ class Observability:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         per_label = ["dataset", "label"]
-        self.precision = Gauge("refinery_label_precision", "Precision of the label at its threshold over the validation window", per_label, registry=r)
-        self.recall = Gauge("refinery_label_recall", "Recall of the label at its threshold over the validation window", per_label, registry=r)
-        self.f1 = Gauge("refinery_label_f1", "F1 of the label at its threshold over the validation window", per_label, registry=r)
-        self.average_precision = Gauge("refinery_label_average_precision", "Average precision (area under the precision-recall curve) of the label", per_label, registry=r)
-        self.threshold = Gauge("refinery_label_threshold", "Confidence threshold in force for the label", per_label, registry=r)
-        self.support = Gauge("refinery_label_support", "Positives of the label in the validation window", per_label, registry=r)
-        self.pinned = Gauge("refinery_label_pinned", "Reviewed messages pinned with the label (all time)", per_label, registry=r)
+        self.precision = Gauge(
+            "refinery_label_precision",
+            "Precision of the label at its threshold over the validation window",
+            per_label,
+            registry=r,
+        )
+        self.recall = Gauge(
+            "refinery_label_recall",
+            "Recall of the label at its threshold over the validation window",
+            per_label,
+            registry=r,
+        )
+        self.f1 = Gauge(
+            "refinery_label_f1", "F1 of the label at its threshold over the validation window", per_label, registry=r
+        )
+        self.average_precision = Gauge(
+            "refinery_label_average_precision",
+            "Average precision (area under the precision-recall curve) of the label",
+            per_label,
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "refinery_label_threshold", "Confidence threshold in force for the label", per_label, registry=r
+        )
+        self.support = Gauge(
+            "refinery_label_support", "Positives of the label in the validation window", per_label, registry=r
+        )
+        self.pinned = Gauge(
+            "refinery_label_pinned", "Reviewed messages pinned with the label (all time)", per_label, registry=r
+        )
         self.warnings = Gauge("refinery_label_warnings", "Warnings on the label", per_label + ["severity"], registry=r)
-        self.map = Gauge("refinery_dataset_map", "Mean average precision over labels with enough positives", ["dataset"], registry=r)
-        self.coverage = Gauge("refinery_dataset_coverage", "Share of recent live messages with an informative label at threshold", ["dataset"], registry=r)
-        self.balance = Gauge("refinery_dataset_balance", "Balance score 0-100: how much reviewed messages look like the stream", ["dataset"], registry=r)
+        self.map = Gauge(
+            "refinery_dataset_map", "Mean average precision over labels with enough positives", ["dataset"], registry=r
+        )
+        self.coverage = Gauge(
+            "refinery_dataset_coverage",
+            "Share of recent live messages with an informative label at threshold",
+            ["dataset"],
+            registry=r,
+        )
+        self.balance = Gauge(
+            "refinery_dataset_balance",
+            "Balance score 0-100: how much reviewed messages look like the stream",
+            ["dataset"],
+            registry=r,
+        )
         self.rating = Gauge("refinery_dataset_rating", "Model rating 0-100", ["dataset"], registry=r)
-        self.factor = Gauge("refinery_dataset_rating_factor", "Score 0-100 of one factor of the model rating", ["dataset", "factor"], registry=r)
+        self.factor = Gauge(
+            "refinery_dataset_rating_factor",
+            "Score 0-100 of one factor of the model rating",
+            ["dataset", "factor"],
+            registry=r,
+        )
         self.reviewed = Gauge("refinery_dataset_reviewed", "Reviewed messages", ["dataset"], registry=r)
-        self.model_version = Gauge("refinery_dataset_model_version", "Model version (reviews learnt)", ["dataset"], registry=r)
+        self.model_version = Gauge(
+            "refinery_dataset_model_version", "Model version (reviews learnt)", ["dataset"], registry=r
+        )
         self.events_in = Counter("refinery_events_in", "Input records read, by topic", ["topic"], registry=r)
         self.events_out = Counter("refinery_events_out", "Records published, by topic", ["topic"], registry=r)
-        self.dead_letters = Counter("refinery_dead_letters", "Records dead-lettered, by error category", ["error"], registry=r)
-        self.latency = Histogram("refinery_processing_seconds", "Time to apply one batch of events to the engines", registry=r,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-        self.lag = Gauge("refinery_consumer_lag", "Records of the partition not yet processed", ["topic", "partition"], registry=r)
+        self.dead_letters = Counter(
+            "refinery_dead_letters", "Records dead-lettered, by error category", ["error"], registry=r
+        )
+        self.latency = Histogram(
+            "refinery_processing_seconds",
+            "Time to apply one batch of events to the engines",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.lag = Gauge(
+            "refinery_consumer_lag", "Records of the partition not yet processed", ["topic", "partition"], registry=r
+        )
         self.snapshots = Counter("refinery_snapshots", "Snapshots written", ["dataset"], registry=r)
-        self.snapshot_bytes = Gauge("refinery_snapshot_bytes", "Size of the latest snapshot (compressed bytes)", ["dataset"], registry=r)
-        self.snapshots_rejected = Counter("refinery_snapshots_rejected", "Snapshots rejected on restore (forged, corrupt or incomplete)", registry=r)
+        self.snapshot_bytes = Gauge(
+            "refinery_snapshot_bytes", "Size of the latest snapshot (compressed bytes)", ["dataset"], registry=r
+        )
+        self.snapshots_rejected = Counter(
+            "refinery_snapshots_rejected", "Snapshots rejected on restore (forged, corrupt or incomplete)", registry=r
+        )
         self.restores = Counter("refinery_restores", "Partitions restored from snapshots", registry=r)
-        self.ready = Gauge("refinery_worker_ready", "1 when every assigned partition is restored (GET /readyz answers 200), else 0", registry=r)
+        self.ready = Gauge(
+            "refinery_worker_ready",
+            "1 when every assigned partition is restored (GET /readyz answers 200), else 0",
+            registry=r,
+        )
         for error in DEAD_LETTER_ERRORS:  # at 0 from the start, so that increase() sees the first one
             self.dead_letters.labels(error)
         self._published: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}  # dataset -> its series
@@ -92,9 +150,15 @@ class Observability:
         d = snapshot.dataset
         values: dict[tuple[Gauge, tuple[str, ...]], float] = {}
         for name, m in snapshot.labels.items():
-            for gauge, value in ((self.precision, _value(m.precision)), (self.recall, _value(m.recall)),
-                                 (self.f1, _value(m.f1)), (self.average_precision, _value(m.average_precision)),
-                                 (self.threshold, m.threshold), (self.support, m.support), (self.pinned, m.pinned)):
+            for gauge, value in (
+                (self.precision, _value(m.precision)),
+                (self.recall, _value(m.recall)),
+                (self.f1, _value(m.f1)),
+                (self.average_precision, _value(m.average_precision)),
+                (self.threshold, m.threshold),
+                (self.support, m.support),
+                (self.pinned, m.pinned),
+            ):
                 values[gauge, (d, name)] = value
             for severity in SEVERITIES:
                 values[self.warnings, (d, name, severity)] = sum(w.severity == severity for w in m.warnings)

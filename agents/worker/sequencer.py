@@ -87,8 +87,10 @@ def sequence(
         return letter(raw, error="decode" if _is_json_problem(error) else "schema", reason=str(error), **where)
     owner = owner_partition(record.dataset, partitions)
     if owner != partition:
-        reason = (f"{role}: dataset {record.dataset!r} belongs to partition {owner} of {partitions} "
-                  f"but arrived on partition {partition}: produce with key = the dataset name")
+        reason = (
+            f"{role}: dataset {record.dataset!r} belongs to partition {owner} of {partitions} "
+            f"but arrived on partition {partition}: produce with key = the dataset name"
+        )
         return letter(raw, error="partition", reason=reason, dataset=record.dataset, **where)
     if role == "messages":
         return Event(source_topic=topic, partition=partition, offset=offset, message=record)

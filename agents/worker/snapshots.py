@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from typing import Iterable
+from collections.abc import Iterable
 
 import orjson
 
@@ -78,7 +78,7 @@ class Manifest:
         return orjson.dumps({**orjson.loads(self.header()), "mac": self.mac}, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Manifest":
+    def decode(cls, raw: bytes) -> Manifest:
         """Parse a manifest value; any problem is a `SnapshotRejected`."""
         try:
             data = orjson.loads(raw)
@@ -136,10 +136,17 @@ def pack(
     Write every chunk, then the manifest; a reader trusts only a manifest whose chunks all
     arrived and whose MAC matches.
     """
-    pieces = [blob[i:i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)] or [b""]
+    pieces = [blob[i : i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)] or [b""]
     keys = tuple(chunk_key(dataset, version, i, writer) for i in range(len(pieces)))
-    manifest = Manifest(dataset=dataset, partition=partition, version=version, events_offset=events_offset,
-                        sources=dict(sources), chunks=keys, size=len(blob))
+    manifest = Manifest(
+        dataset=dataset,
+        partition=partition,
+        version=version,
+        events_offset=events_offset,
+        sources=dict(sources),
+        chunks=keys,
+        size=len(blob),
+    )
     manifest = dataclasses.replace(manifest, mac=_mac(key, manifest.header(), blob))
     chunks = [(k.encode("utf-8"), CHUNK_MAGIC + piece) for k, piece in zip(keys, pieces)]
     return chunks, (dataset.encode("utf-8"), manifest.encode())
@@ -172,7 +179,7 @@ def collect(records: Iterable[tuple[bytes | None, bytes | None]]) -> Collected:
     manifests, chunks, rejected = {}, {}, {}
     for key, value in latest.items():
         if value.startswith(CHUNK_MAGIC):
-            chunks[key] = value[len(CHUNK_MAGIC):]
+            chunks[key] = value[len(CHUNK_MAGIC) :]
             continue
         try:
             manifest = Manifest.decode(value)
@@ -196,7 +203,9 @@ def verify(manifest: Manifest, chunks: dict[str, bytes], *, key: str) -> bytes:
     if len(blob) != manifest.size:
         raise SnapshotRejected(f"{where}: {len(blob)} bytes, the manifest says {manifest.size}")
     if not hmac.compare_digest(_mac(key, manifest.header(), blob), manifest.mac):
-        raise SnapshotRejected(f"{where}: HMAC mismatch (forged, corrupt or written with another REFINERY_SNAPSHOT_KEY)")
+        raise SnapshotRejected(
+            f"{where}: HMAC mismatch (forged, corrupt or written with another REFINERY_SNAPSHOT_KEY)"
+        )
     return blob
 
 

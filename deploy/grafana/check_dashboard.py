@@ -60,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset = args.dataset or (datasets[0] if datasets else "")
     print(f"dataset: {dataset or '(none published yet)'}; known: {', '.join(datasets) or 'none'}")
-    variables = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h",
-                 "$dataset": dataset, "$label": ".*", "$instance": ".*"}
+    variables = {
+        "$__rate_interval": "1m",
+        "$__interval": "1m",
+        "$__range": "1h",
+        "$dataset": dataset,
+        "$label": ".*",
+        "$instance": ".*",
+    }
     rejected = 0
     for where, expr in queries(json.loads(args.dashboard.read_text(encoding="utf-8"))):
         for name, value in variables.items():

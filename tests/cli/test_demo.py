@@ -35,11 +35,21 @@ def _alive(pid: int) -> bool:
 
 def test_the_demo_streams_serves_its_pages_and_ctrl_c_stops_its_worker(topics, tmp_path):
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "REFINERY_KAFKA_BOOTSTRAP": topics.bootstrap,
-           "REFINERY_TOPIC_PREFIX": topics.topic_prefix, "REFINERY_HOME": str(tmp_path)}
-    demo = subprocess.Popen([sys.executable, "-m", "agents.cli", "demo", "--limit", "60", "--rate", "200",
-                             "--web-port", str(port)], env=env, cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "REFINERY_KAFKA_BOOTSTRAP": topics.bootstrap,
+        "REFINERY_TOPIC_PREFIX": topics.topic_prefix,
+        "REFINERY_HOME": str(tmp_path),
+    }
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "demo", "--limit", "60", "--rate", "200", "--web-port", str(port)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     try:
         deadline = time.monotonic() + 120

@@ -17,8 +17,11 @@ REFUND = ["I want a refund", "please refund my money", "refund for the double ch
 def records(n=120):
     for i in range(n):
         card = i % 2 == 0
-        yield {"id": f"r{i}", "text": (CARD if card else REFUND)[i % 4] + f" ({i})",
-               "labels": ["Cards > Delivery"] if card else [{"name": "Refund"}]}
+        yield {
+            "id": f"r{i}",
+            "text": (CARD if card else REFUND)[i % 4] + f" ({i})",
+            "labels": ["Cards > Delivery"] if card else [{"name": "Refund"}],
+        }
 
 
 def test_a_jsonl_file_is_replayed_and_the_rating_factors_and_labels_are_printed(tmp_path, capsys):
@@ -41,7 +44,10 @@ def test_a_json_list_and_a_csv_with_chosen_columns_are_read(tmp_path):
     table = tmp_path / "table.csv"
     table.write_text("body,queue\nwhere is my card,Cards;Urgent\nrefund me,Refund\n")
     rows = list(read_records(table, text_column="body", label_column="queue", label_separator=";"))
-    assert rows == [{"text": "where is my card", "labels": ["Cards", "Urgent"]}, {"text": "refund me", "labels": ["Refund"]}]
+    assert rows == [
+        {"text": "where is my card", "labels": ["Cards", "Urgent"]},
+        {"text": "refund me", "labels": ["Refund"]},
+    ]
 
 
 def test_a_missing_csv_column_is_named_with_the_columns_found(tmp_path):
@@ -54,8 +60,9 @@ def test_a_missing_csv_column_is_named_with_the_columns_found(tmp_path):
 def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_the_end(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records(50)))
-    from agents.cli.replay import _file_pairs
     import argparse
+
+    from agents.cli.replay import _file_pairs
 
     args = argparse.Namespace(name=None, text_column="text", label_column="label", label_separator=None)
     order = []
@@ -69,8 +76,9 @@ def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_
             order.append(("annotate", annotation.message_id))
             return super().annotate(annotation)
 
-    engine, count = replay(_file_pairs(path, args), lambda d: Recording(d), review_share=1.0, delay=10, seed=0,
-                           progress=False)
+    engine, count = replay(
+        _file_pairs(path, args), lambda d: Recording(d), review_share=1.0, delay=10, seed=0, progress=False
+    )
     assert count == 50 and engine.model_version == 50
     observed = [i for kind, i in order if kind == "observe"]
     for position, (kind, message_id) in enumerate(order):
@@ -82,18 +90,36 @@ def test_reviews_arrive_the_chosen_number_of_messages_later_and_pending_ones_at_
 def test_the_review_share_is_seeded(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records(200)))
-    from agents.cli.replay import _file_pairs
     import argparse
 
+    from agents.cli.replay import _file_pairs
+
     args = argparse.Namespace(name=None, text_column="text", label_column="label", label_separator=None)
-    runs = [replay(_file_pairs(path, args), Refiner, review_share=0.3, delay=0, seed=7, progress=False)[0] for _ in range(2)]
+    runs = [
+        replay(_file_pairs(path, args), Refiner, review_share=0.3, delay=0, seed=7, progress=False)[0] for _ in range(2)
+    ]
     assert runs[0].snapshot() == runs[1].snapshot()
     assert 30 < runs[0].model_version < 90
 
 
 def test_the_shared_banking77_data_set_is_replayed_by_name(datasets, capsys):
-    assert main(["replay", "--dataset", "banking77", "--limit", "300", "--review-share", "0.5", "--no-progress",
-                 "--labels", "1"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--dataset",
+                "banking77",
+                "--limit",
+                "300",
+                "--review-share",
+                "0.5",
+                "--no-progress",
+                "--labels",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dataset banking77: 300 messages observed" in out
     assert "more labels (worst average precision shown first" in out

@@ -15,12 +15,21 @@ from schemas import Balance, Factor, LabelMetrics, Message, MetricsSnapshot, Rat
 pytestmark = pytest.mark.kafka
 
 
-
 def _refinery(settings, *args, timeout=60):
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "REFINERY_KAFKA_BOOTSTRAP": settings.bootstrap,
-           "REFINERY_TOPIC_PREFIX": settings.topic_prefix}
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "REFINERY_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "REFINERY_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _send(settings, topic, records):
@@ -46,11 +55,20 @@ def test_tail_prints_each_record_decoded_and_says_why_one_does_not_decode(topics
 
 def test_status_falls_back_to_the_metrics_topic_when_no_worker_answers(topics):
     snapshot = MetricsSnapshot(
-        dataset="support", timestamp=0, model_version=40, reviewed=40,
-        labels={"Card > Delivery": LabelMetrics(precision=0.8, recall=0.5, f1=0.615, average_precision=0.7,
-                                                threshold=0.3, support=10, pinned=14)},
-        map=0.7, coverage=0.42, balance=Balance(score=55.0, similarity=0.8, shuffle_share=0.1),
-        rating=Rating(score=61.0, band="Average", ready=False, factors={"coverage": Factor(score=42.0, band="Poor")}))
+        dataset="support",
+        timestamp=0,
+        model_version=40,
+        reviewed=40,
+        labels={
+            "Card > Delivery": LabelMetrics(
+                precision=0.8, recall=0.5, f1=0.615, average_precision=0.7, threshold=0.3, support=10, pinned=14
+            )
+        },
+        map=0.7,
+        coverage=0.42,
+        balance=Balance(score=55.0, similarity=0.8, shuffle_share=0.1),
+        rating=Rating(score=61.0, band="Average", ready=False, factors={"coverage": Factor(score=42.0, band="Poor")}),
+    )
     older = MetricsSnapshot(**{**snapshot.__dict__, "reviewed": 1, "model_version": 1})
     _send(topics, "metrics", [(b"support", older.encode()), (b"support", snapshot.encode())])
     result = _refinery(topics, "status", "support", "--url", "http://127.0.0.1:9")  # nothing listens there

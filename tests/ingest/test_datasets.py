@@ -110,7 +110,7 @@ def test_nlupp_slots_become_extraction_fields_spanning_their_text():
     loaded = pairs("nlupp", domain="banking")
     spans = [(m, f) for m, review in loaded for f in review.fields]
     assert len(spans) == 944
-    assert all(m.body[f.start:f.end] == f.value for m, f in spans)
+    assert all(m.body[f.start : f.end] == f.value for m, f in spans)
 
 
 def test_nlupp_pins_each_intent_once_even_where_the_file_repeats_it():
@@ -167,9 +167,15 @@ def test_loading_twice_gives_equal_pairs():
     assert list(datasets.nlupp("hotels", folds=[0])) == list(datasets.nlupp("hotels", folds=[0]))
 
 
-@pytest.mark.parametrize(("name", "kwargs", "count"), [
-    ("banking77", {}, 77), ("nlupp", {"domain": "banking"}, 48), ("nlupp", {"domain": "hotels"}, 40), ("enron", {}, 53),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "count"),
+    [
+        ("banking77", {}, 77),
+        ("nlupp", {"domain": "banking"}, 48),
+        ("nlupp", {"domain": "hotels"}, 40),
+        ("enron", {}, 53),
+    ],
+)
 def test_label_set_is_the_taxonomy_the_data_uses(name, kwargs, count):
     taxonomy = datasets.label_set(name, **kwargs)
     assert len(taxonomy) == count

@@ -7,7 +7,16 @@ import json
 import pytest
 
 from agents import cli
-from agents.ingest.send import ColumnMapping, Defaults, InputError, Rejected, dataset_records, read_records, send_records, validate
+from agents.ingest.send import (
+    ColumnMapping,
+    Defaults,
+    InputError,
+    Rejected,
+    dataset_records,
+    read_records,
+    send_records,
+    validate,
+)
 from schemas import Annotation, Message, SchemaError
 
 SUPPORT = Defaults(dataset="support", timestamp=1_800_000_000.0)
@@ -33,21 +42,48 @@ def only(path, **kwargs):
 
 
 def test_csv_columns_map_to_message_fields(tmp_path):
-    path = write(tmp_path, "mail.csv",
-                 "Ref,Sent,Title,Text,From,To,Cc,Conv,Kind\n"
-                 "m-1,2026-11-30T09:15:00Z,Card,Not arrived,ann@x.com,help@bank.com,boss@x.com,t-7,email\n")
-    mapping = ColumnMapping(id="Ref", timestamp="Sent", subject="Title", body="Text", sender="From", to="To",
-                            cc="Cc", thread="Conv", channel="Kind")
+    path = write(
+        tmp_path,
+        "mail.csv",
+        "Ref,Sent,Title,Text,From,To,Cc,Conv,Kind\n"
+        "m-1,2026-11-30T09:15:00Z,Card,Not arrived,ann@x.com,help@bank.com,boss@x.com,t-7,email\n",
+    )
+    mapping = ColumnMapping(
+        id="Ref",
+        timestamp="Sent",
+        subject="Title",
+        body="Text",
+        sender="From",
+        to="To",
+        cc="Cc",
+        thread="Conv",
+        channel="Kind",
+    )
     assert only(path, mapping=mapping) == Message(
-        dataset="support", id="m-1", timestamp=1796030100.0, channel="email", subject="Card", body="Not arrived",
-        sender="ann@x.com", to="help@bank.com", cc="boss@x.com", thread_id="t-7")
+        dataset="support",
+        id="m-1",
+        timestamp=1796030100.0,
+        channel="email",
+        subject="Card",
+        body="Not arrived",
+        sender="ann@x.com",
+        to="help@bank.com",
+        cc="boss@x.com",
+        thread_id="t-7",
+    )
 
 
 def test_csv_columns_named_like_fields_need_no_mapping(tmp_path):
     path = write(tmp_path, "mail.csv", "id,timestamp,subject,body,from,channel\nm-1,0,Hi,Hello,a@x.com,chat\n")
     message = only(path)
     assert (message.id, message.timestamp, message.subject, message.body, message.sender, message.channel) == (
-        "m-1", 0.0, "Hi", "Hello", "a@x.com", "chat")
+        "m-1",
+        0.0,
+        "Hi",
+        "Hello",
+        "a@x.com",
+        "chat",
+    )
 
 
 def test_a_text_column_is_the_body_when_there_is_no_body_column(tmp_path):
@@ -55,9 +91,9 @@ def test_a_text_column_is_the_body_when_there_is_no_body_column(tmp_path):
 
 
 def test_other_columns_become_metadata_numbers_where_the_whole_column_is_numeric(tmp_path):
-    path = write(tmp_path, "q.csv", "id,body,amount,count,country,zip,mixed\n"
-                                    "1,a,120.5,3,UK,02134,7\n"
-                                    "2,b,-4,10,FR,75001,n/a\n")
+    path = write(
+        tmp_path, "q.csv", "id,body,amount,count,country,zip,mixed\n1,a,120.5,3,UK,02134,7\n2,b,-4,10,FR,75001,n/a\n"
+    )
     first, second = [record.metadata for _, record in results(path)]
     assert first == {"amount": 120.5, "count": 3, "country": "UK", "zip": "02134", "mixed": "7"}
     assert second == {"amount": -4, "count": 10, "country": "FR", "zip": "75001", "mixed": "n/a"}
@@ -123,8 +159,11 @@ def test_a_labels_column_makes_annotations_with_the_message_inline(tmp_path):
 
 
 def test_a_labels_cell_may_be_a_json_list_of_names_or_label_objects(tmp_path):
-    path = write(tmp_path, "reviewed.csv",
-                 'id,body,labels\nm-1,a,"[""Card"", {""name"": ""Urgent"", ""sentiment"": ""negative""}]"\n')
+    path = write(
+        tmp_path,
+        "reviewed.csv",
+        'id,body,labels\nm-1,a,"[""Card"", {""name"": ""Urgent"", ""sentiment"": ""negative""}]"\n',
+    )
     assert only(path).labels[1].sentiment == "negative"
 
 
@@ -152,9 +191,12 @@ def test_annotations_need_a_labels_column(tmp_path):
 
 
 def test_jsonl_records_are_guessed_messages_or_annotations(tmp_path):
-    path = write(tmp_path, "mixed.jsonl",
-                 '{"id": "m-1", "timestamp": 1, "body": "a"}\n'
-                 '{"message_id": "m-1", "timestamp": 2, "labels": [{"name": "Card"}]}\n')
+    path = write(
+        tmp_path,
+        "mixed.jsonl",
+        '{"id": "m-1", "timestamp": 1, "body": "a"}\n'
+        '{"message_id": "m-1", "timestamp": 2, "labels": [{"name": "Card"}]}\n',
+    )
     assert [type(record).__name__ for _, record in results(path)] == ["Message", "Annotation"]
 
 
@@ -162,11 +204,16 @@ def test_jsonl_blank_lines_are_skipped_and_numbers_are_file_lines(tmp_path):
     path = write(tmp_path, "m.jsonl", '\n{"id": "m-1", "timestamp": 1, "body": "a"}\n\n{"id": "m-2"\n')
     numbered = results(path)
     assert [number for number, _ in numbered] == [2, 4]
-    assert numbered[1][1].reason == "message: expected a JSON object, got invalid JSON (unexpected end of data: line 1 column 13 (char 12))"
+    assert (
+        numbered[1][1].reason
+        == "message: expected a JSON object, got invalid JSON (unexpected end of data: line 1 column 13 (char 12))"
+    )
 
 
 def test_a_json_file_holds_a_list_of_records_or_one_record(tmp_path):
-    listed = write(tmp_path, "list.json", '[{"id": "a", "timestamp": 1, "body": "x"}, {"id": "b", "timestamp": 1, "body": "y"}]')
+    listed = write(
+        tmp_path, "list.json", '[{"id": "a", "timestamp": 1, "body": "x"}, {"id": "b", "timestamp": 1, "body": "y"}]'
+    )
     single = write(tmp_path, "one.json", '{"id": "a", "timestamp": 1, "body": "x"}')
     assert [(n, r.id) for n, r in results(listed)] == [(1, "a"), (2, "b")]
     assert [(n, r.id) for n, r in results(single)] == [(1, "a")]
@@ -188,7 +235,9 @@ def test_json_records_get_no_default_timestamp(tmp_path):
 
 
 def test_an_unknown_extension_needs_a_format(tmp_path):
-    with pytest.raises(InputError, match=r"cannot tell the format from the extension '\.txt'; use --format csv\|jsonl\|json"):
+    with pytest.raises(
+        InputError, match=r"cannot tell the format from the extension '\.txt'; use --format csv\|jsonl\|json"
+    ):
         results(write(tmp_path, "m.txt", ""))
 
 
@@ -198,7 +247,10 @@ def test_an_unknown_extension_needs_a_format(tmp_path):
 def test_a_message_without_subject_or_body_is_invalid():
     with pytest.raises(SchemaError) as raised:
         validate({"dataset": "d", "id": "m-1", "timestamp": 0, "subject": " ", "body": ""})
-    assert str(raised.value) == "message.body: expected a subject or a body (a message without text cannot be classified), got neither"
+    assert (
+        str(raised.value)
+        == "message.body: expected a subject or a body (a message without text cannot be classified), got neither"
+    )
 
 
 def test_a_message_with_only_a_subject_is_valid():
@@ -207,11 +259,16 @@ def test_a_message_with_only_a_subject_is_valid():
 
 def test_an_inline_message_gets_the_defaults_and_the_text_rule():
     defaults = Defaults(dataset="d", channel="email")
-    review = validate({"message_id": "m-1", "timestamp": 0, "labels": [], "message": {"id": "m-1", "timestamp": 0, "body": "a"}},
-                      defaults=defaults)
+    review = validate(
+        {"message_id": "m-1", "timestamp": 0, "labels": [], "message": {"id": "m-1", "timestamp": 0, "body": "a"}},
+        defaults=defaults,
+    )
     assert (review.message.dataset, review.message.channel) == ("d", "email")
     with pytest.raises(SchemaError, match="^annotation.message.body: expected a subject or a body"):
-        validate({"message_id": "m-1", "timestamp": 0, "labels": [], "message": {"id": "m-1", "timestamp": 0}}, defaults=defaults)
+        validate(
+            {"message_id": "m-1", "timestamp": 0, "labels": [], "message": {"id": "m-1", "timestamp": 0}},
+            defaults=defaults,
+        )
 
 
 def test_the_body_limit_is_configurable():
@@ -225,14 +282,22 @@ def test_the_body_limit_is_configurable():
 
 
 def test_a_dry_run_counts_valid_records_per_topic_and_writes_every_reject(tmp_path):
-    path = write(tmp_path, "m.jsonl",
-                 '{"id": "m-1", "timestamp": 1, "body": "a"}\n'
-                 '{"id": "m-2", "timestamp": 1, "body": "b", "channel": "fax"}\n'
-                 '{"message_id": "m-1", "timestamp": 2, "labels": [{"name": "A > > B"}]}\n'
-                 '{"id": "m-3", "timestamp": 1, "body": "c", "channel": "pigeon"}\n')
+    path = write(
+        tmp_path,
+        "m.jsonl",
+        '{"id": "m-1", "timestamp": 1, "body": "a"}\n'
+        '{"id": "m-2", "timestamp": 1, "body": "b", "channel": "fax"}\n'
+        '{"message_id": "m-1", "timestamp": 2, "labels": [{"name": "A > > B"}]}\n'
+        '{"id": "m-3", "timestamp": 1, "body": "c", "channel": "pigeon"}\n',
+    )
     rejects = tmp_path / "rejects.jsonl"
-    summary = send_records(read_records(path, defaults=SUPPORT), {"messages": "t.messages", "annotations": "t.annotations"},
-                           dry_run=True, rejects_path=rejects, unit="line")
+    summary = send_records(
+        read_records(path, defaults=SUPPORT),
+        {"messages": "t.messages", "annotations": "t.annotations"},
+        dry_run=True,
+        rejects_path=rejects,
+        unit="line",
+    )
     assert summary.sent == {"t.messages": 1}
     assert summary.rejected == {
         "message.channel: expected one of 'email', 'chat', 'call', 'other'": 2,
@@ -241,7 +306,10 @@ def test_a_dry_run_counts_valid_records_per_topic_and_writes_every_reject(tmp_pa
     written = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [(entry["line"], entry["reason"]) for entry in written] == [
         (2, "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'"),
-        (3, "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'"),
+        (
+            3,
+            "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'",
+        ),
         (4, "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'pigeon'"),
     ]
     assert written[0]["raw"] == {"id": "m-2", "timestamp": 1, "body": "b", "channel": "fax"}
@@ -250,14 +318,22 @@ def test_a_dry_run_counts_valid_records_per_topic_and_writes_every_reject(tmp_pa
 def test_a_clean_run_leaves_no_rejects_file_not_even_an_earlier_one(tmp_path):
     path = write(tmp_path, "m.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a"}\n')
     rejects = write(tmp_path, "rejects.jsonl", '{"line": 1, "reason": "from an earlier run"}\n')
-    send_records(read_records(path, defaults=SUPPORT), {"messages": "t", "annotations": "t"}, dry_run=True, rejects_path=rejects)
+    send_records(
+        read_records(path, defaults=SUPPORT), {"messages": "t", "annotations": "t"}, dry_run=True, rejects_path=rejects
+    )
     assert not rejects.exists()
 
 
 def test_the_summary_counts_rejects_by_reason_most_frequent_first(tmp_path):
-    path = write(tmp_path, "m.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a", "channel": "fax"}\n{"id": 1}\n{"id": ""}\n')
-    summary = send_records(read_records(path, defaults=SUPPORT), {"messages": "t", "annotations": "t"}, dry_run=True,
-                           rejects_path=tmp_path / "r.jsonl")
+    path = write(
+        tmp_path, "m.jsonl", '{"id": "m-1", "timestamp": 1, "body": "a", "channel": "fax"}\n{"id": 1}\n{"id": ""}\n'
+    )
+    summary = send_records(
+        read_records(path, defaults=SUPPORT),
+        {"messages": "t", "annotations": "t"},
+        dry_run=True,
+        rejects_path=tmp_path / "r.jsonl",
+    )
     assert summary.render().splitlines()[1:] == [
         f"rejected, by reason (every one in {tmp_path / 'r.jsonl'}):",
         "       2  message.id: expected a non-empty string",

@@ -18,8 +18,13 @@ def consume(bootstrap: str, topic: str, timeout: float = 60.0) -> list[tuple[byt
     """Every record of ``topic`` as (key, value), partition by partition, in offset order."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", client_id="test-ingest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="test-ingest",
+    )
     try:
         deadline = time.monotonic() + timeout
         partitions = None
@@ -69,47 +74,92 @@ def test_every_banking77_training_message_arrives_unchanged(topics, kafka_bootst
 
 
 GOOD = [
-    {"dataset": "support", "id": "m-1", "timestamp": "2026-11-30T09:15:00Z", "channel": "email",
-     "subject": "Card not arrived", "body": "Hello, I ordered a card two weeks ago", "from": "ann@example.com",
-     "to": "help@bank.example", "metadata": {"country": "UK", "amount": 120.5}},
+    {
+        "dataset": "support",
+        "id": "m-1",
+        "timestamp": "2026-11-30T09:15:00Z",
+        "channel": "email",
+        "subject": "Card not arrived",
+        "body": "Hello, I ordered a card two weeks ago",
+        "from": "ann@example.com",
+        "to": "help@bank.example",
+        "metadata": {"country": "UK", "amount": 120.5},
+    },
     {"dataset": "support", "id": "m-2", "timestamp": 1796030200, "channel": "chat", "body": "refund please"},
     {"dataset": "support", "id": "m-3", "timestamp": 1796030300, "subject": "Only a subject"},
-    {"dataset": "support", "message_id": "m-1", "timestamp": "2026-11-30T09:20:00Z", "mode": "teach", "annotator": "ann",
-     "labels": [{"name": "Card > Delivery"}, {"name": "Urgent", "sentiment": "negative"}]},
-    {"dataset": "support", "message_id": "m-9", "timestamp": 1796030400, "labels": [],
-     "message": {"dataset": "support", "id": "m-9", "timestamp": 1796030000, "body": "none of your labels"}},
-    {"dataset": "sales", "id": "s-1", "timestamp": 1796030500, "channel": "call", "body": "a transcript", "thread_id": "t-1"},
+    {
+        "dataset": "support",
+        "message_id": "m-1",
+        "timestamp": "2026-11-30T09:20:00Z",
+        "mode": "teach",
+        "annotator": "ann",
+        "labels": [{"name": "Card > Delivery"}, {"name": "Urgent", "sentiment": "negative"}],
+    },
+    {
+        "dataset": "support",
+        "message_id": "m-9",
+        "timestamp": 1796030400,
+        "labels": [],
+        "message": {"dataset": "support", "id": "m-9", "timestamp": 1796030000, "body": "none of your labels"},
+    },
+    {
+        "dataset": "sales",
+        "id": "s-1",
+        "timestamp": 1796030500,
+        "channel": "call",
+        "body": "a transcript",
+        "thread_id": "t-1",
+    },
 ]
 
 # (line as written, exact reason, summary group)
 BAD = [
-    ('{"dataset": "support", "timestamp": 1, "body": "no id"}',
-     "message.id: expected a value (the field is required), got nothing"),
-    ('{"dataset": "support", "id": "e-1", "timestamp": 1, "subject": "", "body": "  "}',
-     "message.body: expected a subject or a body (a message without text cannot be classified), got neither"),
-    ('{"dataset": "support", "id": "e-2", "timestamp": "yesterday", "body": "x"}',
-     "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got 'yesterday'"),
-    ('{"dataset": "support", "id": "e-3", "timestamp": 1, "channel": "fax", "body": "x"}',
-     "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'"),
-    ('{"dataset": "support", "message_id": "m-2", "timestamp": 1, "labels": [{"name": "A > > B"}]}',
-     "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'"),
-    ('{"dataset": "support", "id": "e-4", "timestamp": 1, "body": "' + "x" * 2_500 + '"}',
-     "message.body: expected at most 2000 UTF-8 bytes, got 2500 bytes"),
-    ('{"dataset": "support", "id": "e-5", "timestamp": 1, "body": "cut off',
-     "message: expected a JSON object, got invalid JSON (unexpected end of data: line 1 column 69 (char 68))"),
-    ('{"dataset": "support", "id": "e-6", "timestamp": 1, "body": 42}',
-     "message.body: expected a string, got 42"),
-    ('{"dataset": "support", "id": "e-7", "timestamp": 1, "body": "x", "sender": "ann"}',
-     "message.sender: expected a known field (body, cc, channel, dataset, from, id, language, metadata, "
-     "subject, thread_id, timestamp, to), got an unknown field"),
-    ('{"dataset": "support", "message_id": "m-3", "timestamp": 1, "labels": "Card"}',
-     "annotation.labels: expected a list, got 'Card'"),
+    (
+        '{"dataset": "support", "timestamp": 1, "body": "no id"}',
+        "message.id: expected a value (the field is required), got nothing",
+    ),
+    (
+        '{"dataset": "support", "id": "e-1", "timestamp": 1, "subject": "", "body": "  "}',
+        "message.body: expected a subject or a body (a message without text cannot be classified), got neither",
+    ),
+    (
+        '{"dataset": "support", "id": "e-2", "timestamp": "yesterday", "body": "x"}',
+        "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got 'yesterday'",
+    ),
+    (
+        '{"dataset": "support", "id": "e-3", "timestamp": 1, "channel": "fax", "body": "x"}',
+        "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'",
+    ),
+    (
+        '{"dataset": "support", "message_id": "m-2", "timestamp": 1, "labels": [{"name": "A > > B"}]}',
+        "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'",
+    ),
+    (
+        '{"dataset": "support", "id": "e-4", "timestamp": 1, "body": "' + "x" * 2_500 + '"}',
+        "message.body: expected at most 2000 UTF-8 bytes, got 2500 bytes",
+    ),
+    (
+        '{"dataset": "support", "id": "e-5", "timestamp": 1, "body": "cut off',
+        "message: expected a JSON object, got invalid JSON (unexpected end of data: line 1 column 69 (char 68))",
+    ),
+    ('{"dataset": "support", "id": "e-6", "timestamp": 1, "body": 42}', "message.body: expected a string, got 42"),
+    (
+        '{"dataset": "support", "id": "e-7", "timestamp": 1, "body": "x", "sender": "ann"}',
+        "message.sender: expected a known field (body, cc, channel, dataset, from, id, language, metadata, "
+        "subject, thread_id, timestamp, to), got an unknown field",
+    ),
+    (
+        '{"dataset": "support", "message_id": "m-3", "timestamp": 1, "labels": "Card"}',
+        "annotation.labels: expected a list, got 'Card'",
+    ),
 ]
 
 
 def test_bad_rows_are_reported_with_their_reason_and_every_good_row_arrives(topics, kafka_bootstrap, tmp_path, capsys):
     # Good and bad rows interleaved, and a line of bytes that are not UTF-8 at the end.
-    lines = [json.dumps(row) for row in GOOD[:3]] + [line for line, _ in BAD[:5]] + [json.dumps(row) for row in GOOD[3:]]
+    lines = (
+        [json.dumps(row) for row in GOOD[:3]] + [line for line, _ in BAD[:5]] + [json.dumps(row) for row in GOOD[3:]]
+    )
     lines += [line for line, _ in BAD[5:]]
     source = tmp_path / "mixed.jsonl"
     source.write_bytes("\n".join(lines).encode() + b'\n{"id": "caf\xe9"}\n')
@@ -140,8 +190,10 @@ def test_bad_rows_are_reported_with_their_reason_and_every_good_row_arrives(topi
     assert received == sorted((Message.from_dict(row) for row in GOOD if "id" in row), key=lambda m: m.id)
     received = sorted((Annotation.decode(value) for _, value in annotations), key=lambda a: a.message_id)
     assert received == [Annotation.from_dict(row) for row in GOOD if "message_id" in row]
-    assert {(key, Message.decode(value).dataset) for key, value in messages} == {(b"support", "support"), (b"sales", "sales")}
-
+    assert {(key, Message.decode(value).dataset) for key, value in messages} == {
+        (b"support", "support"),
+        (b"sales", "sales"),
+    }
 
 
 def test_a_send_the_producer_refuses_is_reported_as_failed_and_exits_1(topics, kafka_bootstrap, tmp_path, capsys):
@@ -156,7 +208,10 @@ def test_a_send_the_producer_refuses_is_reported_as_failed_and_exits_1(topics, k
     assert code == 1
     out = capsys.readouterr().out
     assert out.startswith(f"sent 1 ({topics['messages']}: 1) in ")
-    assert "; rejected 0; failed 1\nfailed sends, by error:\n       1  [Error 10] MessageSizeTooLargeError: The message is " in out
+    assert (
+        "; rejected 0; failed 1\nfailed sends, by error:\n       1  [Error 10] MessageSizeTooLargeError: The message is "
+        in out
+    )
     [entry] = [json.loads(line) for line in (tmp_path / "big.jsonl.rejects.jsonl").read_text().splitlines()]
     assert (entry["line"], entry["stage"], entry["raw"]["id"]) == (1, "send", "big")
     assert entry["reason"].startswith("send failed: [Error 10] MessageSizeTooLargeError: The message is ")

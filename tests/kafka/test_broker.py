@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from agents.kafka import broker
 from agents import cli
+from agents.kafka import broker
 from agents.settings import TOPICS, Settings
 
 kafka = pytest.mark.kafka
@@ -82,8 +82,13 @@ def test_kafka_python_round_trip(settings_for, unique_prefix):
     producer.flush()
     producer.close()
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap, group_id=f"{unique_prefix}kp",
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap,
+        group_id=f"{unique_prefix}kp",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
     received = []
     for record in consumer:
         received.append((record.key, record.value))
@@ -111,8 +116,9 @@ def test_aiokafka_round_trip(settings_for, unique_prefix):
                 await producer.send_and_wait(topic, key=b"support", value=f"a-{i}".encode())
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap, group_id=f"{unique_prefix}aio",
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.bootstrap, group_id=f"{unique_prefix}aio", auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             received = []
@@ -125,7 +131,9 @@ def test_aiokafka_round_trip(settings_for, unique_prefix):
             await consumer.stop()
 
     assert asyncio.run(asyncio.wait_for(round_trip(), 30)) == [
-        (b"support", b"a-0"), (b"support", b"a-1"), (b"support", b"a-2")
+        (b"support", b"a-0"),
+        (b"support", b"a-1"),
+        (b"support", b"a-2"),
     ]
 
 
@@ -159,7 +167,7 @@ def test_an_external_broker_is_never_fetched_or_stopped(tmp_path):
 
 # The pinned broker must serve Faust end to end (consumer group, table changelog, transactions
 # under exactly_once): a Faust worker is a process of its own, so the app runs in a subprocess.
-_FAUST_APP = '''
+_FAUST_APP = """
 import asyncio, os, sys
 import faust
 from kafka import KafkaConsumer, KafkaProducer
@@ -196,7 +204,7 @@ async def feed_and_check():
 
 sys.argv = [sys.argv[0], "worker", "-l", "warn"]
 app.main()
-'''
+"""
 
 
 @kafka
@@ -212,7 +220,9 @@ def test_a_faust_agent_consumes_one_topic_and_sends_to_another(settings_for, uni
 
     result = subprocess.run(
         [sys.executable, str(script), settings.bootstrap, unique_prefix, guarantee, str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

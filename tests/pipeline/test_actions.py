@@ -18,14 +18,25 @@ def warning(code: str, severity: str = "amber") -> LabelWarning:
 
 
 def label(ap: float | None, *codes: str, pinned: int = 40) -> LabelMetrics:
-    return LabelMetrics(precision=None, recall=None, f1=None, average_precision=ap, threshold=0.5,
-                        support=0 if ap is None else 20, pinned=pinned, warnings=tuple(warning(c) for c in codes))
+    return LabelMetrics(
+        precision=None,
+        recall=None,
+        f1=None,
+        average_precision=ap,
+        threshold=0.5,
+        support=0 if ap is None else 20,
+        pinned=pinned,
+        warnings=tuple(warning(c) for c in codes),
+    )
 
 
 def rating(coverage: float = 80.0, balance: float = 80.0) -> Rating:
-    factors = {"all_labels": Factor(score=80.0, band="Good"), "underperforming_labels": Factor(score=80.0, band="Good"),
-               "coverage": Factor(score=coverage, band="Good" if coverage >= 70 else "Average"),
-               "balance": Factor(score=balance, band="Good" if balance >= 70 else "Poor")}
+    factors = {
+        "all_labels": Factor(score=80.0, band="Good"),
+        "underperforming_labels": Factor(score=80.0, band="Good"),
+        "coverage": Factor(score=coverage, band="Good" if coverage >= 70 else "Average"),
+        "balance": Factor(score=balance, band="Good" if balance >= 70 else "Poor"),
+    }
     return Rating(score=80.0, band="Good", ready=False, factors=factors)
 
 
@@ -61,7 +72,9 @@ def test_low_balance_is_fixed_by_rebalance_for_similarity_and_shuffle_for_the_un
     biased = Balance(score=35.0, similarity=0.5, shuffle_share=0.0)
     actions = recommend({"Card": label(0.95)}, rating(balance=35.0), biased)
     assert set(kinds(actions)) == {("rebalance", None), ("shuffle", None)}
-    only_share = recommend({"Card": label(0.95)}, rating(balance=65.0), Balance(score=65.0, similarity=0.93, shuffle_share=0.0))
+    only_share = recommend(
+        {"Card": label(0.95)}, rating(balance=65.0), Balance(score=65.0, similarity=0.93, shuffle_share=0.0)
+    )
     assert kinds(only_share)[0] == ("shuffle", None)
 
 
@@ -70,8 +83,11 @@ def test_nothing_is_recommended_for_a_healthy_model():
 
 
 def test_actions_are_ordered_by_expected_gain_the_worst_label_first():
-    labels = {"A": label(0.65, "low_average_precision"), "B": label(0.3, "low_average_precision"),
-              **{f"L{i}": label(0.95) for i in range(10)}}
+    labels = {
+        "A": label(0.65, "low_average_precision"),
+        "B": label(0.3, "low_average_precision"),
+        **{f"L{i}": label(0.95) for i in range(10)},
+    }
     actions = recommend(labels, rating(coverage=60.0), HEALTHY)
     gains = [a.expected_gain for a in actions]
     assert gains == sorted(gains, reverse=True)

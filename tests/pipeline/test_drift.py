@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pytest
 
@@ -69,7 +70,7 @@ def test_batches_never_change_what_the_mix_detector_finds():
     found_whole = whole.update(buckets, 20)
     found_pieces, start = [], 0
     for size in rng.integers(1, 250, 100):
-        chunk = buckets[start:start + size]
+        chunk = buckets[start : start + size]
         found_pieces += [start + p for p in pieces.update(chunk, 20)]
         start += len(chunk)
         if start >= len(buckets):
@@ -83,8 +84,14 @@ def _at(message, t):
 
 
 def _reviewed(message, label, t):
-    return Annotation(dataset=message.dataset, message_id=message.id, timestamp=t, mode="shuffle",
-                      labels=(LabelAssignment(name=label),), message=message)
+    return Annotation(
+        dataset=message.dataset,
+        message_id=message.id,
+        timestamp=t,
+        mode="shuffle",
+        labels=(LabelAssignment(name=label),),
+        message=message,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +200,9 @@ def test_a_label_whose_meaning_changes_raises_its_own_error_alarm(trained, halve
 def test_drift_detectors_take_their_settings_from_the_engine_config():
     from pipeline import Refiner, RefinerConfig
 
-    engine = Refiner("d", RefinerConfig(drift_error_bucket=5, drift_error_delta=0.01, drift_mix_block=50, drift_mix_alpha=1e-3))
+    engine = Refiner(
+        "d", RefinerConfig(drift_error_bucket=5, drift_error_delta=0.01, drift_mix_block=50, drift_mix_alpha=1e-3)
+    )
     assert (engine.drift.error.bucket_size, engine.drift.error.delta) == (5, 0.01)
     assert (engine.drift.mix.block, engine.drift.mix.alpha) == (50, 1e-3)
     restored = Refiner.restore(engine.snapshot())

@@ -23,10 +23,20 @@ Can you cancel my order of 40 widgets?
 
 
 def test_the_same_text_hashes_to_the_same_features_in_another_process_with_another_hash_seed():
-    code = ("from pipeline.features import Featurizer; i, v = Featurizer().transform('Card?', 'Where is my new card')\n"
-            "print(i.tolist(), v.round(5).tolist())")
-    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    code = (
+        "from pipeline.features import Featurizer; i, v = Featurizer().transform('Card?', 'Where is my new card')\n"
+        "print(i.tolist(), v.round(5).tolist())"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     indices, values = Featurizer().transform("Card?", "Where is my new card")
     assert outputs == {f"{indices.tolist()} {values.round(5).tolist()}\n"}
 
@@ -35,7 +45,7 @@ def test_features_are_sorted_unique_indices_inside_the_hashed_space_with_unit_no
     featurizer = Featurizer(bits=10)
     indices, values = featurizer.transform("Refund", "I want a refund for the refund I asked for")
     assert np.all(np.diff(indices) > 0)
-    assert indices.min() >= 0 and indices.max() == 2 ** 10
+    assert indices.min() >= 0 and indices.max() == 2**10
     assert abs(float(values[:-1] @ values[:-1]) - 1.0) < 1e-5
 
 
@@ -51,7 +61,10 @@ def test_lines_starting_with_a_quote_mark_are_quoted_text():
 
 
 def test_a_signature_after_a_sign_off_is_dropped():
-    assert strip_signature("The invoice is wrong.\n\nBest regards,\nJohn Doe\nAccounts, ACME Ltd") == "The invoice is wrong."
+    assert (
+        strip_signature("The invoice is wrong.\n\nBest regards,\nJohn Doe\nAccounts, ACME Ltd")
+        == "The invoice is wrong."
+    )
 
 
 def test_quoted_text_weighs_less_than_the_authors_own_words():

@@ -63,7 +63,9 @@ def test_binned_thresholds_agree_with_the_exact_curve_to_the_grid_resolution(sco
     scores, positives = scored
     exact = choose_thresholds(scores, positives, precision_target=0.9, recall_target=0.8)
     binned = binned_thresholds(scores[:, None], positives[:, None], np.array([0.9]), np.array([0.8]))
-    assert [float(t[0]) for t in binned] == pytest.approx([exact.balanced, exact.high_precision, exact.high_recall], abs=1e-3)
+    assert [float(t[0]) for t in binned] == pytest.approx(
+        [exact.balanced, exact.high_precision, exact.high_recall], abs=1e-3
+    )
 
 
 def test_an_unreachable_precision_target_gives_no_threshold():
@@ -73,7 +75,15 @@ def test_an_unreachable_precision_target_gives_no_threshold():
 
 def test_bands_follow_the_design():
     assert [band(s) for s in (0, 49.99, 50, 69.99, 70, 89.99, 90, 100)] == [
-        "Poor", "Poor", "Average", "Average", "Good", "Good", "Excellent", "Excellent"]
+        "Poor",
+        "Poor",
+        "Average",
+        "Average",
+        "Good",
+        "Good",
+        "Excellent",
+        "Excellent",
+    ]
 
 
 def test_balance_is_unknown_without_a_similarity_and_penalised_by_few_unbiased_reviews():
@@ -82,25 +92,45 @@ def test_balance_is_unknown_without_a_similarity_and_penalised_by_few_unbiased_r
 
 
 def test_a_label_with_few_pinned_examples_gets_a_red_then_amber_warning_to_teach_it():
-    red = label_warnings("A", pinned=3, support=3, average_precision=0.9, search_share=0.0, predicted_live=None,
-                         few_red=10, few_amber=25)
-    amber = label_warnings("A", pinned=15, support=15, average_precision=0.9, search_share=0.0, predicted_live=None,
-                           few_red=10, few_amber=25)
+    red = label_warnings(
+        "A", pinned=3, support=3, average_precision=0.9, search_share=0.0, predicted_live=None, few_red=10, few_amber=25
+    )
+    amber = label_warnings(
+        "A",
+        pinned=15,
+        support=15,
+        average_precision=0.9,
+        search_share=0.0,
+        predicted_live=None,
+        few_red=10,
+        few_amber=25,
+    )
     assert [(w.code, w.severity, w.action) for w in red] == [("few_pinned", "red", "teach_label")]
     assert [(w.code, w.severity) for w in amber] == [("few_pinned", "amber")]
 
 
 def test_low_average_precision_biased_and_never_predicted_labels_are_warned_with_an_action():
-    warnings = label_warnings("A", pinned=40, support=30, average_precision=0.4, search_share=0.8, predicted_live=0,
-                              few_red=10, few_amber=25)
+    warnings = label_warnings(
+        "A", pinned=40, support=30, average_precision=0.4, search_share=0.8, predicted_live=0, few_red=10, few_amber=25
+    )
     assert {(w.code, w.severity, w.action) for w in warnings} == {
-        ("low_average_precision", "red", "check_label"), ("likely_biased", "amber", "shuffle"),
-        ("never_predicted", "amber", "teach_label")}
+        ("low_average_precision", "red", "check_label"),
+        ("likely_biased", "amber", "shuffle"),
+        ("never_predicted", "amber", "teach_label"),
+    }
 
 
 def test_the_rating_has_four_factors_and_is_ready_only_when_all_are_good_without_red_warnings():
-    good = rate({f"L{i}": 0.95 for i in range(20)}, coverage=0.9, balance=95.0, mean_f1=0.9, red_warnings=0,
-                live_messages=1000, similarity=0.95, shuffle_share=0.3)
+    good = rate(
+        {f"L{i}": 0.95 for i in range(20)},
+        coverage=0.9,
+        balance=95.0,
+        mean_f1=0.9,
+        red_warnings=0,
+        live_messages=1000,
+        similarity=0.95,
+        shuffle_share=0.3,
+    )
     assert set(good.factors) == {"all_labels", "underperforming_labels", "coverage", "balance"}
     assert good.ready and good.band == "Excellent"
     assert not rate({f"L{i}": 0.95 for i in range(20)}, 0.9, 95.0, 0.9, 1, 1000, 0.95, 0.3).ready

@@ -17,8 +17,14 @@ def message(i, body, dataset="support", **fields) -> Message:
 
 
 def review(i, labels, body=None, mode="shuffle", dataset="support", **fields) -> dict:
-    data = {"dataset": dataset, "message_id": f"m-{i}", "timestamp": 2_000 + i, "mode": mode,
-            "labels": [{"name": name} for name in labels], **fields}
+    data = {
+        "dataset": dataset,
+        "message_id": f"m-{i}",
+        "timestamp": 2_000 + i,
+        "mode": mode,
+        "labels": [{"name": name} for name in labels],
+        **fields,
+    }
     if body is not None:
         data["message"] = {"dataset": dataset, "id": f"m-{i}", "timestamp": 1_000 + i, "body": body}
     return data
@@ -151,7 +157,9 @@ def test_pinning_a_child_pins_its_parent_and_a_child_never_outscores_its_parent(
     parents = {name.split(" > ")[0] for name in metrics if " > " in name}
     for parent in parents:
         children = sum(metrics[name].pinned for name in metrics if name.startswith(parent + " > "))
-        assert metrics[parent].pinned >= max(metrics[name].pinned for name in metrics if name.startswith(parent + " > "))
+        assert metrics[parent].pinned >= max(
+            metrics[name].pinned for name in metrics if name.startswith(parent + " > ")
+        )
         assert metrics[parent].pinned <= children
     for msg, _ in itertools.islice(enron(root=datasets), 300, 400):
         prediction = engine.observe(msg)
@@ -211,8 +219,17 @@ def test_metrics_carry_every_field_of_the_contract(banking_pairs):
     assert data["timestamp"] == 123.0 and data["reviewed"] == 400
     assert set(data) >= {"labels", "map", "coverage", "balance", "rating"}
     label = next(iter(data["labels"].values()))
-    assert set(label) >= {"precision", "recall", "f1", "average_precision", "threshold", "support", "pinned",
-                          "thresholds", "warnings"}
+    assert set(label) >= {
+        "precision",
+        "recall",
+        "f1",
+        "average_precision",
+        "threshold",
+        "support",
+        "pinned",
+        "thresholds",
+        "warnings",
+    }
     assert set(label["thresholds"]) == {"balanced", "high_precision", "high_recall"}
     assert set(data["balance"]) == {"score", "similarity", "shuffle_share"}
     assert set(data["rating"]) == {"score", "band", "ready", "factors"}
@@ -239,7 +256,9 @@ def test_map_averages_only_labels_with_at_least_twenty_positives_in_the_window()
     assert snap.map == pytest.approx(sum(counted) / 3, abs=1e-6)
 
 
-def test_coverage_is_the_share_of_recent_live_messages_with_an_informative_label_at_threshold(banking_pairs, banking_test):
+def test_coverage_is_the_share_of_recent_live_messages_with_an_informative_label_at_threshold(
+    banking_pairs, banking_test
+):
     engine = Refiner("banking77", RefinerConfig(threshold_refresh=100))
     for msg, annotation in banking_pairs[:1000]:
         engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
@@ -342,5 +361,7 @@ def test_a_label_curve_runs_from_the_highest_threshold_to_full_recall():
 
 
 def test_the_registry_keeps_at_least_every_review_of_the_window():
-    with pytest.raises(ValueError, match=r"^RefinerConfig.max_reviewed: expected at least validation_window \(5000\), got 10$"):
+    with pytest.raises(
+        ValueError, match=r"^RefinerConfig.max_reviewed: expected at least validation_window \(5000\), got 10$"
+    ):
         RefinerConfig(max_reviewed=10)

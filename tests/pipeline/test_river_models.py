@@ -61,7 +61,7 @@ def test_river_checks_fail_on_a_model_that_breaks_rivers_contract(datasets, monk
     """The local checks have teeth: a learn_one that alters its input is caught."""
     monkeypatch.setattr(river.checks, "_yield_datasets", lambda model, scale=1: iter([list(_nlupp_stream(20))]))
     with pytest.raises(AssertionError):
-        river.checks.check_estimator(_Mutating(n_features=2 ** 10 + 1))
+        river.checks.check_estimator(_Mutating(n_features=2**10 + 1))
 
 
 class _Mutating(OnlineLinear):
@@ -83,7 +83,7 @@ def test_the_dict_api_scores_the_engines_features_as_the_engine_does(datasets):
 
 def test_predict_proba_many_matches_predict_proba_one_and_learn_many_takes_one_step(datasets):
     stream = list(_nlupp_stream(80))
-    model = OnlineLinear(n_features=2 ** 12 + 1)
+    model = OnlineLinear(n_features=2**12 + 1)
     for x, y in stream[:60]:
         model.learn_one(x, y)
     X = pd.DataFrame([x for x, _ in stream[60:]])
@@ -111,7 +111,9 @@ def test_progressive_val_score_runs_on_the_default_model(datasets):
 
 
 def test_a_binary_classifier_is_copied_once_per_label_as_labels_appear(datasets):
-    engine = _feed(Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 60)))
+    engine = _feed(
+        Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 60))
+    )
     assert isinstance(engine.model, multioutput.PerOutputClassifier)
     assert set(engine.model) == set(engine.labels)
 
@@ -122,42 +124,52 @@ def test_a_multilabel_classifier_is_used_as_it_is():
 
 
 def test_a_plugged_model_learns_the_engines_hashed_features_as_dicts(datasets):
-    engine = _feed(Refiner("banking77", SMALL, model=linear_model.LogisticRegression()),
-                   list(itertools.islice(banking77(), 20)))
+    engine = _feed(
+        Refiner("banking77", SMALL, model=linear_model.LogisticRegression()), list(itertools.islice(banking77(), 20))
+    )
     message, review = next(itertools.islice(banking77(), 0, None))
     weights = engine.model[review.labels[0].name].weights
     features = engine.features(message)
-    assert set(features) <= set(range(2 ** 12)) and set(features) <= set(weights)
+    assert set(features) <= set(range(2**12)) and set(features) <= set(weights)
 
 
 def test_the_config_names_a_river_model_by_import_path_and_json_parameters(datasets):
-    config = RefinerConfig.from_dict({**SMALL.to_dict(), "model": "river.naive_bayes.ComplementNB",
-                                      "model_params": {"alpha": 0.5}})
+    config = RefinerConfig.from_dict(
+        {**SMALL.to_dict(), "model": "river.naive_bayes.ComplementNB", "model_params": {"alpha": 0.5}}
+    )
     engine = _feed(Refiner("banking77", config), list(itertools.islice(banking77(), 40)))
     assert isinstance(engine.model.classifier, naive_bayes.ComplementNB) and engine.model.classifier.alpha == 0.5
     assert engine.metrics().reviewed == 20
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"model": "river.naive_bayes.ComplmentNB"}, "no 'ComplmentNB' in 'river.naive_bayes'"),
-    ({"model": "os.system"}, "expected the import path of a River classifier"),
-    ({"model": "river.preprocessing.StandardScaler"}, "is not a River classifier"),
-    ({"model": "river.naive_bayes.ComplementNB", "model_params": {"alfa": 1}}, "does not accept {'alfa': 1}"),
-    ({"model": "river.linear_model.LogisticRegression", "model_params": {"optimizer": {"river.optim.AdaGrd": {}}}},
-     "RefinerConfig.model_params.optimizer: no 'AdaGrd' in 'river.optim'"),
-    ({"model_params": {"alpha": 1}}, "but no model"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"model": "river.naive_bayes.ComplmentNB"}, "no 'ComplmentNB' in 'river.naive_bayes'"),
+        ({"model": "os.system"}, "expected the import path of a River classifier"),
+        ({"model": "river.preprocessing.StandardScaler"}, "is not a River classifier"),
+        ({"model": "river.naive_bayes.ComplementNB", "model_params": {"alfa": 1}}, "does not accept {'alfa': 1}"),
+        (
+            {
+                "model": "river.linear_model.LogisticRegression",
+                "model_params": {"optimizer": {"river.optim.AdaGrd": {}}},
+            },
+            "RefinerConfig.model_params.optimizer: no 'AdaGrd' in 'river.optim'",
+        ),
+        ({"model_params": {"alpha": 1}}, "but no model"),
+    ],
+)
 def test_a_bad_model_setting_is_refused_with_what_to_fix(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         RefinerConfig(**fields)
 
 
 def test_nested_river_objects_and_the_engine_seed_reach_the_model():
-    config = RefinerConfig(model="river.forest.ARFClassifier",
-                           model_params={"n_models": 2, "leaf_prediction": "mc"})
+    config = RefinerConfig(model="river.forest.ARFClassifier", model_params={"n_models": 2, "leaf_prediction": "mc"})
     assert Refiner("support", config, seed=7).model.classifier.seed == 7
-    config = RefinerConfig(model="river.linear_model.LogisticRegression",
-                           model_params={"optimizer": {"river.optim.AdaGrad": {"lr": 0.4}}})
+    config = RefinerConfig(
+        model="river.linear_model.LogisticRegression", model_params={"optimizer": {"river.optim.AdaGrad": {"lr": 0.4}}}
+    )
     assert isinstance(Refiner("support", config).model.classifier.optimizer, optim.AdaGrad)
 
 
@@ -169,7 +181,9 @@ def test_a_plugged_model_is_deterministic(datasets):
 
 
 def test_suggestions_and_metrics_work_with_a_plugged_model(datasets):
-    engine = _feed(Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 120)))
+    engine = _feed(
+        Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 120))
+    )
     snapshot = engine.metrics()
     assert snapshot.reviewed == 60 and snapshot.coverage is not None
     label = engine.labels[0]
@@ -227,7 +241,9 @@ def test_the_default_models_snapshot_holds_no_pickle(datasets):
 
 
 def test_a_pickled_model_is_never_restored_without_allow_pickle(datasets):
-    engine = _feed(Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 20)))
+    engine = _feed(
+        Refiner("banking77", SMALL, model=naive_bayes.ComplementNB()), list(itertools.islice(banking77(), 20))
+    )
     with pytest.raises(ValueError, match="holds a pickled River model"):
         Refiner.restore(engine.snapshot())
 

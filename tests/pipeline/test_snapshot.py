@@ -25,8 +25,14 @@ def events(datasets):
         if i >= 5 and (i - 5) % 3 == 0:
             stream.append(("annotate", pairs[i - 5][1]))
     stream.append(("annotate", Annotation.from_dict({**pairs[6][1].to_dict(), "labels": [{"name": "card_arrival"}]})))
-    stream.append(("annotate", Annotation(dataset="banking77", message_id=pairs[9][0].id, timestamp=pairs[9][0].timestamp,
-                                          action="remove")))
+    stream.append(
+        (
+            "annotate",
+            Annotation(
+                dataset="banking77", message_id=pairs[9][0].id, timestamp=pairs[9][0].timestamp, action="remove"
+            ),
+        )
+    )
     return stream
 
 
@@ -54,17 +60,24 @@ def test_restore_reproduces_the_snapshot_byte_for_byte(events):
 
 
 def test_the_same_input_in_the_same_order_gives_byte_identical_state(events):
-    assert feed(Refiner("banking77", CONFIG), events).snapshot() == feed(Refiner("banking77", CONFIG), events).snapshot()
+    assert (
+        feed(Refiner("banking77", CONFIG), events).snapshot() == feed(Refiner("banking77", CONFIG), events).snapshot()
+    )
 
 
 def test_the_seed_changes_what_is_replayed(events):
-    assert feed(Refiner("banking77", CONFIG, seed=0), events).snapshot() != feed(Refiner("banking77", CONFIG, seed=1), events).snapshot()
+    assert (
+        feed(Refiner("banking77", CONFIG, seed=0), events).snapshot()
+        != feed(Refiner("banking77", CONFIG, seed=1), events).snapshot()
+    )
 
 
 def test_a_snapshot_of_another_format_version_is_refused_with_a_clear_message():
     blob = bytearray(Refiner("support").snapshot())
     struct.pack_into("<I", blob, len(MAGIC), FORMAT_VERSION + 1)
-    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}, this engine reads version {FORMAT_VERSION}"):
+    with pytest.raises(
+        ValueError, match=f"format version {FORMAT_VERSION + 1}, this engine reads version {FORMAT_VERSION}"
+    ):
         Refiner.restore(bytes(blob))
 
 
@@ -74,7 +87,9 @@ def test_a_snapshot_of_another_engine_state_version_is_refused_with_a_clear_mess
 
     header, arrays = snapshot_format.decode(Refiner("support").snapshot())
     older = snapshot_format.encode({**header, "state_version": STATE_VERSION - 1}, arrays)
-    with pytest.raises(ValueError, match=f"engine state version {STATE_VERSION - 1}, this engine reads version {STATE_VERSION}"):
+    with pytest.raises(
+        ValueError, match=f"engine state version {STATE_VERSION - 1}, this engine reads version {STATE_VERSION}"
+    ):
         Refiner.restore(older)
 
 
@@ -87,7 +102,6 @@ def test_a_corrupted_or_truncated_snapshot_is_refused():
 
 
 def test_two_processes_with_different_hash_seeds_reach_byte_identical_state(datasets):
-    import hashlib
     import os
     import subprocess
     import sys
@@ -102,7 +116,14 @@ def test_two_processes_with_different_hash_seeds_reach_byte_identical_state(data
         "    engine.annotate(annotation)\n"
         "print(hashlib.sha256(engine.snapshot()).hexdigest())\n"
     )
-    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": seed, "REFINERY_DATASETS": str(datasets)}).stdout
-               for seed in ("0", "12345")}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "REFINERY_DATASETS": str(datasets)},
+        ).stdout
+        for seed in ("0", "12345")
+    }
     assert len(digests) == 1 and len(next(iter(digests)).strip()) == 64

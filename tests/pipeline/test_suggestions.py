@@ -9,15 +9,20 @@ import pytest
 
 from agents.ingest.datasets import banking77, nlupp
 from pipeline import Refiner, RefinerConfig
-from pipeline.model import SparseRows
 from schemas import Annotation, LabelAssignment, Message, Suggestion
 
 CONFIG = RefinerConfig(validation_window=3000, live_window=3000)
 
 
 def reviewed_as(message: Message, labels, mode="shuffle", t=None) -> Annotation:
-    return Annotation(dataset=message.dataset, message_id=message.id, timestamp=message.timestamp if t is None else t,
-                      labels=tuple(LabelAssignment(name=n) for n in labels), mode=mode, message=message)
+    return Annotation(
+        dataset=message.dataset,
+        message_id=message.id,
+        timestamp=message.timestamp if t is None else t,
+        labels=tuple(LabelAssignment(name=n) for n in labels),
+        mode=mode,
+        message=message,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +176,9 @@ def test_rebalance_picks_the_topics_a_biased_review_set_left_out(banking):
     items = engine.suggestions("rebalance", limit=50)
     truth = {m.id: r.labels[0].name for m, r in banking}
     from_left_out = sum(truth[s.message_id] not in searched for s in items) / len(items)
-    share_left_out = sum(truth[i] not in searched for i in engine.unreviewed_pool()[0]) / len(engine.unreviewed_pool()[0])
+    share_left_out = sum(truth[i] not in searched for i in engine.unreviewed_pool()[0]) / len(
+        engine.unreviewed_pool()[0]
+    )
     assert from_left_out >= share_left_out
     assert from_left_out > 0.95
 
@@ -182,6 +189,7 @@ def test_shuffle_is_fixed_by_the_seed_and_ignores_global_randomness(banking):
         engine = Refiner("banking77", CONFIG, seed=seed)
         engine.observe_many([m for m, _ in banking[:500]])
         return [s.message_id for s in engine.suggestions("shuffle", limit=40)]
+
     assert shuffled(0, 1) == shuffled(0, 2)
     assert shuffled(0, 1) != shuffled(1, 1)
 
@@ -227,8 +235,10 @@ def test_wrong_requests_say_what_is_wrong(flipped_engine):
 
 def test_an_empty_engine_suggests_nothing():
     engine = Refiner("support", CONFIG)
-    assert all(engine.suggestions(kind) == [] for kind in ("check_label", "missed_label", "teach_label",
-                                                          "low_confidence", "rebalance", "shuffle"))
+    assert all(
+        engine.suggestions(kind) == []
+        for kind in ("check_label", "missed_label", "teach_label", "low_confidence", "rebalance", "shuffle")
+    )
 
 
 @pytest.mark.parametrize("state", ["flipped_engine", "young_engine"])
@@ -261,13 +271,20 @@ def test_teach_label_over_all_labels_prefers_messages_hesitating_between_two_lab
 
 def test_teach_label_over_all_labels_ignores_parents_tied_with_their_child():
     engine = Refiner("support", CONFIG, seed=0)
-    texts = {"Card > Delivery": "my card has not arrived", "Card > Pin": "I forgot my pin",
-             "Refund": "please refund my money"}
+    texts = {
+        "Card > Delivery": "my card has not arrived",
+        "Card > Pin": "I forgot my pin",
+        "Refund": "please refund my money",
+    }
     for i in range(30):
         for name, text in texts.items():
             engine.annotate(reviewed_as(Message(dataset="support", id=f"r-{i}-{name}", timestamp=i, body=text), [name]))
-    engine.observe_many([Message(dataset="support", id=f"live-{i}", timestamp=100 + i, body=body)
-                         for i, body in enumerate(["card not arrived", "pin forgotten", "refund money please"])])
+    engine.observe_many(
+        [
+            Message(dataset="support", id=f"live-{i}", timestamp=100 + i, body=body)
+            for i, body in enumerate(["card not arrived", "pin forgotten", "refund money please"])
+        ]
+    )
     items = engine.suggestions("teach_label", limit=3)
     assert all(s.label != "Card" for s in items)
     assert all(s.score < 0.999 for s in items)  # a parent tied with its child would give a margin of 0

@@ -9,20 +9,39 @@ import orjson
 import pytest
 
 from schemas import (
-    Annotation, DeadLetter, Event, Message, MetricsSnapshot, Prediction, SchemaError, SuggestionList,
+    Annotation,
+    DeadLetter,
+    Event,
+    Message,
+    MetricsSnapshot,
+    Prediction,
+    SchemaError,
+    SuggestionList,
 )
 from schemas.jsonschema import TOPIC_TYPES, rendered, stale
 
 MESSAGE = {
-    "dataset": "support", "id": "m-1042", "timestamp": "2026-11-30T09:15:00Z", "channel": "email",
-    "subject": "Card not arrived", "body": "Hello, I ordered a card two weeks ago...",
-    "from": "ann@example.com", "to": "help@bank.example", "cc": "", "thread_id": "t-77",
-    "language": "en", "metadata": {"country": "UK", "amount": 120.5},
+    "dataset": "support",
+    "id": "m-1042",
+    "timestamp": "2026-11-30T09:15:00Z",
+    "channel": "email",
+    "subject": "Card not arrived",
+    "body": "Hello, I ordered a card two weeks ago...",
+    "from": "ann@example.com",
+    "to": "help@bank.example",
+    "cc": "",
+    "thread_id": "t-77",
+    "language": "en",
+    "metadata": {"country": "UK", "amount": 120.5},
 }
 ANNOTATION = {
-    "dataset": "support", "message_id": "m-1042", "timestamp": "2026-11-30T09:20:00Z",
+    "dataset": "support",
+    "message_id": "m-1042",
+    "timestamp": "2026-11-30T09:20:00Z",
     "labels": [{"name": "Card > Delivery"}, {"name": "Urgent", "sentiment": "negative"}],
-    "mode": "teach", "annotator": "ann", "action": "review",
+    "mode": "teach",
+    "annotator": "ann",
+    "action": "review",
 }
 
 
@@ -49,8 +68,11 @@ MALFORMED = [
     # (type, raw bytes, exact error)
     (Message, b"", "message: expected a JSON object, got empty input"),
     (Message, b"\xff\xfe{}", "message: expected UTF-8 encoded JSON, got invalid byte 0xff at position 0"),
-    (Message, b'{"dataset": "d", "id": "caf\xc3", "timestamp": 0}',
-     "message: expected UTF-8 encoded JSON, got invalid byte 0xc3 at position 27"),
+    (
+        Message,
+        b'{"dataset": "d", "id": "caf\xc3", "timestamp": 0}',
+        "message: expected UTF-8 encoded JSON, got invalid byte 0xc3 at position 27",
+    ),
     (Message, b"[1, 2]", "message: expected an object, got a list"),
     (Message, b'"just text"', "message: expected an object, got 'just text'"),
     (Message, with_(MESSAGE, id=...), "message.id: expected a value (the field is required), got nothing"),
@@ -58,55 +80,128 @@ MALFORMED = [
     (Message, with_(MESSAGE, id="   "), "message.id: expected a non-empty string, got '   '"),
     (Message, with_(MESSAGE, id=42), "message.id: expected a non-empty string, got 42"),
     (Message, with_(MESSAGE, dataset=None), "message.dataset: expected a non-empty string, got null"),
-    (Message, with_(MESSAGE, timestamp="yesterday"),
-     "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got 'yesterday'"),
-    (Message, with_(MESSAGE, timestamp=True),
-     "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got true"),
+    (
+        Message,
+        with_(MESSAGE, timestamp="yesterday"),
+        "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got 'yesterday'",
+    ),
+    (
+        Message,
+        with_(MESSAGE, timestamp=True),
+        "message.timestamp: expected an ISO-8601 timestamp or epoch seconds, got true",
+    ),
     (Message, with_(MESSAGE, timestamp=-5), "message.timestamp: expected a time between 1970 and 2999, got -5"),
-    (Message, with_(MESSAGE, channel="fax"),
-     "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'"),
+    (
+        Message,
+        with_(MESSAGE, channel="fax"),
+        "message.channel: expected one of 'email', 'chat', 'call', 'other', got 'fax'",
+    ),
     (Message, with_(MESSAGE, body=["a", "b"]), "message.body: expected a string, got a list"),
-    (Message, with_(MESSAGE, sender="x@y"),
-     "message.sender: expected a known field (body, cc, channel, dataset, from, id, language, metadata, "
-     "subject, thread_id, timestamp, to), got an unknown field"),
-    (Message, with_(MESSAGE, metadata={"vip": True}), "message.metadata.vip: expected a string or an integer or a number, got true"),
-    (Message, with_(MESSAGE, metadata={"nested": {"a": 1}}),
-     "message.metadata.nested: expected a string or an integer or a number, got an object"),
+    (
+        Message,
+        with_(MESSAGE, sender="x@y"),
+        "message.sender: expected a known field (body, cc, channel, dataset, from, id, language, metadata, "
+        "subject, thread_id, timestamp, to), got an unknown field",
+    ),
+    (
+        Message,
+        with_(MESSAGE, metadata={"vip": True}),
+        "message.metadata.vip: expected a string or an integer or a number, got true",
+    ),
+    (
+        Message,
+        with_(MESSAGE, metadata={"nested": {"a": 1}}),
+        "message.metadata.nested: expected a string or an integer or a number, got an object",
+    ),
     (Message, with_(MESSAGE, metadata=[1]), "message.metadata: expected an object, got a list"),
-    (SmallBodyLimit, b'{"dataset": "d", "id": "1", "timestamp": 0, "body": "' + b"x" * 11 + b'"}',
-     "message.body: expected at most 10 UTF-8 bytes, got 11 bytes"),
-    (SmallBodyLimit, b'{"dataset": "d", "id": "1", "timestamp": 0, "body": "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"}',
-     "message.body: expected at most 10 UTF-8 bytes, got 12 bytes"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "A"}, {"name": "B"}, {"name": 42}]),
-     "annotation.labels[2].name: expected a non-empty string, got 42"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "A > > B"}]),
-     "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "Billing >"}]),
-     "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'Billing >'"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "A>B>C>D>E>F"}]),
-     "annotation.labels[0].name: expected a label name of at most 5 levels, got 6 levels"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "Urgent"}, {"name": " Urgent "}]),
-     "annotation.labels[1].name: expected each label once, got 'Urgent' again"),
+    (
+        SmallBodyLimit,
+        b'{"dataset": "d", "id": "1", "timestamp": 0, "body": "' + b"x" * 11 + b'"}',
+        "message.body: expected at most 10 UTF-8 bytes, got 11 bytes",
+    ),
+    (
+        SmallBodyLimit,
+        b'{"dataset": "d", "id": "1", "timestamp": 0, "body": "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"}',
+        "message.body: expected at most 10 UTF-8 bytes, got 12 bytes",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "A"}, {"name": "B"}, {"name": 42}]),
+        "annotation.labels[2].name: expected a non-empty string, got 42",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "A > > B"}]),
+        "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'A > > B'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "Billing >"}]),
+        "annotation.labels[0].name: expected a label name whose parts ('Parent > Child') are all non-empty, got 'Billing >'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "A>B>C>D>E>F"}]),
+        "annotation.labels[0].name: expected a label name of at most 5 levels, got 6 levels",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "Urgent"}, {"name": " Urgent "}]),
+        "annotation.labels[1].name: expected each label once, got 'Urgent' again",
+    ),
     (Annotation, with_(ANNOTATION, labels="Urgent"), "annotation.labels: expected a list, got 'Urgent'"),
     (Annotation, with_(ANNOTATION, labels=["Urgent"]), "annotation.labels[0]: expected an object, got 'Urgent'"),
-    (Annotation, with_(ANNOTATION, labels=[{"name": "Urgent", "sentiment": "angry"}]),
-     "annotation.labels[0].sentiment: expected one of 'positive', 'negative', got 'angry'"),
-    (Annotation, with_(ANNOTATION, mode="guess"),
-     "annotation.mode: expected one of 'shuffle', 'teach', 'check', 'missed', 'low_confidence', 'rebalance', "
-     "'search', 'label', 'other', got 'guess'"),
-    (Annotation, with_(ANNOTATION, action="delete"), "annotation.action: expected one of 'review', 'remove', got 'delete'"),
-    (Annotation, with_(ANNOTATION, action="remove"), "annotation.labels: expected no labels when action is 'remove', got 2 labels"),
-    (Annotation, with_(ANNOTATION, message_id=...), "annotation.message_id: expected a value (the field is required), got nothing"),
-    (Annotation, with_(ANNOTATION, message={**MESSAGE, "id": "m-9"}),
-     "annotation.message.id: expected 'm-1042' (the annotation's message_id), got 'm-9'"),
-    (Annotation, with_(ANNOTATION, message={**MESSAGE, "dataset": "other"}),
-     "annotation.message.dataset: expected 'support' (the annotation's dataset), got 'other'"),
-    (Annotation, with_(ANNOTATION, message={**MESSAGE, "channel": "sms"}),
-     "annotation.message.channel: expected one of 'email', 'chat', 'call', 'other', got 'sms'"),
-    (Annotation, with_(ANNOTATION, fields=[{"name": "amount", "start": 5, "end": 2}]),
-     "annotation.fields[0].end: expected a position at or after start (5), got 2"),
-    (Annotation, with_(ANNOTATION, fields=[{"name": "amount", "start": -1, "end": 2}]),
-     "annotation.fields[0].start: expected a number at least 0, got -1"),
+    (
+        Annotation,
+        with_(ANNOTATION, labels=[{"name": "Urgent", "sentiment": "angry"}]),
+        "annotation.labels[0].sentiment: expected one of 'positive', 'negative', got 'angry'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, mode="guess"),
+        "annotation.mode: expected one of 'shuffle', 'teach', 'check', 'missed', 'low_confidence', 'rebalance', "
+        "'search', 'label', 'other', got 'guess'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, action="delete"),
+        "annotation.action: expected one of 'review', 'remove', got 'delete'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, action="remove"),
+        "annotation.labels: expected no labels when action is 'remove', got 2 labels",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, message_id=...),
+        "annotation.message_id: expected a value (the field is required), got nothing",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, message={**MESSAGE, "id": "m-9"}),
+        "annotation.message.id: expected 'm-1042' (the annotation's message_id), got 'm-9'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, message={**MESSAGE, "dataset": "other"}),
+        "annotation.message.dataset: expected 'support' (the annotation's dataset), got 'other'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, message={**MESSAGE, "channel": "sms"}),
+        "annotation.message.channel: expected one of 'email', 'chat', 'call', 'other', got 'sms'",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, fields=[{"name": "amount", "start": 5, "end": 2}]),
+        "annotation.fields[0].end: expected a position at or after start (5), got 2",
+    ),
+    (
+        Annotation,
+        with_(ANNOTATION, fields=[{"name": "amount", "start": -1, "end": 2}]),
+        "annotation.fields[0].start: expected a number at least 0, got -1",
+    ),
 ]
 
 
@@ -134,7 +229,10 @@ def test_schema_error_keeps_its_parts():
     with pytest.raises(SchemaError) as caught:
         Annotation.decode(with_(ANNOTATION, labels=[{"name": 42}]))
     assert (caught.value.path, caught.value.expected, caught.value.found) == (
-        "annotation.labels[0].name", "a non-empty string", "42")
+        "annotation.labels[0].name",
+        "a non-empty string",
+        "42",
+    )
 
 
 def test_the_design_examples_parse():
@@ -146,8 +244,17 @@ def test_the_design_examples_parse():
     assert annotation.pinned_labels() == ("Card", "Card > Delivery", "Urgent")
 
 
-@pytest.mark.parametrize("stamp", ["2026-11-30T09:15:00Z", "2026-11-30T09:15:00+00:00", "2026-11-30T10:15:00+01:00",
-                                   "2026-11-30 09:15:00", 1796030100, 1796030100.0])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-30T09:15:00Z",
+        "2026-11-30T09:15:00+00:00",
+        "2026-11-30T10:15:00+01:00",
+        "2026-11-30 09:15:00",
+        1796030100,
+        1796030100.0,
+    ],
+)
 def test_timestamps_in_iso_8601_or_epoch_seconds_mean_the_same_time(stamp):
     assert Message.decode(with_(MESSAGE, timestamp=stamp)).timestamp == 1796030100.0
 
@@ -171,18 +278,50 @@ def test_defaults_fill_optional_fields():
     assert (message.channel, message.body, message.metadata, message.thread_id) == ("other", "", {}, None)
 
 
-@pytest.mark.parametrize("record", [
-    Message.from_dict(MESSAGE),
-    Annotation.from_dict({**ANNOTATION, "message": MESSAGE, "fields": [{"name": "amount", "start": 1, "end": 4}]}),
-    Event(source_topic="refinery.messages", partition=3, offset=17, message=Message.from_dict(MESSAGE)),
-    Prediction(dataset="d", message_id="m", timestamp=1.5, model_version=3, confidences={"A": 0.9, "B": 0.1},
-               labels=("A",), informative=True),
-    SuggestionList.from_dict({"dataset": "d", "timestamp": 2, "model_version": 1, "kind": "check_label", "label": "A",
-                              "items": [{"message_id": "m", "kind": "check_label", "label": "A", "score": 0.1,
-                                         "reason": "pinned with A but scored 0.10"}]}),
-    DeadLetter(source_topic="refinery.messages", partition=0, offset=9, raw=base64.b64encode(b"\xff").decode(),
-               reason="message: expected UTF-8 encoded JSON, got invalid byte 0xff at position 0", timestamp=3.0),
-], ids=lambda r: type(r).__name__)
+@pytest.mark.parametrize(
+    "record",
+    [
+        Message.from_dict(MESSAGE),
+        Annotation.from_dict({**ANNOTATION, "message": MESSAGE, "fields": [{"name": "amount", "start": 1, "end": 4}]}),
+        Event(source_topic="refinery.messages", partition=3, offset=17, message=Message.from_dict(MESSAGE)),
+        Prediction(
+            dataset="d",
+            message_id="m",
+            timestamp=1.5,
+            model_version=3,
+            confidences={"A": 0.9, "B": 0.1},
+            labels=("A",),
+            informative=True,
+        ),
+        SuggestionList.from_dict(
+            {
+                "dataset": "d",
+                "timestamp": 2,
+                "model_version": 1,
+                "kind": "check_label",
+                "label": "A",
+                "items": [
+                    {
+                        "message_id": "m",
+                        "kind": "check_label",
+                        "label": "A",
+                        "score": 0.1,
+                        "reason": "pinned with A but scored 0.10",
+                    }
+                ],
+            }
+        ),
+        DeadLetter(
+            source_topic="refinery.messages",
+            partition=0,
+            offset=9,
+            raw=base64.b64encode(b"\xff").decode(),
+            reason="message: expected UTF-8 encoded JSON, got invalid byte 0xff at position 0",
+            timestamp=3.0,
+        ),
+    ],
+    ids=lambda r: type(r).__name__,
+)
 def test_encode_then_decode_gives_the_same_record(record):
     assert type(record).decode(record.encode()) == record
 
@@ -210,9 +349,19 @@ def test_json_schema_accepts_what_the_parser_accepts():
 
 # Rules JSON Schema cannot express: cross-field checks, the configurable body limit, the year range
 # and the depth of a hierarchy. Every other rule of the parser must hold in the schema files too.
-BEYOND_JSON_SCHEMA = ("each label once", "the annotation's", "no labels when", "at or after start", "UTF-8",
-                      "a time between", "at most 5 levels", "JSON object")
-SHAPE_ERRORS = [m for m in MALFORMED if m[0] in (Message, Annotation) and not any(b in m[2] for b in BEYOND_JSON_SCHEMA)]
+BEYOND_JSON_SCHEMA = (
+    "each label once",
+    "the annotation's",
+    "no labels when",
+    "at or after start",
+    "UTF-8",
+    "a time between",
+    "at most 5 levels",
+    "JSON object",
+)
+SHAPE_ERRORS = [
+    m for m in MALFORMED if m[0] in (Message, Annotation) and not any(b in m[2] for b in BEYOND_JSON_SCHEMA)
+]
 
 
 @pytest.mark.parametrize(("kind", "raw", "error"), SHAPE_ERRORS, ids=_case_id)
@@ -222,15 +371,37 @@ def test_json_schema_rejects_what_the_parser_rejects(kind, raw, error):
 
 
 def test_metrics_snapshot_round_trips():
-    snapshot = MetricsSnapshot.from_dict({
-        "dataset": "d", "timestamp": 1, "model_version": 2, "reviewed": 3,
-        "labels": {"A": {"precision": 0.5, "recall": None, "f1": None, "average_precision": 0.7, "threshold": 0.4,
-                         "support": 2, "pinned": 9, "thresholds": {"balanced": 0.4},
-                         "warnings": [{"code": "few_pinned", "severity": "amber", "message": "9 pinned",
-                                       "action": "teach_label"}]}},
-        "map": None, "coverage": 0.8, "balance": {"score": 55.0, "similarity": 0.6, "shuffle_share": 0.1},
-        "rating": {"score": 61.0, "band": "Average", "ready": False,
-                   "factors": {"coverage": {"score": 80.0, "band": "Good", "metrics": {"coverage": 0.8}}}},
-    })
+    snapshot = MetricsSnapshot.from_dict(
+        {
+            "dataset": "d",
+            "timestamp": 1,
+            "model_version": 2,
+            "reviewed": 3,
+            "labels": {
+                "A": {
+                    "precision": 0.5,
+                    "recall": None,
+                    "f1": None,
+                    "average_precision": 0.7,
+                    "threshold": 0.4,
+                    "support": 2,
+                    "pinned": 9,
+                    "thresholds": {"balanced": 0.4},
+                    "warnings": [
+                        {"code": "few_pinned", "severity": "amber", "message": "9 pinned", "action": "teach_label"}
+                    ],
+                }
+            },
+            "map": None,
+            "coverage": 0.8,
+            "balance": {"score": 55.0, "similarity": 0.6, "shuffle_share": 0.1},
+            "rating": {
+                "score": 61.0,
+                "band": "Average",
+                "ready": False,
+                "factors": {"coverage": {"score": 80.0, "band": "Good", "metrics": {"coverage": 0.8}}},
+            },
+        }
+    )
     assert MetricsSnapshot.decode(snapshot.encode()) == snapshot
     assert rendered()  # every topic has a schema file

@@ -14,11 +14,29 @@ import orjson
 import pytest
 
 from agents.ingest.datasets import banking77
-from agents.web.pages import ACTIONS_SHOWN, SUGGESTIONS_SHOWN, render_dataset, render_index, render_missing, render_unauthorised
-from pipeline import Refiner
+from agents.web.pages import (
+    ACTIONS_SHOWN,
+    SUGGESTIONS_SHOWN,
+    render_dataset,
+    render_index,
+    render_missing,
+    render_unauthorised,
+)
 from agents.worker.sequencer import owner_partition
-from schemas import (SUGGESTION_KINDS, Action, Balance, DriftEvent, Factor, LabelMetrics, LabelWarning, MetricsSnapshot,
-                     Rating, Suggestion, SuggestionList)
+from pipeline import Refiner
+from schemas import (
+    SUGGESTION_KINDS,
+    Action,
+    Balance,
+    DriftEvent,
+    Factor,
+    LabelMetrics,
+    LabelWarning,
+    MetricsSnapshot,
+    Rating,
+    Suggestion,
+    SuggestionList,
+)
 from tests.worker.test_worker_kafka import PARTITIONS, _pairs, _producer, _send, _wait_for, workers  # noqa: F401 (fixture)
 
 SCRIPT = "<script>alert('x')</script>"
@@ -38,18 +56,35 @@ def engine(datasets):
 
 
 def _lists(engine, dataset="banking77", limit=50) -> list[SuggestionList]:
-    return [SuggestionList(dataset=dataset, timestamp=0, model_version=1, kind=kind, label=None,
-                           items=tuple(engine.suggestions(kind, limit=limit)))
-            for kind in SUGGESTION_KINDS]
+    return [
+        SuggestionList(
+            dataset=dataset,
+            timestamp=0,
+            model_version=1,
+            kind=kind,
+            label=None,
+            items=tuple(engine.suggestions(kind, limit=limit)),
+        )
+        for kind in SUGGESTION_KINDS
+    ]
 
 
 def _snapshot(**changes) -> MetricsSnapshot:
     base = MetricsSnapshot(
-        dataset="support", timestamp=1_796_030_100, model_version=7, reviewed=40,
-        labels={"Card": LabelMetrics(precision=0.9, recall=0.75, f1=0.818, average_precision=0.88, threshold=0.41,
-                                     support=8, pinned=12)},
-        map=0.88, coverage=0.6, balance=Balance(score=70.0, similarity=0.9, shuffle_share=0.2),
-        rating=Rating(score=72.5, band="Good", ready=False, factors={"coverage": Factor(score=60.0, band="Average")}))
+        dataset="support",
+        timestamp=1_796_030_100,
+        model_version=7,
+        reviewed=40,
+        labels={
+            "Card": LabelMetrics(
+                precision=0.9, recall=0.75, f1=0.818, average_precision=0.88, threshold=0.41, support=8, pinned=12
+            )
+        },
+        map=0.88,
+        coverage=0.6,
+        balance=Balance(score=70.0, similarity=0.9, shuffle_share=0.2),
+        rating=Rating(score=72.5, band="Good", ready=False, factors={"coverage": Factor(score=60.0, band="Average")}),
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -100,23 +135,38 @@ def test_every_label_is_in_the_table_with_its_figures_worst_average_precision_fi
     assert defined == sorted(defined) and aps[: len(defined)] == defined  # undefined AP last
     label, cells = rows[0]
     m = snapshot.labels[label]
-    assert re.findall(r">([^<]*)<", cells)[::2] == [_num(m.precision), _num(m.recall), _num(m.f1),
-                                                   _num(m.average_precision), _num(m.threshold),
-                                                   str(m.support), str(m.pinned)]
+    assert re.findall(r">([^<]*)<", cells)[::2] == [
+        _num(m.precision),
+        _num(m.recall),
+        _num(m.f1),
+        _num(m.average_precision),
+        _num(m.threshold),
+        str(m.support),
+        str(m.pinned),
+    ]
 
 
 def test_label_warnings_are_shown_with_their_actions():
-    warning = LabelWarning(code="few_pinned", severity="red", message="only 3 pinned examples",
-                           action="teach it on 22 more messages")
+    warning = LabelWarning(
+        code="few_pinned", severity="red", message="only 3 pinned examples", action="teach it on 22 more messages"
+    )
     snapshot = _snapshot(labels={"Card": dataclasses.replace(_snapshot().labels["Card"], warnings=(warning,))})
     text = _text(render_dataset(snapshot, []))
     assert "red only 3 pinned examples → teach it on 22 more messages" in text
 
 
 def test_recommended_actions_and_drift_events_are_listed(engine):
-    snapshot = dataclasses.replace(engine.metrics(now=time.time()),
-                                   drift=(DriftEvent(label="card_arrival", kind="confidence_shift", when=1_796_030_100,
-                                                     detail="mean confidence fell from 0.8 to 0.4"),))
+    snapshot = dataclasses.replace(
+        engine.metrics(now=time.time()),
+        drift=(
+            DriftEvent(
+                label="card_arrival",
+                kind="confidence_shift",
+                when=1_796_030_100,
+                detail="mean confidence fell from 0.8 to 0.4",
+            ),
+        ),
+    )
     text = _text(render_dataset(snapshot, []))
     assert snapshot.actions
     for action in snapshot.actions:
@@ -135,7 +185,11 @@ def test_the_first_ten_suggestions_of_each_kind_are_shown_with_id_label_score_an
         assert len(suggestions.items) > SUGGESTIONS_SHOWN
         shown = suggestions.items[:SUGGESTIONS_SHOWN]
         assert all(row(s) in html for s in shown)
-        assert not any(row(s) in html for s in suggestions.items[SUGGESTIONS_SHOWN:] if s.message_id not in {t.message_id for t in shown})
+        assert not any(
+            row(s) in html
+            for s in suggestions.items[SUGGESTIONS_SHOWN:]
+            if s.message_id not in {t.message_id for t in shown}
+        )
 
 
 def test_the_dataset_page_links_to_the_json_api_and_prometheus():
@@ -159,25 +213,49 @@ def test_a_dataset_without_reviews_says_no_reviews_yet_instead_of_an_empty_table
 
 
 def test_strings_from_the_data_are_escaped_everywhere():
-    metrics = dataclasses.replace(_snapshot().labels["Card"], warnings=(
-        LabelWarning(code=SCRIPT, severity="amber", message=SCRIPT, action=SCRIPT),))
+    metrics = dataclasses.replace(
+        _snapshot().labels["Card"],
+        warnings=(LabelWarning(code=SCRIPT, severity="amber", message=SCRIPT, action=SCRIPT),),
+    )
     snapshot = _snapshot(
         dataset="d<i>",
         labels={SCRIPT: metrics},
-        rating=Rating(score=10.0, band="Poor", ready=False, factors={SCRIPT: Factor(score=1.0, band="Poor", metrics={SCRIPT: 1.0})}),
+        rating=Rating(
+            score=10.0,
+            band="Poor",
+            ready=False,
+            factors={SCRIPT: Factor(score=1.0, band="Poor", metrics={SCRIPT: 1.0})},
+        ),
         actions=(Action(kind="check_label", label=SCRIPT, why=SCRIPT, expected_gain=1.0),),
-        drift=(DriftEvent(label=SCRIPT, kind="shift", when=0, detail=SCRIPT),))
-    lists = [SuggestionList(dataset="d<i>", timestamp=0, model_version=1, kind="check_label", label=SCRIPT,
-                            items=(Suggestion(message_id=SCRIPT, kind="check_label", label=SCRIPT, score=0.5, reason=SCRIPT),))]
-    for html in (render_dataset(snapshot, lists), render_index([(SCRIPT, 0, snapshot)]), render_missing(SCRIPT, [SCRIPT])):
+        drift=(DriftEvent(label=SCRIPT, kind="shift", when=0, detail=SCRIPT),),
+    )
+    lists = [
+        SuggestionList(
+            dataset="d<i>",
+            timestamp=0,
+            model_version=1,
+            kind="check_label",
+            label=SCRIPT,
+            items=(Suggestion(message_id=SCRIPT, kind="check_label", label=SCRIPT, score=0.5, reason=SCRIPT),),
+        )
+    ]
+    for html in (
+        render_dataset(snapshot, lists),
+        render_index([(SCRIPT, 0, snapshot)]),
+        render_missing(SCRIPT, [SCRIPT]),
+    ):
         assert "<script" not in html and "<i>" not in html
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
 
 
 def test_the_pages_load_nothing_from_outside_the_worker(engine):
     snapshot = engine.metrics(now=time.time())
-    for html in (render_dataset(snapshot, _lists(engine)), render_index([("banking77", 0, snapshot)]),
-                 render_missing("x", []), render_unauthorised()):
+    for html in (
+        render_dataset(snapshot, _lists(engine)),
+        render_index([("banking77", 0, snapshot)]),
+        render_missing("x", []),
+        render_unauthorised(),
+    ):
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
         assert "<script" not in html and "@import" not in html and "url(" not in html
 
@@ -255,9 +333,11 @@ def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, dat
 
 
 def test_only_the_first_actions_are_open_and_the_rest_folded_away():
-    actions = tuple(Action(kind="teach_label", label=f"label-{i}", why=f"reason {i}", expected_gain=10.0 - i) for i in range(8))
+    actions = tuple(
+        Action(kind="teach_label", label=f"label-{i}", why=f"reason {i}", expected_gain=10.0 - i) for i in range(8)
+    )
     html = render_dataset(_snapshot(actions=actions), [])
-    folded = html[html.index("<details>"):html.index("</details>")]
+    folded = html[html.index("<details>") : html.index("</details>")]
     assert "3 more actions" in folded
     assert ACTIONS_SHOWN == 5
     assert [f"label-{i}" in folded for i in range(8)] == [False] * 5 + [True] * 3

@@ -16,8 +16,17 @@ REVIEW = {"dataset": "support", "message_id": "m-1", "timestamp": 1, "labels": [
 
 
 def _sequence(raw, role="messages", partition=HOME, **kw):
-    return sequence(raw, role=role, topic=f"refinery.{role}", partition=partition, offset=17,
-                    partitions=PARTITIONS, now=1000.0, key=b"support", **kw)
+    return sequence(
+        raw,
+        role=role,
+        topic=f"refinery.{role}",
+        partition=partition,
+        offset=17,
+        partitions=PARTITIONS,
+        now=1000.0,
+        key=b"support",
+        **kw,
+    )
 
 
 def test_a_valid_message_is_forwarded_with_its_source_position():

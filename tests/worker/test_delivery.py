@@ -6,8 +6,8 @@ import asyncio
 
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from agents.worker.app import Service, WorkerOptions
 from agents.settings import Settings
+from agents.worker.app import Service, WorkerOptions
 from agents.worker.observability import Observability
 
 
@@ -37,6 +37,7 @@ def _deliver(broker, values):
         service = Service(Settings(), WorkerOptions(), broker.send, Observability())
         await service.deliver([("t", None, v, 0) for v in values])
         return service
+
     return asyncio.run(run())
 
 

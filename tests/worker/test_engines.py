@@ -37,8 +37,9 @@ def log(datasets):
     for i, (message, review) in enumerate(pairs):
         events.append(Event(source_topic="refinery.messages", partition=0, offset=i, message=message))
         if i >= 3 and i % 2 == 1:
-            events.append(Event(source_topic="refinery.annotations", partition=0, offset=reviews,
-                                annotation=pairs[i - 3][1]))
+            events.append(
+                Event(source_topic="refinery.annotations", partition=0, offset=reviews, annotation=pairs[i - 3][1])
+            )
             reviews += 1
     return [(offset, event.encode()) for offset, event in enumerate(events)]
 
@@ -58,7 +59,7 @@ def _direct(log) -> Refiner:
 def _apply_in_batches(engines: PartitionEngines, log, size: int):
     predictions = []
     for start in range(0, len(log), size):
-        predictions += engines.apply(log[start:start + size], now=0).predictions
+        predictions += engines.apply(log[start : start + size], now=0).predictions
     return predictions
 
 
@@ -101,7 +102,9 @@ def test_records_delivered_again_after_a_rebalance_are_skipped(log):
 def test_restoring_a_snapshot_and_replaying_after_it_reaches_the_uninterrupted_state(log):
     before = _engines()
     before.apply(log[:90], now=0)
-    records = [r for _, chunks, manifest in before.snapshot_records(key=KEY, chunk_bytes=4096) for r in chunks + [manifest]]
+    records = [
+        r for _, chunks, manifest in before.snapshot_records(key=KEY, chunk_bytes=4096) for r in chunks + [manifest]
+    ]
     after = _engines()
     assert after.restore(collect(records), key=KEY) == []
     # The new owner's consumer starts at an older committed offset: what the snapshot covers is skipped.
@@ -115,9 +118,15 @@ def test_a_forged_snapshot_is_rejected_and_the_dataset_is_rebuilt_from_the_start
     before.apply(log[:90], now=0)
     manifest, _, _ = before.snapshot_records(key=KEY)[0]
     # An attacker without the key writes a snapshot of a blank engine, claiming the same coverage.
-    forged_chunks, forged_manifest = pack(zlib.compress(_engine("banking77").snapshot(), 1), dataset="banking77",
-                                          partition=0, version=manifest.version, events_offset=manifest.events_offset,
-                                          sources=manifest.sources, key="not the service's key")
+    forged_chunks, forged_manifest = pack(
+        zlib.compress(_engine("banking77").snapshot(), 1),
+        dataset="banking77",
+        partition=0,
+        version=manifest.version,
+        events_offset=manifest.events_offset,
+        sources=manifest.sources,
+        key="not the service's key",
+    )
     after = _engines()
     problems = after.restore(collect(forged_chunks + [forged_manifest]), key=KEY)
     assert len(problems) == 1 and "HMAC mismatch" in problems[0]

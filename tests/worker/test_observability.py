@@ -13,12 +13,12 @@ import re
 
 import pytest
 
-from agents.worker.app import Service, WorkerOptions
-from agents.settings import Settings
 from agents.ingest.datasets import banking77
+from agents.settings import Settings
+from agents.worker.app import Service, WorkerOptions
 from agents.worker.deadletter import ERRORS
-from agents.worker.observability import Observability
 from agents.worker.engines import PartitionEngines
+from agents.worker.observability import Observability
 from schemas import Balance, Event, Factor, LabelMetrics, LabelWarning, MetricsSnapshot, Rating
 
 
@@ -26,22 +26,40 @@ def _snapshot(dataset: str, labels: dict[str, int], factors=("coverage", "balanc
     """Metrics of ``dataset`` with ``labels`` (name -> red warnings) and the rating ``factors``."""
     red = LabelWarning(code="few_pinned", severity="red", message="too few reviews", action="teach_label")
     return MetricsSnapshot(
-        dataset=dataset, timestamp=0, model_version=3, reviewed=3,
-        labels={name: LabelMetrics(precision=0.5, recall=1.0, f1=None, average_precision=0.75, threshold=0.4,
-                                   support=2, pinned=3, warnings=(red,) * reds) for name, reds in labels.items()},
-        map=None, coverage=0.25, balance=Balance(score=60.0, similarity=0.7, shuffle_share=0.1),
-        rating=Rating(score=55.0, band="Average", ready=False,
-                      factors={f: Factor(score=50.0, band="Average") for f in factors}))
+        dataset=dataset,
+        timestamp=0,
+        model_version=3,
+        reviewed=3,
+        labels={
+            name: LabelMetrics(
+                precision=0.5,
+                recall=1.0,
+                f1=None,
+                average_precision=0.75,
+                threshold=0.4,
+                support=2,
+                pinned=3,
+                warnings=(red,) * reds,
+            )
+            for name, reds in labels.items()
+        },
+        map=None,
+        coverage=0.25,
+        balance=Balance(score=60.0, similarity=0.7, shuffle_share=0.1),
+        rating=Rating(
+            score=55.0, band="Average", ready=False, factors={f: Factor(score=50.0, band="Average") for f in factors}
+        ),
+    )
 
 
 def _series(obs: Observability, pattern: str = "") -> list[str]:
     """The exposition's sample lines (name and labels) that contain ``pattern``."""
     text = obs.exposition().decode("utf-8")
-    return [line.rsplit(" ", 1)[0] for line in text.splitlines()
-            if line.startswith("refinery_") and pattern in line]
+    return [line.rsplit(" ", 1)[0] for line in text.splitlines() if line.startswith("refinery_") and pattern in line]
 
 
 # -- Observability ---------------------------------------------------------------------------
+
 
 def test_dropping_a_dataset_removes_every_series_of_it_and_only_those():
     obs = Observability()
@@ -75,7 +93,8 @@ def test_a_rating_factor_missing_from_the_newer_metrics_loses_its_series():
     obs.publish(_snapshot("banking77", {}, factors=("coverage", "balance")))
     obs.publish(_snapshot("banking77", {}, factors=("coverage",)))
     assert _series(obs, "refinery_dataset_rating_factor") == [
-        'refinery_dataset_rating_factor{dataset="banking77",factor="coverage"}']
+        'refinery_dataset_rating_factor{dataset="banking77",factor="coverage"}'
+    ]
 
 
 def test_every_dead_letter_category_is_exported_at_zero_from_the_start():
@@ -92,7 +111,8 @@ def test_the_lag_of_a_revoked_partition_is_removed_and_the_others_kept():
     obs.drop_lag({("refinery.events", 0)})
     assert _series(obs, "refinery_consumer_lag") == [
         'refinery_consumer_lag{partition="1",topic="refinery.events"}',
-        'refinery_consumer_lag{partition="0",topic="refinery.messages"}']
+        'refinery_consumer_lag{partition="0",topic="refinery.messages"}',
+    ]
 
 
 def test_the_lag_of_partitions_left_out_of_a_new_assignment_is_removed():
@@ -104,6 +124,7 @@ def test_the_lag_of_partitions_left_out_of_a_new_assignment_is_removed():
 
 
 # -- the worker ------------------------------------------------------------------------------
+
 
 async def _accept(topic, key, value, partition):
     """A producer that takes every record at once."""
@@ -130,7 +151,9 @@ def events(datasets) -> list[bytes]:
     for i, (message, review) in enumerate(pairs):
         out.append(Event(source_topic="refinery.messages", partition=0, offset=i, message=message).encode())
         if i % 3 == 2:
-            out.append(Event(source_topic="refinery.annotations", partition=0, offset=i // 3, annotation=review).encode())
+            out.append(
+                Event(source_topic="refinery.annotations", partition=0, offset=i // 3, annotation=review).encode()
+            )
     return out
 
 
@@ -160,6 +183,7 @@ def test_a_revoked_partition_takes_its_datasets_series_with_it(events):
         assert _series(service.obs, 'dataset="banking77"') != []
         await service.on_revoked({1})
         return service
+
     service = asyncio.run(run())
     assert _series(service.obs, 'dataset="banking77"') == []
     assert 'refinery_dataset_rating{dataset="banking77-copy"}' in _series(service.obs)
@@ -171,26 +195,30 @@ def test_a_partition_missing_from_a_new_assignment_takes_its_datasets_series_wit
         await service.publish_metrics()
         service.on_assigned({2})
         return service
+
     service = asyncio.run(run())
     assert _series(service.obs, 'dataset="banking77"') == []
     assert 'refinery_dataset_rating{dataset="banking77-copy"}' in _series(service.obs)
 
 
 def _ready(service: Service) -> str:
-    (line,) = [line for line in service.obs.exposition().decode().splitlines() if line.startswith("refinery_worker_ready ")]
+    (line,) = [
+        line for line in service.obs.exposition().decode().splitlines() if line.startswith("refinery_worker_ready ")
+    ]
     return line.split()[1]
 
 
 def test_the_worker_is_ready_once_every_assigned_partition_is_restored(events):
     async def run():
         service = Service(Settings(), WorkerOptions(), _accept, Observability())
-        states = [_ready(service)]                       # no assignment yet
-        service.on_assigned({0})                          # restore of 0 scheduled, not run
+        states = [_ready(service)]  # no assignment yet
+        service.on_assigned({0})  # restore of 0 scheduled, not run
         states.append(_ready(service))
-        service.forget(0)                                 # (cancels the restore before it reads Kafka)
-        service.on_assigned(set())                        # nothing to restore
+        service.forget(0)  # (cancels the restore before it reads Kafka)
+        service.on_assigned(set())  # nothing to restore
         states.append(_ready(service))
         return states
+
     assert asyncio.run(run()) == ["0.0", "0.0", "1.0"]
 
 
@@ -200,8 +228,9 @@ def test_a_restored_worker_is_ready_and_stops_being_ready_when_a_new_partition_n
         states = [_ready(service)]
         service.on_assigned({1, 2})
         states.append(_ready(service))
-        service.forget(2)                                 # (cancels the restore before it reads Kafka)
+        service.forget(2)  # (cancels the restore before it reads Kafka)
         return states
+
     assert asyncio.run(run()) == ["1.0", "0.0"]
 
 
@@ -211,7 +240,7 @@ def test_the_lag_of_an_idle_engine_follows_the_highwater_without_any_batch(event
     consumer = Highwaters({1: applied + 50})
     service.refresh_lag(consumer)
     lags = [_series(service.obs, "refinery_consumer_lag")]
-    consumer.marks[1] = applied + 120                     # input keeps arriving, the engine applies nothing
+    consumer.marks[1] = applied + 120  # input keeps arriving, the engine applies nothing
     service.refresh_lag(consumer)
     text = service.obs.exposition().decode()
     assert lags == [['refinery_consumer_lag{partition="1",topic="refinery.events"}']]
@@ -220,6 +249,6 @@ def test_the_lag_of_an_idle_engine_follows_the_highwater_without_any_batch(event
 
 def test_the_lag_timer_skips_a_partition_it_knows_no_position_or_highwater_of(events):
     service = _worker(events, {1: "banking77"})
-    service.assigned = {1, 2}                             # 2: assigned, not restored, nothing delivered
-    service.refresh_lag(Highwaters({2: 40}))              # 1: the consumer has no highwater yet
+    service.assigned = {1, 2}  # 2: assigned, not restored, nothing delivered
+    service.refresh_lag(Highwaters({2: 40}))  # 1: the consumer has no highwater yet
     assert _series(service.obs, "refinery_consumer_lag") == []

@@ -17,16 +17,23 @@ from agents.worker.snapshots import collect, pack
 from pipeline import Refiner, RefinerConfig
 from pipeline import snapshot as snapshot_format
 from tests.worker import test_worker_kafka as kafka_tests
-from tests.worker.test_worker_kafka import (_pairs, _producer, _send, _settle, _snapshot_manifests, _wait_for,  # noqa: F401
-                                            workers)
+from tests.worker.test_worker_kafka import (
+    _pairs,
+    _producer,
+    _send,
+    _settle,
+    _snapshot_manifests,
+    _wait_for,  # noqa: F401
+    )
 
 #: The engine settings of the broker tests, with a River model instead of the default one.
 RIVER_ENGINE = {**kafka_tests.ENGINE, "model": "river.naive_bayes.ComplementNB", "model_params": {"alpha": 0.5}}
 
 
 @pytest.mark.kafka
-def test_the_worker_runs_a_river_model_named_in_the_engine_config_and_survives_sigkill(topics, workers, datasets,
-                                                                                        monkeypatch):
+def test_the_worker_runs_a_river_model_named_in_the_engine_config_and_survives_sigkill(
+    topics, workers, datasets, monkeypatch
+):
     # The worker reads REFINERY_ENGINE_CONFIG from ENGINE; _settle's reference engines use it too.
     monkeypatch.setattr(kafka_tests, "ENGINE", RIVER_ENGINE)
     static = {"REFINERY_INSTANCE_ID": "only", "REFINERY_SNAPSHOT_EVERY": "25", "REFINERY_SNAPSHOT_SECONDS": "0.5"}
@@ -81,8 +88,9 @@ def test_a_forged_pickled_snapshot_runs_no_code_in_the_worker(writer_key, tmp_pa
     it passes the HMAC, and only River's allowlist of classes stops this payload (docs/service.md)."""
     marker = tmp_path / "pwned"
     forged = zlib.compress(_with_payload(_plugged_snapshot(datasets), marker))
-    chunks, manifest = pack(forged, dataset="banking77", partition=0, version=1, events_offset=10, sources={},
-                            key=writer_key)
+    chunks, manifest = pack(
+        forged, dataset="banking77", partition=0, version=1, events_offset=10, sources={}, key=writer_key
+    )
     make_engine, restore_engine = _engine_functions(WorkerOptions(engine_config=RIVER_ENGINE))
     part = PartitionEngines("refinery.events", 0, make_engine, restore_engine)
 
@@ -95,9 +103,11 @@ def test_a_forged_pickled_snapshot_runs_no_code_in_the_worker(writer_key, tmp_pa
 
 def test_a_genuine_pickled_snapshot_restores_in_the_worker(datasets):
     blob = _plugged_snapshot(datasets)
-    chunks, manifest = pack(zlib.compress(blob), dataset="banking77", partition=0, version=1, events_offset=10,
-                            sources={}, key="k")
+    chunks, manifest = pack(
+        zlib.compress(blob), dataset="banking77", partition=0, version=1, events_offset=10, sources={}, key="k"
+    )
     part = PartitionEngines("refinery.events", 0, *_engine_functions(WorkerOptions(engine_config=RIVER_ENGINE)))
     assert part.restore(collect(chunks + [manifest]), key="k") == []
-    assert orjson.loads(orjson.dumps(part.engines["banking77"].metrics().to_dict())) == \
-        orjson.loads(orjson.dumps(Refiner.restore(blob, allow_pickle=True).metrics().to_dict()))
+    assert orjson.loads(orjson.dumps(part.engines["banking77"].metrics().to_dict())) == orjson.loads(
+        orjson.dumps(Refiner.restore(blob, allow_pickle=True).metrics().to_dict())
+    )

@@ -6,15 +6,31 @@ import os
 
 import pytest
 
-from agents.worker.snapshots import (CHUNK_BYTES, CHUNK_MAGIC, Manifest, SnapshotRejected, collect, pack,
-                              stale_chunk_keys, verify)
+from agents.worker.snapshots import (
+    CHUNK_BYTES,
+    CHUNK_MAGIC,
+    Manifest,
+    SnapshotRejected,
+    collect,
+    pack,
+    stale_chunk_keys,
+    verify,
+)
 
 KEY = "test-key"
 
 
 def _snapshot(blob: bytes, version: int = 1, events_offset: int = 100, chunk_bytes: int = CHUNK_BYTES):
-    return pack(blob, dataset="support", partition=2, version=version, events_offset=events_offset,
-                sources={"refinery.messages:2": 60, "refinery.annotations:2": 41}, key=KEY, chunk_bytes=chunk_bytes)
+    return pack(
+        blob,
+        dataset="support",
+        partition=2,
+        version=version,
+        events_offset=events_offset,
+        sources={"refinery.messages:2": 60, "refinery.annotations:2": 41},
+        key=KEY,
+        chunk_bytes=chunk_bytes,
+    )
 
 
 def test_a_large_snapshot_is_cut_into_chunks_under_the_kafka_record_limit():

@@ -28,8 +28,8 @@ import zlib
 import orjson
 import pytest
 
-from agents.settings import PROJECT_ROOT
 from agents.ingest.datasets import banking77
+from agents.settings import PROJECT_ROOT
 from agents.worker.sequencer import owner_partition
 from pipeline import Refiner, RefinerConfig
 from schemas import DeadLetter, Event, Message, MetricsSnapshot, Prediction, SuggestionList
@@ -73,10 +73,15 @@ class Worker:
         }
         self.process = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info"],
-                                        env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "info"],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def get(self, path: str, timeout: float = 5.0, token: str | None = None, body: bytes | None = None):
@@ -121,7 +126,6 @@ def workers(tmp_path):
     yield start
     for worker in started:
         worker.kill(signal.SIGTERM if worker.alive() else signal.SIGKILL)
-
 
 
 def _producer(settings):
@@ -200,8 +204,9 @@ def _latest_metrics(settings) -> dict[str, MetricsSnapshot]:
 def _settle(settings, events: int, worker=None, timeout: float = 90.0) -> dict[str, MetricsSnapshot]:
     """Wait until ``events`` distinct input records are in ``events``, then until every dataset's
     published metrics equal a directly fed engine's (at the published time); return them."""
-    log = _wait_for(lambda: (lambda e: e if len(e) >= events else None)(_events(settings)), timeout,
-                    f"{events} events", worker)
+    log = _wait_for(
+        lambda: (lambda e: e if len(e) >= events else None)(_events(settings)), timeout, f"{events} events", worker
+    )
     assert len(log) == events
     reference = _reference(log)
 
@@ -251,8 +256,12 @@ def test_end_to_end_one_prediction_per_message_and_the_same_figures_as_the_engin
     pairs = _pairs(300)
     reviews = _send(_producer(topics), topics, pairs)
 
-    predictions = _wait_for(lambda: (lambda p: p if len(p) >= 300 else None)(_read_all(topics, "predictions")),
-                            60, "300 predictions", worker)
+    predictions = _wait_for(
+        lambda: (lambda p: p if len(p) >= 300 else None)(_read_all(topics, "predictions")),
+        60,
+        "300 predictions",
+        worker,
+    )
     decoded = [Prediction.decode(v) for _, _, _, v in predictions]
     assert sorted(p.message_id for p in decoded) == sorted(m.id for m, _ in pairs)
     assert {k for _, _, k, _ in predictions} == {b"banking77"}
@@ -260,7 +269,14 @@ def test_end_to_end_one_prediction_per_message_and_the_same_figures_as_the_engin
     published = _settle(topics, 300 + reviews, worker)
     assert published["banking77"].reviewed == reviews
     lists = [SuggestionList.decode(v) for *_, v in _read_all(topics, "suggestions")]
-    assert {s.kind for s in lists} == {"check_label", "missed_label", "teach_label", "low_confidence", "rebalance", "shuffle"}
+    assert {s.kind for s in lists} == {
+        "check_label",
+        "missed_label",
+        "teach_label",
+        "low_confidence",
+        "rebalance",
+        "shuffle",
+    }
     assert all(s.dataset == "banking77" for s in lists)
     assert _read_all(topics, "deadletter") == []
 
@@ -305,18 +321,41 @@ def test_the_web_api_and_prometheus_report_the_dataset(topics, workers, datasets
 def _malformed(settings, rng: random.Random, n: int) -> list[tuple[str, bytes | None, bytes]]:
     """``n`` bad records of several kinds: (topic, key, value)."""
     message = {"dataset": "banking77", "id": "bad", "timestamp": 0, "body": "hello"}
-    wrong_partition = next(d for d in (f"other-{i}" for i in range(100))
-                           if owner_partition(d, PARTITIONS) != owner_partition("banking77", PARTITIONS))
+    wrong_partition = next(
+        d
+        for d in (f"other-{i}" for i in range(100))
+        if owner_partition(d, PARTITIONS) != owner_partition("banking77", PARTITIONS)
+    )
     kinds = [
         lambda i: ("messages", b"banking77", b"{not json " + str(i).encode()),
         lambda i: ("messages", b"banking77", bytes(rng.randrange(256) for _ in range(20))),
         lambda i: ("messages", b"banking77", orjson.dumps({**message, "id": f"bad-{i}", "channel": "fax"})),
         lambda i: ("messages", b"banking77", orjson.dumps({**message, "id": ""})),
         lambda i: ("messages", b"banking77", orjson.dumps({**message, "id": f"big-{i}", "body": "x" * 20_000})),
-        lambda i: ("annotations", b"banking77", orjson.dumps({"dataset": "banking77", "message_id": f"m{i}", "timestamp": 0,
-                                                              "labels": [{"name": "a"}, {"name": "a"}]})),
-        lambda i: ("annotations", b"banking77", orjson.dumps({"dataset": "banking77", "message_id": f"never-seen-{i}",
-                                                              "timestamp": 0, "labels": [{"name": "card_arrival"}]})),
+        lambda i: (
+            "annotations",
+            b"banking77",
+            orjson.dumps(
+                {
+                    "dataset": "banking77",
+                    "message_id": f"m{i}",
+                    "timestamp": 0,
+                    "labels": [{"name": "a"}, {"name": "a"}],
+                }
+            ),
+        ),
+        lambda i: (
+            "annotations",
+            b"banking77",
+            orjson.dumps(
+                {
+                    "dataset": "banking77",
+                    "message_id": f"never-seen-{i}",
+                    "timestamp": 0,
+                    "labels": [{"name": "card_arrival"}],
+                }
+            ),
+        ),
         # keyed by another dataset's name, so it lands on a partition its own dataset does not own
         lambda i: ("messages", b"banking77", orjson.dumps({**message, "dataset": wrong_partition})),
     ]
@@ -336,12 +375,16 @@ def test_a_thousand_malformed_events_are_dead_lettered_and_every_valid_one_is_pr
         if i % 2 == 0:
             producer.send(topics.topic("annotations"), key=b"banking77", value=_reviewed((message, review)).encode())
             valid_reviews += 1
-        for topic, key, value in bad[i * 5:(i + 1) * 5]:
+        for topic, key, value in bad[i * 5 : (i + 1) * 5]:
             producer.send(topics.topic(topic), key=key, value=value)
     producer.flush()
 
-    dead = _wait_for(lambda: (lambda d: d if len(d) >= 1000 else None)(_read_all(topics, "deadletter")),
-                     90, "1000 dead letters", worker)
+    dead = _wait_for(
+        lambda: (lambda d: d if len(d) >= 1000 else None)(_read_all(topics, "deadletter")),
+        90,
+        "1000 dead letters",
+        worker,
+    )
     letters = [DeadLetter.decode(v) for _, _, _, v in dead]
     assert len(letters) == 1000
     assert {d.error for d in letters} == {"decode", "schema", "partition", "processing"}
@@ -349,8 +392,12 @@ def test_a_thousand_malformed_events_are_dead_lettered_and_every_valid_one_is_pr
     never_seen = [d for d in letters if d.error == "processing"]
     assert len(never_seen) == 125 and all("never-seen" in d.reason for d in never_seen)
 
-    predictions = _wait_for(lambda: (lambda p: p if len(p) >= 200 else None)(_read_all(topics, "predictions")),
-                            60, "200 predictions", worker)
+    predictions = _wait_for(
+        lambda: (lambda p: p if len(p) >= 200 else None)(_read_all(topics, "predictions")),
+        60,
+        "200 predictions",
+        worker,
+    )
     assert sorted(Prediction.decode(v).message_id for *_, v in predictions) == sorted(m.id for m, _ in pairs)
     # The events log holds the valid records and the 125 reviews the engine could not apply.
     published = _settle(topics, 200 + valid_reviews + 125, worker)
@@ -377,7 +424,7 @@ def test_sigkill_at_random_points_loses_no_review_and_learns_none_twice(topics, 
         for start in range(0, len(pairs), 10):
             if start == len(pairs) - 30:
                 kills_done.wait(120)  # however slow the restarts, the last kill lands mid-stream
-            counts["reviews"] += _send(producer, topics, pairs[start:start + 10], review_every=2, review_lag=0)
+            counts["reviews"] += _send(producer, topics, pairs[start : start + 10], review_every=2, review_lag=0)
             time.sleep(0.5)
 
     worker.wait_ready()
@@ -440,8 +487,16 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     first, second = workers(topics, name="first"), workers(topics, name="second")
     first.wait_ready()
     second.wait_ready()
-    _wait_for(lambda: _assigned(first) and _assigned(second) and not (_assigned(first) & _assigned(second))
-              and len(_assigned(first) | _assigned(second)) == PARTITIONS, 60, "the partitions shared by both workers")
+    _wait_for(
+        lambda: (
+            _assigned(first)
+            and _assigned(second)
+            and not (_assigned(first) & _assigned(second))
+            and len(_assigned(first) | _assigned(second)) == PARTITIONS
+        ),
+        60,
+        "the partitions shared by both workers",
+    )
     producer = _producer(topics)
     events = 0
     for i, name in enumerate(names):
@@ -458,8 +513,12 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     _wait_for(lambda: set(_snapshot_manifests(topics)) == set(names), 30, "a snapshot of every dataset")
 
     first.kill(signal.SIGKILL)
-    _wait_for(lambda: _assigned(second) == set(range(PARTITIONS)) and second.get("/readyz")[0] == 200,
-              60, "the survivor to own every partition", second)
+    _wait_for(
+        lambda: _assigned(second) == set(range(PARTITIONS)) and second.get("/readyz")[0] == 200,
+        60,
+        "the survivor to own every partition",
+        second,
+    )
     assert _owned(second) == set(names)  # restored from the snapshots, before any new event
     for i, name in enumerate(names):
         pairs = _pairs(40, dataset=name, skip=60 * i + 1000)
@@ -498,8 +557,14 @@ def own_broker(tmp_path_factory, unique_prefix):
         pytest.skip(f"the Kafka jars are not in {shared.home / 'libs'}: run `refinery kafka fetch`")
     home = tmp_path_factory.mktemp("outage-broker")
     (home / "libs").symlink_to(shared.home / "libs")  # the jars already fetched; no download
-    settings = dataclasses.replace(shared, external_bootstrap=None, home=home, kafka_port=_free_port_pair(),
-                                   topic_prefix=unique_prefix, partitions=PARTITIONS)
+    settings = dataclasses.replace(
+        shared,
+        external_bootstrap=None,
+        home=home,
+        kafka_port=_free_port_pair(),
+        topic_prefix=unique_prefix,
+        partitions=PARTITIONS,
+    )
     broker.start(settings, quiet=True)
     try:
         broker.create_topics(settings)
@@ -549,9 +614,15 @@ def test_a_forged_snapshot_is_rejected_with_a_log_line_and_the_dataset_rebuilt_f
 
     # Someone without REFINERY_SNAPSHOT_KEY writes a blank engine as the latest snapshot.
     blank = Refiner("banking77", config=RefinerConfig.from_dict({**RefinerConfig().to_dict(), **ENGINE}))
-    chunks, manifest = pack(zlib.compress(blank.snapshot()), dataset="banking77", partition=genuine.partition,
-                            version=genuine.version + 1, events_offset=genuine.events_offset,
-                            sources=genuine.sources, key="a guessed key")
+    chunks, manifest = pack(
+        zlib.compress(blank.snapshot()),
+        dataset="banking77",
+        partition=genuine.partition,
+        version=genuine.version + 1,
+        events_offset=genuine.events_offset,
+        sources=genuine.sources,
+        key="a guessed key",
+    )
     producer = _producer(topics)
     for key, value in chunks + [manifest]:
         producer.send(topics.topic("snapshots"), key=key, value=value, partition=genuine.partition)
