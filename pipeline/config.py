@@ -6,6 +6,8 @@
 True
 >>> RefinerConfig(label_targets={"Urgent": ("recall", 0.9)}).target_for("Urgent")
 ('high_recall', 0.9)
+>>> RefinerConfig(model="river.linear_model.LogisticRegression", model_params={"l2": 0.001}).model_params
+{'l2': 0.001}
 >>> RefinerConfig(validation_window="5000")
 Traceback (most recent call last):
 ...
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+import orjson
 
 __all__ = ["RefinerConfig"]
 
@@ -73,6 +77,13 @@ class RefinerConfig:
     drift_mix_block, drift_mix_alpha
         Live label-mix drift (:class:`pipeline.drift.MixDrift`): messages per block (a change
         is reported within three blocks), and the G-test's significance level.
+    model, model_params
+        The label model: None for the engine's own (:class:`pipeline.model.OnlineLinear`, fast,
+        vectorised), or the import path of a River classifier and its parameters as JSON
+        values, e.g. ``"river.naive_bayes.ComplementNB"``, ``{"alpha": 0.5}`` (a binary
+        classifier is copied once per label: :mod:`pipeline.river_models`). The engine's
+        ``learning_rate`` applies to its own model only. A River model's snapshot is pickled
+        (docs/service.md says what that means for the snapshot key).
     """
 
     feature_bits: int = 17
@@ -100,6 +111,8 @@ class RefinerConfig:
     drift_error_delta: float = 0.002
     drift_mix_block: int = 100
     drift_mix_alpha: float = 1e-6
+    model: str | None = None
+    model_params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -139,6 +152,32 @@ class RefinerConfig:
                     f'RefinerConfig.label_targets[{label!r}]: expected ("precision" | "recall" | '
                     f'"balanced", a target in (0, 1]), got {target!r}'
                 )
+        self._check_model()
+
+    def _check_model(self) -> None:
+        if self.model is None:
+            if self.model_params:
+                raise ValueError(
+                    f"RefinerConfig.model_params: given {self.model_params!r} but no model; name the "
+                    'River model they are for, e.g. "model": "river.naive_bayes.ComplementNB"'
+                )
+            return
+        if not isinstance(self.model, str):
+            raise ValueError(
+                f"RefinerConfig.model: expected an import path such as "
+                f"'river.linear_model.LogisticRegression', got {self.model!r}"
+            )
+        if not isinstance(self.model_params, dict) or not all(isinstance(k, str) for k in self.model_params):
+            raise ValueError(
+                f"RefinerConfig.model_params: expected a JSON object of parameters, got {self.model_params!r}"
+            )
+        try:
+            orjson.dumps(self.model_params)
+        except TypeError as error:
+            raise ValueError(f"RefinerConfig.model_params: expected JSON values ({error})") from None
+        from pipeline.river_models import build_model
+
+        build_model(self.model, self.model_params)  # a clear error now rather than at the first engine
 
     def target_for(self, label: str) -> tuple[str, float]:
         """The threshold kind in force for ``label`` and its target."""
@@ -150,6 +189,7 @@ class RefinerConfig:
         data["char_ngrams"] = list(self.char_ngrams)
         data["metadata_fields"] = list(self.metadata_fields)
         data["label_targets"] = {k: list(v) for k, v in self.label_targets.items()}
+        data["model_params"] = dict(self.model_params)
         return data
 
     @classmethod

@@ -1,9 +1,15 @@
 """The online multi-label model: one logistic regression per label, learned together.
 
-River's ``OneVsRestClassifier(LogisticRegression)`` walks one Python dict per label for every
-message; at 77 labels that is far too slow for the service's targets (bench/README.md has the
-figures). This is the same model, per-label logistic regression trained online by gradient
-steps, written as array operations:
+:class:`OnlineLinear` is a River estimator (``river.base.MultiLabelClassifier``): River's verbs
+(``learn_one``, ``predict_proba_one``, ``predict_one`` on a dict of features and ``{label:
+bool}`` targets, and the mini-batch ``learn_many``, ``predict_proba_many``) work on it, so do
+River's tools (``evaluate.progressive_val_score``, ``river.checks``). Inside the engine it is
+driven through a vectorised fast path on sparse arrays (:meth:`OnlineLinear.learn`,
+:meth:`OnlineLinear.predict_proba`, :meth:`OnlineLinear.proba_one`), because River's own
+``OneVsRestClassifier(LogisticRegression)`` walks one Python dict per label for every message;
+at 77 labels that is far too slow for the service's targets (bench/README.md has the figures).
+It is the same model, per-label logistic regression trained online by gradient steps, written
+as array operations:
 
 - weights are a float32 matrix ``n_features x capacity`` over the hashed feature space
   (:mod:`pipeline.features`); a label seen for the first time takes the next free column, its
@@ -15,6 +21,23 @@ steps, written as array operations:
 - learning is AdaGrad with one accumulator per feature row (shared by the labels, which keeps
   memory at one matrix); a step may carry several examples (a review and the reviews
   rehearsed with it, see :mod:`pipeline.refiner`).
+
+In River's dict API a feature whose name is an integer in ``[0, n_features - 1)`` is that
+dimension of the hashed space (the engine's own features, see ``Refiner.features``); any other
+name is hashed into it (CRC-32), a string value ``v`` of feature ``k`` becomes the feature
+``"k=v"`` with value 1, and the bias feature is added. A label of the model missing from ``y``
+is a negative, as in a review.
+
+>>> model = OnlineLinear(n_features=2 ** 10 + 1)
+>>> for _ in range(20):
+...     model.learn_one({"card": 1.0, "lost": 1.0}, {"Card": True, "Refund": False})
+...     model.learn_one({"money": 1.0, "back": 1.0}, {"Card": False, "Refund": True})
+>>> model.predict_one({"card": 1.0})
+{'Card': True, 'Refund': False}
+>>> model.predict_proba_one({"card": 1.0})["Card"][True] > 0.8
+True
+
+The fast path, on a sparse batch (indices and values of each row, the bias feature last):
 
 >>> import numpy as np
 >>> model = OnlineLinear(n_features=9)  # 8 features and the bias
@@ -29,8 +52,15 @@ True
 
 from __future__ import annotations
 
+import typing
+import zlib
+
 import numpy as np
+from river import base
 from scipy.special import expit
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["OnlineLinear", "SparseRows"]
 
@@ -61,12 +91,13 @@ class SparseRows:
         return cls(indptr, np.concatenate([i for i, _ in rows]), np.concatenate([v for _, v in rows]))
 
 
-class OnlineLinear:
+class OnlineLinear(base.MultiLabelClassifier):
     """Per-label logistic regression over hashed features, learned online with AdaGrad.
 
     The last row of the weight matrix holds the labels' biases: every input vector carries the
     constant feature ``n_features - 1`` with value 1 (:class:`pipeline.features.Featurizer`
-    appends it), so scoring and learning treat the bias like any other weight.
+    appends it, and so does the dict API), so scoring and learning treat the bias like any
+    other weight.
 
     Parameters
     ----------
@@ -78,13 +109,95 @@ class OnlineLinear:
         Columns allocated at the first label.
     """
 
-    def __init__(self, n_features: int, learning_rate: float = 0.5, min_capacity: int = 16) -> None:
+    def __init__(self, n_features: int = 2**17 + 1, learning_rate: float = 0.5, min_capacity: int = 16) -> None:
+        if not isinstance(n_features, int) or n_features < 2:
+            raise ValueError(
+                f"OnlineLinear.n_features: expected an integer >= 2 (features and the bias), got {n_features!r}"
+            )
         self.n_features = n_features
         self.learning_rate = learning_rate
         self.min_capacity = min_capacity
         self.n_labels = 0
+        #: Label names in column order (River's dict API reads and writes labels by name).
+        self.labels: list = []
+        self._columns: dict = {}
         self.weights = np.zeros((n_features, 0), dtype=np.float32)
         self.feature_sq = np.zeros(n_features, dtype=np.float32)
+
+    # ------------------------------------------------------------------ River's API: dicts
+
+    def learn_one(self, x: dict, y: dict) -> None:
+        """One AdaGrad step on the features ``x`` with the targets ``y`` (``{label: bool}``);
+        a label not seen before takes a new column, a known label missing from ``y`` is a negative."""
+        self._learn_targets([self._vector(x)], [y])
+
+    def predict_proba_one(self, x: dict, **kwargs: typing.Any) -> dict:
+        """``{label: {False: 1 - p, True: p}}`` for every label learned so far."""
+        if not self.n_labels:
+            return {}
+        row = self.proba_one(*self._vector(x)).tolist()
+        return {label: {False: 1.0 - p, True: p} for label, p in zip(self.labels, row)}
+
+    def predict_one(self, x: dict, **kwargs: typing.Any) -> dict:
+        """``{label: p >= 0.5}`` for every label learned so far."""
+        if not self.n_labels:
+            return {}
+        row = self.proba_one(*self._vector(x))
+        return {label: bool(p >= 0.5) for label, p in zip(self.labels, row.tolist())}
+
+    def learn_many(self, X: pd.DataFrame, Y: pd.DataFrame) -> None:
+        """One AdaGrad step on a mini-batch: rows of ``X`` (features), columns of ``Y`` (labels,
+        bool). A batch step is not a loop of ``learn_one`` steps: the rows share one step, as the
+        engine's experience replay does. Missing values (NaN) are absent features, or negatives."""
+        vectors = [self._vector({k: v for k, v in row.items() if v == v}) for row in X.to_dict("records")]
+        targets = [{k: bool(v) for k, v in row.items() if v == v} for row in Y.to_dict("records")]
+        self._learn_targets(vectors, targets)
+
+    def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Probability of each label (columns) for each row of ``X``; rows scored as by
+        :meth:`predict_proba_one`, to the bit."""
+        import pandas as pd
+
+        rows = [self._vector({k: v for k, v in row.items() if v == v}) for row in X.to_dict("records")]
+        scores = self.predict_proba(SparseRows.stack(rows)) if rows else np.zeros((0, self.n_labels), np.float32)
+        return pd.DataFrame(scores.astype(np.float64), index=X.index, columns=list(self.labels))
+
+    def predict_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each label's decision (probability >= 0.5) for each row of ``X``."""
+        return self.predict_proba_many(X) >= 0.5
+
+    def _vector(self, x: dict) -> tuple[np.ndarray, np.ndarray]:
+        """A dict of features as the sparse vector of the hashed space (sorted unique indices,
+        duplicates summed, the bias last)."""
+        space = self.n_features - 1
+        indices, values = [], []
+        for key, value in x.items():
+            if isinstance(value, str):
+                key, value = f"{key}={value}", 1.0
+            if type(key) is int or isinstance(key, np.integer):  # not bool: type() is exact, np.integer is no bool
+                index = int(key) if 0 <= key < space else zlib.crc32(str(key).encode("utf-8")) % space
+            else:
+                index = zlib.crc32(str(key).encode("utf-8")) % space
+            indices.append(index)
+            values.append(float(value))
+        found, where = np.unique(np.array(indices, dtype=np.int64), return_inverse=True)
+        summed = np.bincount(where, weights=values, minlength=len(found)) if len(found) else np.zeros(0)
+        return (np.append(found, space).astype(np.int32), np.append(summed, 1.0).astype(np.float32))
+
+    def _learn_targets(self, vectors: list[tuple[np.ndarray, np.ndarray]], targets: list[dict]) -> None:
+        for y in targets:
+            for label in y:
+                if label not in self._columns:
+                    self.add_label(name=label)
+        if not vectors:
+            return
+        matrix = np.zeros((len(vectors), self.n_labels), dtype=np.float32)
+        for row, y in enumerate(targets):
+            for label, value in y.items():
+                matrix[row, self._columns[label]] = bool(value)
+        self.learn(SparseRows.stack(vectors), matrix)
+
+    # ------------------------------------------------------------------ the fast path: sparse arrays
 
     @property
     def capacity(self) -> int:
@@ -95,12 +208,16 @@ class OnlineLinear:
         """The labels' biases (a view of the weight matrix's last row)."""
         return self.weights[-1, : self.n_labels]
 
-    def add_label(self, prior: float = 0.5) -> int:
-        """Give a new label the next column; its bias starts at the log-odds of ``prior``."""
+    def add_label(self, prior: float = 0.5, name: typing.Hashable | None = None) -> int:
+        """Give a new label the next column (its number, unless ``name`` is given: the label's
+        name in the dict API); its bias starts at the log-odds of ``prior``."""
         if self.n_labels == self.capacity:
             self._grow(_next_capacity(self.capacity, self.min_capacity))
         column = self.n_labels
         self.n_labels += 1
+        key = column if name is None else name
+        self.labels.append(key)
+        self._columns[key] = column
         prior = min(max(prior, 1e-4), 1 - 1e-4)
         self.weights[-1, column] = np.float32(np.log(prior / (1 - prior)))
         return column
@@ -181,6 +298,10 @@ class OnlineLinear:
         self.weights[features] = weight_rows
         return before
 
+    def rehearse(self, x: SparseRows, y: np.ndarray) -> None:
+        """:meth:`learn`, for a caller that needs no scores (experience replay)."""
+        self.learn(x, y)
+
     def state(self) -> dict[str, np.ndarray]:
         """The arrays that define the model; only rows ever touched (and the bias row) are kept."""
         touched = np.flatnonzero(self.feature_sq[:-1]).astype(np.int32)
@@ -193,8 +314,14 @@ class OnlineLinear:
 
     @classmethod
     def from_state(
-        cls, state: dict[str, np.ndarray], n_features: int, learning_rate: float, min_capacity: int = 16
+        cls,
+        state: dict[str, np.ndarray],
+        n_features: int,
+        learning_rate: float,
+        min_capacity: int = 16,
+        labels: list | None = None,
     ) -> OnlineLinear:
+        """The model :meth:`state` describes; ``labels`` names its columns (their numbers by default)."""
         model = cls(n_features, learning_rate, min_capacity)
         n = state["weights"].shape[1]
         capacity = 0
@@ -202,6 +329,8 @@ class OnlineLinear:
             capacity = _next_capacity(capacity, min_capacity)
         model._grow(capacity)
         model.n_labels = n
+        model.labels = list(range(n)) if labels is None else list(labels)[:n]
+        model._columns = {name: column for column, name in enumerate(model.labels)}
         rows = state["rows"]
         model.weights[rows, :n] = state["weights"]
         model.feature_sq[rows] = state["feature_sq"]

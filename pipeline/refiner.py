@@ -10,12 +10,15 @@ The parts, each in its own module:
 
 - :mod:`pipeline.features` hashes subject, body (cleaned of quotes and signatures), channel and
   chosen metadata into a fixed sparse space;
-- :mod:`pipeline.model` is per-label online logistic regression (AdaGrad) over that space,
-  vectorised with numpy. River's ``OneVsRestClassifier(LogisticRegression)`` is the same model
-  but walks a dict per label per message: on the Banking77 stream it does ~1,700
-  predict+learn per second where this engine applies ~6,000 reviews, observes ~22,000
-  messages one call each or ~27,000 in batches of 100 per second (bench/README.md), so River
-  is used where it fits (drift detectors), not here;
+- :mod:`pipeline.model` is per-label online logistic regression (AdaGrad) over that space: a
+  River estimator (``river.base.MultiLabelClassifier``, exposed as :attr:`Refiner.model`)
+  that the engine drives through a vectorised numpy fast path. River's
+  ``OneVsRestClassifier(LogisticRegression)`` is the same model but walks a dict per label per
+  message: on the Banking77 stream it does ~1,700 predict+learn per second where this engine
+  applies ~6,000 reviews, observes ~22,000 messages one call each or ~27,000 in batches of 100
+  per second (bench/README.md). Any other River classifier plugs in instead (``model=`` or
+  ``RefinerConfig.model``): :mod:`pipeline.river_models` drives it row by row with
+  ``learn_one`` and ``predict_proba_one``, on the same hashed features as dicts;
 - :mod:`pipeline.windows` keeps the prequential validation window of recent reviews and the
   window of recent live messages;
 - :mod:`pipeline.metrics` and :mod:`pipeline.rating` turn them into DESIGN.md's metrics.
@@ -59,7 +62,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -71,6 +74,7 @@ from pipeline.features import Featurizer
 from pipeline.metrics import Curve, auc, binned_thresholds, label_curve, precision_recall_f1
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
+from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
 from pipeline.suggestions import Suggester
 from pipeline.windows import LiveWindow, ReviewWindow
 from schemas import (
@@ -148,10 +152,21 @@ class Refiner:
     config
         Windows, targets and learning settings (:class:`pipeline.RefinerConfig`).
     seed
-        Seeds experience replay and the balance model's live samples.
+        Seeds experience replay and the balance model's live samples (and a River model that
+        takes a seed and is given none).
+    model
+        The label model, if not the one ``config.model`` names (by default the engine's own
+        :class:`pipeline.model.OnlineLinear`): a River multi-label classifier, or a binary one
+        (e.g. ``river.linear_model.LogisticRegression()``) copied once per label as labels appear.
+        The engine owns it from then on (pass ``model.clone()`` to keep yours apart).
+
+    Attributes
+    ----------
+    model
+        The label model, a River multi-label classifier (``river.base.MultiLabelClassifier``).
     """
 
-    def __init__(self, dataset: str, config: RefinerConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, dataset: str, config: RefinerConfig | None = None, seed: int = 0, model: Any = None) -> None:
         if not isinstance(dataset, str) or not dataset.strip():
             raise ValueError(f"Refiner.dataset: expected a non-empty string, got {dataset!r}")
         if not isinstance(seed, int) or seed < 0:
@@ -169,7 +184,10 @@ class Refiner:
             metadata_fields=cfg.metadata_fields,
         )
         self.n_features = (1 << cfg.feature_bits) + 1  # the hashed space and the constant bias feature
-        self.model = OnlineLinear(self.n_features, cfg.learning_rate)
+        self.model = self._label_model(model)
+        #: The engine's vectorised interface to the model: the model itself when it is the
+        #: default (the fast path), else River's learn_one/predict_proba_one row by row.
+        self._learner = self.model if isinstance(self.model, OnlineLinear) else PluggedModel(self.model)
         #: Learns to tell reviewed messages from live ones (the balance factor).
         self.balance_model = OnlineLinear(self.n_features, cfg.learning_rate, min_capacity=1)
         self.balance_model.add_label(0.5)
@@ -203,6 +221,31 @@ class Refiner:
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
         self._rebuild_hierarchy()
 
+    def _label_model(self, model: Any) -> Any:
+        """The label model from the ``model`` argument, else ``config.model``, else the default."""
+        cfg = self.config
+        if model is None:
+            if cfg.model is None:
+                return OnlineLinear(self.n_features, cfg.learning_rate)
+            return build_model(cfg.model, cfg.model_params, seed=self.seed)
+        if cfg.model is not None:
+            raise ValueError(
+                f"Refiner.model: the config names the model {cfg.model!r}; give the model either in "
+                "the config or as model=, not both"
+            )
+        if isinstance(model, OnlineLinear) and (model.n_features != self.n_features or model.n_labels):
+            raise ValueError(
+                f"Refiner.model: an OnlineLinear must be new and span the engine's feature space "
+                f"(n_features={self.n_features}), got n_features={model.n_features} with "
+                f"{model.n_labels} labels"
+            )
+        return as_multilabel(model)
+
+    def features(self, message: Message | dict) -> dict[int, float]:
+        """The message's features as River takes them: ``{index: value}`` in the engine's hashed
+        space (the bias feature left out), the same features a plugged River model learns from."""
+        return features_dict(*self._features(self._message(message, 0)))
+
     # ------------------------------------------------------------------ live messages
 
     def observe(self, message: Message | dict) -> Prediction:
@@ -214,7 +257,7 @@ class Refiner:
         if type(message) is not Message or message.dataset != self.dataset:
             message = self._message(message, 0)
         features = self._features(message)
-        row = self.model.proba_one(*features)
+        row = self._learner.proba_one(*features)
         if self._child_parent:
             self._hierarchical_row(row)
         timestamp = message.timestamp
@@ -343,12 +386,14 @@ class Refiner:
         drawn from the validation window (experience replay, batched so that it costs one step).
         """
         x = SparseRows.stack([self.reviews.features[slot]])
-        before = self.model.learn(x, self.reviews.pinned[slot : slot + 1])  # bool targets: no copy
+        before = self._learner.learn(x, self.reviews.pinned[slot : slot + 1])  # bool targets: no copy
         every = self.config.replay_every
         if self.config.replay and (self.model_version + 1) % every == 0:
             occupied = self.reviews.occupied()
             slots = [int(occupied[draws.below(len(occupied))]) for _ in range(self.config.replay * every)]
-            self.model.learn(SparseRows.stack([self.reviews.features[s] for s in slots]), self.reviews.pinned[slots])
+            self._learner.rehearse(
+                SparseRows.stack([self.reviews.features[s] for s in slots]), self.reviews.pinned[slots]
+            )
         return self._hierarchical(before)[0]
 
     def _learn_balance(self, draws: _Draws) -> None:
@@ -394,11 +439,11 @@ class Refiner:
             if level in self.label_index:
                 continue
             prior = 1.0 / (len(self.reviewed) + 2)
-            column = self.model.add_label(prior)
+            column = self._learner.add_label(prior, name=level)
             self.labels.append(level)
             self.label_index[level] = column
-            self.reviews.grow(self.model.capacity)
-            self.live.grow(self.model.capacity)
+            self.reviews.grow(self._learner.capacity)
+            self.live.grow(self._learner.capacity)
             self.pinned = np.append(self.pinned, 0)
             self.alone = np.append(self.alone, 0)
             self.searched = np.append(self.searched, 0)
@@ -419,7 +464,7 @@ class Refiner:
 
     def _score(self, x: SparseRows) -> np.ndarray:
         """Confidences of every label, ``n_rows x n_labels``, a child never above its parent."""
-        return self._hierarchical(self.model.predict_proba(x))
+        return self._hierarchical(self._learner.predict_proba(x))
 
     def _hierarchical(self, scores: np.ndarray) -> np.ndarray:
         """Raise each parent's confidence to its most confident child's, in place."""
@@ -722,11 +767,17 @@ class Refiner:
     # ------------------------------------------------------------------ snapshot / restore
 
     def snapshot(self) -> bytes:
-        """The complete state as bytes (safe format, no pickle: :mod:`pipeline.snapshot`)."""
+        """The complete state as bytes (:mod:`pipeline.snapshot`). With the default model no
+        pickle is involved; a plugged River model is pickled inside (see :meth:`restore`)."""
         review_header, review_arrays = self.reviews.state()
         live_header, live_arrays = self.live.state()
         drift_header, drift_arrays = self.drift.state()
-        model = self.model.state()
+        model_header: dict[str, Any]
+        model_arrays: dict[str, np.ndarray]
+        if isinstance(self._learner, PluggedModel):
+            model_header, model_arrays = self._learner.state()
+        else:
+            model_header, model_arrays = {"format": "arrays"}, self._learner.state()
         balance_model = self.balance_model.state()
         ids = list(self.reviewed)
         header = {
@@ -750,9 +801,10 @@ class Refiner:
             "reviews": review_header,
             "live": live_header,
             "drift": drift_header,
+            "model": model_header,
         }
         arrays = {
-            **{f"model.{k}": v for k, v in model.items()},
+            **{f"model.{k}": v for k, v in model_arrays.items()},
             **{f"balance_model.{k}": v for k, v in balance_model.items()},
             "pinned": self.pinned,
             "alone": self.alone,
@@ -767,10 +819,16 @@ class Refiner:
         return snapshot_format.encode(header, arrays)
 
     @classmethod
-    def restore(cls, blob: bytes) -> Refiner:
+    def restore(cls, blob: bytes, allow_pickle: bool = False) -> Refiner:
         """An engine in exactly the state :meth:`snapshot` captured.
 
-        Raises ValueError for bytes that are not a snapshot of this format version.
+        A snapshot of an engine with a plugged River model holds that model pickled, and
+        unpickling runs code: it is restored only with ``allow_pickle=True``, which a caller
+        may pass only for bytes it has authenticated (the worker verifies the snapshot's HMAC
+        first). The default model's snapshot holds plain arrays and needs no such trust.
+
+        Raises ValueError for bytes that are not a snapshot of this format version, or that
+        hold a pickled model without ``allow_pickle``.
         """
         header, arrays = snapshot_format.decode(blob)
         if header.get("kind") != "refiner":
@@ -780,11 +838,29 @@ class Refiner:
                 f"snapshot: engine state version {header.get('state_version')}, this engine reads version "
                 f"{STATE_VERSION}; rebuild the dataset's state by replaying its log"
             )
-        engine = cls(header["dataset"], RefinerConfig.from_dict(header["config"]), header["seed"])
-        cfg = engine.config
-        engine.model = OnlineLinear.from_state(
-            {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}, engine.n_features, cfg.learning_rate
+        model_header = header.get("model", {"format": "arrays"})
+        model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        if model_header["format"] == "pickle" and not allow_pickle:
+            raise ValueError(
+                "snapshot: it holds a pickled River model, and unpickling runs code; restore it with "
+                "allow_pickle=True only if its origin is authenticated (the worker checks its HMAC)"
+            )
+        plugged = PluggedModel.from_state(model_header, model_arrays) if model_header["format"] == "pickle" else None
+        config = RefinerConfig.from_dict(header["config"])
+        engine = cls(
+            header["dataset"],
+            config,
+            header["seed"],
+            model=None if plugged is None or config.model is not None else plugged.model,
         )
+        cfg = engine.config
+        if plugged is None:
+            engine.model = OnlineLinear.from_state(
+                model_arrays, engine.n_features, cfg.learning_rate, labels=header["labels"]
+            )
+            engine._learner = engine.model
+        else:
+            engine.model, engine._learner = plugged.model, plugged
         engine.balance_model = OnlineLinear.from_state(
             {k[14:]: v for k, v in arrays.items() if k.startswith("balance_model.")},
             engine.n_features,

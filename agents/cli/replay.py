@@ -26,6 +26,7 @@ Examples::
     refinery replay my.csv
     refinery replay --bundled banking77 --review-share 0.3 --delay 100
     refinery replay tickets.csv --text-column body --label-column queue --label-separator "|"
+    refinery replay --bundled enron --model river.naive_bayes.ComplementNB --model-params '{"alpha": 0.5}'
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument(
         "--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'"
     )
+    run_group.add_argument(
+        "--model",
+        default=None,
+        help="a River classifier's import path instead of the engine's own model, "
+        "e.g. river.naive_bayes.ComplementNB (RefinerConfig.model)",
+    )
+    run_group.add_argument("--model-params", default="{}", help="its parameters as JSON, e.g. '{\"alpha\": 0.5}'")
     run_group.add_argument("--labels", type=int, default=40, help="rows of the per-label table (worst first)")
     run_group.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)"
@@ -95,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
         config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
     except (ValueError, TypeError) as error:
         raise SystemExit(f"refinery replay: error: --config: {error}") from None
+    if args.model:
+        try:
+            plugged = {"model": args.model, "model_params": json.loads(args.model_params)}
+            config = RefinerConfig.from_dict({**config.to_dict(), **plugged})
+        except (ValueError, TypeError) as error:
+            raise SystemExit(f"refinery replay: error: --model/--model-params: {error}") from None
     skipped: collections.Counter = collections.Counter()
     try:
         pairs = _pairs(args, lambda number, rejected: skipped.update([rejected.group or rejected.reason]))
