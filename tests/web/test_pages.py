@@ -330,7 +330,7 @@ def _owned(worker) -> bool:
 
 
 @pytest.mark.kafka
-def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, datasets):  # noqa: F811 (fixture)
+def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, datasets):
     worker = workers(topics)
     worker.wait_ready()
     reviews = _send(_producer(topics), topics, _pairs(120))

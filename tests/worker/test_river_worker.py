@@ -23,7 +23,8 @@ from tests.worker.test_worker_kafka import (
     _send,
     _settle,
     _snapshot_manifests,
-    _wait_for,  # noqa: F401
+    _wait_for,
+    workers,  # noqa: F401 (a fixture)
 )
 
 #: The engine settings of the broker tests, with a River model instead of the default one.
