@@ -46,11 +46,12 @@ True
 from __future__ import annotations
 
 import numpy as np
+from river import drift
 from scipy.stats import chi2_contingency
 
 from schemas import DriftEvent
 
-__all__ = ["ErrorDrift", "MixDrift", "DriftMonitor"]
+__all__ = ["ErrorDrift", "AdwinErrorDrift", "MixDrift", "DriftMonitor"]
 
 
 class ErrorDrift:
@@ -149,6 +150,93 @@ class ErrorDrift:
         detector.sums, detector.filled = arrays[f"{prefix}.sums"], arrays[f"{prefix}.filled"]
         detector.partial_sum = arrays[f"{prefix}.partial_sum"]
         detector.partial_count = arrays[f"{prefix}.partial_count"]
+        return detector
+
+
+class AdwinErrorDrift:
+    """River's ADWIN (``river.drift.ADWIN``) per stream, one row per stream (row 0: overall, row ``1 + c``: label column ``c``).
+
+    Parameters
+    ----------
+    clock
+        Outcomes between two of ADWIN's tests of a row (ADWIN's ``clock``; ``RefinerConfig.drift_error_bucket``).
+    delta
+        ADWIN's confidence: smaller means fewer false alarms and slower detection.
+
+    Notes
+    -----
+    ADWIN reports a change either way; only a rise of the error is reported here, judged by the
+    means of the part of the window ADWIN dropped and the part it kept. As in River, a row's
+    window starts afresh on the outcome after a detection.
+
+    The state of a row is River's own: the ``_drift_detected`` flag of the ``ADWIN`` object and
+    the bytes of its Rust ``AdaptiveWindowing`` (``__getstate__``: every bucket row, the totals,
+    variance and clock, serialised by the extension itself, no pickle). They are restored with
+    ``AdaptiveWindowing.__setstate__``, which parses those bytes into the same Rust structure
+    and nothing else, so a restored detector continues bit for bit.
+
+    >>> detector = AdwinErrorDrift(clock=10)
+    >>> reports = [detector.update(0, 0.0 if i < 200 else 1.0) for i in range(260)]
+    >>> reports.index(True) - 200 < 40
+    True
+    """
+
+    def __init__(self, clock: int = 10, delta: float = 0.002) -> None:
+        self.clock, self.delta = clock, delta
+        self.rows: list[drift.ADWIN] = []
+        #: (older mean, newer mean, outcomes in the newer part) of the last reported increase
+        self.last_change: tuple[float, float, int] | None = None
+
+    def _new(self) -> drift.ADWIN:
+        return drift.ADWIN(delta=self.delta, clock=self.clock)
+
+    def grow(self, rows: int) -> None:
+        while len(self.rows) < rows:
+            self.rows.append(self._new())
+
+    def update(self, row: int, error: float) -> bool:
+        """Add one outcome (an error in [0, 1]) to ``row``; True when the error has risen significantly."""
+        self.grow(row + 1)
+        adwin = self.rows[row]
+        # River resets a detector on the update after a detection: its window then starts empty
+        width, total = (0, 0.0) if adwin.drift_detected else (adwin.width, adwin.total)
+        adwin.update(error)
+        if not adwin.drift_detected:
+            return False
+        kept, kept_total = adwin.width, adwin.total
+        dropped = width + 1 - kept
+        if dropped <= 0 or kept <= 0:
+            return False
+        before, after = (total + error - kept_total) / dropped, kept_total / kept
+        if after <= before:
+            return False
+        self.last_change = (float(before), float(after), int(kept))
+        return True
+
+    def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+        rows: list[bytes] = [adwin._helper.__getstate__() for adwin in self.rows]
+        offsets: np.ndarray = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
+        header = {
+            "detector": "river.drift.ADWIN",
+            "clock": self.clock,
+            "delta": self.delta,
+            "detected": [bool(adwin.drift_detected) for adwin in self.rows],
+        }
+        arrays: dict[str, np.ndarray] = {
+            f"{prefix}.adwin": np.frombuffer(b"".join(rows), dtype=np.uint8),
+            f"{prefix}.adwin_offsets": offsets,
+        }
+        return header, arrays
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> AdwinErrorDrift:
+        detector = cls(header["clock"], header["delta"])
+        raw, offsets = arrays[f"{prefix}.adwin"].tobytes(), arrays[f"{prefix}.adwin_offsets"]
+        for i, detected in enumerate(header["detected"]):
+            adwin = detector._new()
+            adwin._helper.__setstate__(raw[int(offsets[i]) : int(offsets[i + 1])])
+            adwin._drift_detected = bool(detected)
+            detector.rows.append(adwin)
         return detector
 
 
@@ -311,7 +399,9 @@ class DriftMonitor:
     ()
     """
 
-    def __init__(self, max_events: int = 20, error: ErrorDrift | None = None, mix: MixDrift | None = None) -> None:
+    def __init__(
+        self, max_events: int = 20, error: ErrorDrift | AdwinErrorDrift | None = None, mix: MixDrift | None = None
+    ) -> None:
         self.max_events = max_events
         self.error = error or ErrorDrift()
         self.mix = mix or MixDrift()
@@ -393,9 +483,10 @@ class DriftMonitor:
 
     @classmethod
     def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> DriftMonitor:
+        error_class = AdwinErrorDrift if header["error"].get("detector") == "river.drift.ADWIN" else ErrorDrift
         monitor = cls(
             header["max_events"],
-            ErrorDrift.from_state(header["error"], arrays, "drift.error"),
+            error_class.from_state(header["error"], arrays, "drift.error"),
             MixDrift.from_state(header["mix"], arrays, "drift.mix"),
         )
         monitor.observed, monitor.reviewed = header["observed"], header["reviewed"]
