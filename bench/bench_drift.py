@@ -9,7 +9,10 @@ otherwise) read the same 0/1 error streams, outcome by outcome:
   false alarm; no detection in the 2,000 after it is a miss). The engine reports only rises of
   the error (a falling error is the model learning), so for River the first detection after the
   change counts whichever way ADWIN saw it;
-- *stationary*: 20,000 outcomes at a constant rate: every detection is a false alarm.
+- *stationary*: 20,000 outcomes at a constant rate: every detection is a false alarm;
+- *short*: a label's own error stream is short (a label gets tens of reviews, not thousands):
+  ``SHORT_BEFORE`` outcomes at ``p0`` then ``SHORT_AFTER`` at ``p1``, the engine's detector against
+  ``pipeline.drift.AdwinErrorDrift`` (River's ADWIN with the engine's ``clock=10``, rises only).
 
 Each case runs over ``--seeds`` seeded streams (numpy ``default_rng(seed)``).
 
@@ -29,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from river import drift  # noqa: E402
 
-from pipeline.drift import ErrorDrift  # noqa: E402
+from pipeline.drift import AdwinErrorDrift, ErrorDrift  # noqa: E402
 
 CHANGES = [(0.1, 0.2), (0.1, 0.3), (0.2, 0.5), (0.3, 0.8), (0.05, 0.15)]
 STATIONARY = [0.05, 0.2, 0.5]
 BEFORE, AFTER, LONG = 2000, 2000, 20_000
+SHORT = [(0.1, 0.9), (0.3, 1.0), (0.1, 0.6), (0.2, 0.6)]
+SHORT_BEFORE, SHORT_AFTER = 50, 30
 
 
 def detections(stream: np.ndarray) -> tuple[list[int], list[int], float, float]:
@@ -97,6 +102,24 @@ def main(argv=None) -> int:
             counts["river"] += len(rivers)
         scale = 10_000 / (LONG * args.seeds)
         print(f"  {p:6.2f} {counts['engine'] * scale:8.2f} {counts['river'] * scale:8.2f}")
+    print(
+        f"\nShort streams (one label's reviews): {SHORT_BEFORE} outcomes at p0, then {SHORT_AFTER} at p1; "
+        f"{args.seeds} seeds. Same columns"
+    )
+    print(
+        f"  {'p0 -> p1':12} {'engine delay':>16} {'misses':>6} {'false':>8}   {'ADWIN delay':>16} {'misses':>6} {'false':>8}"
+    )
+    for p0, p1 in SHORT:
+        rows = {"engine": ([], []), "river": ([], [])}
+        for seed in range(args.seeds):
+            rng = np.random.default_rng(2000 + seed)
+            stream = np.concatenate([rng.random(SHORT_BEFORE) < p0, rng.random(SHORT_AFTER) < p1]).astype(float)
+            for name, detector in (("engine", ErrorDrift()), ("river", AdwinErrorDrift(clock=10))):
+                fired = [i for i, error in enumerate(stream.tolist()) if detector.update(0, error)]
+                after = [i - SHORT_BEFORE for i in fired if i >= SHORT_BEFORE]
+                rows[name][0].append(after[0] if after else None)
+                rows[name][1].append(sum(i < SHORT_BEFORE for i in fired))
+        print(f"  {p0:.2f} -> {p1:.2f} {summary(*rows['engine'])}   {summary(*rows['river'])}")
     print(f"\nTime over all streams: engine {seconds['engine']:.2f}s, ADWIN {seconds['river']:.2f}s")
     return 0
 

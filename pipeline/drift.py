@@ -22,19 +22,30 @@ plain arrays so a snapshot carries them exactly:
 
 :class:`DriftMonitor` owns both and keeps the latest events (at most ``max_events``).
 
-River is not used here. ``ErrorDrift`` was checked against ``river.drift.ADWIN`` (delta 0.002
-both) on the same Bernoulli error streams (bench/bench_drift.py, figures in bench/README.md):
-neither raised a false alarm worth the name (0 before any change; 0 and 0.02 per 10,000
-stationary outcomes), but River's ADWIN found every change (0.10 -> 0.20 after a median 319
-outcomes, 0.10 -> 0.30 after 111) while ``ErrorDrift`` missed all of the small ones (0.10 ->
-0.20, 0.05 -> 0.15) and 26 of 30 at 0.10 -> 0.30; it is faster only on large jumps (0.30 ->
-0.80: 34 outcomes against 47), and ADWIN (Rust) was ten times faster per outcome. The
-difference is the bound: ADWIN's uses the window's variance (tight at low error rates) and
-its window grows without limit (exponential histogram), where ``ErrorDrift`` uses the
-variance-free Hoeffding bound over at most ``bucket_size * max_buckets`` = 320 outcomes. River's
-ADWIN is therefore the better detector of a rising error, and replacing ``ErrorDrift``'s test
-by it is tracked in issue 10; its state can stay pickle-free in the snapshot, as the bytes of
-the Rust ``AdaptiveWindowing.__getstate__`` per row.
+River's ADWIN was measured against ``ErrorDrift`` and is *not* the engine's detector (issue
+10). :class:`AdwinErrorDrift` is ``river.drift.ADWIN`` per row, with the same interface and a
+pickle-free, bit-exact snapshot (the bytes of River's Rust ``AdaptiveWindowing.__getstate__`` per
+row, restored by its ``__setstate__``, which parses them into that structure and nothing else);
+``DriftMonitor`` restores either. Figures (bench/bench_drift.py, 30 seeds, bench/README.md):
+
+- on *long* streams (2,000 outcomes before and after a change) ADWIN is better: it finds every
+  rise (0.10 -> 0.20 after a median 319 outcomes, 0.10 -> 0.30 after 111) where ``ErrorDrift``
+  misses all of the small ones and 26 of 30 at 0.10 -> 0.30; no false alarms for either; ten
+  times faster (Rust);
+- on *short* streams (50 outcomes, then 30 after the change: a label's own reviews, which is
+  what the per-label rows see) ADWIN misses nearly everything: 0.10 -> 0.90 24/30 missed,
+  0.30 -> 1.00 29/30, 0.10 -> 0.60 30/30, where ``ErrorDrift`` finds 30/30 and 28/30 of the
+  first two within 9-29 outcomes. ADWIN's bound has a ``2/(3m) ln(2/delta')`` term that
+  dominates for windows of tens of outcomes (with 48 outcomes at 0.29 then 26 at 1.0, the
+  bound is 0.83 against a difference of 0.71, by hand); with ``AdwinErrorDrift`` as the engine's detector,
+  tests/pipeline/test_drift.py's label-meaning change (a label's reviews filed under another)
+  raises no alarm at all, at ``clock`` 10 or 1, and the Banking77 topic switch of
+  bench/sim_drift.py (seeds 0-1) is reported after 29 reviews instead of 19.
+
+Per-label error streams in the engine are short (tens of reviews per label), so ``ErrorDrift``
+stays the engine's detector; ADWIN would be the better choice for the overall row alone on
+slowly rising error, at the cost of slower alarms on a large jump (a possible follow-up:
+``DriftMonitor(error=...)`` takes either).
 
 >>> import numpy as np
 >>> detector = ErrorDrift(bucket_size=10, max_buckets=20)
@@ -46,11 +57,12 @@ True
 from __future__ import annotations
 
 import numpy as np
+from river import drift
 from scipy.stats import chi2_contingency
 
 from schemas import DriftEvent
 
-__all__ = ["ErrorDrift", "MixDrift", "DriftMonitor"]
+__all__ = ["ErrorDrift", "AdwinErrorDrift", "MixDrift", "DriftMonitor"]
 
 
 class ErrorDrift:
@@ -149,6 +161,93 @@ class ErrorDrift:
         detector.sums, detector.filled = arrays[f"{prefix}.sums"], arrays[f"{prefix}.filled"]
         detector.partial_sum = arrays[f"{prefix}.partial_sum"]
         detector.partial_count = arrays[f"{prefix}.partial_count"]
+        return detector
+
+
+class AdwinErrorDrift:
+    """River's ADWIN (``river.drift.ADWIN``) per stream, one row per stream (row 0: overall, row ``1 + c``: label column ``c``).
+
+    Parameters
+    ----------
+    clock
+        Outcomes between two of ADWIN's tests of a row (ADWIN's ``clock``; ``RefinerConfig.drift_error_bucket``).
+    delta
+        ADWIN's confidence: smaller means fewer false alarms and slower detection.
+
+    Notes
+    -----
+    ADWIN reports a change either way; only a rise of the error is reported here, judged by the
+    means of the part of the window ADWIN dropped and the part it kept. As in River, a row's
+    window starts afresh on the outcome after a detection.
+
+    The state of a row is River's own: the ``_drift_detected`` flag of the ``ADWIN`` object and
+    the bytes of its Rust ``AdaptiveWindowing`` (``__getstate__``: every bucket row, the totals,
+    variance and clock, serialised by the extension itself, no pickle). They are restored with
+    ``AdaptiveWindowing.__setstate__``, which parses those bytes into the same Rust structure
+    and nothing else, so a restored detector continues bit for bit.
+
+    >>> detector = AdwinErrorDrift(clock=10)
+    >>> reports = [detector.update(0, 0.0 if i < 200 else 1.0) for i in range(260)]
+    >>> reports.index(True) - 200 < 40
+    True
+    """
+
+    def __init__(self, clock: int = 10, delta: float = 0.002) -> None:
+        self.clock, self.delta = clock, delta
+        self.rows: list[drift.ADWIN] = []
+        #: (older mean, newer mean, outcomes in the newer part) of the last reported increase
+        self.last_change: tuple[float, float, int] | None = None
+
+    def _new(self) -> drift.ADWIN:
+        return drift.ADWIN(delta=self.delta, clock=self.clock)
+
+    def grow(self, rows: int) -> None:
+        while len(self.rows) < rows:
+            self.rows.append(self._new())
+
+    def update(self, row: int, error: float) -> bool:
+        """Add one outcome (an error in [0, 1]) to ``row``; True when the error has risen significantly."""
+        self.grow(row + 1)
+        adwin = self.rows[row]
+        # River resets a detector on the update after a detection: its window then starts empty
+        width, total = (0, 0.0) if adwin.drift_detected else (adwin.width, adwin.total)
+        adwin.update(error)
+        if not adwin.drift_detected:
+            return False
+        kept, kept_total = adwin.width, adwin.total
+        dropped = width + 1 - kept
+        if dropped <= 0 or kept <= 0:
+            return False
+        before, after = (total + error - kept_total) / dropped, kept_total / kept
+        if after <= before:
+            return False
+        self.last_change = (float(before), float(after), int(kept))
+        return True
+
+    def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+        rows: list[bytes] = [adwin._helper.__getstate__() for adwin in self.rows]
+        offsets: np.ndarray = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
+        header = {
+            "detector": "river.drift.ADWIN",
+            "clock": self.clock,
+            "delta": self.delta,
+            "detected": [bool(adwin.drift_detected) for adwin in self.rows],
+        }
+        arrays: dict[str, np.ndarray] = {
+            f"{prefix}.adwin": np.frombuffer(b"".join(rows), dtype=np.uint8),
+            f"{prefix}.adwin_offsets": offsets,
+        }
+        return header, arrays
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: dict[str, np.ndarray], prefix: str) -> AdwinErrorDrift:
+        detector = cls(header["clock"], header["delta"])
+        raw, offsets = arrays[f"{prefix}.adwin"].tobytes(), arrays[f"{prefix}.adwin_offsets"]
+        for i, detected in enumerate(header["detected"]):
+            adwin = detector._new()
+            adwin._helper.__setstate__(raw[int(offsets[i]) : int(offsets[i + 1])])
+            adwin._drift_detected = bool(detected)
+            detector.rows.append(adwin)
         return detector
 
 
@@ -311,7 +410,9 @@ class DriftMonitor:
     ()
     """
 
-    def __init__(self, max_events: int = 20, error: ErrorDrift | None = None, mix: MixDrift | None = None) -> None:
+    def __init__(
+        self, max_events: int = 20, error: ErrorDrift | AdwinErrorDrift | None = None, mix: MixDrift | None = None
+    ) -> None:
         self.max_events = max_events
         self.error = error or ErrorDrift()
         self.mix = mix or MixDrift()
@@ -393,9 +494,10 @@ class DriftMonitor:
 
     @classmethod
     def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> DriftMonitor:
+        error_class = AdwinErrorDrift if header["error"].get("detector") == "river.drift.ADWIN" else ErrorDrift
         monitor = cls(
             header["max_events"],
-            ErrorDrift.from_state(header["error"], arrays, "drift.error"),
+            error_class.from_state(header["error"], arrays, "drift.error"),
             MixDrift.from_state(header["mix"], arrays, "drift.mix"),
         )
         monitor.observed, monitor.reviewed = header["observed"], header["reviewed"]

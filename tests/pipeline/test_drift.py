@@ -9,7 +9,7 @@ import pytest
 
 from agents.ingest.datasets import banking77
 from pipeline import Refiner, RefinerConfig
-from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
+from pipeline.drift import AdwinErrorDrift, DriftMonitor, ErrorDrift, MixDrift
 from schemas import Annotation, DriftEvent, LabelAssignment
 
 CONFIG = RefinerConfig(validation_window=2000, live_window=2000)
@@ -214,3 +214,51 @@ def test_a_drift_confidence_outside_zero_and_one_is_refused():
 
     with pytest.raises(ValueError, match=r"^RefinerConfig.drift_mix_alpha: expected a probability in \(0, 1\), got 2"):
         RefinerConfig(drift_mix_alpha=2)
+
+
+def test_the_adwin_detector_is_rivers_and_restores_bit_for_bit_without_pickle():
+    from river import drift
+
+    from pipeline import snapshot
+
+    rng = np.random.default_rng(3)
+    errors = np.concatenate([rng.random(3000) < 0.1, rng.random(3000) < 0.3]).astype(float)
+    detector, river_adwin = AdwinErrorDrift(clock=32), drift.ADWIN(delta=0.002)
+    for i, e in enumerate(errors[:3100]):
+        detector.update(i % 2, float(e))
+        if i % 2 == 0:
+            river_adwin.update(float(e))
+    assert detector.rows[0]._helper.__getstate__() == river_adwin._helper.__getstate__()  # River's own detector
+    header, arrays = snapshot.decode(snapshot.encode(*detector.state("p")))  # plain bytes, no pickle
+    assert arrays["p.adwin"].dtype == np.uint8
+    restored = AdwinErrorDrift.from_state(header, arrays, "p")
+    rest = list(enumerate(errors[3100:], 3100))
+    reports = [detector.update(i % 2, float(e)) for i, e in rest]
+    assert any(reports)  # the rise from 0.10 to 0.30 is reported
+    assert reports == [restored.update(i % 2, float(e)) for i, e in rest]
+    assert restored.last_change == detector.last_change
+    assert restored.state("p")[1]["p.adwin"].tobytes() == detector.state("p")[1]["p.adwin"].tobytes()
+
+
+def test_the_adwin_detector_reports_only_a_rising_error():
+    detector = AdwinErrorDrift(clock=10)
+    assert not any(detector.update(0, 1.0 if i < 300 else 0.0) for i in range(900))
+    assert detector.rows[0].total == 0  # ADWIN did cut the window: only the new rate is left
+    assert any(detector.update(0, 1.0) for _ in range(200))
+    before, after, n = detector.last_change
+    assert before < 0.1 and after > 0.25 and n > 0
+
+
+def test_a_monitor_with_the_adwin_detector_survives_its_snapshot():
+    from pipeline import snapshot
+
+    monitor = DriftMonitor(error=AdwinErrorDrift(clock=10))
+    for i in range(400):
+        monitor.review(float(i), np.array([0.9, 0.1]), (0 if i < 300 else 1,), np.array([0.5, 0.5]), ["a", "b"])
+    header, arrays = snapshot.decode(snapshot.encode(*monitor.state()))
+    restored = DriftMonitor.from_state(header, arrays)
+    assert isinstance(restored.error, AdwinErrorDrift) and restored.events() == monitor.events()
+    for m in (monitor, restored):
+        for i in range(400, 500):
+            m.review(float(i), np.array([0.9, 0.1]), (1,), np.array([0.5, 0.5]), ["a", "b"])
+    assert restored.events() == monitor.events() and monitor.events()

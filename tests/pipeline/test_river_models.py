@@ -199,9 +199,11 @@ def test_suggestions_and_metrics_work_with_a_plugged_model(datasets):
 
 def test_logistic_regression_plugged_in_learns_a_held_out_stream_close_to_the_default(datasets):
     """Banking77 (there is no news data here): 1,500 training messages streamed as reviews, 600
-    held-out test messages observed; macro-F1 of the most confident label. Measured: River's
-    LogisticRegression with AdaGrad(0.4) reaches 0.88x the default model (bench/README.md);
-    with River's default SGD(0.01) it barely learns on unit-norm hashed features."""
+    held-out test messages observed; macro-F1 of the most confident label. River's
+    LogisticRegression with AdaGrad(2.0) reaches 0.98x the default model (0.87x with AdaGrad(0.4),
+    bench/README.md); 2.0 was chosen among 0.4/1/2/4 on 600 *training* messages outside these
+    1,500, not on this test. With River's default SGD(0.01) it barely learns on unit-norm
+    hashed features."""
     from sklearn.metrics import f1_score
 
     order = np.random.default_rng(0).permutation(10_003)[:1500]
@@ -218,8 +220,8 @@ def test_logistic_regression_plugged_in_learns_a_held_out_stream_close_to_the_de
         return f1_score([r.labels[0].name for _, r in test], answers, average="macro")
 
     default = macro_f1(None)
-    plugged = macro_f1(linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.4)))
-    assert plugged >= 0.85 * default, (plugged, default)
+    plugged = macro_f1(linear_model.LogisticRegression(optimizer=optim.AdaGrad(2.0)))
+    assert plugged >= 0.90 * default, (plugged, default)
 
 
 # -- snapshots of plugged models ---------------------------------------------------------------
