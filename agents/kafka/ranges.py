@@ -14,9 +14,27 @@ import logging
 
 from agents.worker.observability import log_event
 
-__all__ = ["read_range"]
+__all__ = ["groupless_consumer", "read_range"]
 
 log = logging.getLogger("refinery.kafka")
+
+
+def groupless_consumer(bootstrap: str, *, client_id: str, offset_reset: str = "none"):
+    """A plain ``AIOKafkaConsumer`` outside any consumer group (to ``assign`` and ``seek``), never
+    committing: the one place the shell's side readers are configured.
+
+    ``offset_reset`` is aiokafka's ``auto_offset_reset``; ``"none"`` makes data lost to retention
+    an error instead of a silent jump.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset=offset_reset,
+        client_id=client_id,
+    )
 
 
 async def read_range(
@@ -29,17 +47,11 @@ async def read_range(
     line) and reading continues at the first kept one. Raises TimeoutError when the range is not
     read within ``timeout`` seconds.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
     from aiokafka.errors import OffsetOutOfRangeError
 
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="none",
-        client_id="refinery-recovery",
-    )
+    consumer = groupless_consumer(bootstrap, client_id="refinery-recovery")
     await consumer.start()
     try:
         consumer.assign([tp])

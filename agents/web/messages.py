@@ -151,18 +151,14 @@ async def follow_events(
 
     Decoding runs in a thread, never on the event loop. A broker error is logged and retried.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
+
+    from agents.kafka.ranges import groupless_consumer
 
     stop = stop or asyncio.Event()
     delay = poll_seconds
     while not stop.is_set():
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="refinery-workbench",
-        )
+        consumer = groupless_consumer(bootstrap, client_id="refinery-workbench", offset_reset="earliest")
         try:
             await consumer.start()
             assigned: set[int] = set()
