@@ -127,13 +127,14 @@ def explain(error: BaseException, settings: Settings) -> str:
     for cause in _causes(error):
         text = str(cause)
         if isinstance(cause, ssl.SSLCertVerificationError):
-            if "hostname" in text.lower() or "IP address mismatch" in text:
+            reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or _first_line(text)
+            if "mismatch" in text.lower():
                 return (
-                    f"{where}: the broker's certificate does not name the host you connect to ({cause.verify_message}): "
+                    f"{where}: the broker's certificate does not name the host you connect to ({reason}): "
                     f"connect by a name it carries, or set REFINERY_KAFKA_SSL_CHECK_HOSTNAME=false"
                 )
             return (
-                f"{where}: the broker's certificate is not trusted ({cause.verify_message}): set "
+                f"{where}: the broker's certificate is not trusted ({reason}): set "
                 f"REFINERY_KAFKA_SSL_CAFILE to the CA that signed it (now: {security.cafile or 'the system CAs'})"
             )
         if "authentication" in text.lower() and ("sasl" in text.lower() or "credentials" in text.lower()):
@@ -141,9 +142,9 @@ def explain(error: BaseException, settings: Settings) -> str:
                 f"{where}: SASL {security.sasl_mechanism} login refused for user {security.username!r}: check "
                 f"REFINERY_KAFKA_SASL_USERNAME and REFINERY_KAFKA_SASL_PASSWORD(_FILE) ({_first_line(text)})"
             )
-        if isinstance(cause, ssl.SSLError) and "CERTIFICATE" in str(cause.reason):
+        if isinstance(cause, ssl.SSLError) and "CERTIFICATE" in str(getattr(cause, "reason", "")):
             return (
-                f"{where}: the broker refused the client's certificate ({cause.reason}): set REFINERY_KAFKA_SSL_CERTFILE "
+                f"{where}: the broker refused the client's certificate ({getattr(cause, 'reason', text)}): set REFINERY_KAFKA_SSL_CERTFILE "
                 f"and REFINERY_KAFKA_SSL_KEYFILE to a certificate signed by a CA the broker trusts"
             )
         if isinstance(cause, (ssl.SSLError, ConnectionResetError)) or text.endswith("closed"):
