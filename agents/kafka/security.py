@@ -162,13 +162,14 @@ def explain(error: BaseException, settings: Settings) -> str:
 
 def check_access(where: Settings | str, timeout: float = 15.0) -> bool:
     """Connect once to the first bootstrap broker that answers, with the TLS and SASL of
-    ``where``; True when it accepted the client, False when none could be reached at all.
+    ``where``; True when it accepted the client, False when none could be reached, or none
+    finished the handshake within ``timeout`` seconds (a broker still starting: not a refusal).
 
     Raises `KafkaAccessError` (its message is `explain`'s line) when a broker answered but refused
-    the client, or did not complete the handshake within ``timeout`` seconds. The clients
-    themselves report such a refusal only as a failure to bootstrap, after their own timeout
-    (kafka-python) or in a log line (aiokafka), which is why commands and the worker ask this
-    first.
+    the client: every such mismatch seen fails at once, none hangs. The clients themselves report
+    a refusal only as a failure to bootstrap, after their own timeout (kafka-python), or in a log
+    line while retrying (aiokafka, Faust): so commands and the worker ask this first.
+    Synchronous: call it before an event loop runs.
     """
     import asyncio
 
@@ -185,16 +186,12 @@ def check_access(where: Settings | str, timeout: float = 15.0) -> bool:
 
     for server in settings.bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
+        if not port.isdigit():
+            continue  # not host:port: the clients will say so
         try:
             asyncio.run(asyncio.wait_for(attempt(host or "127.0.0.1", int(port)), timeout))
             return True
-        except TimeoutError as error:
-            raise KafkaAccessError(
-                f"Kafka at {server.strip()} ({settings.kafka_security.protocol}): no answer to the handshake within "
-                f"{timeout:g} s: does this listener speak {settings.kafka_security.protocol}? "
-                f"(REFINERY_KAFKA_SECURITY_PROTOCOL)"
-            ) from error
-        except (ConnectionRefusedError, socket.gaierror):
+        except (TimeoutError, ConnectionRefusedError, socket.gaierror):
             continue  # nothing there: not a refusal of this client (the clients will say so)
         except OSError as error:
             if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):

@@ -221,8 +221,12 @@ def test_an_untrusted_certificate_is_one_clear_line(secured_broker, tmp_path, co
     assert "REFINERY_KAFKA_SSL_CAFILE" in lines[0]
 
 
-def test_a_client_speaking_the_wrong_protocol_is_told_so(secured_broker):
-    plaintext_to_tls = Settings.from_env(_env(secured_broker, security_protocol="SASL_PLAINTEXT", ssl_cafile=None))
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_a_client_speaking_the_wrong_protocol_is_told_so(secured_broker, protocol):
+    unencrypted = {"security_protocol": protocol, "ssl_cafile": None}
+    if protocol == "PLAINTEXT":  # no security settings at all: the most common mistake
+        unencrypted.update(sasl_mechanism=None, sasl_username=None, sasl_password_file=None)
+    settings = Settings.from_env(_env(secured_broker, **unencrypted))
 
-    with pytest.raises(KafkaAccessError, match="does this listener speak SASL_PLAINTEXT"):
-        check_access(plaintext_to_tls, timeout=20)
+    with pytest.raises(KafkaAccessError, match=f"does this listener speak {protocol}\\?"):
+        check_access(settings, timeout=20)
