@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -221,6 +222,8 @@ class KafkaSecurity:
             raise ValueError("REFINERY_KAFKA_SSL_KEYFILE: needs REFINERY_KAFKA_SSL_CERTFILE, the key's certificate")
         if self.key_password is not None and self.certfile is None:
             raise ValueError("REFINERY_KAFKA_SSL_KEY_PASSWORD: needs REFINERY_KAFKA_SSL_CERTFILE, a client certificate")
+        if self.uses_tls:
+            self.tls_context()  # files that do not load: one line now, not a failure inside a client
         if not self.uses_sasl:
             return self
         if self.sasl_mechanism not in SASL_MECHANISMS:
@@ -240,6 +243,35 @@ class KafkaSecurity:
         if not password:
             raise ValueError(f"REFINERY_KAFKA_SASL_PASSWORD_FILE: {self.password_file} is empty")
         return dataclasses.replace(self, password=password)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context of these settings: the CA (else the system's), the client certificate if
+        any, the hostname check unless turned off (a certificate is always verified). A file that
+        does not load is a ValueError naming its variable; an encrypted key without
+        REFINERY_KAFKA_SSL_KEY_PASSWORD is one too (OpenSSL would otherwise ask at the terminal)."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(f"REFINERY_KAFKA_SSL_CAFILE: {self.cafile} holds no PEM certificate ({error})") from None
+        context.check_hostname = self.check_hostname
+        if self.certfile is not None:
+            try:
+                context.load_cert_chain(
+                    str(self.certfile),
+                    str(self.keyfile) if self.keyfile else None,
+                    self.key_password if self.key_password is not None else _no_password,
+                )
+            except (ssl.SSLError, OSError) as error:
+                raise ValueError(
+                    f"REFINERY_KAFKA_SSL_CERTFILE: {self.certfile} (key: {self.keyfile or 'in the same file'}) does not "
+                    f"load ({error}): PEM certificate and key that match, and REFINERY_KAFKA_SSL_KEY_PASSWORD for an "
+                    f"encrypted key"
+                ) from None
+        return context
+
+
+def _no_password() -> str:
+    return ""  # an encrypted key with no password given fails to load, instead of prompting
 
 
 def _boolean(raw: str) -> bool:

@@ -53,17 +53,10 @@ def as_settings(where: Settings | str) -> Settings:
 
 
 def ssl_context(security: KafkaSecurity) -> ssl.SSLContext:
-    """The TLS context of ``security``: its CA (else the system's), its client certificate if
-    any, and the hostname check unless turned off (a certificate is always verified)."""
-    context = ssl.create_default_context(cafile=str(security.cafile) if security.cafile else None)
-    context.check_hostname = security.check_hostname
-    if security.certfile is not None:
-        context.load_cert_chain(
-            str(security.certfile),
-            str(security.keyfile) if security.keyfile else None,
-            security.key_password,
-        )
-    return context
+    """The TLS context of ``security`` (`agents.settings.KafkaSecurity.tls_context`): its CA
+    (else the system's), its client certificate if any, and the hostname check unless turned off
+    (a certificate is always verified)."""
+    return security.tls_context()
 
 
 def _auth(settings: Settings) -> dict[str, Any]:

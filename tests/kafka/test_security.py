@@ -148,3 +148,30 @@ def test_explain_names_what_to_fix_for_an_untrusted_certificate_and_a_refused_lo
     assert "REFINERY_KAFKA_SSL_CAFILE" in explain(wrapped, settings)
     assert "login refused for user 'alice'" in explain(refused, settings)
     assert "\n" not in explain(refused, settings)
+
+
+def test_an_encrypted_client_key_opens_with_its_password_and_never_prompts(ca, tmp_path):
+    encrypted = tmp_path / "client.key"
+    subprocess.run(
+        ["openssl", "pkcs8", "-topk8", "-in", str(ca / "client.key"), "-out", str(encrypted), "-passout", "pass:pw"],
+        check=True,
+        capture_output=True,
+    )
+    env = {
+        "REFINERY_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "REFINERY_KAFKA_SSL_CAFILE": str(ca / "ca.pem"),
+        "REFINERY_KAFKA_SSL_CERTFILE": str(ca / "client.pem"),
+        "REFINERY_KAFKA_SSL_KEYFILE": str(encrypted),
+    }
+
+    assert Settings.from_env({**env, "REFINERY_KAFKA_SSL_KEY_PASSWORD": "pw"}).kafka_security.key_password == "pw"
+    for wrong in ({}, {"REFINERY_KAFKA_SSL_KEY_PASSWORD": "not-pw"}):
+        with pytest.raises(ValueError, match=r"^REFINERY_KAFKA_SSL_CERTFILE: .* does not load .*KEY_PASSWORD"):
+            Settings.from_env({**env, **wrong})
+
+
+def test_a_ca_file_without_a_certificate_names_the_variable(ca):
+    env = {"REFINERY_KAFKA_SECURITY_PROTOCOL": "SSL", "REFINERY_KAFKA_SSL_CAFILE": str(ca / "password")}
+
+    with pytest.raises(ValueError, match="^REFINERY_KAFKA_SSL_CAFILE: .* holds no PEM certificate"):
+        Settings.from_env(env)
