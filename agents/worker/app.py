@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     """The Faust app of one worker, with its agents, timers and web views."""
     import faust
 
+    from agents.kafka.security import faust_credentials
     from agents.web import api as web
 
     settings = settings or Settings.from_env()
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         producer_max_request_size=1_000_000,
         web_enabled=True,
         consumer_group_instance_id=options.instance_id,
+        broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
         **faust_settings,
     )
     obs = Observability()

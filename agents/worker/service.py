@@ -214,7 +214,7 @@ class Service:
         backoff = Backoff()
         while True:
             try:
-                records = await read_range(self.settings.bootstrap, self.topics["snapshots"], p, None, None)
+                records = await read_range(self.settings, self.topics["snapshots"], p, None, None)
                 break
             except Exception as error:  # broker unavailable: keep trying, the partition waits
                 await backoff.wait(log, "snapshots_read_retry", partition=p, error=repr(error))
@@ -273,7 +273,7 @@ class Service:
             gap = engines.gap(records[0][0])
             if gap is not None:
                 log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
-                extra = await read_range(self.settings.bootstrap, self.topics["events"], p, gap[0], gap[1])
+                extra = await read_range(self.settings, self.topics["events"], p, gap[0], gap[1])
                 records = [(o, v) for o, _, v in extra] + records
             outcome = await self.in_thread(engines.apply, records, now=time.time())
             self.obs.latency.observe(time.perf_counter() - started)
