@@ -614,12 +614,14 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers,
     during.start()  # sent while the broker is away: buffered by the producer, delivered on its return
     deadline = time.monotonic() + outage
     predicted_during = []
-    while time.monotonic() < deadline:
-        assert worker.alive(), f"the worker died during the outage; see {worker.log_path}"
-        predicted_during.append(_predictions_out(worker))
-        time.sleep(1)
+    try:
+        while time.monotonic() < deadline:
+            assert worker.alive(), f"the worker died during the outage; see {worker.log_path}"
+            predicted_during.append(_predictions_out(worker))
+            time.sleep(1)
+    finally:
+        broker.start(own_broker, quiet=True)  # whatever happens, the worker can then stop cleanly
     assert predicted_during and max(predicted_during) < 150  # accepted before the outage, not yet predicted
-    broker.start(own_broker, quiet=True)
     during.join(timeout=120)
     assert not during.is_alive() and "sent" in counts
     events += len(pairs[150:]) + counts["sent"]
