@@ -128,6 +128,8 @@ def main() -> int:
             + ", ".join(f"{k} {n}" for k, n in sorted(tally.by_error.items()))
             + ")"
         )
+        for error, reason in sorted(tally.examples.items()):
+            print(f"  e.g. {error}: {reason[:160]}")
         print(f"forwarded to events: {tally.forwarded}")
         print(
             f"lost: {len(tally.lost)}; valid messages unpredicted: {len(tally.unpredicted)}; "

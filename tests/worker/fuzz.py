@@ -144,6 +144,7 @@ class Tally:
     forwarded: int
     lost: list[tuple[str, int, int]]
     by_error: dict[str, int]
+    examples: dict[str, str]  # one reason per error category
     unpredicted: list[str]  # valid messages without a prediction
     unprocessed_events: int  # forwarded messages with neither a prediction nor a processing dead letter
 
@@ -179,6 +180,7 @@ def account(
         forwarded=len(set(sent) & forwarded),
         lost=[position for position in sent if position not in everything],
         by_error=dict(collections.Counter(d.error for d in letters)),
+        examples={d.error: d.reason for d in reversed(letters)},
         unpredicted=sorted(valid_ids - predicted),
         unprocessed_events=unprocessed,
     )
