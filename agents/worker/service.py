@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from agents.kafka.ranges import read_range
 from agents.settings import Settings
+from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.delivery import Delivery, Record, Send
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability, log_event
@@ -69,6 +70,8 @@ class Service:
     """
 
     def __init__(self, settings: Settings, options: WorkerOptions, send: Send, observability: Observability) -> None:
+        if options.batch_size > MAX_BATCH_SIZE:  # the engines' exact de-duplication window
+            raise ValueError(f"REFINERY_BATCH_SIZE: at most {MAX_BATCH_SIZE}, got {options.batch_size}")
         self.settings = settings
         self.options = options
         self.obs = observability
