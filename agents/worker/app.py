@@ -30,6 +30,7 @@ import asyncio
 import logging
 
 from agents.settings import Settings
+from agents.worker import outage
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
+    repeats = outage.install()  # a broker outage: the client backs off, its repeated lines are summarised
     app = faust.App(
         options.group or f"{settings.topic_prefix}worker",
         broker=f"kafka://{settings.bootstrap}",
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.timer(options.metrics_seconds)
     async def lag_timer():
         service.refresh_lag(app.consumer)
+        repeats.flush()
 
     web.register(app, service)
     return app
