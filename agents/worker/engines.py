@@ -6,7 +6,7 @@ It owns one engine per dataset found on the partition and remembers, per dataset
 
 - ``resume``: the first ``events`` offset its restored snapshot does not cover (skip below it);
 - ``sources``: per input partition, the source offsets it has applied
-  (`agents.worker.applied.AppliedOffsets`, exact runs, not a high-water mark). The sequencer is
+  (`agents.worker.applied.AppliedOffsets`, a bitmap below a mark, not a high-water mark alone). The sequencer is
   at-least-once and may reorder a delivery it retries (``events`` holding source offsets
   1, 3, 2, 3): each input record is applied at its first appearance and every repeat is dropped,
   so no review is learnt twice and none is lost.
@@ -129,7 +129,7 @@ class PartitionEngines:
                 source: (
                     AppliedOffsets.from_dict(manifest.applied[source])
                     if source in manifest.applied
-                    else AppliedOffsets.below(mark)  # written before the runs were kept
+                    else AppliedOffsets.below(mark)  # written before the applied offsets were kept
                 )
                 for source, mark in manifest.sources.items()
             }

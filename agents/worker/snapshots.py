@@ -97,7 +97,7 @@ class Manifest:
                 size=int(data["size"]),
                 mac=str(data["mac"]),
                 applied={
-                    str(k): {"floor": int(v["floor"]), "runs": [[int(a), int(b)] for a, b in v["runs"]]}
+                    str(k): {"mark": int(v["mark"]), "window": int(v["window"]), "ring": str(v["ring"])}
                     for k, v in dict(data.get("applied", {})).items()
                 },
             )
