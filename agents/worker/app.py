@@ -15,7 +15,8 @@
   committed offset never passes a durable snapshot (DESIGN.md section 7).
 - **metrics_timer** (every ``metrics_seconds``): each changed dataset's ``MetricsSnapshot`` goes
   to ``metrics`` and Prometheus, its suggestion lists to ``suggestions``.
-- **lag_timer**: the consumer lag of every assigned ``events`` partition.
+- **lag_timer**: the consumer lag of every assigned ``events`` partition, the stall watch
+  (`agents.worker.stalls`), and the summary of aiokafka's repeated log lines (`agents.worker.outage`).
 
 On assignment of an ``events`` partition the worker restores its datasets from ``snapshots``
 before applying anything; events below a dataset's snapshot are skipped, and a range Faust will
