@@ -15,7 +15,8 @@
   committed offset never passes a durable snapshot (DESIGN.md section 7).
 - **metrics_timer** (every ``metrics_seconds``): each changed dataset's ``MetricsSnapshot`` goes
   to ``metrics`` and Prometheus, its suggestion lists to ``suggestions``.
-- **lag_timer**: the consumer lag of every assigned ``events`` partition.
+- **lag_timer**: the consumer lag of every assigned ``events`` partition, the stall watch
+  (`agents.worker.stalls`), and the summary of aiokafka's repeated log lines (`agents.worker.outage`).
 
 On assignment of an ``events`` partition the worker restores its datasets from ``snapshots``
 before applying anything; events below a dataset's snapshot are skipped, and a range Faust will
@@ -30,6 +31,7 @@ import asyncio
 import logging
 
 from agents.settings import Settings
+from agents.worker import outage
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
+    repeats = outage.install()  # a broker outage: the client backs off, its repeated lines are summarised
     app = faust.App(
         options.group or f"{settings.topic_prefix}worker",
         broker=f"kafka://{settings.bootstrap}",
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.timer(options.metrics_seconds)
     async def lag_timer():
         service.refresh_lag(app.consumer)
+        repeats.flush()
 
     web.register(app, service)
     return app
