@@ -57,6 +57,8 @@ class RefinerConfig:
         (it no longer validates anything), so the training data lost to validation is bounded
         by ``holdout_window``, however many reviews arrive. The trade-off (quality against how
         fast a taught label's metrics reflect its reviews) is measured in docs/refine.md.
+        ``holdout_share=0`` learns every review and computes the metrics from their prequential
+        scores instead (scores of past models: the metrics lag the model).
     live_window
         Most recent live messages kept (features, observe-time scores) for coverage, the
         balance model and suggestions.
@@ -107,7 +109,7 @@ class RefinerConfig:
     replay: int = 1
     replay_every: int = 16
     validation_window: int = 5000
-    holdout_share: float = 0.1
+    holdout_share: float = 0.2
     holdout_window: int = 1000
     live_window: int = 5000
     max_reviewed: int = 200_000

@@ -631,7 +631,11 @@ class Refiner:
 
     def _validation(self) -> tuple[np.ndarray, np.ndarray]:
         """The validation set: the *current* model's scores of the held-out reviews (re-scored
-        now, vectorised) and their pinned flags, slot order."""
+        now, vectorised) and their pinned flags, slot order. With ``holdout_share=0`` nothing is
+        held out, and the prequential scores of the reviews learned from stand in (the figures
+        before issue 9: every review learned, metrics that lag the model)."""
+        if not self.config.holdout_share:
+            return self._window()
         slots = self.holdout.occupied()
         n = len(self.labels)
         pinned = self.holdout.pinned[slots, :n]
@@ -849,10 +853,11 @@ class Refiner:
 
     def holdout_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The validation set the metrics come from: the held-out reviews' message ids, the
-        current model's confidences (computed now) and pinned flags (``n x labels``), slot order."""
-        slots = self.holdout.occupied()
+        current model's confidences (computed now) and pinned flags (``n x labels``), slot order
+        (with ``holdout_share=0``, :meth:`validation_records`)."""
+        window = self.holdout if self.config.holdout_share else self.reviews
         scores, pinned = self._validation()
-        return [self.holdout.slot_ids[s] for s in slots], scores, pinned
+        return [window.slot_ids[s] for s in window.occupied()], scores, pinned
 
     def curve(self, label: str, points: int = 200) -> dict:
         """The label's precision-recall curve over the validation set (the current model's scores of the held-out reviews):

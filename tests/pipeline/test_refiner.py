@@ -236,6 +236,12 @@ def test_a_deterministic_share_of_reviews_is_held_out_of_training_and_validates_
     )  # re-scored by the new model
 
 
+def test_with_no_share_held_out_every_review_is_learned_and_the_metrics_are_prequential():
+    engine = taught(Refiner("support", RefinerConfig(holdout_share=0.0)), rounds=3)
+    snap = engine.metrics()
+    assert len(engine.holdout) == 0 and len(engine.reviews) == 24 and snap.labels["Refund"].support == 12
+
+
 def test_a_full_held_out_set_graduates_its_oldest_review_into_training():
     engine = taught(Refiner("support", RefinerConfig(holdout_share=0.2, holdout_window=1)), rounds=2)
     numbers = [100 * i + j for i in range(2) for j in range(8)]
