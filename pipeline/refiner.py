@@ -363,7 +363,7 @@ class Refiner:
             del self.reviewed[next(iter(self.reviewed))]
         draws = _Draws(self.seed, self.steps)
         if held_out(message_id, self.config.holdout_share):
-            out_of_sample = self._hold_out(annotation, features, columns, draws)
+            out_of_sample = self._hold_out(annotation, features, columns)
         else:
             in_window = message_id in self.reviews.index
             slot = self.reviews.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
@@ -403,7 +403,7 @@ class Refiner:
         )
 
     def _hold_out(
-        self, annotation: Annotation, features: tuple[np.ndarray, np.ndarray], columns: tuple[int, ...], draws: _Draws
+        self, annotation: Annotation, features: tuple[np.ndarray, np.ndarray], columns: tuple[int, ...]
     ) -> np.ndarray:
         """Keep a held-out review in the validation set without learning from it; its confidences now.
 
