@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.rating import FACTOR_WEIGHTS, WORST_SHARE
+from pipeline.rating import FACTOR_WEIGHTS, WORST_SHARE, underperforming
 from schemas import Action, Balance, LabelMetrics, Rating
 
 __all__ = ["recommend", "TARGET_AP", "TARGET_SCORE"]
@@ -61,7 +61,7 @@ def recommend(
     labels: dict[str, LabelMetrics],
     rating: Rating,
     balance: Balance,
-    healthy_shuffle_share: float = 0.15,
+    healthy_shuffle_share: float = 0.2,
     limit: int = 20,
 ) -> tuple[Action, ...]:
     """The recommended actions for a metrics snapshot's parts, highest expected gain first."""
@@ -69,7 +69,13 @@ def recommend(
     rated = sorted((m.average_precision, name) for name, m in labels.items() if m.average_precision is not None)
     n_rated = max(1, len(rated))
     n_worst = max(1, math.ceil(WORST_SHARE * len(rated)))
-    worst = {name for _, name in rated[:n_worst]}
+    # the labels the rating's "underperforming labels" factor rates (the most significant warnings)
+    worst = set(
+        underperforming(
+            {name: m.warnings for name, m in labels.items() if m.pinned > 0},
+            {name: ap for ap, name in rated},
+        )
+    )
     worst_ceiling = rated[n_worst][0] if len(rated) > n_worst else TARGET_AP
 
     def label_gain(name: str, metrics: LabelMetrics) -> float:
@@ -188,14 +194,16 @@ def recommend(
 def _balance_gains(balance: Balance, healthy_share: float) -> tuple[float, float]:
     """Rating points from raising similarity, and the unbiased share, as far as the target allows.
 
-    Balance is ``70 * similarity + 30 * min(1, share / healthy)`` (:func:`pipeline.rating.balance_score`).
+    Balance is ``(70 * similarity + 30 * min(1, share / healthy)) * (1 - search_share / 2)``
+    (:func:`pipeline.rating.balance_score`).
     """
     weight = FACTOR_WEIGHTS["balance"]
     similarity = balance.similarity or 0.0
     share = min(1.0, (balance.shuffle_share or 0.0) / healthy_share)
+    searched = 1.0 - 0.5 * (balance.search_share or 0.0)
     room = max(0.0, TARGET_SCORE - (balance.score or 0.0))
-    similarity_gain = min(room, 70.0 * (1.0 - similarity))
-    share_gain = min(room, 30.0 * (1.0 - share))
+    similarity_gain = min(room, 70.0 * (1.0 - similarity) * searched)
+    share_gain = min(room, 30.0 * (1.0 - share) * searched)
     return weight * similarity_gain, weight * share_gain
 
 

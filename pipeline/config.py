@@ -46,7 +46,19 @@ class RefinerConfig:
         ``replay * replay_every`` reviews drawn from the validation window (so each review is
         rehearsed about ``replay`` times per window length, at the cost of one step).
     validation_window
-        Most recent reviews whose out-of-sample scores the metrics are computed over.
+        Most recent reviews the model learned from, kept with their prequential (out-of-sample)
+        scores: experience replay draws from them, check and missed label suggestions rank them.
+    holdout_share, holdout_window
+        The validation set (CM's test set): the share of reviews held out of training, chosen by
+        hashing the message id (the same messages in every process and after every restart), and
+        how many of the most recent held-out reviews are kept. The metrics, thresholds and
+        rating come from the *current* model's scores on them, re-scored whenever they are
+        computed. When the window is full, the oldest held-out review is learned as it leaves
+        (it no longer validates anything), so the training data lost to validation is bounded
+        by ``holdout_window``, however many reviews arrive. The trade-off (quality against how
+        fast a taught label's metrics reflect its reviews) is measured in docs/refine.md.
+        ``holdout_share=0`` learns every review and computes the metrics from their prequential
+        scores instead (scores of past models: the metrics lag the model).
     live_window
         Most recent live messages kept (features, observe-time scores) for coverage, the
         balance model and suggestions.
@@ -66,7 +78,8 @@ class RefinerConfig:
     default_threshold
         Threshold in force before a label has positives in the window.
     map_min_support
-        Labels need this many positives in the window to count in MAP.
+        Labels need this many positives in the held-out set to count in MAP (and in the
+        rating's "all labels" factor, which is the same MAP).
     few_pinned_red, few_pinned_amber
         Warnings when a label has fewer pinned examples than these.
     healthy_shuffle_share
@@ -103,6 +116,8 @@ class RefinerConfig:
     replay: int = 1
     replay_every: int = 16
     validation_window: int = 5000
+    holdout_share: float = 0.2
+    holdout_window: int = 1000
     live_window: int = 5000
     max_reviewed: int = 200_000
     threshold_refresh: int = 250
@@ -110,10 +125,10 @@ class RefinerConfig:
     recall_target: float = 0.95
     label_targets: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
     default_threshold: float = 0.5
-    map_min_support: int = 20
+    map_min_support: int = 5
     few_pinned_red: int = 10
     few_pinned_amber: int = 25
-    healthy_shuffle_share: float = 0.15
+    healthy_shuffle_share: float = 0.2
     drift_error_bucket: int = 10
     drift_error_delta: float = 0.002
     drift_mix_block: int = 100
@@ -132,6 +147,7 @@ class RefinerConfig:
                 raise ValueError(f"RefinerConfig.{field.name}: expected {field.type}, got {value!r}")
         for name in (
             "validation_window",
+            "holdout_window",
             "live_window",
             "max_reviewed",
             "threshold_refresh",
@@ -155,6 +171,8 @@ class RefinerConfig:
             raise ValueError(
                 f"RefinerConfig.model_feature_norm: expected a norm in (0, 1e6), got {self.model_feature_norm}"
             )
+        if not 0 <= self.holdout_share <= 0.5:
+            raise ValueError(f"RefinerConfig.holdout_share: expected a share in [0, 0.5], got {self.holdout_share}")
         if self.replay < 0:
             raise ValueError(f"RefinerConfig.replay: expected at least 0, got {self.replay}")
         for label, target in self.label_targets.items():

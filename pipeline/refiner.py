@@ -19,14 +19,26 @@ The parts, each in its own module:
   per second (bench/README.md). Any other River classifier plugs in instead (``model=`` or
   ``RefinerConfig.model``): :mod:`pipeline.river_models` drives it row by row with
   ``learn_one`` and ``predict_proba_one``, on the same hashed features as dicts;
-- :mod:`pipeline.windows` keeps the prequential validation window of recent reviews and the
-  window of recent live messages;
+- :mod:`pipeline.windows` keeps the window of recent reviews learned from (with their
+  prequential scores), the held-out reviews (the validation set) and recent live messages;
 - :mod:`pipeline.metrics` and :mod:`pipeline.rating` turn them into DESIGN.md's metrics.
 
+Validation of the model in force (Communications Mining's test set)
+    A fixed share of reviews (``config.holdout_share``), chosen by a keyed hash of the message
+    id (:func:`pipeline.windows.held_out`), is held out of training: the review is kept in the
+    held-out set (at most ``config.holdout_window``, the newest) and never learned while it is
+    there. Whenever metrics or thresholds are computed, the *current* model scores the whole
+    set at once, so precision, recall, AP, the curve, the thresholds, MAP and the rating always
+    describe the model in force. When the set is full, its oldest review graduates: it is
+    learned as it leaves, so validation withholds at most ``holdout_window`` reviews from the
+    model. The prequential score of every review (recorded before learning it, or on arrival
+    for a held-out one) is kept where a history is wanted: the review's outcome (the learning
+    curve), drift detection, and the check and missed label suggestions.
+
 How a review is learned
-    The message is scored first (out-of-sample) and the score stored in the validation window
-    with the pinned labels (every label of the taxonomy not pinned is a negative). Then the
-    model takes one gradient step on the review. Every ``config.replay_every`` reviews it takes
+    The message is scored first (out-of-sample) and the score stored in the window of learned
+    reviews with the pinned labels (every label of the taxonomy not pinned is a negative). Then
+    the model takes one gradient step on the review. Every ``config.replay_every`` reviews it takes
     one more step on ``replay * replay_every`` reviews drawn from the window (experience
     replay: each review is rehearsed about ``replay`` times while it is in the window, with
     its current labels; one batched step keeps the cost low). On Banking77 one streaming pass
@@ -76,7 +88,7 @@ from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
 from pipeline.suggestions import Suggester
-from pipeline.windows import LiveWindow, ReviewWindow
+from pipeline.windows import LiveWindow, ReviewWindow, held_out
 from schemas import (
     Annotation,
     Balance,
@@ -93,10 +105,16 @@ __all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION"]
 
 #: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
 #: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.
-STATE_VERSION = 2
+STATE_VERSION = 3
+#: Older state versions :meth:`Refiner.restore` still reads (2: before the held-out set, which
+#: then starts empty and fills with the next held-out reviews).
+_READABLE_VERSIONS = (2, 3)
 _UNBIASED_MODES = ("shuffle", "rebalance")
-#: Positives a label needs in the window before its thresholds are chosen from the curve.
+#: Positives a label needs before its thresholds are chosen from a curve.
 _MIN_SUPPORT_FOR_THRESHOLD = 3
+#: Held-out positives a label needs before its thresholds come from the validation set rather
+#: than from the prequential scores of the reviews learned from (a rare or new label).
+_MIN_HELD_OUT_FOR_THRESHOLD = 5
 #: Live messages needed before "never predicted on live traffic" is judged.
 _MIN_LIVE_FOR_WARNING = 100
 #: Messages scored together by observe_many and metrics.
@@ -195,7 +213,8 @@ class Refiner:
         #: Learns to tell reviewed messages from live ones (the balance factor).
         self.balance_model = OnlineLinear(self.n_features, cfg.learning_rate, min_capacity=1)
         self.balance_model.add_label(0.5)
-        self.reviews = ReviewWindow(cfg.validation_window, 0)
+        self.reviews = ReviewWindow(cfg.validation_window, 0)  # learned from: prequential scores, replay
+        self.holdout = ReviewWindow(cfg.holdout_window, 0, prefix="holdout")  # held out: the validation set
         self.live = LiveWindow(cfg.live_window, 0)
         self.labels: list[str] = []
         self.label_index: dict[str, int] = {}
@@ -206,9 +225,10 @@ class Refiner:
         self.alone = np.zeros(0, dtype=np.int64)  # ... of which pin no other label but its ancestors
         self.searched = np.zeros(0, dtype=np.int64)  # ... of which were found by search
         self.unbiased_reviews = 0  # current reviews made in shuffle or rebalance mode
+        self.search_reviews = 0  # current reviews made in search mode
         self.reviewed_count = 0  # messages with a current review (including those the registry forgot)
         self.thresholds = np.zeros(0, dtype=np.float32)  # in force, per label
-        self.model_version = 0  # reviews learned
+        self.model_version = 0  # reviews applied (held-out ones too: they may add labels)
         self.steps = 0  # annotations applied (positions the random stream)
         self.last_time = 0.0
         size = 2 * cfg.validation_window
@@ -328,6 +348,7 @@ class Refiner:
                 self._count(previous, -1)
                 self.reviewed_count -= 1
             self.reviews.discard(message_id)
+            self.holdout.discard(message_id)
             return ReviewOutcome(message_id, "remove", (), previous is not None)
 
         features = self._review_features(annotation)
@@ -347,16 +368,18 @@ class Refiner:
         self._count(self.reviewed[message_id], +1)
         if len(self.reviewed) > self.config.max_reviewed:  # bounded: forget the least recently reviewed
             del self.reviewed[next(iter(self.reviewed))]
-        in_window = message_id in self.reviews.index
-        slot = self.reviews.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
-
         draws = _Draws(self.seed, self.steps)
-        out_of_sample = self._learn(slot, draws)
-        if not in_window:  # a re-review keeps the score recorded when the message was first reviewed
-            self.reviews.scores[slot, : len(out_of_sample)] = out_of_sample
+        if held_out(message_id, self.config.holdout_share):
+            out_of_sample = self._hold_out(annotation, features, columns)
+        else:
+            in_window = message_id in self.reviews.index
+            slot = self.reviews.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
+            out_of_sample = self._learn(slot, draws)
+            if not in_window:  # a re-review keeps the score recorded when the message was first reviewed
+                self.reviews.scores[slot, : len(out_of_sample)] = out_of_sample
+            self.balance_pending.append(slot)
         if previous is None:  # a re-review's score is no longer out-of-sample
             self.drift.review(annotation.timestamp, out_of_sample, columns, self.thresholds, self.labels)
-        self.balance_pending.append(slot)
         if len(self.balance_pending) >= _BALANCE_BATCH:
             self._learn_balance(draws)
         self.model_version += 1
@@ -377,7 +400,7 @@ class Refiner:
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
         if annotation.message is not None:
             return self._features(annotation.message)
-        for window in (self.live, self.reviews):
+        for window in (self.live, self.reviews, self.holdout):
             slot = window.index.get(annotation.message_id)
             if slot is not None:
                 return window.features[slot]
@@ -385,6 +408,43 @@ class Refiner:
             f"annotation.message_id: {annotation.message_id!r} was not observed recently and the "
             "annotation carries no inline message; send the annotation with its message"
         )
+
+    def _hold_out(
+        self, annotation: Annotation, features: tuple[np.ndarray, np.ndarray], columns: tuple[int, ...]
+    ) -> np.ndarray:
+        """Keep a held-out review in the validation set without learning from it; its confidences now.
+
+        A full set makes room by *graduating* its oldest review: it leaves the validation set
+        and is learned like any other review, so held-out reviews cost the model only while
+        they validate it.
+        """
+        message_id = annotation.message_id
+        self.reviews.discard(message_id)  # a graduated message reviewed again validates again
+        if message_id not in self.holdout.index:
+            oldest = self.holdout.oldest_if_full()
+            if oldest is not None:
+                self._graduate(oldest)
+        slot = self.holdout.put(message_id, features, None, list(columns), annotation.mode, annotation.timestamp)
+        scores = self._score(SparseRows.stack([features]))[0]
+        self.holdout.scores[slot] = 0.0
+        self.holdout.scores[slot, : len(scores)] = scores
+        return scores
+
+    def _graduate(self, slot: int) -> None:
+        """Move the held-out review in ``slot`` into the training window and learn from it."""
+        holdout = self.holdout
+        message_id = holdout.slot_ids[slot]
+        assert message_id is not None
+        columns = np.flatnonzero(holdout.pinned[slot]).tolist()
+        mode = holdout.modes[slot] or "other"
+        features, time = holdout.features[slot], float(holdout.times[slot])
+        holdout.discard(message_id)
+        review = self.reviews.put(message_id, features, None, columns, mode, time)
+        x = SparseRows.stack([features])
+        before = self._learner.learn(x, self.reviews.pinned[review : review + 1])
+        scores = self._hierarchical(before)[0]
+        self.reviews.scores[review] = 0.0
+        self.reviews.scores[review, : len(scores)] = scores
 
     def _learn(self, slot: int, draws: _Draws) -> np.ndarray:
         """Learn the review in ``slot``; its confidences before learning.
@@ -408,10 +468,11 @@ class Refiner:
         live messages; their scores before the step feed the balance AUC."""
         pending = [slot for slot in self.balance_pending if self.reviews.used[slot]]
         self.balance_pending = []
-        occupied = self.live.occupied()
-        if not len(occupied) or not pending:
+        # reviewed against *unreviewed* messages (CM's rule): live messages under review are left out
+        occupied = [s for s in self.live.occupied().tolist() if self.live.slot_ids[s] not in self.reviewed]
+        if not occupied or not pending:
             return
-        live = [int(occupied[draws.below(len(occupied))]) for _ in pending]
+        live = [occupied[draws.below(len(occupied))] for _ in pending]
         x = SparseRows.stack([self.reviews.features[s] for s in pending] + [self.live.features[s] for s in live])
         targets = np.repeat(np.array([[1.0], [0.0]], dtype=np.float32), len(pending), axis=0)
         scores = self.balance_model.predict_proba(x)[:, 0]
@@ -436,6 +497,8 @@ class Refiner:
             informative[column] = (alone[column] + 1.0) / (pinned[column] + 1.0) >= 0.5
         if mode in _UNBIASED_MODES:
             self.unbiased_reviews += sign
+        elif searched:
+            self.search_reviews += sign
 
     # ------------------------------------------------------------------ labels and scoring
 
@@ -450,6 +513,7 @@ class Refiner:
             self.labels.append(level)
             self.label_index[level] = column
             self.reviews.grow(self._learner.capacity)
+            self.holdout.grow(self._learner.capacity)
             self.live.grow(self._learner.capacity)
             self.pinned = np.append(self.pinned, 0)
             self.alone = np.append(self.alone, 0)
@@ -567,10 +631,28 @@ class Refiner:
     # ------------------------------------------------------------------ validation
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
-        """Out-of-sample scores and pinned flags of the validation window, slot order."""
+        """Prequential scores and pinned flags of the reviews learned from, slot order."""
         slots = self.reviews.occupied()
         n = len(self.labels)
         return self.reviews.scores[slots, :n], self.reviews.pinned[slots, :n]
+
+    def _validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """The validation set: the *current* model's scores of the held-out reviews (re-scored
+        now, vectorised) and their pinned flags, slot order. With ``holdout_share=0`` nothing is
+        held out, and the prequential scores of the reviews learned from stand in (the figures
+        before issue 9: every review learned, metrics that lag the model)."""
+        if not self.config.holdout_share:
+            return self._window()
+        slots = self.holdout.occupied()
+        n = len(self.labels)
+        pinned = self.holdout.pinned[slots, :n]
+        if not len(slots):
+            return np.zeros((0, n), np.float32), pinned
+        features = [self.holdout.features[s] for s in slots]
+        scores = np.concatenate(
+            [self._score(SparseRows.stack(features[i : i + _BLOCK])) for i in range(0, len(features), _BLOCK)]
+        )
+        return scores[:, :n], pinned
 
     def _window_thresholds(self, scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(balanced, high precision, high recall) of every label over the window; NaN where undefined."""
@@ -584,17 +666,41 @@ class Refiner:
                 recall_targets[column] = value
         return binned_thresholds(scores, pinned, precision_targets, recall_targets)
 
-    def _refresh_thresholds(self) -> None:
-        """Re-choose the thresholds in force: each label's configured kind, else balanced."""
-        scores, pinned = self._window()
+    def _threshold_choices(
+        self, scores: np.ndarray, pinned: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(balanced, high precision, high recall, positives they were chosen from) per label.
+
+        From the validation set (``scores``, ``pinned``: the current model on the held-out
+        reviews) for every label with at least ``_MIN_HELD_OUT_FOR_THRESHOLD`` held-out
+        positives; a rarer label's come from the prequential scores of the reviews learned from,
+        which hold about ``1 / holdout_share - 1`` times more of its positives (a few held-out
+        positives put a threshold at the lowest of them, too high for the label's next messages).
+        """
         balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
+        support = pinned.sum(axis=0)
+        few = support < _MIN_HELD_OUT_FOR_THRESHOLD
+        if few.any():
+            learned_scores, learned_pinned = self._window()
+            fallback = self._window_thresholds(learned_scores, learned_pinned)
+            balanced, high_precision, high_recall = (
+                np.where(few, old, new) for old, new in zip(fallback, (balanced, high_precision, high_recall))
+            )
+            support = np.where(few, np.maximum(support, learned_pinned.sum(axis=0)), support)
+        return balanced, high_precision, high_recall, support
+
+    def _refresh_thresholds(self) -> None:
+        """Re-choose the thresholds in force (:meth:`_threshold_choices`): each label's
+        configured kind, else balanced."""
+        scores, pinned = self._validation()
+        balanced, high_precision, high_recall, support = self._threshold_choices(scores, pinned)
         by_kind = {"balanced": balanced, "high_precision": high_precision, "high_recall": high_recall}
         chosen = balanced.copy()
         for label, column in self.label_index.items():
             kind, _ = self.config.target_for(label)
             if kind != "balanced" and not np.isnan(by_kind[kind][column]):
                 chosen[column] = by_kind[kind][column]
-        enough = pinned.sum(axis=0) >= _MIN_SUPPORT_FOR_THRESHOLD
+        enough = support >= _MIN_SUPPORT_FOR_THRESHOLD
         chosen = np.where(enough & ~np.isnan(chosen), chosen, self.config.default_threshold)
         self.thresholds = chosen.astype(np.float32)
 
@@ -602,8 +708,10 @@ class Refiner:
         """Validation metrics, coverage, balance and rating at time ``now`` (epoch seconds).
 
         Reads the state, never changes it. ``now`` defaults to the latest event time seen.
+        Per-label figures, thresholds, MAP and the rating describe the model in force: they come
+        from its scores, computed now, on the held-out reviews (:meth:`holdout_records`).
         """
-        scores, pinned = self._window()
+        scores, pinned = self._validation()
         live_slots = self.live.occupied()
         live_scores = (
             self._score(SparseRows.stack([self.live.features[s] for s in live_slots]))
@@ -613,11 +721,11 @@ class Refiner:
         at_threshold = live_scores >= self.thresholds
         weights = self._informative_weights()
 
-        balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
+        balanced, high_precision, high_recall, _ = self._threshold_choices(scores, pinned)
         per_label: dict[str, LabelMetrics] = {}
         aps: dict[str, float] = {}
         f1s: list[float] = []
-        red = 0
+        warned: dict[str, tuple] = {}  # the warnings of every label that matters (one with a current pinned review)
         for column, label in enumerate(self.labels):
             positives = pinned[:, column]
             curve = label_curve(scores[:, column], positives)
@@ -637,7 +745,8 @@ class Refiner:
                 few_red=self.config.few_pinned_red,
                 few_amber=self.config.few_pinned_amber,
             )
-            red += sum(w.severity == "red" for w in warnings)
+            if pinned_count > 0:
+                warned[label] = warnings
             per_label[label] = LabelMetrics(
                 precision=_round(precision),
                 recall=_round(recall),
@@ -658,41 +767,45 @@ class Refiner:
                 if f1 is not None:
                     f1s.append(f1)
 
-        supported = [ap for name, ap in aps.items() if per_label[name].support >= self.config.map_min_support]
-        mean_ap = _round(sum(supported) / len(supported)) if supported else None
+        map_aps = {name: ap for name, ap in aps.items() if per_label[name].support >= self.config.map_min_support}
         coverage = None
         if len(live_slots):
             best = np.where(at_threshold, weights, 0.0).max(axis=1) if len(self.labels) else np.zeros(len(live_slots))
             coverage = _round(float(best.mean()))
         discrimination = auc(self.balance_scores[: self.balance_count], self.balance_is_reviewed[: self.balance_count])
         similarity = None if discrimination is None else _round(min(1.0, max(0.0, 2.0 * (1.0 - discrimination))))
-        shuffle_share = _round(self.unbiased_reviews / len(self.reviewed)) if self.reviewed else None
-        balance = balance_score(similarity, shuffle_share, self.config.healthy_shuffle_share)
+        # shares of every current review (reviewed_count), not of the bounded registry's
+        shuffle_share = _round(self.unbiased_reviews / self.reviewed_count) if self.reviewed_count else None
+        search_share = _round(self.search_reviews / self.reviewed_count) if self.reviewed_count else None
+        balance = balance_score(similarity, shuffle_share, self.config.healthy_shuffle_share, search_share)
         rating = rate(
+            map_aps,
+            warned,
             aps,
             coverage,
             balance,
             sum(f1s) / len(f1s) if f1s else None,
-            red,
             len(live_slots),
             similarity,
             shuffle_share,
+            search_share,
         )
+        summary = Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share, search_share=search_share)
         return MetricsSnapshot(
             dataset=self.dataset,
             timestamp=self.last_time if now is None else float(now),
             model_version=self.model_version,
             reviewed=self.reviewed_count,
             labels=per_label,
-            map=mean_ap,
+            map=rating.factors["all_labels"].metrics["mean_average_precision"],
             coverage=coverage,
-            balance=Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+            balance=summary,
             rating=rating,
             drift=self.drift.events(),
             actions=recommend(
                 per_label,
                 rating,
-                Balance(score=balance, similarity=similarity, shuffle_share=shuffle_share),
+                summary,
                 self.config.healthy_shuffle_share,
             ),
         )
@@ -738,14 +851,23 @@ class Refiner:
         return ids, self._score(x), self.balance_model.predict_proba(x)[:, 0]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The validation window: message ids, out-of-sample confidences and pinned flags
-        (``n x labels``), in window slot order."""
+        """The reviews learned from (the reviewed pool of check and missed label suggestions):
+        message ids, prequential confidences (recorded before the model learned each review) and
+        pinned flags (``n x labels``), in window slot order."""
         slots = self.reviews.occupied()
         scores, pinned = self._window()
         return [self.reviews.slot_ids[s] for s in slots], scores, pinned
 
+    def holdout_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The validation set the metrics come from: the held-out reviews' message ids, the
+        current model's confidences (computed now) and pinned flags (``n x labels``), slot order
+        (with ``holdout_share=0``, :meth:`validation_records`)."""
+        window = self.holdout if self.config.holdout_share else self.reviews
+        scores, pinned = self._validation()
+        return [window.slot_ids[s] for s in window.occupied()], scores, pinned
+
     def curve(self, label: str, points: int = 200) -> dict:
-        """The label's precision-recall curve over the validation window (out-of-sample scores):
+        """The label's precision-recall curve over the validation set (the current model's scores of the held-out reviews):
         ``{"support", "average_precision", "points": [{"threshold", "precision", "recall"}]}``,
         at most ``points`` points spread evenly along the curve, highest threshold first.
 
@@ -753,7 +875,7 @@ class Refiner:
         """
         if label not in self.label_index:
             raise KeyError(f"label {label!r} is not in dataset {self.dataset!r}")
-        _, scores, pinned = self.validation_records()
+        scores, pinned = self._validation()
         column = self.label_index[label]
         curve = Curve(scores[:, column], pinned[:, column])
         last = len(curve.thresholds) - 1
@@ -777,6 +899,7 @@ class Refiner:
         """The complete state as bytes (:mod:`pipeline.snapshot`). With the default model no
         pickle is involved; a plugged River model is pickled inside (see :meth:`restore`)."""
         review_header, review_arrays = self.reviews.state()
+        holdout_header, holdout_arrays = self.holdout.state()
         live_header, live_arrays = self.live.state()
         drift_header, drift_arrays = self.drift.state()
         model_header: dict[str, Any]
@@ -798,6 +921,7 @@ class Refiner:
             "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
             "reviewed_modes": [self.reviewed[i][1] for i in ids],
             "unbiased_reviews": self.unbiased_reviews,
+            "search_reviews": self.search_reviews,
             "reviewed_count": self.reviewed_count,
             "model_version": self.model_version,
             "steps": self.steps,
@@ -806,6 +930,7 @@ class Refiner:
             "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
             "reviews": review_header,
+            "holdout": holdout_header,
             "live": live_header,
             "drift": drift_header,
             "model": model_header,
@@ -820,6 +945,7 @@ class Refiner:
             "balance_scores": self.balance_scores,
             "balance_is_reviewed": self.balance_is_reviewed,
             **review_arrays,
+            **holdout_arrays,
             **live_arrays,
             **drift_arrays,
         }
@@ -840,7 +966,7 @@ class Refiner:
         header, arrays = snapshot_format.decode(blob)
         if header.get("kind") != "refiner":
             raise ValueError(f"snapshot: expected a Refiner snapshot, got kind {header.get('kind')!r}")
-        if header.get("state_version") != STATE_VERSION:
+        if header.get("state_version") not in _READABLE_VERSIONS:
             raise ValueError(
                 f"snapshot: engine state version {header.get('state_version')}, this engine reads version "
                 f"{STATE_VERSION}; rebuild the dataset's state by replaying its log"
@@ -885,6 +1011,9 @@ class Refiner:
         engine.pinned, engine.alone, engine.searched = arrays["pinned"], arrays["alone"], arrays["searched"]
         engine.thresholds = arrays["thresholds"]
         engine.unbiased_reviews = header["unbiased_reviews"]
+        engine.search_reviews = header.get(  # version 2 did not count them: its registry's are the best guess
+            "search_reviews", sum(mode == "search" for _, mode in engine.reviewed.values())
+        )
         engine.reviewed_count = header.get("reviewed_count", len(engine.reviewed))
         engine.model_version, engine.steps = header["model_version"], header["steps"]
         engine.last_time = header["last_time"]
@@ -892,6 +1021,10 @@ class Refiner:
         engine.balance_head, engine.balance_count = header["balance_head"], header["balance_count"]
         engine.balance_pending = list(header["balance_pending"])
         engine.reviews = ReviewWindow.from_state(header["reviews"], arrays)
+        if "holdout" in header:  # version 2 had no held-out set: it starts empty (reviews already learned stay learned)
+            engine.holdout = ReviewWindow.from_state(header["holdout"], arrays, "holdout")
+        else:
+            engine.holdout.grow(engine.reviews.scores.shape[1])
         engine.live = LiveWindow.from_state(header["live"], arrays)
         engine._rebuild_hierarchy()
         engine._informative = engine._informative_weights() >= 0.5

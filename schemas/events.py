@@ -248,6 +248,7 @@ class Balance(Record):
     score: Annotated[float, Range(0.0, 100.0)] | None
     similarity: Unit | None
     shuffle_share: Unit | None
+    search_share: Unit | None = None  # share of reviews found by search (counts against balance)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipeline.metrics import auc, average_precision, binned_thresholds, choose_thresholds, precision_recall_f1
-from pipeline.rating import balance_score, band, label_warnings, rate
+from pipeline.rating import balance_score, band, label_warnings, mean_average_precision, rate
+from schemas import LabelWarning, Rating
 
 
 @pytest.fixture
@@ -120,23 +121,45 @@ def test_low_average_precision_biased_and_never_predicted_labels_are_warned_with
     }
 
 
-def test_the_rating_has_four_factors_and_is_ready_only_when_all_are_good_without_red_warnings():
-    good = rate(
-        {f"L{i}": 0.95 for i in range(20)},
-        coverage=0.9,
-        balance=95.0,
-        mean_f1=0.9,
-        red_warnings=0,
-        live_messages=1000,
-        similarity=0.95,
-        shuffle_share=0.3,
-    )
+def _warning(severity: str, code: str = "few_pinned") -> LabelWarning:
+    return LabelWarning(code=code, severity=severity, message="", action="teach_label")
+
+
+def _rate(aps: dict, warnings: dict | None = None, coverage: float = 0.9) -> Rating:
+    warnings = {name: () for name in aps} if warnings is None else warnings
+    return rate(aps, warnings, aps, coverage, 95.0, 0.9, 1000, 0.95, 0.3, 0.0)
+
+
+def test_the_rating_has_four_factors_and_is_ready_only_when_all_are_good_without_red_or_amber_warnings():
+    aps = {f"L{i}": 0.95 for i in range(20)}
+    good = _rate(aps)
     assert set(good.factors) == {"all_labels", "underperforming_labels", "coverage", "balance"}
     assert good.ready and good.band == "Excellent"
-    assert not rate({f"L{i}": 0.95 for i in range(20)}, 0.9, 95.0, 0.9, 1, 1000, 0.95, 0.3).ready
-    assert not rate({f"L{i}": 0.95 for i in range(20)}, 0.6, 95.0, 0.9, 0, 1000, 0.95, 0.3).ready
+    assert not _rate(aps, {**{n: () for n in aps}, "L3": (_warning("red"),)}).ready
+    assert not _rate(aps, {**{n: () for n in aps}, "L3": (_warning("amber"),)}).ready
+    assert not _rate(aps, coverage=0.6).ready
 
 
-def test_the_underperforming_factor_rates_the_worst_tenth_of_labels():
-    rating = rate({**{f"L{i}": 0.9 for i in range(18)}, "bad1": 0.2, "bad2": 0.4}, 0.9, 90.0, 0.8, 0, 100, 0.9, 0.2)
-    assert rating.factors["underperforming_labels"].score == pytest.approx(30.0)
+def test_the_underperforming_factor_rates_the_labels_with_the_most_significant_warnings_not_the_lowest_ap():
+    aps = {**{f"L{i}": 0.9 for i in range(18)}, "low1": 0.5, "low2": 0.6}
+    warnings = {**{name: () for name in aps}, "L0": (_warning("red"),), "L1": (_warning("amber"), _warning("amber"))}
+    rating = _rate(aps, warnings)
+    assert rating.factors["underperforming_labels"].metrics["labels"] == 2.0
+    assert rating.factors["underperforming_labels"].score == pytest.approx(90.0)  # L0 and L1, not low1 and low2
+    without = _rate(aps)  # no warnings anywhere: the lowest AP are the least significant
+    assert without.factors["underperforming_labels"].score == pytest.approx(55.0)
+
+
+def test_the_all_labels_factor_is_the_published_map():
+    rating = rate(
+        {"A": 0.9, "B": 0.7}, {"A": (), "B": (), "C": ()}, {"A": 0.9, "B": 0.7, "C": 0.1}, 0.9, 90.0, 0.8, 100, 0.9, 0.2
+    )
+    assert rating.factors["all_labels"].metrics["mean_average_precision"] == mean_average_precision(
+        {"A": 0.9, "B": 0.7}
+    )
+    assert rating.factors["all_labels"].score == pytest.approx(80.0)
+
+
+def test_balance_counts_reviews_found_by_search_against_it():
+    assert balance_score(0.9, 0.2, 0.2, 0.0) > balance_score(0.9, 0.2, 0.2, 0.4)
+    assert balance_score(1.0, 0.2, 0.2, 0.0) == 100.0 and balance_score(1.0, 0.1, 0.2, 0.0) == 85.0

@@ -9,7 +9,8 @@ import pytest
 
 from agents.ingest.datasets import banking77, enron
 from pipeline import Refiner, RefinerConfig
-from schemas import Annotation, Message, Prediction
+from pipeline.windows import held_out
+from schemas import Annotation, Message, MetricsSnapshot, Prediction
 
 
 def message(i, body, dataset="support", **fields) -> Message:
@@ -34,6 +35,11 @@ CARD = ["my card has not arrived", "where is my new card", "card still not deliv
 REFUND = ["I want a refund", "please refund my money", "refund for the double charge", "give me my money back"]
 
 
+def held(*numbers: int, share: float = RefinerConfig().holdout_share) -> int:
+    """How many of the messages ``m-<number>`` are held out of training (the validation set)."""
+    return sum(held_out(f"m-{i}", share) for i in numbers)
+
+
 def taught(engine: Refiner, rounds: int = 10, start: int = 0) -> Refiner:
     for i in range(rounds):
         for j, (card, refund) in enumerate(zip(CARD, REFUND)):
@@ -56,7 +62,7 @@ def banking_test(datasets):
 
 
 def test_a_prediction_gives_every_labels_confidence_the_labels_at_threshold_and_the_model_version():
-    engine = taught(Refiner("support"))
+    engine = taught(Refiner("support", RefinerConfig(holdout_share=0.0)))  # learns all 80 reviews
     prediction = engine.observe(message(1, "my card did not arrive yet"))
     assert isinstance(prediction, Prediction)
     assert set(prediction.confidences) == {"Card", "Card > Delivery", "Refund"}
@@ -145,8 +151,9 @@ def test_a_label_seen_for_the_first_time_gets_its_classifier_and_earlier_reviews
     engine = taught(Refiner("support"), rounds=3)
     engine.annotate(review(9000, ["Complaint"], "your service is terrible"))
     labels = engine.metrics().labels
-    assert labels["Complaint"].pinned == 1 and labels["Complaint"].support == 1
-    assert labels["Refund"].support == 12 and engine.metrics().reviewed == 25
+    assert labels["Complaint"].pinned == 1 and labels["Complaint"].support == held(9000)
+    assert labels["Refund"].support == held(*(100 * i + 2 * j + 1 for i in range(3) for j in range(4)))
+    assert engine.metrics().reviewed == 25 and engine.holdout.pinned.shape[1] >= 4  # a column for Complaint
 
 
 def test_pinning_a_child_pins_its_parent_and_a_child_never_outscores_its_parent(datasets):
@@ -179,10 +186,14 @@ def test_an_empty_review_means_reviewed_with_no_label_applying():
     engine = taught(Refiner("support"), rounds=2)
     outcome = engine.annotate(review(7000, [], "hello, just saying thanks"))
     snap = engine.metrics()
-    ids, scores, pinned = engine.validation_records()
-    assert outcome.pinned == () and snap.reviewed == 17 and len(ids) == 17
+    learned, _, learned_pinned = engine.validation_records()
+    kept, _, kept_pinned = engine.holdout_records()
+    assert outcome.pinned == () and snap.reviewed == 17 and len(learned) + len(kept) == 17
+    ids, pinned = learned + kept, np.vstack([learned_pinned, kept_pinned])
     assert not pinned[ids.index("m-7000")].any()
-    assert sum(label.support for label in snap.labels.values()) == 24
+    assert sum(label.support for label in snap.labels.values()) == 2 * held(
+        *(100 * i + j for i in range(2) for j in range(8))
+    )
 
 
 def test_a_re_review_replaces_the_earlier_one():
@@ -192,7 +203,9 @@ def test_a_re_review_replaces_the_earlier_one():
     snap = engine.metrics()
     assert outcome.replaced and snap.reviewed == 25
     assert snap.labels["Refund"].pinned == 12 and snap.labels["Card > Delivery"].pinned == 13
-    assert snap.labels["Refund"].support == 12 and snap.labels["Card"].support == 13
+    refunds = held(*(100 * i + 2 * j + 1 for i in range(3) for j in range(4)))
+    cards = held(*(100 * i + 2 * j for i in range(3) for j in range(4)), 8000)
+    assert snap.labels["Refund"].support == refunds and snap.labels["Card"].support == cards
 
 
 def test_remove_un_reviews_a_message():
@@ -201,14 +214,44 @@ def test_remove_un_reviews_a_message():
     outcome = engine.annotate({"dataset": "support", "message_id": "m-8000", "timestamp": 3_000, "action": "remove"})
     snap = engine.metrics()
     assert outcome.replaced and outcome.prediction is None
-    assert snap.reviewed == 24 and snap.labels["Refund"].pinned == 12 and snap.labels["Refund"].support == 12
+    refunds = held(*(100 * i + 2 * j + 1 for i in range(3) for j in range(4)))
+    assert snap.reviewed == 24 and snap.labels["Refund"].pinned == 12 and snap.labels["Refund"].support == refunds
+    assert "m-8000" not in engine.holdout.index and "m-8000" not in engine.reviews.index
 
 
-def test_the_validation_window_is_bounded():
-    engine = taught(Refiner("support", RefinerConfig(validation_window=20)), rounds=5)
+def test_the_windows_of_learned_and_held_out_reviews_are_bounded():
+    engine = taught(Refiner("support", RefinerConfig(validation_window=20, holdout_window=3)), rounds=5)
     snap = engine.metrics()
-    assert sum(snap.labels[name].support for name in ("Card", "Refund")) == 20
+    assert len(engine.reviews) == 20 and len(engine.holdout) == 3
+    assert sum(snap.labels[name].support for name in ("Card", "Refund")) == 3
     assert snap.labels["Refund"].pinned == 20 and snap.reviewed == 40
+
+
+def test_a_deterministic_share_of_reviews_is_held_out_of_training_and_validates_the_current_model():
+    engine = taught(Refiner("support", RefinerConfig(holdout_share=0.2)), rounds=5)
+    ids, scores, pinned = engine.holdout_records()
+    numbers = [100 * i + j for i in range(5) for j in range(8)]
+    assert sorted(ids) == sorted(f"m-{n}" for n in numbers if held(n, share=0.2)) and held(*numbers, share=0.2) == 7
+    assert not set(ids) & set(engine.validation_records()[0])  # never learned from
+    before = engine.holdout_records()[1]
+    engine.annotate(review(5000, ["Refund"], "refund my money please"))  # not held out: the model learns
+    assert not held(5000, share=0.2) and not np.array_equal(
+        engine.holdout_records()[1], before
+    )  # re-scored by the new model
+
+
+def test_with_no_share_held_out_every_review_is_learned_and_the_metrics_are_prequential():
+    engine = taught(Refiner("support", RefinerConfig(holdout_share=0.0)), rounds=3)
+    snap = engine.metrics()
+    assert len(engine.holdout) == 0 and len(engine.reviews) == 24 and snap.labels["Refund"].support == 12
+
+
+def test_a_full_held_out_set_graduates_its_oldest_review_into_training():
+    engine = taught(Refiner("support", RefinerConfig(holdout_share=0.2, holdout_window=1)), rounds=2)
+    numbers = [100 * i + j for i in range(2) for j in range(8)]
+    kept = [f"m-{n}" for n in numbers if held(n, share=0.2)]
+    assert kept == ["m-6", "m-102"] and engine.holdout_records()[0] == ["m-102"]
+    assert "m-6" in engine.validation_records()[0]  # learned once it left the held-out set
 
 
 # ---------------------------------------------------------------- metrics
@@ -235,7 +278,7 @@ def test_metrics_carry_every_field_of_the_contract(banking_pairs):
         "warnings",
     }
     assert set(label["thresholds"]) == {"balanced", "high_precision", "high_recall"}
-    assert set(data["balance"]) == {"score", "similarity", "shuffle_share"}
+    assert set(data["balance"]) == {"score", "similarity", "shuffle_share", "search_share"}
     assert set(data["rating"]) == {"score", "band", "ready", "factors"}
     assert set(data["rating"]["factors"]) == {"all_labels", "underperforming_labels", "coverage", "balance"}
     assert all(set(f) == {"score", "band", "metrics"} for f in data["rating"]["factors"].values())
@@ -251,13 +294,16 @@ def test_metrics_read_the_state_and_never_change_it(banking_pairs):
     assert engine.snapshot() == before
 
 
-def test_map_averages_only_labels_with_at_least_twenty_positives_in_the_window():
-    engine = taught(Refiner("support"), rounds=6)  # 24 of each
-    for i in range(5):
+def test_map_averages_the_labels_with_enough_held_out_positives_and_the_rating_uses_that_same_map():
+    engine = taught(Refiner("support", RefinerConfig(map_min_support=3)), rounds=6)
+    for i in range(12):
         engine.annotate(review(9000 + i, ["Complaint"], f"terrible service number {i}"))
     snap = engine.metrics()
-    counted = [snap.labels[name].average_precision for name in ("Card", "Card > Delivery", "Refund")]
-    assert snap.map == pytest.approx(sum(counted) / 3, abs=1e-6)
+    counted = [m.average_precision for m in snap.labels.values() if m.support >= 3]
+    left_out = [name for name, m in snap.labels.items() if m.average_precision is not None and m.support < 3]
+    assert counted and left_out  # a label with an AP but too few held-out positives is left out
+    assert snap.map == pytest.approx(sum(counted) / len(counted), abs=1e-6)
+    assert snap.rating.factors["all_labels"].metrics["mean_average_precision"] == snap.map
 
 
 def test_coverage_is_the_share_of_recent_live_messages_with_an_informative_label_at_threshold(
@@ -362,6 +408,13 @@ def test_the_registry_of_reviewed_messages_is_bounded():
     assert engine.metrics().reviewed == 40  # forgotten by the registry, still reviewed
     restored = Refiner.restore(engine.snapshot())
     assert restored.metrics().reviewed == 40 and list(restored.reviewed) == list(engine.reviewed)
+
+
+def test_the_shuffle_share_stays_a_share_when_the_registry_forgets_reviews():
+    engine = taught(Refiner("support", RefinerConfig(max_reviewed=10, validation_window=10)), rounds=5)
+    snap = engine.metrics()  # 40 reviews, all shuffle, 10 remembered: the share was 40 / 10
+    assert snap.balance.shuffle_share == 1.0 and snap.balance.search_share == 0.0
+    assert MetricsSnapshot.from_dict(snap.to_dict()) == snap
 
 
 def test_a_re_review_makes_a_message_the_most_recently_reviewed():

@@ -20,6 +20,7 @@ from pipeline.model import OnlineLinear
 from pipeline.river_models import loads
 from pipeline.snapshot import decode as decode_snapshot
 from pipeline.snapshot import encode as encode_snapshot
+from pipeline.windows import held_out
 from schemas import Annotation
 
 SMALL = RefinerConfig(feature_bits=12, validation_window=300, live_window=300)
@@ -132,7 +133,9 @@ def test_a_plugged_model_learns_the_engines_hashed_features_as_dicts(datasets):
     engine = _feed(
         Refiner("banking77", SMALL, model=linear_model.LogisticRegression()), list(itertools.islice(banking77(), 20))
     )
-    message, review = next(itertools.islice(banking77(), 0, None))
+    message, review = next(  # a message it learned: reviewed (even) and not held out
+        (m, r) for i, (m, r) in enumerate(banking77()) if i % 2 == 0 and not held_out(m.id, SMALL.holdout_share)
+    )
     weights = engine.model[review.labels[0].name].weights
     features = engine.features(message)
     assert set(features) <= set(range(2**12)) and set(features) <= set(weights)

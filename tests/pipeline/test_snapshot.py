@@ -92,16 +92,29 @@ def test_a_snapshot_of_another_format_version_is_refused_with_a_clear_message():
         Refiner.restore(bytes(blob))
 
 
-def test_a_snapshot_of_another_engine_state_version_is_refused_with_a_clear_message():
+def test_a_snapshot_of_an_unknown_engine_state_version_is_refused_with_a_clear_message():
     from pipeline import snapshot as snapshot_format
     from pipeline.refiner import STATE_VERSION
 
     header, arrays = snapshot_format.decode(Refiner("support").snapshot())
-    older = snapshot_format.encode({**header, "state_version": STATE_VERSION - 1}, arrays)
-    with pytest.raises(
-        ValueError, match=f"engine state version {STATE_VERSION - 1}, this engine reads version {STATE_VERSION}"
-    ):
+    older = snapshot_format.encode({**header, "state_version": 1}, arrays)
+    with pytest.raises(ValueError, match=f"engine state version 1, this engine reads version {STATE_VERSION}"):
         Refiner.restore(older)
+
+
+def test_a_snapshot_from_before_the_held_out_set_restores_with_an_empty_one(events):
+    from pipeline import snapshot as snapshot_format
+
+    engine = feed(Refiner("banking77", CONFIG), events[:400])
+    header, arrays = snapshot_format.decode(engine.snapshot())
+    del header["holdout"], header["search_reviews"]
+    version_2 = snapshot_format.encode(
+        {**header, "state_version": 2}, {k: v for k, v in arrays.items() if not k.startswith("holdout.")}
+    )
+    restored = Refiner.restore(version_2)
+    assert restored.holdout_records()[0] == [] and restored.metrics().reviewed == engine.metrics().reviewed
+    message = next(event for kind, event in events[400:] if kind == "observe")
+    assert restored.observe(message) == engine.observe(message)  # the model is the same
 
 
 def test_a_corrupted_or_truncated_snapshot_is_refused():
