@@ -65,6 +65,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_rebalance_timeout=max(60.0, options.session_timeout),
         broker_commit_interval=1.0,
         producer_max_request_size=1_000_000,
+        # Throughput (issue 11, bench/README.md): one produce request carries up to 256 KB per
+        # partition (Faust's default, 16 KB, is ~45 predictions), gathered for at most 5 ms.
+        producer_max_batch_size=262_144,
+        producer_linger=0.005,
         web_enabled=True,
         consumer_group_instance_id=options.instance_id,
         **faust_settings,
