@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -185,26 +186,30 @@ class Arrivals(threading.Thread):
             self.consumer.close()
 
 
-def _renamed(events: list, tag: str) -> list:
-    """The events with message ids made unique to one phase (``id#tag``)."""
+def _renamed(events: list, tag: str, datasets: int = 1) -> list:
+    """The events with message ids made unique to one phase (``id#tag``) and, with ``datasets``
+    > 1, spread over that many datasets (``banking77-k``, by message, its review with it)."""
     out = []
     for event in events:
+        message = event if isinstance(event, Message) else event.message
+        dataset = DATASET if datasets == 1 else f"{DATASET}-{zlib.crc32(message.id.encode()) % datasets}"
+        message = dataclasses.replace(message, id=f"{message.id}#{tag}", dataset=dataset)
         if isinstance(event, Message):
-            out.append(dataclasses.replace(event, id=f"{event.id}#{tag}"))
+            out.append(message)
         else:
-            message = dataclasses.replace(event.message, id=f"{event.message_id}#{tag}")
-            out.append(dataclasses.replace(event, message_id=message.id, message=message))
+            out.append(dataclasses.replace(event, message_id=message.id, message=message, dataset=dataset))
     return out
 
 
 class System:
     """One Kafka system under test on its own topics: started, fed, measured, stopped."""
 
-    def __init__(self, name: str, base: Settings, workdir: Path) -> None:
+    def __init__(self, name: str, base: Settings, workdir: Path, *, workers: int = 1, datasets: int = 1) -> None:
         self.name = name
+        self.datasets = datasets
         self.settings = dataclasses.replace(base, topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.{name}.")
         admin.create_topics(self.settings)
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []
         env = {
             **os.environ,
             "PYTHONPATH": str(PROJECT_ROOT),
@@ -213,8 +218,10 @@ class System:
             "E2E_WORKDIR": str(workdir),
         }
         if name == "worker":
-            self.worker = Worker(self.settings, workdir)
-            self.process = self.worker.process
+            for k in range(workers):
+                (workdir / f"worker{k}").mkdir()
+                self.workers.append(Worker(self.settings, workdir / f"worker{k}"))
+            self.process = self.workers[0].process
         else:
             log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115  # closed with the process
             self.process = subprocess.Popen(
@@ -226,15 +233,22 @@ class System:
         self.arrivals = Arrivals(self.settings)
         self.arrivals.start()
 
-    def payloads(self, events: list) -> list[tuple[str, str | None, bytes]]:
+    def payloads(self, events: list) -> list[tuple[str, str | None, bytes, bytes]]:
         return [
             (
                 self.settings.topic("messages" if isinstance(e, Message) else "annotations"),
                 e.id if isinstance(e, Message) else None,
                 e.encode(),
+                e.dataset.encode(),
             )
             for e in events
         ]
+
+    def usage(self) -> tuple[float, float | None]:
+        """(CPU seconds, peak RSS MB) of the system's processes, summed."""
+        figures = [_proc(p.pid) for p in ([w.process for w in self.workers] or [self.process])]
+        peaks = [peak for _, peak in figures if peak is not None]
+        return sum(cpu for cpu, _ in figures), (sum(peaks) if peaks else None)
 
     def wait_for(self, ids: list[str], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -243,8 +257,9 @@ class System:
             pending = [i for i in pending if i not in self.arrivals.seen]
             if not pending:
                 break
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode})")
+            for process in [w.process for w in self.workers] or [self.process]:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited ({process.returncode})")
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
@@ -252,19 +267,18 @@ class System:
 
     def warm_up(self, events: list, timeout: float = 180.0) -> None:
         """Send a few events until a prediction comes back: the system is running and assigned."""
-        if self.worker is not None:
-            self.worker.wait_ready()
-        warm = _renamed(events[:20], "warm")
+        for worker in self.workers:
+            worker.wait_ready()
+        warm = _renamed(events[: 20 * self.datasets], "warm", self.datasets)
         self.send(warm)
         if not self.wait_for([e.id for e in warm if isinstance(e, Message)], timeout):
             raise RuntimeError(f"{self.name}: no prediction after {timeout} s")
 
     def send(self, events: list, rate: float | None = None) -> dict[str, float]:
         """Send ``events`` (at ``rate`` events/s, or at once); the send time of each message id."""
-        key = DATASET.encode()
         sent: dict[str, float] = {}
         start = time.perf_counter()
-        for i, (topic, mid, value) in enumerate(self.payloads(events)):
+        for i, (topic, mid, value, key) in enumerate(self.payloads(events)):
             if rate is not None:
                 delay = start + i / rate - time.perf_counter()
                 if delay > 0:
@@ -278,7 +292,7 @@ class System:
     def flood(self, events: list, timeout: float) -> dict:
         """All events at once: rate, CPU per event, peak RSS, lag over time."""
         ids = [e.id for e in events if isinstance(e, Message)]
-        cpu0, _ = _proc(self.process.pid)
+        cpu0, _ = self.usage()
         lag: list[tuple[float, int]] = []
         done = threading.Event()
 
@@ -296,7 +310,7 @@ class System:
         done.set()
         sampler.join()
         last = max((self.arrivals.seen[i] for i in ids if i in self.arrivals.seen), default=time.perf_counter())
-        cpu1, peak = _proc(self.process.pid)
+        cpu1, peak = self.usage()
         seconds = last - start
         return {
             "events": len(events),
@@ -322,9 +336,9 @@ class System:
     def stop(self, keep_topics: bool) -> None:
         self.arrivals.done.set()
         self.producer.close()
-        if self.worker is not None:
-            self.worker.stop()
-        else:
+        for worker in self.workers:
+            worker.stop()
+        if not self.workers:
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)
@@ -366,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", default=str(Path(__file__).with_name("e2e.json")))
     parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (same group); CPU and RSS summed")
+    parser.add_argument("--datasets", type=int, default=1, help="spread the events over this many datasets")
+    parser.add_argument("--no-engine", action="store_true", help="skip the in-process engine")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -389,17 +406,19 @@ def main(argv: list[str] | None = None) -> int:
         "systems": {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results["systems"]["engine"] = {"flood": _engine(args.messages, args.review_lag)}
-    print(f"engine     {results['systems']['engine']['flood']['rate']:,.0f} events/s")
+    results.update(workers=args.workers, datasets=args.datasets)
+    if not args.no_engine:
+        results["systems"]["engine"] = {"flood": _engine(args.messages, args.review_lag)}
+        print(f"engine     {results['systems']['engine']['flood']['rate']:,.0f} events/s")
     order = args.systems.split(",")
     order = ["worker"] + [s for s in order if s != "worker"]  # the worker's rate sets the paced rates
     rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
         for name in order:
-            system = System(name, base, Path(workdir))
+            system = System(name, base, Path(workdir), workers=args.workers, datasets=args.datasets)
             try:
                 system.warm_up(events)
-                flood = system.flood(_renamed(events, "flood"), args.timeout)
+                flood = system.flood(_renamed(events, "flood", args.datasets), args.timeout)
                 print(f"{name:10} {_fmt(flood['rate'])} events/s, {flood['cpu_per_event_ms']:.2f} ms CPU per event")
                 entry = results["systems"][name] = {"flood": flood, "paced": []}
                 if name == "worker":
@@ -407,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                     rates = [0.5 * top, 0.9 * top]
                 for share, rate in zip((50, 90), rates, strict=True):
                     count = max(50, int(rate * args.paced_seconds))
-                    paced_events = _renamed([events[i % len(events)] for i in range(count)], f"p{share}")
+                    paced_events = _renamed([events[i % len(events)] for i in range(count)], f"p{share}", args.datasets)
                     paced = system.paced(paced_events, rate, args.timeout)
                     paced["share"] = share
                     entry["paced"].append(paced)
