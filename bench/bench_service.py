@@ -28,8 +28,13 @@ and the comparison with the send-order baseline is printed beside it.
 The local broker is started if it is not running (and left running). The worker is stopped
 with SIGTERM (by pid) and the prefix's topics are deleted, unless ``--keep-topics``.
 
+With ``--py-spy FILE``, ``py-spy record`` (the ``dev`` extra) samples the worker while it works
+and writes raw collapsed stacks (one line per stack and its count; bench/README.md,
+*Service throughput*, reads them by thread).
+
 Run: ``.venv/bin/python bench/bench_service.py [--messages 5000] [--review-share 0.3333]
-[--seed 0] [--review-lag 20] [--repeats 3] [--keep-topics]`` (about 20 s for 5,000 messages)
+[--seed 0] [--review-lag 20] [--repeats 3] [--keep-topics] [--py-spy FILE]`` (about 20 s for
+5,000 messages on a quiet machine)
 """
 
 from __future__ import annotations
