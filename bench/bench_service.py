@@ -28,8 +28,13 @@ and the comparison with the send-order baseline is printed beside it.
 The local broker is started if it is not running (and left running). The worker is stopped
 with SIGTERM (by pid) and the prefix's topics are deleted, unless ``--keep-topics``.
 
+With ``--py-spy FILE``, ``py-spy record`` (the ``dev`` extra) samples the worker while it works
+and writes raw collapsed stacks (one line per stack and its count; bench/README.md,
+*Service throughput*, reads them by thread).
+
 Run: ``.venv/bin/python bench/bench_service.py [--messages 5000] [--review-share 0.3333]
-[--seed 0] [--review-lag 20] [--repeats 3] [--keep-topics]`` (about 20 s for 5,000 messages)
+[--seed 0] [--review-lag 20] [--repeats 3] [--keep-topics] [--py-spy FILE]`` (about 20 s for
+5,000 messages on a quiet machine)
 """
 
 from __future__ import annotations
@@ -267,8 +272,13 @@ def _read_events(settings: Settings) -> list[Message | Annotation]:
     return out
 
 
-def service(settings: Settings, events: list[Message | Annotation], workdir: Path, timeout: float) -> dict:
-    """Run the worker on ``events``; the timings, its final metrics and its events log."""
+def service(
+    settings: Settings, events: list[Message | Annotation], workdir: Path, timeout: float, py_spy: str | None = None
+) -> dict:
+    """Run the worker on ``events``; the timings, its final metrics and its events log.
+
+    With ``py_spy`` (a file name), ``py-spy record`` samples the worker while it works and
+    writes its raw collapsed stacks there (``--format raw``: one line per stack and count)."""
     from kafka import KafkaProducer
 
     messages = sum(isinstance(e, Message) for e in events)
@@ -280,6 +290,27 @@ def service(settings: Settings, events: list[Message | Annotation], workdir: Pat
         worker.wait_ready()
         counter = PredictionCounter(settings)
         counter.start()
+        profiler = None
+        if py_spy:
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(worker.process.pid),
+                    "--rate",
+                    "200",
+                    "--threads",
+                    "--format",
+                    "raw",
+                    "--output",
+                    py_spy,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)  # py-spy attaches before the first send
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
         key = DATASET.encode()
         start = time.perf_counter()
@@ -307,6 +338,9 @@ def service(settings: Settings, events: list[Message | Annotation], workdir: Pat
             polls += 1
         if polls:
             finished = time.perf_counter()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=30)
         peak = worker.peak_rss_mb()
         exposition = worker.get_text("/metrics")
         return {
@@ -343,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-topics", action="store_true", help="leave the run's topics on the broker")
     parser.add_argument("--repeats", type=int, default=3, help="in-process runs; the median counts (default 3)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the worker")
+    parser.add_argument("--py-spy", help="profile the worker with py-spy; collapsed stacks to this file")
     args = parser.parse_args(argv)
 
     events = stream(args.messages, args.review_share, args.review_lag, args.seed)
@@ -368,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"broker {bootstrap}, topics {settings.topic('*')} ({settings.partitions} partitions each)")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-service-") as workdir:
-            run = service(settings, events, Path(workdir), args.timeout)
+            run = service(settings, events, Path(workdir), args.timeout, args.py_spy)
     finally:
         if args.keep_topics:
             print(f"kept topics {settings.topic('*')}")

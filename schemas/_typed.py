@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, Union
 
@@ -120,6 +121,11 @@ def parse_timestamp(value: Any, path: str) -> float:
     return round(seconds, 6)
 
 
+#: Per record class: its fast decoder and its ``to_dict`` (`schemas._fast`), compiled on first use.
+_decoders: dict[type, Callable[[Any], Any]] = {}
+_dumpers: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
 class Record:
     """Mixin for frozen dataclasses: ``from_dict``, ``to_dict``, ``json_schema``.
 
@@ -178,7 +184,13 @@ class Record:
         """Cross-field rules; subclasses override."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: _dump(getattr(self, attribute)) for attribute, key, _, _, _ in self._plan()}
+        """The JSON object of this record (JSON keys; records as dicts, tuples as lists)."""
+        dump = _dumpers.get(type(self))
+        if dump is None:
+            from schemas._fast import dumper
+
+            dump = _dumpers[type(self)] = dumper(type(self))
+        return dump(self)
 
     def encode(self) -> bytes:
         """JSON bytes (orjson) of :meth:`to_dict`."""
@@ -186,7 +198,29 @@ class Record:
 
     @classmethod
     def decode(cls, raw: bytes | bytearray | memoryview | str, *, max_body_bytes: int | None = None) -> Self:
-        """Parse JSON bytes strictly; every failure is a :class:`SchemaError`."""
+        """Parse JSON bytes strictly; every failure is a :class:`SchemaError`.
+
+        Valid input takes the fast path (`schemas._fast`: msgspec, in C); anything it does not
+        accept is parsed again here, by the reference parser, which accepts it too or says why not.
+        """
+        fast = _decoders.get(cls)
+        if fast is None:
+            from schemas._fast import decoder
+
+            fast = _decoders[cls] = decoder(cls)
+        token = _max_body_bytes.set(max_body_bytes) if max_body_bytes is not None else None
+        try:
+            record = fast(raw)
+        finally:
+            if token is not None:
+                _max_body_bytes.reset(token)
+        if record is not None:
+            return record  # type: ignore[return-value]  # the decoder of cls builds a cls
+        return cls._decode_reference(raw, max_body_bytes=max_body_bytes)
+
+    @classmethod
+    def _decode_reference(cls, raw: bytes | bytearray | memoryview | str, *, max_body_bytes: int | None = None) -> Self:
+        """`decode` by the type-hint-driven parser: the reference for what is accepted, and the errors."""
         root = cls._root()
         if isinstance(raw, str):
             try:
@@ -336,16 +370,6 @@ def _matches(option: Any, value: Any) -> bool:
 
 def _name(option: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(option, str(option))
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
 
 
 def _object_schema(cls: type[Record], definitions: dict[str, Any]) -> dict[str, Any]:

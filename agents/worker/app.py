@@ -69,6 +69,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_rebalance_timeout=max(60.0, options.session_timeout),
         broker_commit_interval=1.0,
         producer_max_request_size=1_000_000,
+        # Throughput (issue 11, bench/README.md): one produce request carries up to 256 KB per
+        # partition (Faust's default, 16 KB, is ~45 predictions), gathered for at most 5 ms.
+        producer_max_batch_size=262_144,
+        producer_linger=0.005,
         web_enabled=True,
         consumer_group_instance_id=options.instance_id,
         broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
@@ -115,6 +119,14 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
             await service.process(batch)
             last = batch[-1].message
             service.record_lag(app.consumer, last.tp, last.offset)
+
+    @app.task
+    async def quiet_debug_records():
+        # mode's worker leaves the root logger at DEBUG (for its terminal spinner) whatever the
+        # log level, so every aiokafka and Faust debug line was built per record, then dropped:
+        # 4.6% of the event loop under load (bench/README.md). Its handlers decide the level.
+        levels = [h.level for h in logging.root.handlers if type(h).__name__ != "SpinnerHandler"]
+        logging.root.setLevel(min(levels, default=logging.WARNING) or logging.WARNING)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):

@@ -26,8 +26,10 @@ class WorkerOptions:
     """Worker tuning, from ``REFINERY_*`` environment variables (each in docs/configuration.md)."""
 
     #: REFINERY_BATCH_SIZE / REFINERY_BATCH_SECONDS: ``stream.take`` bounds.
-    batch_size: int = 200
-    batch_seconds: float = 0.2
+    #: A batch waits at most ``batch_seconds`` per hop (two hops: sequencer, engine), which bounds
+    #: the latency at low rates; a full batch goes at once (bench/README.md, *Service throughput*).
+    batch_size: int = 500
+    batch_seconds: float = 0.05
     #: REFINERY_SNAPSHOT_EVERY / REFINERY_SNAPSHOT_SECONDS: snapshot after this many applied
     #: events, or this long after the first unsnapshotted one.
     snapshot_every: int = 1000
@@ -53,6 +55,9 @@ class WorkerOptions:
     #: REFINERY_STALL_SECONDS: a partition with input and no progress for this long is stalled:
     #: logged once with its offset, in /readyz (503) and refinery_partition_stalled.
     stall_seconds: float = 60.0
+    #: REFINERY_BACKGROUND_SHARE: most of the engine thread's time that metrics publications
+    #: and count-triggered snapshots may take (`agents.worker.budget.Budget`); 1 = no brake.
+    background_share: float = 0.1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerOptions:
@@ -79,6 +84,7 @@ class WorkerOptions:
             session_timeout=get("REFINERY_SESSION_TIMEOUT", d.session_timeout, float),
             instance_id=get("REFINERY_INSTANCE_ID", None, str),
             stall_seconds=get("REFINERY_STALL_SECONDS", d.stall_seconds, float),
+            background_share=get("REFINERY_BACKGROUND_SHARE", d.background_share, float),
         )
 
 

@@ -37,6 +37,7 @@ from typing import TypeVar
 from agents.kafka.ranges import read_range
 from agents.settings import Settings
 from agents.worker.applied import MAX_BATCH_SIZE
+from agents.worker.budget import Budget
 from agents.worker.delivery import Delivery, Record, Send
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability, log_event
@@ -84,6 +85,10 @@ class Service:
         self.assigned: set[int] | None = None  # None until the first assignment
         self.lock = asyncio.Lock()  # one caller of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
+        #: Publications and count-triggered snapshots take at most this share of the engine
+        #: thread (`agents.worker.budget`); time-triggered and final snapshots are never held back.
+        self.publish_budget = Budget(options.background_share)
+        self.snapshot_budget = Budget(options.background_share)
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
         #: Per input partition ``(topic, partition)``: the first offset not yet forwarded.
@@ -147,8 +152,9 @@ class Service:
         for topic, partition, offset, _, _ in records:
             self.forwarded.setdefault((topic, partition), offset)  # until delivered: a stall shows here
             last[topic, partition] = offset
+        counts: dict[str, int] = {}
         for topic, partition, offset, key, value in records:
-            self.obs.events_in.labels(topic).inc()
+            counts[topic] = counts.get(topic, 0) + 1
             result = sequence(
                 value,
                 role=roles[topic],
@@ -167,6 +173,8 @@ class Service:
                 out.append((self.topics["events"], dataset.encode("utf-8"), result.encode(), partition))
             else:
                 out.append(self.delivery.dead_record(result))
+        for topic, count in counts.items():
+            self.obs.events_in.labels(topic).inc(count)
         await self.deliver(out)
         for tp, offset in last.items():
             self.forwarded[tp] = offset + 1
@@ -313,8 +321,10 @@ class Service:
             if self.partitions.get(p) is not partition:
                 return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
             partition.hold(events, now=time.monotonic())
-            if engines.since_snapshot >= self.options.snapshot_every:
+            if engines.since_snapshot >= self.options.snapshot_every and self.snapshot_budget.due(now=time.monotonic()):
+                started = time.monotonic()
                 await self._snapshot(partition)
+                self.snapshot_budget.spent(started=started, ended=time.monotonic())
             elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
                 partition.ack()
 
@@ -369,7 +379,18 @@ class Service:
         )
 
     async def publish_metrics(self) -> None:
-        """Publish the metrics and suggestions of every dataset changed since its last publication."""
+        """Publish the metrics and suggestions of every dataset changed since its last publication
+        (unless the last publication's cost asks for a longer rest: ``background_share``)."""
+        if not self.publish_budget.due(now=time.monotonic()):
+            return
+        busy = [0.0]  # seconds of engine-thread work (waiting for the lock is not the job's cost)
+        try:
+            await self._publish_metrics(busy)
+        finally:
+            ended = time.monotonic()
+            self.publish_budget.spent(started=ended - busy[0], ended=ended)
+
+    async def _publish_metrics(self, busy: list[float]) -> None:
         for p, partition in list(self.partitions.items()):
             engines = partition.engines
             if engines is None:
@@ -382,11 +403,14 @@ class Service:
                     if engine is None:
                         continue
                     engines.changed.discard(dataset)
+                    started = time.monotonic()
                     try:
                         metrics, lists = await self.in_thread(self._publications, engine, time.time())
                     except Exception:
                         log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
                         continue
+                    finally:
+                        busy[0] += time.monotonic() - started
                     if self.partitions.get(p) is not partition:
                         break  # forgotten while computing (a new assignment): publish nothing stale
                     self.latest_metrics[dataset] = metrics

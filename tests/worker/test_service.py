@@ -145,3 +145,46 @@ def test_a_partition_forgotten_while_its_batch_is_delivered_is_neither_held_nor_
     assert service.partitions == {} and "snapshots" not in {t.rsplit(".", 1)[-1] for t in written}
     assert not any(e.acked for e in events)
     assert not [r for r in caplog.records if r.getMessage().startswith("processing_failed")]
+
+
+def test_a_costly_publication_postpones_the_next_by_the_background_share(records):
+    async def run():
+        service, _ = _service(background_share=0.5)
+        published: list[str] = []
+
+        async def send(topic, key, value, partition):
+            published.append(topic.rsplit(".", 1)[-1])
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:10])])
+        await service.publish_metrics()
+        first = published.count("metrics")
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[10:20], 10)])
+        await service.publish_metrics()  # at once: the first publication's cost has not been rested
+        return service, first, published.count("metrics")
+
+    service, first, after = asyncio.run(run())
+    assert first == 1 and after == 1
+    assert service.publish_budget.next_at > 0
+    service.publish_budget.next_at = 0.0  # rested
+    assert service.publish_budget.due(now=0.0)
+
+
+def test_without_a_brake_every_tick_publishes(records):
+    async def run():
+        service, _ = _service(background_share=1.0)
+        published: list[str] = []
+
+        async def send(topic, key, value, partition):
+            published.append(topic.rsplit(".", 1)[-1])
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        for start in (0, 10):
+            events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[start : start + 10], start)]
+            await service.process(events)
+            await service.publish_metrics()
+        return published.count("metrics")
+
+    assert asyncio.run(run()) == 2
