@@ -14,7 +14,7 @@ from agents.settings import Settings, datasets_dir
 # Property-based tests (Hypothesis): moderate example counts keep the suite fast; CI runs more.
 # No example database: runs leave no files behind, and a failure prints its reproducing example.
 hypothesis_settings.register_profile("dev", max_examples=25, deadline=None, database=None)
-hypothesis_settings.register_profile("ci", max_examples=200, deadline=None, database=None, print_blob=True)
+hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, database=None, print_blob=True)
 hypothesis_settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 )
