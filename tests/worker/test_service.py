@@ -147,9 +147,23 @@ def test_a_partition_forgotten_while_its_batch_is_delivered_is_neither_held_nor_
     assert not [r for r in caplog.records if r.getMessage().startswith("processing_failed")]
 
 
-def test_a_costly_publication_postpones_the_next_by_the_background_share(records):
+def test_a_costly_publication_postpones_the_next_by_the_background_share(records, monkeypatch):
+    # The service's monotonic clock moves one second per reading (so each publication "costs"
+    # seconds) and never by itself: the outcome does not depend on the machine's load.
+    import types
+
+    import agents.worker.service as service_module
+
+    clock = itertools.count(1000.0, 1.0)
+    real = service_module.time
+    monkeypatch.setattr(
+        service_module,
+        "time",
+        types.SimpleNamespace(monotonic=lambda: next(clock), perf_counter=real.perf_counter, time=real.time),
+    )
+
     async def run():
-        service, _ = _service(background_share=0.5)
+        service, _ = _service(background_share=0.01)  # a publication of d s: 99 d s of rest
         published: list[str] = []
 
         async def send(topic, key, value, partition):
@@ -161,12 +175,12 @@ def test_a_costly_publication_postpones_the_next_by_the_background_share(records
         await service.publish_metrics()
         first = published.count("metrics")
         await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[10:20], 10)])
-        await service.publish_metrics()  # at once: the first publication's cost has not been rested
+        await service.publish_metrics()  # the first publication's cost has not been rested
         return service, first, published.count("metrics")
 
     service, first, after = asyncio.run(run())
     assert first == 1 and after == 1
-    assert service.publish_budget.next_at > 0
+    assert service.publish_budget.next_at > 1000.0
     service.publish_budget.next_at = 0.0  # rested
     assert service.publish_budget.due(now=0.0)
 
