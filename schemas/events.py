@@ -19,9 +19,8 @@ schemas.errors.SchemaError: message.id: expected a non-empty string, got ''
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, get_args
-
 import re
+from typing import Annotated, Literal, get_args
 
 from schemas._typed import LabelName, NonEmpty, Range, Record, Timestamp, body_limit, describe, normalise_label
 from schemas.errors import SchemaError
