@@ -110,9 +110,11 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Whether every assigned partition is restored."""
-        return self.assigned is not None and all(
-            p in self.partitions and self.partitions[p].restored for p in self.assigned
+        """Whether every assigned partition is restored and the declarations of streams are read."""
+        return (
+            self.assigned is not None
+            and self.streams_loaded.is_set()
+            and all(p in self.partitions and self.partitions[p].restored for p in self.assigned)
         )
 
     @property
@@ -430,6 +432,7 @@ class Service:
         """Write a declaration (None: a tombstone deleting ``name``) and wait until this worker has
         it in force. Raises `agents.worker.streams.DeclarationError` for a configured stream."""
         self.streams.check_writable(name)
+        await self.streams_loaded.wait()  # the topic exists, compacted, before anything is written to it
         value = None if stream is None else stream.encode()
         await self.deliver([(self.settings.topic(STREAMS.name), name.encode("utf-8"), value, 0)])
         deadline = asyncio.get_running_loop().time() + timeout
