@@ -167,3 +167,26 @@ def test_the_threshold_table_survives_a_snapshot(trained):
     assert restored.threshold_table() == engine.threshold_table()
     assert restored.thresholds_version == engine.thresholds_version
     assert restored.predict(messages[0]) == engine.predict(messages[0])
+
+
+def test_the_examples_of_docs_streams_md_run():
+    import doctest
+
+    from agents.settings import PROJECT_ROOT
+
+    failures, tried = doctest.testfile(str(PROJECT_ROOT / "docs" / "streams.md"), module_relative=False)
+    assert tried > 0 and failures == 0
+
+
+def test_the_consumer_example_routes_by_the_most_confident_label_with_a_route():
+    import doctest
+    import importlib.util
+
+    from agents.settings import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("stream_consumer", PROJECT_ROOT / "docs/examples/stream_consumer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert doctest.testmod(module).failed == 0
+    labels = [{"name": "Urgent", "confidence": 0.9}, {"name": "Card", "confidence": 0.8}]
+    assert module.team_for(labels, {"Card": "cards", "Urgent": "urgent-desk"}, "triage") == "urgent-desk"

@@ -160,7 +160,14 @@ def test_a_high_precision_stream_delivers_precise_labels_on_banking77_test_messa
             "filter": {"metadata": {"split": "test"}},
         }
     )
-    worker = workers(settings, REFINERY_ENGINE_CONFIG="{}", REFINERY_STREAMS=orjson.dumps([precise.to_dict()]).decode())
+    worker = workers(  # the default engine; its snapshots are large: rarely, as in production
+        settings,
+        REFINERY_ENGINE_CONFIG="{}",
+        REFINERY_STREAMS=orjson.dumps([precise.to_dict()]).decode(),
+        REFINERY_SNAPSHOT_EVERY="100000",
+        REFINERY_SNAPSHOT_SECONDS="600",
+        REFINERY_METRICS_SECONDS="5",
+    )
     worker.wait_ready()
     train = list(banking77())
     random.Random(0).shuffle(train)
