@@ -14,7 +14,8 @@ from agents.ingest.datasets import banking77
 from agents.worker.options import WorkerOptions, configured_streams
 from agents.worker.streams import DeclarationError, StreamRegistry
 from pipeline import Refiner
-from schemas import Message, Prediction, SchemaError, Stream, StreamFilter, Thresholds
+from schemas import Message, Prediction, SchemaError, Stream, StreamFilter, StreamMessage, Thresholds
+from tests.worker.test_service import records  # noqa: F401  (the fixture: real Banking77 events)
 
 CARD = Thresholds(balanced=0.5, high_precision=0.8, high_recall=0.1)
 
@@ -190,3 +191,76 @@ def test_the_consumer_example_routes_by_the_most_confident_label_with_a_route():
     assert doctest.testmod(module).failed == 0
     labels = [{"name": "Urgent", "confidence": 0.9}, {"name": "Card", "confidence": 0.8}]
     assert module.team_for(labels, {"Card": "cards", "Urgent": "urgent-desk"}, "triage") == "urgent-desk"
+
+
+# -- in the worker (no broker: tests/worker/test_service.py's fakes) ----------------------------
+
+
+def _recording_service(streams):
+    import asyncio
+
+    from agents.settings import Settings
+    from agents.worker.engines import PartitionEngines
+    from agents.worker.observability import Observability
+    from agents.worker.service import Service
+
+    sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    async def send(topic, key, value, partition):
+        sent.append((topic, key, value))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    options = WorkerOptions(engine_config={"feature_bits": 12}, snapshot_every=10_000, streams=tuple(streams))
+    service = Service(Settings(), options, send, Observability())
+
+    async def load(p: int, replay: bool) -> PartitionEngines:
+        return PartitionEngines(service.topics["events"], p, service.make_engine, service.restore_engine)
+
+    service._load = load  # type: ignore[method-assign]  # no snapshots partition to read
+    service.on_assigned({0})
+    return service, sent
+
+
+def test_the_worker_writes_each_routed_message_with_its_prediction_before_anything_is_acked(records):
+    import asyncio
+
+    from tests.worker.test_service import FaustEvent
+
+    every = Stream(name="every", dataset="banking77", threshold=0.0, include_unlabelled=True)  # all pass
+
+    async def run():
+        service, sent = _recording_service([every])
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records)]
+        await service.process(events)
+        return service, sent, events
+
+    service, sent, events = asyncio.run(run())
+    predictions = [Prediction.decode(v) for t, _, v in sent if t == "refinery.predictions"]
+    written = [StreamMessage.decode(v) for t, _, v in sent if t == "refinery.streams.every"]
+    assert [r.message_id for r in written] == [p.message_id for p in predictions] and len(written) == 30
+    assert all(
+        [label.name for label in r.labels] == sorted(p.confidences, key=lambda n: (-p.confidences[n], n))
+        for r, p in zip(written, predictions)
+    )
+    assert not any(e.acked for e in events)  # the records go out with the predictions, acks wait for a snapshot
+
+
+def test_the_worker_applies_no_event_before_the_declarations_are_read(records):
+    import asyncio
+
+    from tests.worker.test_service import FaustEvent
+
+    async def run():
+        service, sent = _recording_service([])
+        service.streams_loaded.clear()  # as `follow_streams` does at start
+        task = asyncio.create_task(service.process([FaustEvent(0, 0, records[0])]))
+        await asyncio.sleep(0.2)
+        before = list(sent)
+        service.streams_loaded.set()
+        await task
+        return before, sent
+
+    before, after = asyncio.run(run())
+    assert before == [] and len(after) == 1
