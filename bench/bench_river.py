@@ -5,9 +5,10 @@ Models (``Refiner(..., model=M)``; a binary classifier is copied once per label)
 - ``default``: the engine's own ``OnlineLinear`` (vectorised AdaGrad logistic regression);
 - ``MultinomialNB``: ``river.naive_bayes.MultinomialNB()`` (River's ``ComplementNB`` computes a sum over
   its whole vocabulary for every feature of every prediction: hours at 77 labels);
-- ``LogReg AdaGrad``: ``river.linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.4))``
-  (the default model's algorithm, one River model per label);
-- ``LogReg``: ``river.linear_model.LogisticRegression()`` (River's defaults: SGD at 0.01);
+- ``LogReg``: ``river.linear_model.LogisticRegression()`` (River's defaults: SGD at 0.01), on
+  rows of norm ``RefinerConfig.model_feature_norm`` (30), as every plugged model here;
+- ``LogReg, unit rows``: the same on the engine's unit-norm rows (``model_feature_norm=1``),
+  to show what the scale does;
 - ``HoeffdingTree``: ``river.tree.HoeffdingTreeClassifier()``.
 
 Data, subsampled so that a run takes minutes (the plugged models learn row by row, one River
@@ -33,33 +34,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_quality import inline, shuffled  # noqa: E402
-from river import linear_model, naive_bayes, optim, tree  # noqa: E402
+from river import linear_model, naive_bayes, tree  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.preprocessing import MultiLabelBinarizer  # noqa: E402
 
 from agents.ingest.datasets import banking77, enron  # noqa: E402
-from pipeline import Refiner  # noqa: E402
+from pipeline import Refiner, RefinerConfig  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
+#: name -> (the model, its RefinerConfig fields)
 MODELS = {
-    "default": lambda: None,
-    "MultinomialNB": lambda: naive_bayes.MultinomialNB(),
-    "LogReg AdaGrad": lambda: linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.4)),
-    "LogReg": lambda: linear_model.LogisticRegression(),
-    "HoeffdingTree": lambda: tree.HoeffdingTreeClassifier(),
+    "default": (lambda: None, {}),
+    "MultinomialNB": (lambda: naive_bayes.MultinomialNB(), {}),
+    "LogReg": (lambda: linear_model.LogisticRegression(), {}),
+    "LogReg, unit rows": (lambda: linear_model.LogisticRegression(), {"model_feature_norm": 1.0}),
+    "HoeffdingTree": (lambda: tree.HoeffdingTreeClassifier(), {}),
 }
 
 
 def run(dataset: str, train, test, single_label: bool) -> None:
     print(f"\n{dataset}: {len(train)} reviews streamed, {len(test)} held-out messages observed")
-    head = f"  {'model':16} {'macro-F1':>9} {'x default':>9}"
+    head = f"  {'model':18} {'macro-F1':>9} {'x default':>9}"
     head += f" {'top-1 macro-F1':>15} {'x default':>9}" if single_label else ""
     print(head + f" {'annotate/s':>11} {'observe_many/s':>15}")
     truth = [set(a.pinned_labels()) for _, a in test]
     baseline = {}
-    for name, make in MODELS.items():
-        engine = Refiner(dataset, seed=0, model=make())
+    for name, (make, fields) in MODELS.items():
+        engine = Refiner(dataset, RefinerConfig(**fields), seed=0, model=make())
         started = time.perf_counter()
         for message, review in train:
             engine.annotate(inline(message, review))
@@ -76,7 +78,7 @@ def run(dataset: str, train, test, single_label: bool) -> None:
             zero_division=0,
         )
         baseline.setdefault("macro", macro)
-        line = f"  {name:16} {macro:9.4f} {macro / baseline['macro']:9.2f}"
+        line = f"  {name:18} {macro:9.4f} {macro / baseline['macro']:9.2f}"
         if single_label:
             top = [max(p.confidences, key=p.confidences.get) if p.confidences else "" for p in predictions]
             top_macro = f1_score([next(iter(t)) for t in truth], top, average="macro", zero_division=0)

@@ -187,7 +187,11 @@ class Refiner:
         self.model = self._label_model(model)
         #: The engine's vectorised interface to the model: the model itself when it is the
         #: default (the fast path), else River's learn_one/predict_proba_one row by row.
-        self._learner = self.model if isinstance(self.model, OnlineLinear) else PluggedModel(self.model)
+        self._learner = (
+            self.model
+            if isinstance(self.model, OnlineLinear)
+            else PluggedModel(self.model, feature_norm=cfg.model_feature_norm)
+        )
         #: Learns to tell reviewed messages from live ones (the balance factor).
         self.balance_model = OnlineLinear(self.n_features, cfg.learning_rate, min_capacity=1)
         self.balance_model.add_label(0.5)
@@ -247,8 +251,11 @@ class Refiner:
 
     def features(self, message: Message | dict) -> dict[int, float]:
         """The message's features as River takes them: ``{index: value}`` in the engine's hashed
-        space (the bias feature left out), the same features a plugged River model learns from."""
-        return features_dict(*self._features(self._message(message, 0)))
+        space (the bias feature left out), the same features the engine's model learns from:
+        unit-norm rows for the default model, rows of norm ``config.model_feature_norm`` for a
+        plugged River model."""
+        norm = self._learner.feature_norm if isinstance(self._learner, PluggedModel) else 1.0
+        return features_dict(*self._features(self._message(message, 0)), norm)
 
     # ------------------------------------------------------------------ live messages
 
@@ -880,7 +887,8 @@ class Refiner:
                 "allow_pickle=True only if its origin is authenticated (the worker checks its HMAC)"
             )
         plugged = PluggedModel.from_state(model_header, model_arrays) if model_header["format"] == "pickle" else None
-        config = RefinerConfig.from_dict(header["config"])
+        # A snapshot from before model_feature_norm fed its River model unit-norm rows.
+        config = RefinerConfig.from_dict({"model_feature_norm": 1.0, **header["config"]})
         engine = cls(
             header["dataset"],
             config,
@@ -894,6 +902,7 @@ class Refiner:
             )
             engine._learner = engine.model
         else:
+            plugged.feature_norm = cfg.model_feature_norm
             engine.model, engine._learner = plugged.model, plugged
         engine.balance_model = OnlineLinear.from_state(
             {k[14:]: v for k, v in arrays.items() if k.startswith("balance_model.")},

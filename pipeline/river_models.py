@@ -12,8 +12,10 @@ classifier with a vectorised fast path. Any other River classifier plugs in
 :class:`PluggedModel` gives such a model the engine's vectorised interface (``add_label``,
 ``proba_one``, ``predict_proba``, ``learn``, ``rehearse``) by calling River's ``learn_one`` and
 ``predict_proba_one`` once per row: features reach it as a dict ``{index: value}`` of the
-engine's hashed feature space (the bias feature left out: River models have their own), targets
-as ``{label: bool}`` over every label of the dataset.
+engine's hashed feature space (the bias feature left out: River models have their own), each
+row scaled to the norm ``RefinerConfig.model_feature_norm`` (30: River's default learning rates
+are sized for standardised features, not unit-norm rows), targets as ``{label: bool}`` over
+every label of the dataset.
 
 A third-party model's state cannot be written as plain arrays, so it is pickled into the
 snapshot (:func:`dumps`). Unpickling runs code: :func:`loads` is reached only through
@@ -143,6 +145,8 @@ class PluggedModel:
     min_capacity
         Label columns reserved at the first label, as :class:`pipeline.model.OnlineLinear` does
         (the engine's windows grow with ``capacity``).
+    feature_norm
+        The L2 norm of the feature rows the model learns from (the engine's rows are unit-norm).
 
     >>> from river import linear_model
     >>> plugged = PluggedModel(as_multilabel(linear_model.LogisticRegression()))
@@ -155,9 +159,10 @@ class PluggedModel:
     True
     """
 
-    def __init__(self, model: base.MultiLabelClassifier, min_capacity: int = 16) -> None:
+    def __init__(self, model: base.MultiLabelClassifier, min_capacity: int = 16, feature_norm: float = 1.0) -> None:
         self.model = model
         self.min_capacity = min_capacity
+        self.feature_norm = feature_norm
         self.labels: list[str] = []
         self.capacity = 0
 
@@ -175,7 +180,7 @@ class PluggedModel:
 
     def proba_one(self, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Every label's probability for one sparse vector (0 for a label the model does not know yet)."""
-        x: dict = features_dict(indices, values)
+        x: dict = features_dict(indices, values, self.feature_norm)
         try:
             probas = self.model.predict_proba_one(x)
         except NotImplementedError:  # a model that only decides: its decisions as 0 or 1
@@ -206,7 +211,7 @@ class PluggedModel:
         for i in range(len(x)):
             start, end = x.indptr[i], x.indptr[i + 1]
             targets: dict = {label: bool(y[i, column]) for column, label in enumerate(self.labels)}
-            features: dict = features_dict(x.indices[start:end], x.values[start:end])
+            features: dict = features_dict(x.indices[start:end], x.values[start:end], self.feature_norm)
             self.model.learn_one(features, targets)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -222,9 +227,16 @@ class PluggedModel:
         return plugged
 
 
-def features_dict(indices: np.ndarray, values: np.ndarray) -> dict[int, float]:
-    """A sparse vector of the engine (its last entry the bias feature) as River features."""
-    return dict(zip(indices[:-1].tolist(), values[:-1].tolist()))
+def features_dict(indices: np.ndarray, values: np.ndarray, norm: float = 1.0) -> dict[int, float]:
+    """A sparse vector of the engine (its last entry the bias feature) as River features, the
+    engine's unit-norm row scaled by ``norm``.
+
+    >>> features_dict(np.array([3, 9, 4096], np.int32), np.array([0.6, 0.8, 1.0], np.float32), norm=30.0)
+    {3: 18.0, 9: 24.0}
+    """
+    if norm == 1.0:
+        return dict(zip(indices[:-1].tolist(), values[:-1].tolist()))
+    return dict(zip(indices[:-1].tolist(), (values[:-1] * np.float32(norm)).tolist()))
 
 
 def dumps(model: base.Estimator) -> bytes:

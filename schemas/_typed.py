@@ -189,7 +189,12 @@ class Record:
         """Parse JSON bytes strictly; every failure is a :class:`SchemaError`."""
         root = cls._root()
         if isinstance(raw, str):
-            raw = raw.encode("utf-8")
+            try:
+                raw = raw.encode("utf-8")
+            except UnicodeEncodeError as error:  # a lone surrogate: no UTF-8 bytes could carry it
+                raise SchemaError(
+                    root, "UTF-8 encodable text", f"a lone surrogate at position {error.start}", kind="decode"
+                ) from None
         elif not isinstance(raw, (bytes, bytearray, memoryview)):
             raise SchemaError(root, "JSON bytes", type(raw).__name__, kind="decode")
         raw = bytes(raw)

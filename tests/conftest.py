@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from agents.settings import Settings, datasets_dir
+
+# Property-based tests (Hypothesis): moderate example counts keep the suite fast; CI runs more.
+# No example database: runs leave no files behind, and a failure prints its reproducing example.
+hypothesis_settings.register_profile("dev", max_examples=25, deadline=None, database=None)
+hypothesis_settings.register_profile("ci", max_examples=200, deadline=None, database=None, print_blob=True)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,8 @@ def test_the_variable_sets_the_field_the_table_names(row):
         value, expected = '{"x": 7}', {"x": 7}
     elif "int" in kind or "float" in kind:
         value, expected = "7", 7
+    elif kind == "bool":
+        value, expected = "false", False
     else:
         value, expected = "/tmp/x", "/tmp/x"
 

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from agents.ingest.datasets import DatasetMissing
     from agents.kafka import broker
+    from agents.kafka.security import kafka_python_kwargs
     from agents.settings import PROJECT_ROOT
 
     _stop_on_signals()
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             f"  Ctrl-C stops the demo",
             flush=True,
         )
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=20)
         interval = 1.0 / args.rate if args.rate > 0 else 0.0
         counts = {"messages": 0, "annotations": 0}
         next_at = time.monotonic()

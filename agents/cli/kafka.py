@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--partitions", type=int, default=None, help="partitions of new topics (default REFINERY_PARTITIONS, else 4)"
     )
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="start: also TLS, mutual-TLS and SASL (SCRAM, PLAIN) listeners on the next ports, with a throwaway "
+        "CA (docs/service.md, Secured Kafka); needs a fresh REFINERY_HOME",
+    )
     options.add_kafka_options(parser)  # --bootstrap and --prefix, as for every other command
 
 
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "fetch":
             broker.fetch(settings)
         elif args.action == "start":
-            broker.start(settings, args.timeout)
+            broker.start(settings, args.timeout, secured=args.secured)
         elif args.action == "stop":
             broker.stop(settings, min(args.timeout, 30.0))
         elif args.action == "status":
@@ -54,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
             # Success means usable and, for a local broker, ours: a stranger on our port is not.
             return 0 if info["answering"] and (info["alive"] or not info["local"]) else 1
         elif args.action == "topics":
-            if not broker.is_answering(settings.bootstrap):
+            refusal = options.kafka_refusal(settings)
+            if refusal:
+                raise broker.BrokerError(refusal)
+            if not broker.is_answering(settings):
                 raise broker.BrokerError(
                     f"no Kafka broker answers at {settings.bootstrap}: run `refinery kafka start` first"
                 )

@@ -2,7 +2,9 @@
 
 - `add_kafka_options`: ``--bootstrap`` and ``--prefix``, for every command that talks to Kafka
   or the worker; `settings_from` turns them (and ``--web-host``/``--web-port`` of
-  `add_web_options`) into `agents.settings.Settings`, over the environment.
+  `add_web_options`) into `agents.settings.Settings`, over the environment (TLS and SASL come
+  from the ``REFINERY_KAFKA_*`` variables only); `kafka_refusal` says in one line why the broker
+  refuses this client, before a command's client would only time out.
 - `add_dataset_option`: ``--dataset NAME``, the dataset the records belong to, everywhere.
 - `add_bundled_options`: ``--bundled NAME`` and its loader's options, to use a bundled data set
   (`agents.ingest.datasets`) instead of files; `bundled_kwargs` gives the loader's arguments.
@@ -34,6 +36,7 @@ __all__ = [
     "add_web_options",
     "bundled_kwargs",
     "bundled_mistake",
+    "kafka_refusal",
     "mapping_from",
     "settings_from",
 ]
@@ -72,7 +75,24 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
         "web_port": "web_port",
     }
     changes = {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag, None) is not None}
-    return dataclasses.replace(Settings.from_env(env), **changes)
+    try:
+        settings = Settings.from_env(env)
+    except ValueError as error:  # a variable's value, named by the error: one line, no traceback
+        raise SystemExit(f"refinery: error: {error}") from None
+    return dataclasses.replace(settings, **changes)
+
+
+def kafka_refusal(settings) -> str | None:
+    """Why the broker of ``settings`` refuses this client (an untrusted certificate, a refused
+    SASL login, the wrong protocol), in one line; None when it accepts it or cannot be reached
+    (commands report an unreachable broker their own way)."""
+    from agents.kafka.security import KafkaAccessError, check_access
+
+    try:
+        check_access(settings)
+    except KafkaAccessError as error:
+        return str(error)
+    return None
 
 
 def add_dataset_option(parser: argparse.ArgumentParser, help: str) -> None:

@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
     producer = None
     failed = rejected = 0
     try:
-        producer = None if args.dry_run else make_producer(settings.bootstrap)
+        refusal = None if args.dry_run else options.kafka_refusal(settings)
+        if refusal:
+            print(f"refinery send: error: {refusal}", file=sys.stderr)
+            return 1
+        producer = None if args.dry_run else make_producer(settings)
         for records, total, unit, rejects_path, notes in runs:
             summary = send_records(
                 records,

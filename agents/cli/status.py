@@ -109,7 +109,9 @@ def _from_topic(settings, dataset: str, scan: int = 2000) -> MetricsSnapshot | N
     from agents.worker.sequencer import owner_partition
 
     topic = settings.topic("metrics")
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False)
+    from agents.kafka.security import kafka_python_kwargs
+
+    consumer = KafkaConsumer(**kafka_python_kwargs(settings), group_id=None, enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -144,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
     url = args.url or f"http://{settings.web_host}:{settings.web_port}"
     snapshot = fetch(args.dataset, url, settings.api_token)
     if snapshot is None:
+        refusal = options.kafka_refusal(settings)
+        if refusal:
+            print(f"refinery status: error: no metrics at {url}, and {refusal}", file=sys.stderr)
+            return 1
         snapshot = _from_topic(settings, args.dataset)
     if snapshot is None:
         print(

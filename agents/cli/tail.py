@@ -68,10 +68,16 @@ def run(args: argparse.Namespace) -> int:
     import orjson
     from kafka import KafkaConsumer, TopicPartition
 
+    from agents.kafka.security import kafka_python_kwargs
+
     settings = options.settings_from(args)
     topic = settings.topic(args.topic)
+    refusal = options.kafka_refusal(settings)
+    if refusal:
+        print(f"refinery tail: error: {refusal}", file=sys.stderr)
+        return 1
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
+        **kafka_python_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,
         consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import sys
 
 from agents.cli import options
 
@@ -34,11 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = options.settings_from(args)
+    # Faust's clients would retry a refused login or an untrusted certificate forever, quietly.
+    refusal = options.kafka_refusal(settings)
+    if refusal:
+        print(f"refinery worker: error: {refusal}", file=sys.stderr)
+        return 1
+
     import faust
 
     from agents.worker.app import WorkerOptions, create_app
 
-    settings = options.settings_from(args)
     worker_options = WorkerOptions.from_env()
     if args.group or args.data_dir:
         worker_options = dataclasses.replace(

@@ -100,15 +100,18 @@ class _RejectsFile:
             self.path.unlink(missing_ok=True)
 
 
-def make_producer(bootstrap: str):
-    """A KafkaProducer as `send_records` uses it (close it when done)."""
+def make_producer(where):
+    """A KafkaProducer as `send_records` uses it (close it when done), for ``where``: the
+    `agents.settings.Settings` (bootstrap and security) or a plaintext bootstrap string."""
     from kafka import KafkaProducer
+
+    from agents.kafka.security import kafka_python_kwargs
 
     # acks=all with idempotence: a record counts as sent once every in-sync replica has it,
     # and a retried batch is not written twice. Batching (linger, large batches) is where the
     # throughput comes from.
     return KafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_python_kwargs(where),
         acks="all",
         enable_idempotence=True,
         linger_ms=20,

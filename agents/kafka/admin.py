@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from agents.kafka.security import kafka_python_kwargs
 from agents.settings import Settings
 from agents.worker.observability import log_event
 from schemas.topics import TOPICS, topic
@@ -49,28 +50,28 @@ class TopicError(RuntimeError):
 def admin_client(
     where: Settings | str, *, client_id: str = "refinery-admin", timeout: float | None = None
 ) -> Iterator[KafkaAdminClient]:
-    """A ``KafkaAdminClient`` for the broker of ``where`` (Settings, or a bootstrap string), closed on exit.
+    """A ``KafkaAdminClient`` for the broker of ``where`` (Settings, with their security, or a
+    plaintext bootstrap string), closed on exit.
 
     ``timeout`` (seconds) bounds connecting and each request; None keeps kafka-python's defaults.
     Connecting fails with kafka-python's ``NoBrokersAvailable`` when nothing answers.
     """
     from kafka import KafkaAdminClient
 
-    bootstrap = where.bootstrap if isinstance(where, Settings) else where
     limits = {}
     if timeout is not None:
         ms = max(int(timeout * 1000), 1000)
         limits = {"request_timeout_ms": ms, "bootstrap_timeout_ms": ms}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **limits)
+    admin = KafkaAdminClient(**kafka_python_kwargs(where), client_id=client_id, **limits)
     try:
         yield admin
     finally:
         admin.close()
 
 
-def describe_cluster(bootstrap: str, timeout: float) -> dict:
+def describe_cluster(where: Settings | str, timeout: float) -> dict:
     """The cluster's metadata (brokers, controller, cluster id): proof that a broker answers."""
-    with admin_client(bootstrap, client_id="refinery-broker-check", timeout=timeout) as admin:
+    with admin_client(where, client_id="refinery-broker-check", timeout=timeout) as admin:
         return admin.describe_cluster()
 
 

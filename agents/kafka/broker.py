@@ -18,6 +18,7 @@ command over both::
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from agents.kafka.admin import TopicError, create_topics, describe_cluster
-from agents.settings import PROJECT_ROOT, Settings
+from agents.settings import PROJECT_ROOT, KafkaSecurity, Settings
 from agents.worker.observability import log_event
 
 __all__ = [
@@ -187,8 +188,15 @@ def _split_bootstrap(bootstrap: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def is_answering(bootstrap: str, timeout: float = 5.0) -> bool:
-    """Whether a Kafka broker at ``bootstrap`` answers a metadata request within ``timeout`` s."""
+def _plaintext(settings: Settings) -> Settings:
+    # The local broker is always reached, managed and checked on its plaintext listener.
+    return dataclasses.replace(settings, kafka_security=KafkaSecurity()) if settings.uses_local_broker else settings
+
+
+def is_answering(where: Settings | str, timeout: float = 5.0) -> bool:
+    """Whether a Kafka broker at ``where`` (settings, with their security, or a plaintext
+    bootstrap string) answers a metadata request within ``timeout`` s."""
+    bootstrap = where.bootstrap if isinstance(where, Settings) else where
     host, port = _split_bootstrap(bootstrap)
     try:
         if not _port_open(port, host):
@@ -196,7 +204,7 @@ def is_answering(bootstrap: str, timeout: float = 5.0) -> bool:
     except OSError:
         return False
     try:
-        describe_cluster(bootstrap, timeout)
+        describe_cluster(where, timeout)
         return True
     except Exception:
         return False
@@ -206,24 +214,25 @@ def is_running(settings: Settings) -> bool:
     """Whether the broker of ``settings`` answers; for a local one, also that it is our process."""
     if settings.uses_local_broker and recorded_pid(settings) is None:
         return False
-    return is_answering(settings.bootstrap)
+    return is_answering(_plaintext(settings))
 
 
-def wait_until_ready(bootstrap: str, timeout: float = 90.0, *, alive=None, log_file: Path | None = None) -> None:
-    """Block until the broker at ``bootstrap`` answers a metadata request.
+def wait_until_ready(where: Settings | str, timeout: float = 90.0, *, alive=None, log_file: Path | None = None) -> None:
+    """Block until the broker at ``where`` (as for `is_answering`) answers a metadata request.
 
     ``alive``, if given, is called between attempts; when it returns False the broker process
     has died and waiting stops at once. Raises `BrokerError` on either failure.
     """
     deadline = time.monotonic() + timeout
-    where = f"; see {log_file}" if log_file else ""
+    bootstrap = where.bootstrap if isinstance(where, Settings) else where
+    see = f"; see {log_file}" if log_file else ""
     while True:
         if alive is not None and not alive():
-            raise BrokerError(f"the Kafka broker for {bootstrap} exited while starting{where}")
-        if is_answering(bootstrap, timeout=min(5.0, max(deadline - time.monotonic(), 1.0))):
+            raise BrokerError(f"the Kafka broker for {bootstrap} exited while starting{see}")
+        if is_answering(where, timeout=min(5.0, max(deadline - time.monotonic(), 1.0))):
             return
         if time.monotonic() >= deadline:
-            raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout:g} s{where}")
+            raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout:g} s{see}")
         time.sleep(0.5)
 
 
@@ -327,7 +336,7 @@ def _cluster_id() -> str:
             return cluster_id
 
 
-def _format_storage(settings: Settings) -> None:
+def _format_storage(settings: Settings, *extra: str) -> None:
     if (_data_dir(settings) / "meta.properties").exists():
         return
     cluster_id = _cluster_id()
@@ -340,6 +349,7 @@ def _format_storage(settings: Settings) -> None:
         cluster_id,
         "-c",
         str(_properties_file(settings)),
+        *extra,
     )
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
@@ -348,29 +358,35 @@ def _format_storage(settings: Settings) -> None:
         )
 
 
-def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> str:
+def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False, secured: bool = False) -> str:
     """Start the local broker unless it already runs; wait until it answers; return the bootstrap.
 
     Idempotent. With an external broker, only waits until it answers. Raises `BrokerError` when
     the port is held by something else, the process dies, or it does not answer in ``timeout`` s.
+    ``secured`` adds TLS and SASL listeners beside the plaintext one (`agents.kafka.secured`);
+    it needs a fresh ``REFINERY_HOME`` (or one started secured before).
     """
     bootstrap = settings.bootstrap
     if not settings.uses_local_broker:
         _say(f"external broker {bootstrap} (REFINERY_KAFKA_BOOTSTRAP): waiting until it answers", quiet)
-        wait_until_ready(bootstrap, timeout)
+        wait_until_ready(settings, timeout)
         return bootstrap
+    plaintext = _plaintext(settings)
 
     pid = recorded_pid(settings)
     if pid is not None:
-        if not is_answering(bootstrap):
+        if not is_answering(plaintext):
             _say(f"Kafka (pid {pid}) is starting; waiting for {bootstrap}", quiet)
             wait_until_ready(
-                bootstrap, timeout, alive=lambda: recorded_pid(settings) is not None, log_file=_log_file(settings)
+                plaintext, timeout, alive=lambda: recorded_pid(settings) is not None, log_file=_log_file(settings)
             )
         _say(f"Kafka already running: pid {pid}, bootstrap {bootstrap}", quiet)
         return bootstrap
 
-    for port in (settings.kafka_port, _controller_port(settings)):
+    from agents.kafka import secured as tls
+
+    extra_ports = list(tls.ports(settings).values()) if secured else []
+    for port in (settings.kafka_port, _controller_port(settings), *extra_ports):
         if _port_open(port):
             raise BrokerError(
                 f"127.0.0.1:{port} is already in use by a process that is not the broker of {settings.home} "
@@ -379,11 +395,25 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
             )
 
     fetch(settings, quiet=quiet)
+    properties, format_extra = _server_properties(settings), []
+    if secured:
+        if (_data_dir(settings) / "meta.properties").exists() and not (settings.home / "tls").is_dir():
+            raise BrokerError(
+                f"{settings.home} holds a broker formatted without --secured (no SCRAM user): "
+                f"start the secured broker in a fresh REFINERY_HOME"
+            )
+        try:
+            tls.prepare(settings)
+        except RuntimeError as error:
+            raise BrokerError(str(error)) from error
+        properties += tls.listener_properties(settings)
+        format_extra = tls.format_arguments(settings)
     (settings.home / "logs").mkdir(parents=True, exist_ok=True)
     _data_dir(settings).mkdir(parents=True, exist_ok=True)
-    _properties_file(settings).write_text(_server_properties(settings))
+    _properties_file(settings).write_text(properties)
+    _properties_file(settings).chmod(0o600)  # the secured one holds passwords
     (settings.home / "log4j2.properties").write_text(_log4j2_properties(settings))
-    _format_storage(settings)
+    _format_storage(settings, *format_extra)
 
     log_file = _log_file(settings)
     command = _java_command(settings, "kafka.Kafka", str(_properties_file(settings)))
@@ -400,12 +430,16 @@ def start(settings: Settings, timeout: float = 90.0, *, quiet: bool = False) -> 
     log_event(log, logging.INFO, "broker_starting", pid=process.pid, bootstrap=bootstrap, log=str(log_file))
     _say(f"Kafka {kafka_version()} starting: pid {process.pid}, bootstrap {bootstrap}, log {log_file}", quiet)
     try:
-        wait_until_ready(bootstrap, timeout, alive=lambda: process.poll() is None, log_file=log_file)
+        wait_until_ready(plaintext, timeout, alive=lambda: process.poll() is None, log_file=log_file)
     except BrokerError:
         if process.poll() is None:
             stop(settings, quiet=True)
         raise
     _say(f"Kafka ready at {bootstrap}", quiet)
+    if secured:
+        listeners = ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in tls.ports(settings).items())
+        client = " ".join(f"{name}={value}" for name, value in tls.client_env(settings).items())
+        _say(f"secured listeners: {listeners}; a SASL_SSL/SCRAM client:\n  export {client}", quiet)
     log_event(log, logging.INFO, "broker_ready", pid=process.pid, bootstrap=bootstrap)
     return bootstrap
 
@@ -449,7 +483,7 @@ def status(settings: Settings) -> dict:
         "version": kafka_version() if settings.uses_local_broker else None,
         "pid": pid,
         "alive": pid is not None,
-        "answering": is_answering(settings.bootstrap, timeout=3.0),
+        "answering": is_answering(_plaintext(settings), timeout=3.0),
     }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from agents.kafka.security import aiokafka_kwargs
+from agents.settings import Settings
 from agents.worker.observability import log_event
 
 __all__ = ["groupless_consumer", "read_range"]
@@ -19,9 +21,11 @@ __all__ = ["groupless_consumer", "read_range"]
 log = logging.getLogger("refinery.kafka")
 
 
-def groupless_consumer(bootstrap: str, *, client_id: str, offset_reset: str = "none"):
+def groupless_consumer(where: Settings | str, *, client_id: str, offset_reset: str = "none"):
     """A plain ``AIOKafkaConsumer`` outside any consumer group (to ``assign`` and ``seek``), never
-    committing: the one place the shell's side readers are configured.
+    committing: the one place the shell's side readers are configured. ``where`` is the settings
+    (their bootstrap and security, `agents.kafka.security.aiokafka_kwargs`) or a plaintext
+    bootstrap string.
 
     ``offset_reset`` is aiokafka's ``auto_offset_reset``; ``"none"`` makes data lost to retention
     an error instead of a silent jump.
@@ -29,7 +33,7 @@ def groupless_consumer(bootstrap: str, *, client_id: str, offset_reset: str = "n
     from aiokafka import AIOKafkaConsumer
 
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **aiokafka_kwargs(where),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,
@@ -38,9 +42,10 @@ def groupless_consumer(bootstrap: str, *, client_id: str, offset_reset: str = "n
 
 
 async def read_range(
-    bootstrap: str, topic: str, partition: int, start: int | None, end: int | None, *, timeout: float = 60.0
+    where: Settings | str, topic: str, partition: int, start: int | None, end: int | None, *, timeout: float = 60.0
 ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """``(offset, key, value)`` of ``topic[partition]`` from ``start`` (None: the beginning) up to
+    """``(offset, key, value)`` of ``topic[partition]`` (on the broker of ``where``, as for
+    `groupless_consumer`) from ``start`` (None: the beginning) up to
     ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
 
     Offsets lost to retention are reported loudly (an ``offsets_lost_to_retention`` error log
@@ -51,7 +56,7 @@ async def read_range(
     from aiokafka.errors import OffsetOutOfRangeError
 
     tp = TopicPartition(topic, partition)
-    consumer = groupless_consumer(bootstrap, client_id="refinery-recovery")
+    consumer = groupless_consumer(where, client_id="refinery-recovery")
     await consumer.start()
     try:
         consumer.assign([tp])

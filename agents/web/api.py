@@ -5,7 +5,7 @@ that token is set):
 
 =========================================  =======================================================
 ``GET /healthz``                           the process is up
-``GET /readyz``                            200 once every assigned partition is restored, else 503
+``GET /readyz``                            200 once every assigned partition is restored and none is stalled, else 503
 ``GET /metrics``                           Prometheus exposition
 ``GET /datasets``                          the datasets this worker owns
 ``GET /datasets/{dataset}/metrics``        the dataset's current MetricsSnapshot
@@ -82,7 +82,7 @@ class Api:
 
     def readyz(self) -> Reply:
         s = self.service
-        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": s.restored}
+        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": s.restored, "stalled": s.stalled}
         return (200 if s.ready else 503), body
 
     def datasets(self) -> Reply:

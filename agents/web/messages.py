@@ -28,6 +28,7 @@ import collections
 import logging
 from collections.abc import Callable, Iterable
 
+from agents.settings import Settings
 from agents.worker.observability import log_event
 from schemas import Event, Message, SchemaError
 
@@ -140,14 +141,15 @@ def decode_events(values: Iterable[bytes | None]) -> list[Message | tuple[str, s
 
 async def follow_events(
     store: MessageStore,
-    bootstrap: str,
+    where: Settings | str,
     topic: str,
     owned: Callable[[], set[int]],
     *,
     poll_seconds: float = 1.0,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Keep ``store`` filled from the ``events`` partitions ``owned()`` names, until ``stop`` is set.
+    """Keep ``store`` filled from the ``events`` partitions ``owned()`` names (on the broker of
+    ``where``: settings, or a plaintext bootstrap string), until ``stop`` is set.
 
     Decoding runs in a thread, never on the event loop. A broker error is logged and retried.
     """
@@ -158,7 +160,7 @@ async def follow_events(
     stop = stop or asyncio.Event()
     delay = poll_seconds
     while not stop.is_set():
-        consumer = groupless_consumer(bootstrap, client_id="refinery-workbench", offset_reset="earliest")
+        consumer = groupless_consumer(where, client_id="refinery-workbench", offset_reset="earliest")
         try:
             await consumer.start()
             assigned: set[int] = set()

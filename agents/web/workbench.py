@@ -570,7 +570,7 @@ class Workbench:
 
         await asyncio.gather(
             follow_events(
-                self.store, self.worker.settings.bootstrap, self.worker.events_topic, self.worker.partitions, stop=stop
+                self.store, self.worker.settings, self.worker.events_topic, self.worker.partitions, stop=stop
             ),
             sampling(),
         )

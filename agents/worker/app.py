@@ -15,7 +15,8 @@
   committed offset never passes a durable snapshot (DESIGN.md section 7).
 - **metrics_timer** (every ``metrics_seconds``): each changed dataset's ``MetricsSnapshot`` goes
   to ``metrics`` and Prometheus, its suggestion lists to ``suggestions``.
-- **lag_timer**: the consumer lag of every assigned ``events`` partition.
+- **lag_timer**: the consumer lag of every assigned ``events`` partition, the stall watch
+  (`agents.worker.stalls`), and the summary of aiokafka's repeated log lines (`agents.worker.outage`).
 - **streams** (a task): reads the declarations of streams for automations
   (`agents.worker.streams`) for ever; the engine applies no event before it has read them all.
 
@@ -32,6 +33,7 @@ import asyncio
 import logging
 
 from agents.settings import Settings
+from agents.worker import outage
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
@@ -46,10 +48,12 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     """The Faust app of one worker, with its agents, timers and web views."""
     import faust
 
+    from agents.kafka.security import faust_credentials
     from agents.web import api as web
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
+    repeats = outage.install()  # a broker outage: the client backs off, its repeated lines are summarised
     app = faust.App(
         options.group or f"{settings.topic_prefix}worker",
         broker=f"kafka://{settings.bootstrap}",
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         producer_max_request_size=1_000_000,
         web_enabled=True,
         consumer_group_instance_id=options.instance_id,
+        broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
         **faust_settings,
     )
     obs = Observability()
@@ -146,6 +151,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.timer(options.metrics_seconds)
     async def lag_timer():
         service.refresh_lag(app.consumer)
+        repeats.flush()
 
     web.register(app, service)
     return app

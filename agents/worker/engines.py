@@ -5,9 +5,11 @@
 It owns one engine per dataset found on the partition and remembers, per dataset:
 
 - ``resume``: the first ``events`` offset its restored snapshot does not cover (skip below it);
-- ``sources``: per input partition, the next source offset it has consumed. The sequencer is
-  at-least-once, so ``events`` may repeat an input record after a crash; a repeat carries a
-  source offset below this mark and is dropped, so no review is learnt twice.
+- ``sources``: per input partition, the source offsets it has applied
+  (`agents.worker.applied.AppliedOffsets`, a bitmap below a mark, not a high-water mark alone). The sequencer is
+  at-least-once and may reorder a delivery it retries (``events`` holding source offsets
+  1, 3, 2, 3): each input record is applied at its first appearance and every repeat is dropped,
+  so no review is learnt twice and none is lost.
 
 A batch is applied in log order. Consecutive messages of a dataset are scored together with
 ``observe_many`` (whose results equal one-by-one ``observe``); reviews are applied one at a time
@@ -26,6 +28,7 @@ import zlib
 from collections.abc import Iterable
 
 from agents.kafka.ranges import read_range
+from agents.worker.applied import AppliedOffsets
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
@@ -75,7 +78,7 @@ class PartitionEngines:
         self.restore_engine = restore_engine
         self.engines: dict[str, Engine] = {}
         self.resume: dict[str, int] = {}
-        self.sources: dict[str, dict[str, int]] = {}
+        self.sources: dict[str, dict[str, AppliedOffsets]] = {}
         self.versions: dict[str, int] = {}
         self.known_chunks: dict[str, set[str]] = {}
         #: The next ``events`` offset to apply; None until the first record after a restore.
@@ -124,7 +127,14 @@ class PartitionEngines:
                 continue
             self.engines[dataset] = engine
             self.resume[dataset] = manifest.events_offset
-            self.sources[dataset] = dict(manifest.sources)
+            self.sources[dataset] = {
+                source: (
+                    AppliedOffsets.from_dict(manifest.applied[source])
+                    if source in manifest.applied
+                    else AppliedOffsets.below(mark)  # written before the applied offsets were kept
+                )
+                for source, mark in manifest.sources.items()
+            }
         if replay:
             oldest = min(self.resume.values(), default=0)
             self.replay_from = oldest if self.replay_from is None else min(self.replay_from, oldest)
@@ -173,12 +183,14 @@ class PartitionEngines:
             if offset < self.resume.get(dataset, 0):
                 outcome.skipped += 1
                 continue
-            marks = self.sources.setdefault(dataset, {})
+            sources = self.sources.setdefault(dataset, {})
             source = source_id(event.source_topic, event.partition)
-            if event.offset < marks.get(source, 0):
-                outcome.skipped += 1
+            applied = sources.get(source)
+            if applied is None:
+                applied = sources[source] = AppliedOffsets()
+            if not applied.add(event.offset):
+                outcome.skipped += 1  # a repeat of the sequencer's
                 continue
-            marks[source] = event.offset + 1
             self.dirty.add(dataset)
             self.changed.add(dataset)
             self.since_snapshot += 1
@@ -278,7 +290,8 @@ class PartitionEngines:
                 partition=self.partition,
                 version=self.versions.get(dataset, 0) + 1,
                 events_offset=self.position or 0,
-                sources=self.sources.get(dataset, {}),
+                sources={source: applied.mark for source, applied in self.sources.get(dataset, {}).items()},
+                applied={source: applied.to_dict() for source, applied in self.sources.get(dataset, {}).items()},
                 key=key,
                 writer=self.writer,
                 **extra,

@@ -135,11 +135,24 @@ class Observability:
             "1 when every assigned partition is restored (GET /readyz answers 200), else 0",
             registry=r,
         )
+        self.stalled = Gauge(
+            "refinery_partition_stalled",
+            "1 when the partition has had input and made no progress for REFINERY_STALL_SECONDS, else 0",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.stalled_seconds = Gauge(
+            "refinery_partition_stalled_seconds",
+            "How long a stalled partition has been without progress (0 when it is not stalled)",
+            ["topic", "partition"],
+            registry=r,
+        )
         for error in DEAD_LETTER_ERRORS:  # at 0 from the start, so that increase() sees the first one
             self.dead_letters.labels(error)
         self._published: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}  # dataset -> its series
         self._snapshotted: set[str] = set()
         self._lagging: set[tuple[str, int]] = set()
+        self._watched: set[tuple[str, int]] = set()
 
     def publish(self, snapshot: MetricsSnapshot) -> None:
         """Set every gauge of one dataset from its latest metrics.
@@ -219,6 +232,23 @@ class Observability:
         for topic, partition in self._lagging - set(partitions):
             self.lag.remove(topic, str(partition))
         self._lagging &= set(partitions)
+
+    def set_stalled(self, seconds: dict[tuple[str, int], float]) -> None:
+        """Set the stall gauges of every watched ``(topic, partition)``: ``seconds`` stalled, 0 when
+        it moves; partitions no longer watched lose their series.
+
+        >>> obs = Observability()
+        >>> obs.set_stalled({("refinery.messages", 1): 75.0, ("refinery.events", 1): 0.0})
+        >>> b'refinery_partition_stalled{partition="1",topic="refinery.messages"} 1.0' in obs.exposition()
+        True
+        """
+        for topic, partition in self._watched - set(seconds):
+            self.stalled.remove(topic, str(partition))
+            self.stalled_seconds.remove(topic, str(partition))
+        for (topic, partition), value in seconds.items():
+            self.stalled.labels(topic, str(partition)).set(1.0 if value > 0 else 0.0)
+            self.stalled_seconds.labels(topic, str(partition)).set(value)
+        self._watched = set(seconds)
 
     def exposition(self) -> bytes:
         """The text exposition format served at ``/metrics``."""

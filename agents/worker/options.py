@@ -51,6 +51,9 @@ class WorkerOptions:
     #: REFINERY_INSTANCE_ID: static group membership (KIP-345). A worker restarted with the same
     #: id takes its partitions back at once instead of after a session timeout and a rebalance.
     instance_id: str | None = None
+    #: REFINERY_STALL_SECONDS: a partition with input and no progress for this long is stalled:
+    #: logged once with its offset, in /readyz (503) and refinery_partition_stalled.
+    stall_seconds: float = 60.0
     #: REFINERY_STREAMS: streams for automations declared by configuration (docs/streams.md), a
     #: JSON list of `schemas.Stream` objects, or the path of a JSON file holding one.
     streams: tuple[Stream, ...] = ()
@@ -79,6 +82,7 @@ class WorkerOptions:
             chunk_bytes=get("REFINERY_SNAPSHOT_CHUNK_BYTES", d.chunk_bytes, int),
             session_timeout=get("REFINERY_SESSION_TIMEOUT", d.session_timeout, float),
             instance_id=get("REFINERY_INSTANCE_ID", None, str),
+            stall_seconds=get("REFINERY_STALL_SECONDS", d.stall_seconds, float),
             streams=configured_streams(env.get("REFINERY_STREAMS") or ""),
         )
 

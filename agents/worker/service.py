@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from agents.kafka.ranges import read_range
 from agents.settings import Settings
+from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.delivery import Delivery, Record, Send
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability, log_event
@@ -44,6 +45,7 @@ from agents.worker.partition import Partition
 from agents.worker.retry import Backoff
 from agents.worker.sequencer import sequence
 from agents.worker.snapshots import collect
+from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
 from pipeline.engine import Engine, suggestion_lists
 from schemas import Event, MetricsSnapshot, Stream, SuggestionList
@@ -71,6 +73,8 @@ class Service:
     """
 
     def __init__(self, settings: Settings, options: WorkerOptions, send: Send, observability: Observability) -> None:
+        if options.batch_size > MAX_BATCH_SIZE:  # the engines' exact de-duplication window
+            raise ValueError(f"REFINERY_BATCH_SIZE: at most {MAX_BATCH_SIZE}, got {options.batch_size}")
         self.settings = settings
         self.options = options
         self.obs = observability
@@ -84,6 +88,11 @@ class Service:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        #: Per input partition ``(topic, partition)``: the first offset not yet forwarded.
+        self.forwarded: dict[tuple[str, int], int] = {}
+        #: Partitions with input and no progress (`agents.worker.stalls`), as of the last lag tick.
+        self.stalls = StallWatch(options.stall_seconds, log)
+        self.stalled: list[dict] = []
         #: Streams for automations (agents.worker.streams); no event is applied before the
         #: declarations are loaded, so a restart never skips a stream.
         self.streams = StreamRegistry(options.streams)
@@ -110,11 +119,13 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Whether every assigned partition is restored and the declarations of streams are read."""
+        """Whether every assigned partition is restored, none is stalled, and the declarations of
+        streams are read."""
         return (
             self.assigned is not None
             and self.streams_loaded.is_set()
             and all(p in self.partitions and self.partitions[p].restored for p in self.assigned)
+            and not self.stalled
         )
 
     @property
@@ -141,6 +152,10 @@ class Service:
         out: list[Record] = []
         now = time.time()
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
+        last: dict[tuple[str, int], int] = {}
+        for topic, partition, offset, _, _ in records:
+            self.forwarded.setdefault((topic, partition), offset)  # until delivered: a stall shows here
+            last[topic, partition] = offset
         for topic, partition, offset, key, value in records:
             self.obs.events_in.labels(topic).inc()
             result = sequence(
@@ -162,6 +177,8 @@ class Service:
             else:
                 out.append(self.delivery.dead_record(result))
         await self.deliver(out)
+        for tp, offset in last.items():
+            self.forwarded[tp] = offset + 1
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -223,7 +240,7 @@ class Service:
         backoff = Backoff()
         while True:
             try:
-                records = await read_range(self.settings.bootstrap, self.topics["snapshots"], p, None, None)
+                records = await read_range(self.settings, self.topics["snapshots"], p, None, None)
                 break
             except Exception as error:  # broker unavailable: keep trying, the partition waits
                 await backoff.wait(log, "snapshots_read_retry", partition=p, error=repr(error))
@@ -283,7 +300,7 @@ class Service:
             gap = engines.gap(records[0][0])
             if gap is not None:
                 log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
-                extra = await read_range(self.settings.bootstrap, self.topics["events"], p, gap[0], gap[1])
+                extra = await read_range(self.settings, self.topics["events"], p, gap[0], gap[1])
                 records = [(o, v) for o, _, v in extra] + records
             outcome = await self.in_thread(engines.apply, records, now=time.time())
             self.obs.latency.observe(time.perf_counter() - started)
@@ -412,7 +429,7 @@ class Service:
             await loop.run_in_executor(None, self._create_stream_topics, [stream])
 
         await follow_declarations(
-            self.settings.bootstrap,
+            self.settings,
             self.settings.topic(STREAMS.name),
             self.streams,
             on_stream=on_stream,
@@ -465,12 +482,36 @@ class Service:
         from faust.types import TP
 
         topic = self.topics["events"]
+        now = time.monotonic()
+        watched: set[tuple[str, int]] = set()
         for p in sorted(self.assigned or ()):
             partition = self.partitions.get(p)
             position = partition.position if partition is not None else None
             highwater = _highwater(consumer, TP(topic, p))
             if position is not None and highwater is not None:
                 self.obs.set_lag(topic, p, highwater - position)
+            # a partition's progress: the first offset not fully handled (applied and published)
+            handled = partition.delivered if partition is not None else None
+            self.stalls.observe((topic, p), position=handled, highwater=highwater, now=now)
+            watched.add((topic, p))
+        assigned = _assignment(consumer)
+        for tp, position in sorted(self.forwarded.items()):
+            if assigned is not None and tp not in assigned:
+                del self.forwarded[tp]  # revoked: its next owner watches it
+                continue
+            self.stalls.observe(tp, position=position, highwater=_highwater(consumer, TP(*tp)), now=now)
+            watched.add(tp)
+        self.stalls.forget(watched)
+        self.stalled = self.stalls.stalled(now)
+        self.obs.set_stalled({tp: s.seconds(now) if s.stalled else 0.0 for tp, s in self.stalls.partitions.items()})
+
+
+def _assignment(consumer) -> set[tuple[str, int]] | None:
+    """The consumer's assigned ``(topic, partition)`` pairs, None when it cannot say."""
+    try:
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    except Exception:
+        return None
 
 
 def _highwater(consumer, tp) -> int | None:

@@ -66,11 +66,16 @@ class Manifest:
     chunks: tuple[str, ...]
     size: int
     mac: str = ""
+    #: Per input partition, the applied source offsets exactly
+    #: (`agents.worker.applied.AppliedOffsets.to_dict`); absent from older manifests.
+    applied: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def header(self) -> bytes:
         """The authenticated fields, canonical JSON (everything but the MAC)."""
         fields = dataclasses.asdict(self)
         fields.pop("mac")
+        if not fields["applied"]:
+            fields.pop("applied")  # so the MAC of an older manifest still matches
         fields["chunks"] = list(self.chunks)
         return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
@@ -91,6 +96,10 @@ class Manifest:
                 chunks=tuple(str(c) for c in data["chunks"]),
                 size=int(data["size"]),
                 mac=str(data["mac"]),
+                applied={
+                    str(k): {"mark": int(v["mark"]), "window": int(v["window"]), "ring": str(v["ring"])}
+                    for k, v in dict(data.get("applied", {})).items()
+                },
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise SnapshotRejected(f"snapshot manifest: unreadable ({type(error).__name__}: {error})") from None
@@ -130,6 +139,7 @@ def pack(
     key: str,
     chunk_bytes: int = CHUNK_BYTES,
     writer: str = "",
+    applied: dict[str, dict] | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
     """The records of one snapshot: ``(chunks, manifest)``, each ``(key bytes, value bytes)``.
 
@@ -146,6 +156,7 @@ def pack(
         sources=dict(sources),
         chunks=keys,
         size=len(blob),
+        applied=dict(applied or {}),
     )
     manifest = dataclasses.replace(manifest, mac=_mac(key, manifest.header(), blob))
     chunks = [(k.encode("utf-8"), CHUNK_MAGIC + piece) for k, piece in zip(keys, pieces)]

@@ -30,9 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from agents.worker.observability import log_event
 from schemas import Message, Prediction, SchemaError, Stream, StreamMessage
+
+if TYPE_CHECKING:
+    from agents.settings import Settings
 
 __all__ = ["DeclarationError", "StreamRegistry", "follow_declarations"]
 
@@ -119,7 +123,7 @@ class StreamRegistry:
 
 
 async def follow_declarations(
-    bootstrap: str,
+    where: Settings | str,
     topic: str,
     registry: StreamRegistry,
     *,
@@ -128,6 +132,7 @@ async def follow_declarations(
     poll_seconds: float = 0.5,
 ) -> None:
     """Read ``topic`` (``stream-declarations``) from its beginning into ``registry``, for ever.
+    ``where`` is the settings (their bootstrap and security) or a plaintext bootstrap string.
 
     Before a declared stream is put in force ``on_stream(stream)`` runs (it creates the stream's
     topic). ``loaded`` is set once everything the topic held at the start is applied: the worker
@@ -141,7 +146,7 @@ async def follow_declarations(
 
     backoff = Backoff()
     while True:
-        consumer = groupless_consumer(bootstrap, client_id="refinery-streams", offset_reset="earliest")
+        consumer = groupless_consumer(where, client_id="refinery-streams", offset_reset="earliest")
         try:
             await consumer.start()
             tp = TopicPartition(topic, 0)

@@ -161,14 +161,18 @@ def test_pinning_a_child_pins_its_parent_and_a_child_never_outscores_its_parent(
             metrics[name].pinned for name in metrics if name.startswith(parent + " > ")
         )
         assert metrics[parent].pinned <= children
+    children_scored = children_predicted = 0
     for msg, _ in itertools.islice(enron(root=datasets), 300, 400):
         prediction = engine.observe(msg)
         for name, confidence in prediction.confidences.items():
             if " > " in name:
+                children_scored += 1
                 assert confidence <= prediction.confidences[name.split(" > ")[0]]
         for name in prediction.labels:
             if " > " in name:
+                children_predicted += 1
                 assert name.split(" > ")[0] in prediction.labels
+    assert parents and children_scored and children_predicted  # the checks above ran
 
 
 def test_an_empty_review_means_reviewed_with_no_label_applying():
@@ -267,15 +271,20 @@ def test_coverage_is_the_share_of_recent_live_messages_with_an_informative_label
     assert engine.metrics().coverage > 0.5
 
 
-def test_a_parent_always_pinned_with_a_child_is_not_informative_on_its_own(datasets):
-    engine = Refiner("enron")
-    pairs = list(itertools.islice(enron(root=datasets), 400))
-    for msg, annotation in pairs[:300]:
-        engine.annotate(Annotation.from_dict({**annotation.to_dict(), "message": msg.to_dict()}))
-    for msg, _ in pairs[300:]:
-        prediction = engine.observe(msg)
-        if prediction.labels and all(" > " not in name for name in prediction.labels):
-            assert not prediction.informative
+def test_a_parent_always_pinned_with_a_child_is_not_informative_on_its_own():
+    engine = Refiner("support")
+    pin = ["I forgot my card pin", "my card pin is blocked", "reset the pin of my card", "card pin not working"]
+    for r in range(10):  # "Card" is only ever pinned through a child; "Refund" alone
+        for j, texts in enumerate(zip(pin, CARD, REFUND)):
+            for k, (label, text) in enumerate(zip(["Card > Pin", "Card > Delivery", "Refund"], texts)):
+                engine.annotate(review(1000 * r + 10 * j + k, [label], text))
+    bodies = ["card", "card problem", "card card", "about my card", "my card", "a refund", "refund"]
+    predictions = [engine.observe(message(50_000 + i, body)) for i, body in enumerate(bodies)]
+    card_only = [p for p in predictions if p.labels == ("Card",)]  # the parent at threshold, no child
+    refund_only = [p for p in predictions if p.labels == ("Refund",)]
+    assert card_only and refund_only  # both cases occur: the checks below check something
+    assert not any(p.informative for p in card_only)
+    assert all(p.informative for p in refund_only)  # a label that stands alone is informative
 
 
 def test_the_informative_view_follows_reviews_and_cannot_be_changed_by_readers():

@@ -184,4 +184,4 @@ def test_readyz_lists_the_restored_partitions(pairs):
     service.assigned = {0, 1}
     service.partitions[1] = Partition(1)  # assigned, restore not started
     status, body = Api(service).readyz()
-    assert (status, body) == (503, {"ready": False, "assigned": [0, 1], "restored": [0]})
+    assert (status, body) == (503, {"ready": False, "assigned": [0, 1], "restored": [0], "stalled": []})

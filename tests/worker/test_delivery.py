@@ -43,9 +43,25 @@ def _deliver(broker, values):
 def test_a_failed_delivery_is_retried_from_the_failure_on_in_order():
     broker = Broker(failures=[b"2"])
     _deliver(broker, [b"1", b"2", b"3"])
-    # 3 was accepted before 2 failed; everything from the failure on is sent again, in order
-    # (the engine drops the repeated 3).
+    # 3 was accepted before 2 failed; everything from the failure on is sent again, in order.
+    # 2 lands after the first 3: the engine must apply it, and drop only the second 3
+    # (tests/worker/test_engines.py, test_a_record_resent_after_a_later_one_was_accepted...).
     assert broker.accepted == [b"1", b"3", b"2", b"3"]
+
+
+def test_under_any_pattern_of_failed_and_accepted_sends_the_engine_applies_each_record_once():
+    import random
+
+    from agents.worker.applied import AppliedOffsets
+
+    rng = random.Random(13)
+    for _ in range(200):
+        values = [str(i).encode() for i in range(rng.randrange(1, 40))]
+        broker = Broker(failures=[v for v in values if rng.random() < 0.3] * rng.randrange(1, 3))
+        _deliver(broker, values)
+        applied = AppliedOffsets()  # what PartitionEngines keeps per dataset and input partition
+        first = [v for v in broker.accepted if applied.add(int(v))]
+        assert sorted(first, key=int) == values
 
 
 def test_a_record_the_broker_can_never_take_is_counted_and_skipped_not_retried_forever():

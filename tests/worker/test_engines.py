@@ -91,6 +91,70 @@ def test_a_record_repeated_by_the_sequencer_is_applied_once(log):
     assert engines.engines["banking77"].snapshot() == _direct(log).snapshot()
 
 
+def _reordered(log, start: int, stop: int):
+    """The events a retried delivery writes for ``log[start:stop]``: the last record was accepted
+    before the others failed, then everything from the first failure on was sent again."""
+    values = [raw for _, raw in log]
+    batch = values[start:stop]
+    return values[:start] + [batch[-1]] + batch + values[stop:]
+
+
+def test_a_record_resent_after_a_later_one_was_accepted_is_applied_not_skipped(log):
+    # Defect 4 of issue 13: events held source offsets 1, 3, 2, 3 and a high-water mark lost 2.
+    engines = _engines()
+    values = _reordered(log, 40, 50)
+    outcome = engines.apply(list(enumerate(values)), now=0)
+    assert outcome.skipped == 1  # only the second copy of the record accepted early
+    # every record applied once (a review moved before its message is dead-lettered, as it would be)
+    assert outcome.messages + outcome.reviews + len(outcome.dead_letters) == len(log)
+    reference = _engine("banking77")  # each record once, in the order of its first appearance
+    original = [raw for _, raw in log]
+    for raw in original[:40] + original[49:50] + original[40:49] + original[50:]:
+        event = Event.decode(raw)
+        try:
+            reference.observe(event.message) if event.message is not None else reference.annotate(event.annotation)
+        except ValueError:
+            pass  # the worker dead-letters these; the engine is unchanged
+    assert engines.engines["banking77"].snapshot() == reference.snapshot()
+
+
+def test_a_snapshot_taken_between_a_record_and_its_resent_predecessor_keeps_both_exact(log):
+    values = list(enumerate(_reordered(log, 40, 50)))
+    before = _engines()
+    before.apply(values[:41], now=0)  # the early record is applied, its predecessors are not yet
+    records = [r for _, chunks, manifest in before.snapshot_records(key=KEY) for r in chunks + [manifest]]
+    after = _engines()
+    assert after.restore(collect(records), key=KEY) == []
+    outcome = after.apply(values[41:], now=0)
+    assert outcome.skipped == 1
+    uninterrupted = _engines()
+    uninterrupted.apply(values, now=0)
+    assert after.engines["banking77"].snapshot() == uninterrupted.engines["banking77"].snapshot()
+
+
+def test_a_snapshot_without_applied_runs_still_drops_everything_below_its_marks(log):
+    # Manifests written before the runs were kept carry only the marks: below them is applied.
+    before = _engines()
+    before.apply(log[:90], now=0)
+    manifest, _, _ = before.snapshot_records(key=KEY)[0]
+    blob = zlib.compress(before.engines["banking77"].snapshot(), 1)
+    chunks, old = pack(
+        blob,
+        dataset="banking77",
+        partition=0,
+        version=manifest.version,
+        events_offset=manifest.events_offset,
+        sources=manifest.sources,
+        key=KEY,
+    )
+    after = _engines()
+    assert after.restore(collect(chunks + [old]), key=KEY) == []
+    repeated = [(90 + i, raw) for i, (_, raw) in enumerate(log[60:])]  # a sequencer repeat of 60..
+    outcome = after.apply(repeated, now=0)
+    assert outcome.skipped == 30
+    assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
 def test_records_delivered_again_after_a_rebalance_are_skipped(log):
     engines = _engines()
     engines.apply(log[:100], now=0)

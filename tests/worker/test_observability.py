@@ -12,6 +12,7 @@ import itertools
 import re
 
 import pytest
+from faust.types import TP
 
 from agents.ingest.datasets import banking77
 from agents.settings import Settings
@@ -136,13 +137,36 @@ async def _accept(topic, key, value, partition):
 
 
 class Highwaters:
-    """The part of the Faust consumer `Service.refresh_lag` reads: its cached highwater per partition."""
+    """The consumer `Service.refresh_lag` reads: a real, unstarted aiokafka 0.14 consumer with the
+    partitions ``marks`` names assigned, so it answers as the real client does.
 
-    def __init__(self, marks: dict[int, int]) -> None:
-        self.marks = marks
+    Its ``highwater`` is None for an assigned partition before its first fetch (``marks[p]`` None),
+    and an AssertionError for a partition not assigned; `fetched` sets the highwater the way
+    aiokafka's fetcher does, from a fetch response.
+    """
 
-    def highwater(self, tp) -> int:
-        return self.marks[tp.partition]  # KeyError, as the consumer's assertion, when not assigned
+    def __init__(self, marks: dict[int, int | None], topic: str = "refinery.events") -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        async def unstarted() -> AIOKafkaConsumer:  # never started: no I/O
+            consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+            consumer.assign([TopicPartition(topic, p) for p in marks])
+            return consumer
+
+        self.topic = topic
+        self.consumer = asyncio.run(unstarted())
+        for p, mark in marks.items():
+            if mark is not None:
+                self.fetched(p, mark)
+
+    def fetched(self, partition: int, highwater: int) -> None:
+        from aiokafka import TopicPartition
+
+        assignment = self.consumer._subscription.subscription.assignment
+        assignment.state_value(TopicPartition(self.topic, partition)).highwater = highwater  # as fetcher.py does
+
+    def highwater(self, tp) -> int | None:
+        return self.consumer.highwater(tp)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +267,7 @@ def test_the_lag_of_an_idle_engine_follows_the_highwater_without_any_batch(event
     consumer = Highwaters({1: applied + 50})
     service.refresh_lag(consumer)
     lags = [_series(service.obs, "refinery_consumer_lag")]
-    consumer.marks[1] = applied + 120  # input keeps arriving, the engine applies nothing
+    consumer.fetched(1, applied + 120)  # input keeps arriving, the engine applies nothing
     service.refresh_lag(consumer)
     text = service.obs.exposition().decode()
     assert lags == [['refinery_consumer_lag{partition="1",topic="refinery.events"}']]
@@ -252,6 +276,10 @@ def test_the_lag_of_an_idle_engine_follows_the_highwater_without_any_batch(event
 
 def test_the_lag_timer_skips_a_partition_it_knows_no_position_or_highwater_of(events):
     service = _worker(events, {1: "banking77"})
-    service.assigned = {1, 2}  # 2: assigned, not restored, nothing delivered
-    service.refresh_lag(Highwaters({2: 40}))  # 1: the consumer has no highwater yet
+    service.assigned = {1, 2, 3}  # 2: assigned, not restored, nothing delivered
+    # 1: assigned to the consumer, not fetched yet (aiokafka answers None); 3: not assigned to it
+    # (aiokafka's assertion)
+    consumer = Highwaters({1: None, 2: 40})
+    service.refresh_lag(consumer)
+    assert consumer.highwater(TP("refinery.events", 1)) is None
     assert _series(service.obs, "refinery_consumer_lag") == []

@@ -430,12 +430,16 @@ def test_sigkill_at_random_points_loses_no_review_and_learns_none_twice(topics, 
     worker.wait_ready()
     sender = threading.Thread(target=stream)
     sender.start()
+    restarted = []
     for kill in range(3):  # at random points while the worker is processing the stream
         worker.wait_ready()
+        if kill == 1:  # the later kills land after a snapshot exists, so a restore has one to read
+            _wait_for(lambda: "banking77" in _snapshot_manifests(topics), 60, "a first snapshot", worker)
         time.sleep(rng.uniform(0.2, 1.5))
         worker.kill(signal.SIGKILL)
         # Same instance id and address: Faust's assignor checks the worker's URL on a static rejoin.
         worker = workers(topics, name=f"worker-{kill + 1}", port=worker.port, **static)
+        restarted.append(worker)
     kills_done.set()
     sender.join()
     worker.wait_ready()
@@ -444,6 +448,10 @@ def test_sigkill_at_random_points_loses_no_review_and_learns_none_twice(topics, 
     assert published["banking77"].reviewed == counts["reviews"]
     predicted = {Prediction.decode(v).message_id for *_, v in _read_all(topics, "predictions")}
     assert predicted == {m.id for m, _ in pairs}  # at least once: repeats are allowed after a crash
+    # A restart restored the dataset from a snapshot (then replayed the rest), not only from the log.
+    home = owner_partition("banking77", PARTITIONS)
+    from_snapshot = f"partition_restored partition={home} datasets=['banking77']"
+    assert any(from_snapshot in w.log_path.read_text() for w in restarted[1:]), [w.log_path for w in restarted]
 
 
 def _datasets_on_each_partition() -> list[str]:
@@ -573,7 +581,16 @@ def own_broker(tmp_path_factory, unique_prefix):
         broker.stop(settings, quiet=True)
 
 
+def _predictions_out(worker) -> int:
+    """Predictions the worker has had acknowledged by the broker (its own counter, read over HTTP)."""
+    text = worker.get("/metrics")[1].decode()
+    found = re.search(r'^refinery_events_out_total\{topic="[^"]*predictions"\} (\S+)$', text, flags=re.M)
+    return int(float(found.group(1))) if found else 0
+
+
 def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers, datasets):
+    """The broker goes while the stream is under way: 50 messages (and reviews) it has accepted are
+    not processed yet, and 50 more are sent while it is away. All are processed after it returns."""
     from agents.kafka import broker
 
     outage = float(os.environ.get("REFINERY_TEST_OUTAGE_SECONDS", "30"))
@@ -582,22 +599,38 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers,
     pairs = _pairs(200)
     producer = _producer(own_broker)
     events = len(pairs[:100]) + _send(producer, own_broker, pairs[:100])
-    producer.close()
     _wait_for(lambda: len(_read_all(own_broker, "predictions")) >= 50, 60, "the stream under way", worker)
 
-    broker.stop(own_broker, quiet=True)
+    # Work in flight: the worker is paused while the broker accepts 50 more messages, so they are
+    # in Kafka, unprocessed, when the broker goes (without the pause it could drain them first).
+    worker.process.send_signal(signal.SIGSTOP)
+    try:
+        events += len(pairs[100:150]) + _send(producer, own_broker, pairs[100:150])  # flushed: acknowledged
+        broker.stop(own_broker, quiet=True)
+    finally:
+        worker.process.send_signal(signal.SIGCONT)
+    during = threading.Thread(target=lambda: counts.update(sent=_send(producer, own_broker, pairs[150:])))
+    counts: dict[str, int] = {}
+    during.start()  # sent while the broker is away: buffered by the producer, delivered on its return
     deadline = time.monotonic() + outage
-    while time.monotonic() < deadline:
-        assert worker.alive(), f"the worker died during the outage; see {worker.log_path}"
-        time.sleep(1)
-    broker.start(own_broker, quiet=True)
+    predicted_during = []
+    try:
+        while time.monotonic() < deadline:
+            assert worker.alive(), f"the worker died during the outage; see {worker.log_path}"
+            predicted_during.append(_predictions_out(worker))
+            time.sleep(1)
+    finally:
+        broker.start(own_broker, quiet=True)  # whatever happens, the worker can then stop cleanly
+    assert predicted_during and max(predicted_during) < 150  # accepted before the outage, not yet predicted
+    during.join(timeout=120)
+    assert not during.is_alive() and "sent" in counts
+    events += len(pairs[150:]) + counts["sent"]
 
-    producer = _producer(own_broker)
-    events += len(pairs[100:]) + _send(producer, own_broker, pairs[100:])
     published = _settle(own_broker, events, worker, timeout=120)
     assert published["banking77"].reviewed == events - len(pairs)
     predicted = {Prediction.decode(v).message_id for *_, v in _read_all(own_broker, "predictions")}
     assert predicted == {m.id for m, _ in pairs}
+    assert _predictions_out(worker) >= 200
     assert worker.alive()
 
 
