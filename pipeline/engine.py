@@ -9,7 +9,8 @@
 - ``predict``: what ``observe`` would return, without changing the state;
 - ``metrics``, ``suggestions``, ``curve``: read the state;
 - ``snapshot``: the state as bytes (``Refiner.restore`` reads them back);
-- ``dataset``, ``labels``, ``model_version``: cheap attributes, safe to read between two calls.
+- ``threshold_table``: the three thresholds of every label, as chosen at ``thresholds_version``;
+- ``dataset``, ``labels``, ``model_version``, ``thresholds_version``: cheap attributes, safe to read between two calls.
 
 `suggestion_list` is the one place that turns an engine's suggestions into the
 `schemas.SuggestionList` record the ``suggestions`` topic, the JSON API and the pages show;
@@ -30,7 +31,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from schemas import SUGGESTION_KINDS, Annotation, Message, MetricsSnapshot, Prediction, Suggestion, SuggestionList
+from schemas import (
+    SUGGESTION_KINDS,
+    Annotation,
+    Message,
+    MetricsSnapshot,
+    Prediction,
+    Suggestion,
+    SuggestionList,
+    Thresholds,
+)
 from schemas.events import SuggestionKind
 
 __all__ = ["Engine", "EngineFactory", "EngineLoader", "LABEL_KINDS", "suggestion_list", "suggestion_lists"]
@@ -53,6 +63,8 @@ class Engine(Protocol):
     labels: list[str]
     #: Reviews learned so far; every prediction and metrics snapshot carries it.
     model_version: int
+    #: The model version at which the thresholds were last chosen; every prediction carries it.
+    thresholds_version: int
 
     def observe(self, message: Message) -> Prediction:
         """Predict a live message and remember it."""
@@ -84,6 +96,10 @@ class Engine(Protocol):
 
     def snapshot(self) -> bytes:
         """The complete state as bytes."""
+        ...
+
+    def threshold_table(self) -> dict[str, Thresholds]:
+        """Every label's three thresholds as of ``thresholds_version``."""
         ...
 
 

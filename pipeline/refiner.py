@@ -228,6 +228,10 @@ class Refiner:
         self.search_reviews = 0  # current reviews made in search mode
         self.reviewed_count = 0  # messages with a current review (including those the registry forgot)
         self.thresholds = np.zeros(0, dtype=np.float32)  # in force, per label
+        #: (balanced, high precision, high recall) per label as of the last refresh (NaN: undefined
+        #: or too few positives), published with every prediction (:meth:`threshold_table`).
+        self.threshold_kinds = np.full((3, 0), np.nan, dtype=np.float32)
+        self.thresholds_version = 0  # the model version at which the thresholds were last chosen
         self.model_version = 0  # reviews applied (held-out ones too: they may add labels)
         self.steps = 0  # annotations applied (positions the random stream)
         self.last_time = 0.0
@@ -394,6 +398,7 @@ class Refiner:
             self.model_version - 1,
             self.thresholds.copy(),
             self._informative.copy(),
+            (self.threshold_kinds.copy(), self.thresholds_version),
         )
         return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
@@ -580,31 +585,41 @@ class Refiner:
         model_version: int | None = None,
         thresholds: np.ndarray | None = None,
         informative: np.ndarray | None = None,
+        kinds: tuple[np.ndarray, int] | None = None,
     ) -> list[Prediction]:
         """The predictions of messages ``ids`` (at ``timestamps``): the one place a Prediction is built.
 
         ``scores`` holds their confidences, ``len(ids) x k``, a child never above its parent, for
         the first ``k`` label columns (all of them, unless labels were added since the scores were
         taken). The model version, thresholds and informative flags are the engine's current ones
-        unless given (a review's prediction uses those it was scored under).
+        unless given (a review's prediction uses those it was scored under), as are ``kinds``:
+        the ``(threshold_kinds, thresholds_version)`` whose table travels with the prediction.
         """
         k = scores.shape[1]
         names = self.labels if k == len(self.labels) else self.labels[:k]
         thresholds = (self.thresholds if thresholds is None else thresholds)[:k]
         informative = (self._informative if informative is None else informative)[:k]
         version = self.model_version if model_version is None else model_version
-        # per message: its rounded confidences and its label columns at threshold
+        table, table_version = kinds if kinds is not None else (self.threshold_kinds, self.thresholds_version)
+        table = np.round(table[:, :k].astype(np.float64), 6)
+        if table.shape[1] < k:  # labels added since the last refresh have no thresholds yet
+            table = np.pad(table, ((0, 0), (0, k - table.shape[1])), constant_values=np.nan)
+        lowest = np.where(np.isnan(table), np.inf, table).min(axis=0)  # a label below it passes no kind
+        # per message: its rounded confidences, its label columns at threshold, and the columns
+        # reaching one of their three thresholds (whose table the prediction carries)
         if len(scores) == 1:  # one message (observe): vector operations are cheaper than the matrix's
-            rounded = [_rounded(scores[0]).tolist()]
+            row_rounded = _rounded(scores[0])
+            rounded = [row_rounded.tolist()]
             hits = [(scores[0] >= thresholds).nonzero()[0].tolist()]
+            reach = [(row_rounded >= lowest).nonzero()[0].tolist()]
         else:
-            rounded = _rounded(scores).tolist()
-            hit_rows, hit_columns = (scores >= thresholds).nonzero()  # row-major
-            bounds = np.searchsorted(hit_rows, np.arange(len(scores) + 1)).tolist()
-            flat = hit_columns.tolist()
-            hits = [flat[bounds[i] : bounds[i + 1]] for i in range(len(scores))]
+            matrix = _rounded(scores)
+            rounded = matrix.tolist()
+            hits = _row_columns(scores >= thresholds)
+            reach = _row_columns(matrix >= lowest)
+        table_rows = table.T.tolist()
         out = []
-        for message_id, timestamp, row, columns in zip(ids, timestamps, rounded, hits):
+        for message_id, timestamp, row, columns, reached in zip(ids, timestamps, rounded, hits, reach):
             confidences = dict(zip(names, row))
             if not columns:
                 labels: tuple[str, ...] = ()
@@ -624,6 +639,8 @@ class Refiner:
                     confidences=confidences,
                     labels=labels,
                     informative=any(informative[c] for c in columns),
+                    thresholds={names[c]: _table_entry(table_rows[c]) for c in reached},
+                    thresholds_version=table_version,
                 )
             )
         return out
@@ -703,6 +720,10 @@ class Refiner:
         enough = support >= _MIN_SUPPORT_FOR_THRESHOLD
         chosen = np.where(enough & ~np.isnan(chosen), chosen, self.config.default_threshold)
         self.thresholds = chosen.astype(np.float32)
+        self.threshold_kinds = np.where(enough, np.stack([balanced, high_precision, high_recall]), np.nan).astype(
+            np.float32
+        )
+        self.thresholds_version = self.model_version
 
     def metrics(self, now: float | None = None) -> MetricsSnapshot:
         """Validation metrics, coverage, balance and rating at time ``now`` (epoch seconds).
@@ -809,6 +830,17 @@ class Refiner:
                 self.config.healthy_shuffle_share,
             ),
         )
+
+    def threshold_table(self) -> dict[str, Thresholds]:
+        """Every label's (balanced, high precision, high recall) thresholds as chosen at the last
+        refresh (model version :attr:`thresholds_version`): the table each prediction carries the
+        rows of. None where undefined (a target out of reach, or fewer than 3 positives).
+
+        >>> Refiner("support").threshold_table()
+        {}
+        """
+        rows = np.round(self.threshold_kinds.astype(np.float64), 6).T.tolist()
+        return {name: _table_entry(rows[c]) if c < len(rows) else Thresholds() for c, name in enumerate(self.labels)}
 
     def suggestions(self, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
         """What to review next: the ``limit`` best messages of ``kind`` (for ``label``), best first.
@@ -924,6 +956,7 @@ class Refiner:
             "search_reviews": self.search_reviews,
             "reviewed_count": self.reviewed_count,
             "model_version": self.model_version,
+            "thresholds_version": self.thresholds_version,
             "steps": self.steps,
             "last_time": self.last_time,
             "balance_head": self.balance_head,
@@ -942,6 +975,7 @@ class Refiner:
             "alone": self.alone,
             "searched": self.searched,
             "thresholds": self.thresholds,
+            "threshold_kinds": self.threshold_kinds,
             "balance_scores": self.balance_scores,
             "balance_is_reviewed": self.balance_is_reviewed,
             **review_arrays,
@@ -1010,6 +1044,9 @@ class Refiner:
         }
         engine.pinned, engine.alone, engine.searched = arrays["pinned"], arrays["alone"], arrays["searched"]
         engine.thresholds = arrays["thresholds"]
+        if "threshold_kinds" in arrays:  # a snapshot from before the table was kept has none until a refresh
+            engine.threshold_kinds = arrays["threshold_kinds"]
+            engine.thresholds_version = header["thresholds_version"]
         engine.unbiased_reviews = header["unbiased_reviews"]
         engine.search_reviews = header.get(  # version 2 did not count them: its registry's are the best guess
             "search_reviews", sum(mode == "search" for _, mode in engine.reviewed.values())
@@ -1068,6 +1105,20 @@ def _rounded(scores: np.ndarray) -> np.ndarray:
     np.rint(out, out=out)
     out /= 1e6
     return out
+
+
+def _row_columns(mask: np.ndarray) -> list[list[int]]:
+    """The columns set in each row of a boolean matrix, row by row."""
+    rows, columns = mask.nonzero()  # row-major
+    bounds = np.searchsorted(rows, np.arange(len(mask) + 1)).tolist()
+    flat = columns.tolist()
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(mask))]
+
+
+def _table_entry(row: list[float]) -> Thresholds:
+    """One label's (balanced, high precision, high recall), already rounded; NaN becomes None."""
+    balanced, high_precision, high_recall = (None if value != value else value for value in row)
+    return Thresholds(balanced=balanced, high_precision=high_precision, high_recall=high_recall)
 
 
 def _round(value: float | None) -> float | None:

@@ -19,9 +19,10 @@ schemas.errors.SchemaError: message.id: expected a non-empty string, got ''
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Annotated, Literal, get_args
 
-from schemas._typed import LabelName, NonEmpty, Range, Record, Timestamp, body_limit, describe
+from schemas._typed import LabelName, NonEmpty, Range, Record, Timestamp, body_limit, describe, normalise_label
 from schemas.errors import SchemaError
 
 __all__ = [
@@ -51,6 +52,11 @@ __all__ = [
     "Suggestion",
     "SuggestionList",
     "DeadLetter",
+    "THRESHOLD_KINDS",
+    "StreamFilter",
+    "Stream",
+    "StreamLabel",
+    "StreamMessage",
     "label_ancestors",
 ]
 
@@ -194,7 +200,15 @@ class Event(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Prediction(Record):
-    """The model's output for one live message."""
+    """The model's output for one live message.
+
+    ``labels`` are the labels at the thresholds in force. ``thresholds`` lets an automation
+    choose its own per label (docs/streams.md): for every label whose confidence reaches at
+    least one of its three thresholds, those thresholds (chosen at model version
+    ``thresholds_version``); a label not listed reaches none of them. A label passes a kind when
+    ``confidences[label] >= thresholds[label].<kind>`` (None: never). Records written before
+    these two fields existed decode with ``{}`` and 0.
+    """
 
     dataset: Id
     message_id: Id
@@ -203,6 +217,8 @@ class Prediction(Record):
     confidences: dict[str, Unit]
     labels: tuple[str, ...]
     informative: bool
+    thresholds: dict[str, Thresholds] = dataclasses.field(default_factory=dict)
+    thresholds_version: Count = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,3 +363,162 @@ class DeadLetter(Record):
     key: str | None = None  # base64 of the raw key bytes
     error: str = "invalid"  # short machine-readable category, e.g. "decode", "schema", "processing"
     dataset: str | None = None
+
+
+# -- streams for automations (docs/streams.md) ---------------------------------------------------
+
+#: The thresholds a stream may choose by name for a label (`Thresholds` fields); a number in
+#: [0, 1] is the other choice.
+THRESHOLD_KINDS: tuple[str, ...] = ("balanced", "high_precision", "high_recall")
+#: A stream's name: it ends the topic ``streams.<name>``, so only Kafka-safe characters.
+_STREAM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+
+
+def _check_choice(value: str | float, path: str) -> None:
+    if isinstance(value, str) and value not in THRESHOLD_KINDS:
+        raise SchemaError(
+            path, "one of " + ", ".join(map(repr, THRESHOLD_KINDS)) + " or a number from 0 to 1", describe(value)
+        )
+    if not isinstance(value, str) and not 0.0 <= value <= 1.0:
+        raise SchemaError(path, "a number from 0 to 1 (or a threshold kind)", describe(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamFilter(Record):
+    """Which messages a stream considers: any of ``channels`` (all when empty), and every
+    ``metadata`` property equal to the given value."""
+
+    ROOT = "filter"
+    channels: tuple[Channel, ...] = ()
+    metadata: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
+
+    def accepts(self, message: Message) -> bool:
+        """Whether ``message`` passes the filter.
+
+        >>> m = Message(dataset="d", id="m", timestamp=0, channel="email", metadata={"country": "UK"})
+        >>> StreamFilter(channels=("email",), metadata={"country": "UK"}).accepts(m), StreamFilter(channels=("chat",)).accepts(m)
+        (True, False)
+        """
+        if self.channels and message.channel not in self.channels:
+            return False
+        return all(key in message.metadata and message.metadata[key] == value for key, value in self.metadata.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream(Record):
+    """A stream for automations: the messages of a dataset that pass a filter, with the labels
+    that reach the thresholds it chooses, written to the topic ``streams.<name>``.
+
+    ``threshold`` is the choice for every label, ``labels`` a choice per label (when given, only
+    those labels are reported): ``"balanced"``, ``"high_precision"``, ``"high_recall"`` (the
+    thresholds each prediction carries) or a number from 0 to 1. A message with no label at
+    its threshold is written only with ``include_unlabelled``.
+
+    >>> Stream.from_dict({"name": "Urgent!", "dataset": "support"})
+    Traceback (most recent call last):
+    ...
+    schemas.errors.SchemaError: stream.name: expected lowercase letters, digits, '_' or '-' (at most 100, starting with a letter or digit), got 'Urgent!'
+    >>> Stream.from_dict({"name": "refunds", "dataset": "support", "labels": {"Refund": "hi"}})
+    Traceback (most recent call last):
+    ...
+    schemas.errors.SchemaError: stream.labels.Refund: expected one of 'balanced', 'high_precision', 'high_recall' or a number from 0 to 1, got 'hi'
+    """
+
+    ROOT = "stream"
+    name: Id
+    dataset: Id
+    threshold: str | float = "balanced"
+    labels: dict[str, str | float] = dataclasses.field(default_factory=dict)
+    filter: StreamFilter = StreamFilter()
+    include_unlabelled: bool = False
+
+    def _check(self, path: str) -> None:
+        if not _STREAM_NAME.fullmatch(self.name):
+            raise SchemaError(
+                f"{path}.name",
+                "lowercase letters, digits, '_' or '-' (at most 100, starting with a letter or digit)",
+                describe(self.name),
+            )
+        _check_choice(self.threshold, f"{path}.threshold")
+        for label, choice in self.labels.items():
+            written = normalise_label(label, f"{path}.labels")
+            if written != label:
+                raise SchemaError(
+                    f"{path}.labels", f"label names as the engine writes them ({written!r})", describe(label)
+                )
+            _check_choice(choice, f"{path}.labels.{label}")
+
+    def route(self, prediction: Prediction, message: Message) -> StreamMessage | None:
+        """The record this stream writes for ``message`` and its ``prediction``, or None.
+
+        A label passes when its confidence reaches the threshold chosen for it: a number as
+        given, a kind from ``prediction.thresholds`` (a label it does not list reaches none).
+
+        >>> p = Prediction(dataset="d", message_id="m", timestamp=0, model_version=7,
+        ...                confidences={"A": 0.9, "B": 0.4}, labels=("A",), informative=True,
+        ...                thresholds={"A": Thresholds(0.5, 0.8, 0.1), "B": Thresholds(0.5, None, 0.2)})
+        >>> m = Message(dataset="d", id="m", timestamp=0)
+        >>> [label.name for label in Stream(name="s", dataset="d", threshold="high_recall").route(p, m).labels]
+        ['A', 'B']
+        >>> [label.name for label in Stream(name="s", dataset="d", threshold="high_precision").route(p, m).labels]
+        ['A']
+        >>> Stream(name="s", dataset="d", labels={"B": 0.5}).route(p, m) is None
+        True
+        """
+        if prediction.dataset != self.dataset or not self.filter.accepts(message):
+            return None
+        chosen = self.labels or dict.fromkeys(prediction.confidences, self.threshold)
+        passed = []
+        for label, choice in chosen.items():
+            confidence = prediction.confidences.get(label)
+            if confidence is None:
+                continue
+            if isinstance(choice, str):
+                row = prediction.thresholds.get(label)
+                threshold = None if row is None else getattr(row, choice)
+            else:
+                threshold = float(choice)
+            if threshold is not None and confidence >= threshold:
+                passed.append(StreamLabel(name=label, confidence=confidence, threshold=threshold, choice=str(choice)))
+        if not passed and not self.include_unlabelled:
+            return None
+        passed.sort(key=lambda label: (-label.confidence, label.name))
+        return StreamMessage(
+            stream=self.name,
+            dataset=prediction.dataset,
+            message_id=prediction.message_id,
+            timestamp=prediction.timestamp,
+            model_version=prediction.model_version,
+            thresholds_version=prediction.thresholds_version,
+            labels=tuple(passed),
+            message=message,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLabel(Record):
+    """A label of a stream record: its confidence and the threshold it reached (``choice``: the
+    kind chosen, or the number as text)."""
+
+    ROOT = "label"
+    name: Label
+    confidence: Unit
+    threshold: Unit
+    choice: Id
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamMessage(Record):
+    """A record of a ``streams.<name>`` topic: one message for automations, with its labels at
+    the stream's thresholds and the model version that predicted them. Deduplicate by
+    ``(stream, message_id, model_version)``."""
+
+    ROOT = "stream_message"
+    stream: Id
+    dataset: Id
+    message_id: Id
+    timestamp: Time
+    model_version: Count
+    thresholds_version: Count
+    labels: tuple[StreamLabel, ...]
+    message: Message

@@ -17,12 +17,14 @@ from pathlib import Path
 import orjson
 
 from schemas._typed import Record
-from schemas.topics import TOPICS
+from schemas.topics import STREAM_OUTPUT, STREAMS, TOPICS
 
-__all__ = ["INDEX", "SCHEMA_DIR", "TOPIC_TYPES", "main", "rendered", "schema_file", "stale", "write"]
+__all__ = ["INDEX", "SCHEMA_DIR", "STREAM_TOPICS", "TOPIC_TYPES", "main", "rendered", "schema_file", "stale", "write"]
 
 #: The type carried by each topic that has a `schemas` type (all but ``snapshots``).
 TOPIC_TYPES: dict[str, type[Record]] = {t.name: t.record for t in TOPICS.values() if t.record is not None}
+#: The topics of streams for automations (`schemas.topics.STREAMS`), listed after the registry's.
+STREAM_TOPICS = (STREAMS, STREAM_OUTPUT)
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 #: The index of topics: name, schema file, key, direction, compaction.
@@ -51,7 +53,7 @@ def _index() -> dict:
                 "direction": t.direction,
                 "compacted": t.compacted,
             }
-            for t in TOPICS.values()
+            for t in (*TOPICS.values(), *STREAM_TOPICS)
         ],
     }
 
@@ -62,7 +64,8 @@ def _json(value: object) -> bytes:
 
 def rendered() -> dict[str, bytes]:
     """File name -> content of every schema file and of the topic index."""
-    files = {schema_file(cls): _json(cls.json_schema()) for cls in TOPIC_TYPES.values()}
+    types = [*TOPIC_TYPES.values(), *(t.record for t in STREAM_TOPICS if t.record is not None)]
+    files = {schema_file(cls): _json(cls.json_schema()) for cls in types}
     files[INDEX] = _json(_index())
     return files
 

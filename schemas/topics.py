@@ -31,14 +31,16 @@ from schemas.events import (
     Message,
     MetricsSnapshot,
     Prediction,
+    Stream,
+    StreamMessage,
     SuggestionList,
 )
 
-__all__ = ["TOPICS", "Direction", "Key", "Topic", "topic"]
+__all__ = ["STREAMS", "STREAM_OUTPUT", "TOPICS", "Direction", "Key", "Topic", "stream_topic", "topic"]
 
-#: How records are keyed: by dataset name (so a dataset's records share one partition), or not
-#: at all for partitioning (``None``).
-Key = Literal["dataset"] | None
+#: How records are keyed: by dataset name (so a dataset's records share one partition), by
+#: stream name (``stream-declarations``), or not at all for partitioning (``None``).
+Key = Literal["dataset", "stream"] | None
 #: ``in``: written by producers, read by the worker; ``out``: written by the worker for
 #: dashboards and automations; ``internal``: written and read by the worker only.
 Direction = Literal["in", "out", "internal"]
@@ -90,6 +92,23 @@ TOPICS: Mapping[str, Topic] = _registry(
     # the dataset's ``events`` (agents.worker.snapshots).
     Topic("snapshots", None, key="dataset", direction="internal", compacted=True),
 )
+
+
+#: Streams for automations (docs/streams.md), beside the registry of DESIGN.md section 3: the
+#: declarations (compacted, keyed by stream name, one partition, a tombstone deletes), read
+#: whole by every worker; and one output topic per stream, ``streams.<name>`` (`stream_topic`),
+#: keyed by dataset, whose records the `STREAM_OUTPUT` entry describes.
+STREAMS = Topic("stream-declarations", Stream, key="stream", direction="in", compacted=True)
+STREAM_OUTPUT = Topic("streams.<name>", StreamMessage, key="dataset", direction="out")
+
+
+def stream_topic(name: str) -> str:
+    """The topic (without prefix) a stream writes to.
+
+    >>> stream_topic("urgent-refunds")
+    'streams.urgent-refunds'
+    """
+    return f"streams.{name}"
 
 
 def topic(name: str) -> Topic:

@@ -1,6 +1,8 @@
 """`refinery replay FILE`: run a labelled data file through the engine in-process, no broker.
 
-Messages are observed in file order; a seeded random share of them (``--review-share``, half by
+Messages are observed in a seeded shuffled order for the bundled data sets (their files are
+sorted by label, which live traffic never is; ``--order file`` keeps file order) and in file
+order for a FILE (``--order shuffled`` shuffles it too); a seeded random share of them (``--review-share``, half by
 default) is reviewed with the file's labels (mode ``shuffle``), each review arriving ``--delay``
 messages after its message (reviews still pending at the end arrive then). A progress bar runs
 meanwhile; at the end the rating, its factors and a per-label table are printed, with a hint
@@ -25,6 +27,7 @@ Examples::
 
     refinery replay my.csv
     refinery replay --bundled banking77 --review-share 0.3 --delay 100
+    refinery replay --bundled banking77 --order file     # labels arrive one after another
     refinery replay tickets.csv --text-column body --label-column queue --label-separator "|"
     refinery replay --bundled enron --model river.naive_bayes.ComplementNB --model-params '{"alpha": 0.5}'
 """
@@ -42,10 +45,12 @@ from pathlib import Path
 
 from agents.cli import options
 
-__all__ = ["add_arguments", "hints", "replay", "report", "run"]
+__all__ = ["ORDERS", "add_arguments", "hints", "replay", "report", "run", "shuffled"]
 
 #: The share of messages reviewed unless ``--review-share`` says otherwise.
 REVIEW_SHARE = 0.5
+#: ``--order``: a seeded shuffle, or the file's own order.
+ORDERS = ("shuffled", "file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run_group.add_argument("--delay", type=int, default=0, help="a review arrives this many messages after its message")
     run_group.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
-    run_group.add_argument("--seed", type=int, default=0, help="seeds which messages are reviewed and the engine")
+    run_group.add_argument(
+        "--order",
+        choices=ORDERS,
+        default=None,
+        help="shuffled (seeded by --seed; the default for --bundled, whose files are sorted by label) "
+        "or file (the default for a FILE)",
+    )
+    run_group.add_argument(
+        "--seed", type=int, default=0, help="seeds the shuffle, which messages are reviewed and the engine"
+    )
     run_group.add_argument(
         "--config", default="{}", help="RefinerConfig fields as JSON, e.g. '{\"validation_window\": 2000}'"
     )
@@ -114,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         pairs = _pairs(args, lambda number, rejected: skipped.update([rejected.group or rejected.reason]))
     except InputError as error:
         raise SystemExit(f"refinery replay: error: {error}") from None
+    if (args.order or ("shuffled" if args.bundled is not None else "file")) == "shuffled":
+        pairs = shuffled(pairs, args.seed)
     if args.limit is not None:
         pairs = _limited(pairs, args.limit)
     try:
@@ -172,6 +188,17 @@ def replay(
         engine.annotate(pending.popleft()[1])
     bar.close()
     return engine, count
+
+
+def shuffled(pairs, seed: int) -> list:
+    """The pairs in a seeded random order (the demo's): the same seed, the same order.
+
+    >>> shuffled(range(5), 0), shuffled(range(5), 0) == shuffled(range(5), 0)
+    ([2, 1, 0, 4, 3], True)
+    """
+    out = list(pairs)
+    random.Random(seed).shuffle(out)
+    return out
 
 
 def report(engine, messages: int, label_rows: int = 40) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "REPLICATION",
     "TopicError",
     "admin_client",
+    "create_named_topics",
     "create_topics",
     "delete_topics",
     "describe_cluster",
@@ -89,21 +90,28 @@ def create_topics(
     Existing topics are left as they are. Returns ``{full topic name: partition count}`` as the
     broker reports them. Raises `TopicError` when the broker refuses one.
     """
-    from kafka.errors import TopicAlreadyExistsError
-
     partitions = partitions or settings.partitions
     wanted = _wanted(settings, names)
+    return create_named_topics(settings, {full: (partitions, TOPICS[name].compacted) for full, name in wanted.items()})
+
+
+def create_named_topics(settings: Settings, wanted: dict[str, tuple[int, bool]]) -> dict[str, int]:
+    """Create topics by full name, ``{name: (partitions, compacted)}``, like `create_topics`
+    (existing ones are left as they are): for topics outside the registry, such as a stream's
+    ``streams.<name>`` (`schemas.topics.stream_topic`)."""
+    from kafka.errors import TopicAlreadyExistsError
+
     with admin_client(settings, client_id="refinery-topics") as admin:
         existing = set(admin.list_topics())
-        missing = {full: name for full, name in wanted.items() if full not in existing}
+        missing = {full: shape for full, shape in wanted.items() if full not in existing}
         if missing:
             new_topics = {
                 full: {
-                    "num_partitions": partitions,
+                    "num_partitions": count,
                     "replication_factor": REPLICATION,
-                    "configs": {"cleanup.policy": "compact"} if TOPICS[name].compacted else {},
+                    "configs": {"cleanup.policy": "compact"} if compacted else {},
                 }
-                for full, name in missing.items()
+                for full, (count, compacted) in missing.items()
             }
             response = admin.create_topics(new_topics, raise_errors=False)
             for created in response["topics"]:
@@ -119,7 +127,7 @@ def create_topics(
                 logging.INFO,
                 "topics_created",
                 topics=sorted(missing),
-                partitions=partitions,
+                partitions=sorted({count for count, _ in missing.values()}),
                 bootstrap=settings.bootstrap,
             )
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))}

@@ -12,6 +12,11 @@ that token is set):
 ``GET /datasets/{dataset}/suggestions``    ``?kind=check_label&label=L&limit=50``: a SuggestionList
 ``GET /datasets/{dataset}/curve``          ``?label=L&points=200``: the label's precision-recall curve
 ``POST /datasets/{dataset}/predict``       body: a Message; the prediction, without learning
+``GET /datasets/{dataset}/thresholds``     every label's three thresholds, and their version
+``GET /streams``                           the streams for automations in force (docs/streams.md)
+``GET /streams/{name}``                    one stream's declaration
+``PUT /streams/{name}``                    body: a Stream; declares or replaces it (400: why not)
+``DELETE /streams/{name}``                 deletes a stream declared through the API
 ``GET /`` and ``GET /datasets/{dataset}``  HTML dashboard pages for people (`agents.web.pages`)
 =========================================  =======================================================
 
@@ -33,9 +38,11 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from agents.worker.observability import CONTENT_TYPE
+from agents.worker.streams import DeclarationError
 from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
-from schemas import SUGGESTION_KINDS, Message, SchemaError
+from schemas import SUGGESTION_KINDS, Message, SchemaError, Stream
 from schemas.events import SuggestionKind
+from schemas.topics import stream_topic
 
 if TYPE_CHECKING:
     from agents.worker.service import Service
@@ -156,6 +163,64 @@ class Api:
             prediction = await self.service.in_thread(engine.predict, message)
         return 200, prediction.to_dict()
 
+    async def thresholds(self, dataset: str) -> Reply:
+        engine = self._engine(dataset)
+        if engine is None:
+            return self._missing(dataset)
+        async with self.service.lock:
+            table = await self.service.in_thread(engine.threshold_table)
+            version, model_version = engine.thresholds_version, engine.model_version
+        return 200, {
+            "dataset": dataset,
+            "thresholds_version": version,
+            "model_version": model_version,
+            "labels": {label: row.to_dict() for label, row in table.items()},
+        }
+
+    # -- streams for automations (agents.worker.streams) --------------------------------------
+
+    def _stream_view(self, stream: Stream) -> dict:
+        registry = self.service.streams
+        topic = self.service.settings.topic(stream_topic(stream.name))
+        return {**stream.to_dict(), "topic": topic, "source": registry.source(stream.name)}
+
+    def streams(self) -> Reply:
+        return 200, {"streams": [self._stream_view(s) for s in self.service.streams.streams().values()]}
+
+    def stream(self, name: str) -> Reply:
+        stream = self.service.streams.streams().get(name)
+        if stream is None:
+            return _error(404, f"no stream {name!r} (GET /streams lists them)")
+        return 200, self._stream_view(stream)
+
+    async def put_stream(self, name: str, body: bytes) -> Reply:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            return _error(400, f"stream: expected a JSON object, got invalid JSON ({error})")
+        if isinstance(data, dict):
+            data.setdefault("name", name)
+        try:
+            stream = Stream.from_dict(data)
+        except SchemaError as error:
+            return _error(400, str(error))
+        if stream.name != name:
+            return _error(400, f"stream.name: expected {name!r} (the URL's name), got {stream.name!r}")
+        try:
+            await self.service.declare_stream(stream, name)
+        except DeclarationError as error:
+            return _error(409, str(error))
+        return 200, self._stream_view(stream)
+
+    async def delete_stream(self, name: str) -> Reply:
+        if name not in self.service.streams.streams():
+            return _error(404, f"no stream {name!r} (GET /streams lists them)")
+        try:
+            await self.service.declare_stream(None, name)
+        except DeclarationError as error:
+            return _error(409, str(error))
+        return 200, {"deleted": name}
+
     def exposition(self) -> bytes:
         return self.service.obs.exposition()
 
@@ -245,6 +310,32 @@ def register(app, service: Service) -> Api:
         @guarded
         async def get(self, request, dataset):
             return reply(self, await api.curve(dataset, request.query))
+
+    @app.page("/datasets/{dataset}/thresholds")
+    class DatasetThresholds(View):
+        @guarded
+        async def get(self, request, dataset):
+            return reply(self, await api.thresholds(dataset))
+
+    @app.page("/streams")
+    class Streams(View):
+        @guarded
+        async def get(self, request):
+            return reply(self, api.streams())
+
+    @app.page("/streams/{name}")
+    class OneStream(View):
+        @guarded
+        async def get(self, request, name):
+            return reply(self, api.stream(name))
+
+        @guarded
+        async def put(self, request, name):
+            return reply(self, await api.put_stream(name, await request.read()))
+
+        @guarded
+        async def delete(self, request, name):
+            return reply(self, await api.delete_stream(name))
 
     @app.page("/datasets/{dataset}/predict")
     class Predict(View):

@@ -17,6 +17,8 @@
   to ``metrics`` and Prometheus, its suggestion lists to ``suggestions``.
 - **lag_timer**: the consumer lag of every assigned ``events`` partition, the stall watch
   (`agents.worker.stalls`), and the summary of aiokafka's repeated log lines (`agents.worker.outage`).
+- **streams** (a task): reads the declarations of streams for automations
+  (`agents.worker.streams`) for ever; the engine applies no event before it has read them all.
 
 On assignment of an ``events`` partition the worker restores its datasets from ``snapshots``
 before applying anything; events below a dataset's snapshot are skipped, and a range Faust will
@@ -141,6 +143,14 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     async def on_assigned(sender, assigned, **kwargs):
         service.on_assigned({tp.partition for tp in assigned if tp.topic == service.topics["events"]})
         obs.retain_lag({(tp.topic, tp.partition) for tp in assigned})
+
+    # Until the declarations of streams are read no event is applied (a restart never skips a
+    # stream): cleared here, before any agent runs, and set by follow_streams.
+    service.streams_loaded.clear()
+
+    @app.task
+    async def streams():
+        await service.follow_streams()
 
     @app.timer(max(0.5, min(options.snapshot_seconds, 5.0)))
     async def snapshot_timer():

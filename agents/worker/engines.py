@@ -50,6 +50,8 @@ class Outcome:
     """What applying a batch produced: predictions and dead letters to publish, and counts."""
 
     predictions: list[Prediction] = dataclasses.field(default_factory=list)
+    #: The message of each prediction, in the same order (streams filter and carry them).
+    observed: list[Message] = dataclasses.field(default_factory=list)
     dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
     messages: int = 0
     reviews: int = 0
@@ -228,6 +230,7 @@ class PartitionEngines:
         messages = [message for _, _, message in run]
         try:
             outcome.predictions += engine.observe_many(messages)
+            outcome.observed += messages
             outcome.messages += len(messages)
             return
         except Exception:  # find the culprit: one by one gives the same results
@@ -243,6 +246,7 @@ class PartitionEngines:
         for offset, event, message in run:
             try:
                 outcome.predictions.append(engine.observe(message))
+                outcome.observed.append(message)
                 outcome.messages += 1
             except Exception as error:
                 outcome.dead_letters.append(self._failed(offset, event, "message", dataset, error, now))

@@ -17,8 +17,9 @@ import orjson
 from agents.settings import env_value
 from agents.worker.snapshots import CHUNK_BYTES
 from pipeline.engine import Engine, EngineFactory, EngineLoader
+from schemas import SchemaError, Stream
 
-__all__ = ["WorkerOptions", "engine_functions"]
+__all__ = ["WorkerOptions", "configured_streams", "engine_functions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,9 @@ class WorkerOptions:
     #: REFINERY_BACKGROUND_SHARE: most of the engine thread's time that metrics publications
     #: and count-triggered snapshots may take (`agents.worker.budget.Budget`); 1 = no brake.
     background_share: float = 0.1
+    #: REFINERY_STREAMS: streams for automations declared by configuration (docs/streams.md), a
+    #: JSON list of `schemas.Stream` objects, or the path of a JSON file holding one.
+    streams: tuple[Stream, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerOptions:
@@ -85,7 +89,46 @@ class WorkerOptions:
             instance_id=get("REFINERY_INSTANCE_ID", None, str),
             stall_seconds=get("REFINERY_STALL_SECONDS", d.stall_seconds, float),
             background_share=get("REFINERY_BACKGROUND_SHARE", d.background_share, float),
+            streams=configured_streams(env.get("REFINERY_STREAMS") or ""),
         )
+
+
+def configured_streams(raw: str) -> tuple[Stream, ...]:
+    """The streams of ``REFINERY_STREAMS``: a JSON list of streams, or the path of a file holding
+    one. Every error names the variable, the stream and the field.
+
+    >>> [s.name for s in configured_streams('[{"name": "urgent", "dataset": "support"}]')]
+    ['urgent']
+    >>> configured_streams('[{"name": "urgent", "dataset": "support", "threshold": 2}]')
+    Traceback (most recent call last):
+    ...
+    ValueError: REFINERY_STREAMS[0].threshold: expected a number from 0 to 1 (or a threshold kind), got 2
+    """
+    if not raw.strip():
+        return ()
+    text, where = raw, "REFINERY_STREAMS"
+    if not raw.lstrip().startswith("["):
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"REFINERY_STREAMS: expected a JSON list of streams or the path of a JSON file, got {raw!r}"
+            )
+        text, where = path.read_text(encoding="utf-8"), f"REFINERY_STREAMS ({path})"
+    try:
+        listed = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"{where}: invalid JSON ({error})") from None
+    if not isinstance(listed, list):
+        raise ValueError(f"{where}: expected a JSON list of streams, got {type(listed).__name__}")
+    try:
+        streams = tuple(Stream.from_dict(item, path=f"REFINERY_STREAMS[{i}]") for i, item in enumerate(listed))
+    except SchemaError as error:
+        raise ValueError(str(error)) from None
+    names = [stream.name for stream in streams]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"REFINERY_STREAMS[{i}].name: stream {name!r} is declared twice")
+    return streams
 
 
 def engine_functions(options: WorkerOptions) -> tuple[EngineFactory, EngineLoader]:

@@ -47,8 +47,10 @@ from agents.worker.retry import Backoff
 from agents.worker.sequencer import sequence
 from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
+from agents.worker.streams import StreamRegistry, follow_declarations
 from pipeline.engine import Engine, suggestion_lists
-from schemas import Event, MetricsSnapshot, SuggestionList
+from schemas import Event, MetricsSnapshot, Stream, SuggestionList
+from schemas.topics import STREAMS, stream_topic
 
 __all__ = ["Service"]
 
@@ -96,6 +98,11 @@ class Service:
         #: Partitions with input and no progress (`agents.worker.stalls`), as of the last lag tick.
         self.stalls = StallWatch(options.stall_seconds, log)
         self.stalled: list[dict] = []
+        #: Streams for automations (agents.worker.streams); no event is applied before the
+        #: declarations are loaded, so a restart never skips a stream.
+        self.streams = StreamRegistry(options.streams)
+        self.streams_loaded = asyncio.Event()
+        self.streams_loaded.set()  # nothing to wait for until `follow_streams` is started
         observability.ready.set_function(lambda: float(self.ready))  # read at each scrape: always current
 
     # -- helpers ---------------------------------------------------------------------------
@@ -117,9 +124,11 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Whether every assigned partition is restored, and none is stalled."""
+        """Whether every assigned partition is restored, none is stalled, and the declarations of
+        streams are read."""
         return (
             self.assigned is not None
+            and self.streams_loaded.is_set()
             and all(p in self.partitions and self.partitions[p].restored for p in self.assigned)
             and not self.stalled
         )
@@ -287,6 +296,7 @@ class Service:
 
     async def _process_partition(self, partition: Partition, events: list) -> None:
         p = partition.number
+        await self.streams_loaded.wait()
         engines = await partition.wait_restored()
         if engines is None:
             return  # revoked while restoring: Faust delivers these events again after the rebalance
@@ -315,6 +325,10 @@ class Service:
             out: list[Record] = [
                 (self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
                 for pr in outcome.predictions
+            ]
+            out += [  # in the same delivery as the predictions: the same at-least-once guarantee
+                (self.settings.topic(stream_topic(r.stream)), r.dataset.encode("utf-8"), r.encode(), None)
+                for r in self.streams.route(zip(outcome.predictions, outcome.observed))
             ]
             out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
             await self.deliver(out)
@@ -419,6 +433,54 @@ class Service:
                     out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
                     out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
                     await self.deliver(out)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def follow_streams(self) -> None:
+        """Create the ``stream-declarations`` topic and every configured stream's topic, then read
+        the declarations for ever (`agents.worker.streams.follow_declarations`)."""
+        self.streams_loaded.clear()  # events wait until the declarations are read
+        loop = asyncio.get_running_loop()
+        backoff = Backoff()
+        while True:
+            try:
+                await loop.run_in_executor(None, self._create_stream_topics, list(self.streams.configured.values()))
+                break
+            except Exception as error:  # broker unavailable: keep trying, events wait
+                await backoff.wait(log, "stream_topics_retry", error=repr(error))
+
+        async def on_stream(stream: Stream) -> None:
+            await loop.run_in_executor(None, self._create_stream_topics, [stream])
+
+        await follow_declarations(
+            self.settings,
+            self.settings.topic(STREAMS.name),
+            self.streams,
+            on_stream=on_stream,
+            loaded=self.streams_loaded,
+        )
+
+    def _create_stream_topics(self, streams: list[Stream]) -> None:
+        """The declarations topic and the topics of ``streams`` (blocking: call in an executor)."""
+        from agents.kafka.admin import create_named_topics
+
+        create_named_topics(self.settings, {self.settings.topic(STREAMS.name): (1, True)})
+        wanted = {self.settings.topic(stream_topic(s.name)): (self.settings.partitions, False) for s in streams}
+        if wanted:
+            create_named_topics(self.settings, wanted)
+
+    async def declare_stream(self, stream: Stream | None, name: str, *, timeout: float = 30.0) -> None:
+        """Write a declaration (None: a tombstone deleting ``name``) and wait until this worker has
+        it in force. Raises `agents.worker.streams.DeclarationError` for a configured stream."""
+        self.streams.check_writable(name)
+        await self.streams_loaded.wait()  # the topic exists, compacted, before anything is written to it
+        value = None if stream is None else stream.encode()
+        await self.deliver([(self.settings.topic(STREAMS.name), name.encode("utf-8"), value, 0)])
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.streams.streams().get(name) != stream:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"stream {name!r}: written, but not read back within {timeout:g} s")
+            await asyncio.sleep(0.05)
 
     # -- lag -------------------------------------------------------------------------------
 

@@ -117,3 +117,43 @@ def test_the_shared_banking77_data_set_is_replayed_by_name(datasets, capsys):
     out = capsys.readouterr().out
     assert "dataset banking77: 300 messages observed" in out
     assert "more labels (worst average precision shown first" in out
+
+
+def _replayed_ids(monkeypatch, argv) -> list[str]:
+    """The message ids `refinery replay ARGV` feeds the engine, in order (the real replay runs)."""
+    from agents.cli import replay as command
+
+    fed: list[str] = []
+
+    def recording(pairs, *args, **kwargs):
+        pairs = list(pairs)
+        fed.extend(m.id for m, _ in pairs)
+        return replay(pairs, *args, **kwargs)  # the real one, imported above
+
+    monkeypatch.setattr(command, "replay", recording)
+    assert main(["replay", *argv, "--no-progress", "--labels", "1"]) == 0
+    return fed
+
+
+def test_a_bundled_data_set_is_replayed_in_a_seeded_shuffled_order_by_default(datasets, monkeypatch, capsys):
+    from agents.ingest.datasets import banking77
+
+    labels = {m.id: a.labels[0].name for m, a in banking77()}
+    argv = ["--bundled", "banking77", "--limit", "300", "--review-share", "0.2"]
+    first = _replayed_ids(monkeypatch, argv)
+    assert first == _replayed_ids(monkeypatch, argv)  # seeded: the same order again
+    assert first != _replayed_ids(monkeypatch, [*argv, "--seed", "1"])
+    assert len({labels[i] for i in first}) > 60  # the file is sorted by label: 300 in file order hold 3
+
+
+def test_order_file_keeps_the_bundled_file_order(datasets, monkeypatch, capsys):
+    fed = _replayed_ids(monkeypatch, ["--bundled", "banking77", "--limit", "300", "--order", "file"])
+    assert fed == [f"train-{i:05d}" for i in range(300)]
+
+
+def test_a_file_keeps_its_order_unless_asked_to_shuffle(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records(40)))
+    assert _replayed_ids(monkeypatch, [str(path)]) == [f"r{i}" for i in range(40)]
+    shuffled = _replayed_ids(monkeypatch, [str(path), "--order", "shuffled"])
+    assert sorted(shuffled) == sorted(f"r{i}" for i in range(40)) and shuffled != [f"r{i}" for i in range(40)]
