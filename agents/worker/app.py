@@ -30,6 +30,7 @@ import asyncio
 import logging
 
 from agents.settings import Settings
+from agents.worker.budget import check_start
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
+    check_start(settings, options)  # every setting in range, the size budget adds up, the snapshot key
     app = faust.App(
         options.group or f"{settings.topic_prefix}worker",
         broker=f"kafka://{settings.bootstrap}",
@@ -61,10 +63,11 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=options.session_timeout,
+        broker_request_timeout=options.request_timeout,  # Faust refuses a session timeout above it
         broker_heartbeat_interval=options.session_timeout / 10,
         broker_rebalance_timeout=max(60.0, options.session_timeout),
         broker_commit_interval=1.0,
-        producer_max_request_size=1_000_000,
+        producer_max_request_size=settings.max_record_bytes,  # docs/service.md, Size budgets
         web_enabled=True,
         consumer_group_instance_id=options.instance_id,
         **faust_settings,
