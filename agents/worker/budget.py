@@ -97,6 +97,8 @@ class SizeBudget:
     prediction: int
     dead_letter: int
     chunk: int
+    labels: int = 0
+    id_chars: int = 0
 
     @classmethod
     def of(cls, settings: Settings, options: WorkerOptions | None = None) -> SizeBudget:
@@ -120,6 +122,8 @@ class SizeBudget:
             + topic
             + settings.max_id_chars * _JSON,
             chunk=options.chunk_bytes + 512,
+            labels=settings.max_labels_per_dataset,
+            id_chars=settings.max_id_chars,
         )
 
     def problems(self) -> list[str]:
@@ -131,14 +135,15 @@ class SizeBudget:
                 f"{self.input_bytes} bytes may grow by {self.growth} in the events envelope, over the "
                 f"{self.events_value} bytes REFINERY_MAX_RECORD_BYTES={self.record} leaves), got {self.input_bytes}"
             )
-        for variable, size, what in (
-            ("REFINERY_MAX_LABELS_PER_DATASET", self.prediction, "a prediction"),
-            ("REFINERY_MAX_ID_CHARS", self.dead_letter, "a dead letter"),
-            ("REFINERY_SNAPSHOT_CHUNK_BYTES", self.chunk, "a snapshot chunk"),
+        for variable, size, what, value in (
+            ("REFINERY_MAX_LABELS_PER_DATASET", self.prediction, "a prediction", self.labels),
+            ("REFINERY_MAX_ID_CHARS", self.dead_letter, "a dead letter", self.id_chars),
+            ("REFINERY_SNAPSHOT_CHUNK_BYTES", self.chunk, "a snapshot chunk", self.chunk - 512),
         ):
             if size + RECORD_OVERHEAD > self.record:
                 out.append(
-                    f"{variable}: too large: {what} may take {size} bytes, over REFINERY_MAX_RECORD_BYTES={self.record}"
+                    f"{variable}: expected a smaller value ({what} may take {size} bytes, over "
+                    f"REFINERY_MAX_RECORD_BYTES={self.record}), got {value}"
                 )
         return out
 

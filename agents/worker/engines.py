@@ -189,6 +189,7 @@ class PartitionEngines:
             if over is not None:
                 outcome.dead_letters.append(self._capped(offset, event, dataset, over, now))
                 continue
+            self._engine(dataset)  # admitted: counts towards the cap at once, even while its messages wait
             marks = self.sources.setdefault(dataset, {})
             source = source_id(event.source_topic, event.partition)
             if event.offset < marks.get(source, 0):
