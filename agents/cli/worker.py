@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from agents.worker.app import WorkerOptions, create_app
+    from agents.worker.budget import check_start
 
     settings = options.settings_from(args)
     worker_options = WorkerOptions.from_env()
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             group=args.group or worker_options.group,
             data_dir=args.data_dir and os.path.abspath(args.data_dir) or worker_options.data_dir,
         )
+    check_start(settings, worker_options)  # settings in range, sizes that add up, the snapshot key
     _check_broker(settings)
     app = create_app(settings, worker_options)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), logfile=args.logfile, quiet=True)
@@ -61,7 +63,6 @@ def _check_broker(settings) -> None:
     from agents.settings import SettingError
     from agents.worker.budget import broker_max_message_bytes, check_broker
 
-    settings.validate()
     try:
         sizes = broker_max_message_bytes(settings)
     except Exception as error:  # not reachable yet: the worker waits for it; records are checked as sent

@@ -187,7 +187,7 @@ class PartitionEngines:
                 continue
             over = self.caps.refuse(self.engines, dataset, annotation)  # before any state is kept for it
             if over is not None:
-                outcome.dead_letters.append(self._capped(offset, event, dataset, over, now))
+                outcome.dead_letters.append(self._capped(offset, raw, event, dataset, over, now))
                 continue
             self._engine(dataset)  # admitted: counts towards the cap at once, even while its messages wait
             marks = self.sources.setdefault(dataset, {})
@@ -261,11 +261,11 @@ class PartitionEngines:
         except Exception as error:
             outcome.dead_letters.append(self._failed(offset, event, "review", annotation.dataset, error, now))
 
-    def _capped(self, offset: int, event: Event, dataset: str, why: str, now: float) -> DeadLetter:
+    def _capped(self, offset: int, raw: bytes | None, event: Event, dataset: str, why: str, now: float) -> DeadLetter:
         kind = "message" if event.message is not None else "review"
         reason = f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: {why}"
         return letter(
-            event.encode(),
+            raw,
             topic=self.topic,
             partition=self.partition,
             offset=offset,

@@ -11,14 +11,17 @@ mixed into 1,000 valid Banking77 messages.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 
 import orjson
 import pytest
 
-from agents.settings import Settings
+from agents.settings import PROJECT_ROOT, Settings
 from agents.worker.budget import SizeBudget
 from agents.worker.deadletter import MAX_RAW_BYTES, raw_value
 from agents.worker.delivery import Delivery
@@ -241,3 +244,33 @@ def test_hostile_records_mixed_into_a_thousand_valid_messages_are_dead_lettered_
         f"the 50 valid messages right after the hostile records: median {statistics.median(after):.2f} s, "
         f"max {max(after):.2f} s; all 1000: median {statistics.median(waits[m.id] for m, _ in pairs):.2f} s"
     )
+
+
+def _documented_start_up_errors() -> list[tuple[dict[str, str], str]]:
+    """``(environment, the line printed)`` of each ``$ VAR=value refinery worker`` example of
+    docs/service.md."""
+    text = (PROJECT_ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    found = re.findall(r"^\$ ((?:REFINERY_\w+=\S+ )+)refinery worker\n(refinery worker: .*)$", text, flags=re.M)
+    return [(dict(pair.split("=", 1) for pair in env.split()), line) for env, line in found]
+
+
+def test_the_documented_start_up_errors_are_what_refinery_worker_prints(topics):
+    examples = _documented_start_up_errors()
+    assert len(examples) >= 3
+    for env, line in examples:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("REFINERY_")}
+        clean.update(env, PYTHONPATH=str(PROJECT_ROOT), REFINERY_KAFKA_BOOTSTRAP=topics.bootstrap)
+        if "max.message.bytes" in line:  # the broker's side: this test's topics
+            clean["REFINERY_TOPIC_PREFIX"] = topics.topic_prefix
+            line = line.replace("refinery.", topics.topic_prefix)
+        done = subprocess.run(
+            [sys.executable, "-m", "agents.cli", "worker"],
+            env=clean,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+        assert done.returncode == 2, (env, done.stderr[-2000:])
+        assert done.stderr.strip().splitlines()[-1] == line, env
