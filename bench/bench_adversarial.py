@@ -20,7 +20,8 @@ and peak (``VmHWM``) from ``/proc/<pid>/status``, and the dead letters by error.
 peak stays within the budget and the worker is alive and ready at the end.
 
 Run: ``.venv/bin/python bench/bench_adversarial.py [--labels 100] [--datasets 3] [--partitions 2]
-[--new-datasets 5000] [--reviews 3000] [--window 500]`` (about 5 min on the shared machine).
+[--new-datasets 5000] [--reviews 1000] [--window 300] [--big 6]`` (about 15 min on the loaded
+shared machine).
 The local broker must be running; the prefix's topics are deleted at the end.
 """
 
@@ -180,14 +181,25 @@ def _dead_letters(settings: Settings) -> collections.Counter:
     return counts
 
 
+_VOCABULARY: list[str] = []
+
+
 def _words(rng: random.Random, chars: int) -> str:
-    """Distinct random words: the most features a text of this length can give."""
-    out, size = [], 0
-    while size < chars:
-        word = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9)))
-        out.append(word)
-        size += len(word) + 1
-    return " ".join(out)[:chars]
+    """Distinct random words (a stretch of a shuffled vocabulary): the most features a text of
+    this length can give."""
+    if not _VOCABULARY:
+        maker = random.Random(1)
+        seen = set()
+        while len(seen) < 250_000:
+            seen.add("".join(maker.choices("abcdefghijklmnopqrstuvwxyz", k=maker.randint(4, 9))))
+        _VOCABULARY.extend(sorted(seen))
+        maker.shuffle(_VOCABULARY)
+    count = chars // 5 + 1
+    start = rng.randrange(len(_VOCABULARY))
+    words = _VOCABULARY[start : start + count]
+    while len(words) < count:  # wrap around
+        words += _VOCABULARY[: count - len(words)]
+    return " ".join(words)[:chars]
 
 
 def _datasets_per_partition(partitions: int, per_partition: int, prefix: str) -> list[str]:
@@ -211,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=3, help="REFINERY_MAX_DATASETS_PER_PARTITION")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--new-datasets", type=int, default=5000)
-    parser.add_argument("--reviews", type=int, default=3000, help="distinct reviewed ids per dataset (max_reviewed)")
-    parser.add_argument("--window", type=int, default=500, help="validation_window and live_window")
+    parser.add_argument("--reviews", type=int, default=1000, help="distinct reviewed ids per dataset (max_reviewed)")
+    parser.add_argument("--window", type=int, default=300, help="validation_window and live_window")
+    parser.add_argument("--big", type=int, default=6, help="bodies and subjects at the size limits")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -307,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 over = {f"k{j}": "v" * 300 for j in range(settings.max_metadata_keys + 5)}
                 send(messages, d, {"dataset": d, "id": f"over-{i}", "timestamp": i, "metadata": over})
                 sent += 2
-            for i in range(20):
+            for i in range(args.big):
                 d = datasets[i % len(datasets)]
                 body = _words(rng, settings.max_body_bytes - 10)
                 send(messages, d, {"dataset": d, "id": f"big-{i}", "timestamp": i, "body": body})
