@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         topic_allow_declare=False,
         topic_partitions=settings.partitions,
         stream_wait_empty=False,
+        # Back pressure: Faust pauses a partition once this many records wait in a stream
+        # (default 4,096: 4 GB of 1 MB records); two batches keep take_events fed.
+        stream_buffer_maxsize=options.stream_buffer,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=options.session_timeout,
         broker_request_timeout=options.request_timeout,  # Faust refuses a session timeout above it

@@ -44,6 +44,8 @@ __all__ = [
 #: ``DefaultRecordBatchBuilder.estimate_size_in_bytes`` counts a 61-byte batch header and at most
 #: 27 bytes of record varints (88 in all); the rest is margin.
 RECORD_OVERHEAD = 128
+#: Entries of a featurizer's word cache (`pipeline.features`).
+_WORD_CACHE = 200_000
 #: UTF-8 bytes per character at most, and JSON bytes per character of a label name at most
 #: (a control character is written ``\\u001f``).
 _UTF8 = 4
@@ -174,10 +176,13 @@ class MemoryBudget:
     - each window (``validation_window``, ``live_window``): a message's sparse features (at most
       ``max_chars`` tokens, doubled by bigrams; 8 bytes each) and a float32 score and a bool per
       label;
-    - the reviewed-message registry: ``max_reviewed`` ids of at most ``REFINERY_MAX_ID_CHARS``.
+    - the reviewed-message registry: ``max_reviewed`` ids of at most ``REFINERY_MAX_ID_CHARS``;
+    - the featurizer's word cache (200,000 words).
 
     A worker holds at most ``REFINERY_MAX_DATASETS_PER_PARTITION`` datasets on each partition it
-    owns, at most ``REFINERY_PARTITIONS``; ``base`` is the process without datasets.
+    owns, at most ``REFINERY_PARTITIONS``; ``base`` is the process without datasets: 160 MiB,
+    the workbench's message store, and Faust's stream buffers (`WorkerOptions.stream_buffer`
+    records of each of the two agents' streams, each up to ``REFINERY_MAX_RECORD_BYTES``).
     """
 
     per_dataset: int
@@ -185,7 +190,13 @@ class MemoryBudget:
     base: int = 160 * 2**20
 
     @classmethod
-    def of(cls, settings: Settings, engine_config: Mapping | None = None, partitions: int | None = None):
+    def of(
+        cls,
+        settings: Settings,
+        engine_config: Mapping | None = None,
+        partitions: int | None = None,
+        options: WorkerOptions | None = None,
+    ):
         from pipeline import RefinerConfig
 
         config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **dict(engine_config or {})})
@@ -198,9 +209,22 @@ class MemoryBudget:
         per_message = 8 * tokens + 2 * settings.max_id_chars * _UTF8 + 400 + (4 + 1) * columns
         windows = (config.validation_window + config.live_window) * per_message
         registry = config.max_reviewed * (settings.max_id_chars * _UTF8 + 200)
-        per_dataset = model + windows + registry + 4 * 2**20  # drift, suggestions, counters
+        words = _WORD_CACHE * 320  # the featurizer's word cache (pipeline.features._CACHE_SIZE entries)
+        per_dataset = model + windows + registry + words + 4 * 2**20  # drift, suggestions, counters
         owned = partitions if partitions is not None else settings.partitions
-        return cls(per_dataset=per_dataset, datasets=owned * settings.max_datasets_per_partition)
+        # The shell: the workbench's message store (REFINERY_WORKBENCH_BYTES characters, up to 4 bytes
+        # each, and REFINERY_WORKBENCH_MESSAGES entries), and Faust's stream buffers (up to
+        # stream_buffer_maxsize records of each agent's stream, each at most max_record_bytes).
+        from agents.web.workbench import WorkbenchOptions
+
+        bench = WorkbenchOptions.from_env()
+        buffered = 2 * (options or WorkerOptions()).stream_buffer * settings.max_record_bytes
+        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered
+        return cls(
+            per_dataset=per_dataset,
+            datasets=owned * settings.max_datasets_per_partition,
+            base=160 * 2**20 + shell,
+        )
 
     @property
     def total(self) -> int:

@@ -107,6 +107,15 @@ class WorkerOptions:
         return self
 
     @property
+    def stream_buffer(self) -> int:
+        """Records Faust may buffer per stream before it pauses the partition: two batches.
+
+        >>> WorkerOptions(batch_size=200).stream_buffer
+        400
+        """
+        return 2 * self.batch_size
+
+    @property
     def request_timeout(self) -> float:
         """The worker's Kafka request timeout: Faust's 90 s, or longer than the session timeout.
 
