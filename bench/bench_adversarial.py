@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(args.reviews + args.window):
                     body = _words(rng, 5000)
                     mid = f"{long_id}{i:012d}"
-                    labels = [f"L{i % 5}-{i % 7} > x{i % 3}"]
+                    labels = [f"L0-{i % 22} > x{i % 22 % 3}"]  # labels the dataset has: the review is learnt
                     if i % 2:
                         send(messages, d, {"dataset": d, "id": "live" + mid[4:], "timestamp": i, "body": body})
                     send(annotations, d, review(d, mid, labels, body, float(i)))
