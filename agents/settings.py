@@ -15,7 +15,9 @@ docs/configuration.md; a test fails when code and table disagree.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,19 +26,45 @@ from schemas.topics import TOPICS as _REGISTRY
 
 __all__ = [
     "PROJECT_ROOT",
+    "DEV_SNAPSHOT_KEY",
     "SASL_MECHANISMS",
     "SECURITY_PROTOCOLS",
     "TOPICS",
     "KafkaSecurity",
+    "SettingError",
     "Settings",
+    "check_range",
     "datasets_dir",
     "env_value",
+    "is_loopback",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: The names (without prefix) of the topics of the registry, `schemas.topics.TOPICS`.
 TOPICS: tuple[str, ...] = tuple(_REGISTRY)
+
+#: The built-in snapshot key: fine on a laptop, refused where others can reach the worker.
+DEV_SNAPSHOT_KEY = "refinery-local-dev-key"
+
+
+class SettingError(ValueError):
+    """A setting out of its allowed range; the message is one line naming the variable.
+
+    >>> print(SettingError("REFINERY_PARTITIONS", "an integer in [1, 10000]", 0))
+    REFINERY_PARTITIONS: expected an integer in [1, 10000], got 0
+    """
+
+    def __init__(self, variable: str, expected: str, found: object) -> None:
+        super().__init__(f"{variable}: expected {expected}, got {found!r}")
+        self.variable = variable
+
+    @classmethod
+    def line(cls, text: str) -> SettingError:
+        """The error whose message is ``text``, a line that starts with the variable's name."""
+        error = cls(text.partition(":")[0], "", "")
+        error.args = (text,)
+        return error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +87,36 @@ class Settings:
     #: REFINERY_API_TOKEN: bearer token required by every route but /healthz, when set.
     api_token: str | None = None
     #: REFINERY_SNAPSHOT_KEY: HMAC key authenticating snapshots.
-    snapshot_key: str = "refinery-local-dev-key"
+    snapshot_key: str = DEV_SNAPSHOT_KEY
     #: REFINERY_MAX_BODY_BYTES: largest accepted message body (UTF-8 bytes).
     max_body_bytes: int = 1_000_000
     #: REFINERY_KAFKA_SECURITY_PROTOCOL, REFINERY_KAFKA_SASL_* and REFINERY_KAFKA_SSL_*: how every
     #: Kafka client authenticates and encrypts (`KafkaSecurity`; clients: `agents.kafka.security`).
     kafka_security: KafkaSecurity = dataclasses.field(default_factory=lambda: KafkaSecurity())
+
+    # -- hardening (issue 13): size budgets, memory caps, safe defaults. docs/service.md,
+    # "Size budgets" and "Memory budget", derives each from the others; `agents.worker.sizes`
+    # checks they add up at start-up.
+    #: REFINERY_MAX_RECORD_BYTES: the worker producer's max_request_size (largest record it sends).
+    max_record_bytes: int = 1_048_576
+    #: REFINERY_MAX_INPUT_BYTES: largest accepted input record (the value of one message or review).
+    max_input_bytes: int = 1_040_000
+    #: REFINERY_MAX_ID_CHARS: longest dataset name, message id or thread id.
+    max_id_chars: int = 256
+    #: REFINERY_MAX_LABEL_CHARS: longest label name (the contract allows at most 256).
+    max_label_chars: int = 256
+    #: REFINERY_MAX_LABELS_PER_REVIEW: labels (and extraction fields) one review may carry.
+    max_labels_per_review: int = 50
+    #: REFINERY_MAX_METADATA_KEYS / REFINERY_MAX_METADATA_BYTES: a message's user properties.
+    max_metadata_keys: int = 64
+    max_metadata_bytes: int = 16_384
+    #: REFINERY_MAX_LABELS_PER_DATASET: labels (with implied parents) a dataset's taxonomy may hold.
+    max_labels_per_dataset: int = 200
+    #: REFINERY_MAX_DATASETS_PER_PARTITION: datasets one ``events`` partition may hold.
+    max_datasets_per_partition: int = 16
+    #: REFINERY_ALLOW_DEV_SNAPSHOT_KEY: run with the built-in snapshot key although the worker is
+    #: reachable from other hosts (its web server binds beyond loopback, or the broker is remote).
+    allow_dev_snapshot_key: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -108,7 +160,52 @@ class Settings:
             snapshot_key=get("REFINERY_SNAPSHOT_KEY", defaults.snapshot_key),
             max_body_bytes=get("REFINERY_MAX_BODY_BYTES", defaults.max_body_bytes, int),
             kafka_security=KafkaSecurity.from_env(env).checked(),
-        )
+            max_record_bytes=get("REFINERY_MAX_RECORD_BYTES", defaults.max_record_bytes, int),
+            max_input_bytes=get("REFINERY_MAX_INPUT_BYTES", defaults.max_input_bytes, int),
+            max_id_chars=get("REFINERY_MAX_ID_CHARS", defaults.max_id_chars, int),
+            max_label_chars=get("REFINERY_MAX_LABEL_CHARS", defaults.max_label_chars, int),
+            max_labels_per_review=get("REFINERY_MAX_LABELS_PER_REVIEW", defaults.max_labels_per_review, int),
+            max_metadata_keys=get("REFINERY_MAX_METADATA_KEYS", defaults.max_metadata_keys, int),
+            max_metadata_bytes=get("REFINERY_MAX_METADATA_BYTES", defaults.max_metadata_bytes, int),
+            max_labels_per_dataset=get("REFINERY_MAX_LABELS_PER_DATASET", defaults.max_labels_per_dataset, int),
+            max_datasets_per_partition=get(
+                "REFINERY_MAX_DATASETS_PER_PARTITION", defaults.max_datasets_per_partition, int
+            ),
+            allow_dev_snapshot_key=get("REFINERY_ALLOW_DEV_SNAPSHOT_KEY", False, _flag),
+        ).validate()
+
+    def validate(self) -> Settings:
+        """This, when every setting is within its allowed range; else `SettingError`.
+
+        >>> Settings(partitions=0).validate()
+        Traceback (most recent call last):
+        ...
+        agents.settings.SettingError: REFINERY_PARTITIONS: expected an integer in [1, 10000], got 0
+        """
+        check_range("REFINERY_KAFKA_PORT", self.kafka_port, 1, 65535)
+        check_range("REFINERY_WEB_PORT", self.web_port, 1, 65535)
+        check_range("REFINERY_PARTITIONS", self.partitions, 1, 10_000)
+        if not self.topic_prefix or not _TOPIC_CHARS.fullmatch(self.topic_prefix) or len(self.topic_prefix) > 200:
+            raise SettingError(
+                "REFINERY_TOPIC_PREFIX", "1 to 200 of the characters a-z A-Z 0-9 . _ -", self.topic_prefix
+            )
+        if self.external_bootstrap is not None and not _BOOTSTRAP.fullmatch(self.external_bootstrap):
+            raise SettingError("REFINERY_KAFKA_BOOTSTRAP", "host:port[,host:port...]", self.external_bootstrap)
+        if not self.web_host.strip():
+            raise SettingError("REFINERY_WEB_HOST", "a host name or address", self.web_host)
+        if not self.snapshot_key:
+            raise SettingError("REFINERY_SNAPSHOT_KEY", "a non-empty key", self.snapshot_key)
+        check_range("REFINERY_MAX_RECORD_BYTES", self.max_record_bytes, 65_536, 100 * 2**20)
+        check_range("REFINERY_MAX_INPUT_BYTES", self.max_input_bytes, 1024, self.max_record_bytes)
+        check_range("REFINERY_MAX_BODY_BYTES", self.max_body_bytes, 1, self.max_input_bytes)
+        check_range("REFINERY_MAX_ID_CHARS", self.max_id_chars, 8, 4096)
+        check_range("REFINERY_MAX_LABEL_CHARS", self.max_label_chars, 8, 256)
+        check_range("REFINERY_MAX_LABELS_PER_REVIEW", self.max_labels_per_review, 1, 10_000)
+        check_range("REFINERY_MAX_METADATA_KEYS", self.max_metadata_keys, 0, 10_000)
+        check_range("REFINERY_MAX_METADATA_BYTES", self.max_metadata_bytes, 2, self.max_input_bytes)
+        check_range("REFINERY_MAX_LABELS_PER_DATASET", self.max_labels_per_dataset, 1, 100_000)
+        check_range("REFINERY_MAX_DATASETS_PER_PARTITION", self.max_datasets_per_partition, 1, 100_000)
+        return self
 
 
 #: REFINERY_KAFKA_SECURITY_PROTOCOL: Kafka's own names for how a client connects.
@@ -294,7 +391,7 @@ def env_value(env: Mapping[str, str], name: str, default, cast=str):
     >>> env_value({"REFINERY_PARTITIONS": "x"}, "REFINERY_PARTITIONS", 4, int)
     Traceback (most recent call last):
     ...
-    ValueError: REFINERY_PARTITIONS: expected int, got 'x'
+    agents.settings.SettingError: REFINERY_PARTITIONS: expected int, got 'x'
     """
     raw = env.get(name)
     if raw is None or raw == "":
@@ -302,7 +399,56 @@ def env_value(env: Mapping[str, str], name: str, default, cast=str):
     try:
         return cast(raw)
     except ValueError:
-        raise ValueError(f"{name}: expected {getattr(cast, '__name__', 'a valid value')}, got {raw!r}") from None
+        raise SettingError(name, getattr(cast, "__name__", "a valid value"), raw) from None
+
+
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+_BOOTSTRAP = re.compile(r"[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(raw: str) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off (any case)."""
+    value = raw.strip().lower()
+    if value in _TRUE | _FALSE:
+        return value in _TRUE
+    raise ValueError(raw)
+
+
+_flag.__name__ = "1/true/yes/on or 0/false/no/off"
+
+
+def check_range(variable: str, value: float, low: float, high: float) -> None:
+    """`SettingError` naming ``variable`` unless ``low <= value <= high``.
+
+    >>> check_range("REFINERY_SESSION_TIMEOUT", 120.0, 6, 90)
+    Traceback (most recent call last):
+    ...
+    agents.settings.SettingError: REFINERY_SESSION_TIMEOUT: expected a number in [6, 90], got 120.0
+    """
+    if not low <= value <= high or value != value:  # value != value: NaN
+        kind = "an integer" if isinstance(value, int) else "a number"
+        raise SettingError(variable, f"{kind} in [{low:g}, {high:g}]", value)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address, maybe ``host:port``) is this machine only.
+
+    >>> is_loopback("127.0.0.1:9092"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("kafka:9092")
+    (True, True, False, False)
+    """
+    name = host.strip()
+    if name.startswith("["):  # [::1]:9092
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.split(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def datasets_dir(env: Mapping[str, str] | None = None) -> Path:

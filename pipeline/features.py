@@ -217,7 +217,7 @@ class Featurizer:
                 return [bucket]
         extra = [f"c:{channel}"]
         if subject:
-            extra.extend("s:" + word for word in _WORD.findall(subject.lower()))
+            extra.extend("s:" + word for word in _WORD.findall(subject[: self.max_chars].lower()))  # bounded: issue 13
         if metadata and self.metadata_fields:
             extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
         mask = (1 << self.bits) - 1

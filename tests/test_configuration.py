@@ -104,18 +104,24 @@ def test_every_reader_named_exists():
             assert field in fields, f"{row['variable']}: {reader.__name__} has no field {field!r}"
 
 
+#: Values of string settings that pass start-up validation (`Settings.validate`).
+VALID_TEXT = {"REFINERY_KAFKA_BOOTSTRAP": "kafka.example:9092", "REFINERY_TOPIC_PREFIX": "x."}
+
+
 @pytest.mark.parametrize("row", _field_rows(), ids=lambda r: r["variable"])
 def test_the_variable_sets_the_field_the_table_names(row):
     cls, field = _reader(row)
     kind = str({f.name: f.type for f in dataclasses.fields(cls)}[field])
+    default = getattr(cls(), field)
     if "Mapping" in kind or "dict" in kind:
-        value, expected = '{"x": 7}', {"x": 7}
-    elif "int" in kind or "float" in kind:
-        value, expected = "7", 7
-    elif kind == "bool":
-        value, expected = "false", False
+        value, expected = '{"feature_bits": 12}', {"feature_bits": 12}
+    elif kind == "bool":  # the other value than the default, as the variable spells it
+        value, expected = ("false", False) if default else ("1", True)
+    elif "int" in kind or "float" in kind:  # a value other than the default, within the allowed range
+        number = default * 2 if isinstance(default, float) else default - 1 if (default or 0) > 8 else 7
+        value, expected = str(number), number
     else:
-        value, expected = "/tmp/x", "/tmp/x"
+        value = expected = VALID_TEXT.get(row["variable"], "/tmp/x")
 
     configured = getattr(cls.from_env({row["variable"]: value}), field)
 

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from agents.settings import SettingError
+
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # name -> (module, one-line help)
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(args._module).run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except SettingError as error:  # one line naming the variable and its allowed range
+        print(f"refinery {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

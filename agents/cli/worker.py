@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from agents.worker.app import WorkerOptions, create_app
+    from agents.worker.sizes import check_start
 
     worker_options = WorkerOptions.from_env()
     if args.group or args.data_dir:
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             group=args.group or worker_options.group,
             data_dir=args.data_dir and os.path.abspath(args.data_dir) or worker_options.data_dir,
         )
+    check_start(settings, worker_options)  # settings in range, sizes that add up, the snapshot key
+    _check_broker(settings)
     app = create_app(settings, worker_options)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), logfile=args.logfile, quiet=True)
     logging.getLogger("refinery").setLevel(args.loglevel.upper())
@@ -60,3 +63,18 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka.consumer.subscription_state").setLevel(logging.WARNING)
     worker.execute_from_commandline()  # exits the process when the worker stops
     return 0
+
+
+def _check_broker(settings) -> None:
+    """Refuse to start when the broker would refuse records the worker may send (issue 13)."""
+    from agents.settings import SettingError
+    from agents.worker.sizes import broker_max_message_bytes, check_broker
+
+    try:
+        sizes = broker_max_message_bytes(settings)
+    except Exception as error:  # not reachable yet: the worker waits for it; records are checked as sent
+        logging.getLogger("refinery.worker").warning("broker limits not checked: %r", error)
+        return
+    problems = check_broker(settings, sizes)
+    if problems:
+        raise SettingError.line(problems[0])

@@ -37,6 +37,7 @@ from agents.worker import outage
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
+from agents.worker.sizes import check_start
 
 # WorkerOptions is re-exported: `agents.cli.worker` imports it from here.
 __all__ = ["WorkerOptions", "create_app"]
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
+    check_start(settings, options)  # every setting in range, the size budget adds up, the snapshot key
     repeats = outage.install()  # a broker outage: the client backs off, its repeated lines are summarised
     app = faust.App(
         options.group or f"{settings.topic_prefix}worker",
@@ -65,12 +67,16 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         topic_allow_declare=False,
         topic_partitions=settings.partitions,
         stream_wait_empty=False,
+        # Back pressure: Faust pauses a partition once this many records wait in a stream
+        # (default 4,096: 4 GB of 1 MB records); two batches keep take_events fed.
+        stream_buffer_maxsize=options.stream_buffer,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=options.session_timeout,
+        broker_request_timeout=options.request_timeout,  # Faust refuses a session timeout above it
         broker_heartbeat_interval=options.session_timeout / 10,
         broker_rebalance_timeout=max(60.0, options.session_timeout),
         broker_commit_interval=1.0,
-        producer_max_request_size=1_000_000,
+        producer_max_request_size=settings.max_record_bytes,  # docs/service.md, Size budgets
         # Throughput (issue 11, bench/README.md): one produce request carries up to 256 KB per
         # partition (Faust's default, 16 KB, is ~45 predictions), gathered for at most 5 ms.
         producer_max_batch_size=262_144,

@@ -17,10 +17,12 @@ import base64
 
 from schemas import DeadLetter
 
-__all__ = ["ERRORS", "MAX_RAW_BYTES", "letter", "raw_value"]
+__all__ = ["ERRORS", "MAX_RAW_BYTES", "MAX_REASON_CHARS", "letter", "raw_value"]
 
 #: Raw bytes kept in a dead letter: a huge rejected record must not make an undeliverable one.
 MAX_RAW_BYTES = 256 * 1024
+#: Characters kept of a reason (an exception's text may be long): a dead letter's size is bounded.
+MAX_REASON_CHARS = 2000
 
 #: The ``error`` categories, one Prometheus counter label value each.
 ERRORS = (
@@ -28,6 +30,8 @@ ERRORS = (
     "schema",  # JSON, but not a valid Message / Annotation / Event
     "partition",  # keyed so that the dataset would be owned by two workers
     "processing",  # the engine raised while handling a valid event
+    "limit",  # over a cap of the contract or of the worker's memory; the reason names the variable
+    "undeliverable",  # a record the broker refused as too large (cut to fit here)
 )
 
 
@@ -66,6 +70,8 @@ def letter(
     if raw is not None and len(raw) > MAX_RAW_BYTES:
         reason = f"{reason} (raw value truncated to its first {MAX_RAW_BYTES} of {len(raw)} bytes)"
         raw = raw[:MAX_RAW_BYTES]
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
     return DeadLetter(
         source_topic=topic,
         partition=partition,

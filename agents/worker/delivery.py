@@ -4,7 +4,8 @@
 ``send`` and waits until each is acknowledged. A failed delivery (the broker gone longer than
 the producer's request timeout) is retried from the first failure on, in order, with a
 `agents.worker.retry.Backoff`, until it succeeds: the engine drops repeats. A record the broker
-can never take (too large) is logged and counted, not retried.
+can never take (too large, `too_large`: however Faust wraps the error) is not retried: it is
+dead-lettered, cut to fit (error ``undeliverable``), and counted.
 
 `Delivery.dead_record` turns a `schemas.DeadLetter` into its ``deadletter`` record, counted and logged.
 """
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from agents.worker.deadletter import letter
 from agents.worker.observability import Observability, log_event
 from agents.worker.retry import Backoff
 from schemas import DeadLetter
 
-__all__ = ["Delivery", "Record", "Send"]
+__all__ = ["Delivery", "Record", "Send", "too_large"]
 
 log = logging.getLogger("refinery.worker")
 
@@ -36,6 +39,38 @@ def _undeliverable() -> tuple[type, ...]:
 
 
 _UNDELIVERABLE = _undeliverable()
+
+
+def too_large(error: BaseException) -> BaseException | None:
+    """The broker client's too-large error in ``error``, however it is wrapped, or None.
+
+    Faust's producer raises ``ProducerSendError(f"Error while sending: {exc!r}") from exc``;
+    the original is its ``__cause__`` (or, from other wrappers, its ``__context__`` or an
+    argument).
+
+    >>> from aiokafka.errors import MessageSizeTooLargeError
+    >>> from faust.exceptions import ProducerSendError
+    >>> try:
+    ...     try:
+    ...         raise MessageSizeTooLargeError("too big")
+    ...     except MessageSizeTooLargeError as exc:
+    ...         raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+    ... except ProducerSendError as wrapped:
+    ...     type(too_large(wrapped)).__name__
+    'MessageSizeTooLargeError'
+    >>> too_large(ConnectionError("broker gone")) is None
+    True
+    """
+    stack, seen = [error], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _UNDELIVERABLE):
+            return current
+        stack += [e for e in (current.__cause__, current.__context__, *current.args) if isinstance(e, BaseException)]
+    return None
 
 
 class Delivery:
@@ -59,6 +94,7 @@ class Delivery:
     async def deliver(self, records: Sequence[Record]) -> None:
         """Publish ``records`` and wait until all are durable (or known undeliverable)."""
         pending = list(records)
+        too_big: list[Record] = []  # dead letters of records the broker can never take
         backoff = Backoff()
         while pending:
             futures: list[Awaitable[object]] = []
@@ -75,16 +111,8 @@ class Delivery:
             failed = None
             delivered: dict[str, int] = {}
             for i, (record, result) in enumerate(zip(pending, results)):
-                if isinstance(result, _UNDELIVERABLE):  # retrying cannot help: say so and go on
-                    log_event(
-                        log,
-                        logging.ERROR,
-                        "undeliverable",
-                        topic=record[0],
-                        bytes=len(record[2] or b""),
-                        error=repr(result),
-                    )
-                    self.obs.dead_letters.labels("undeliverable").inc()
+                if isinstance(result, BaseException) and too_large(result) is not None:
+                    too_big += self._refused(record, too_large(result))  # retrying cannot help
                 elif isinstance(result, BaseException):
                     failed = i
                     break
@@ -93,9 +121,35 @@ class Delivery:
             for topic, count in delivered.items():  # counted once per topic: labels() costs per call
                 self.obs.events_out.labels(topic).inc(count)
             if failed is None:
-                return
+                break
             pending = pending[failed:]
             await backoff.wait(log, "delivery_retry", records=len(pending), error=repr(results[failed]))
+
+        if too_big:
+            await self.deliver(too_big)
+
+    def _refused(self, record: Record, error: BaseException) -> list[Record]:
+        """The dead letter of a record the broker refused as too large (none for a dead letter)."""
+        topic, key, value, partition = record
+        log_event(log, logging.ERROR, "undeliverable", topic=topic, bytes=len(value or b""), error=repr(error))
+        if topic == self.deadletter_topic:  # cannot happen within the budget; never loop
+            self.obs.dead_letters.labels("undeliverable").inc()
+            return []
+        reason = (
+            f"a record of {len(value or b'')} bytes for {topic} was refused as too large ({error}); "
+            "see docs/service.md, Size budgets"
+        )
+        dead = letter(
+            value,
+            topic=topic,
+            partition=partition,
+            offset=None,
+            error="undeliverable",
+            reason=reason,
+            now=time.time(),
+            key=key,
+        )
+        return [self.dead_record(dead)]
 
     def dead_record(self, dead: DeadLetter) -> Record:
         """The ``deadletter`` record of ``dead`` (counted and logged as it is made)."""

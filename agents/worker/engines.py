@@ -29,6 +29,7 @@ from collections.abc import Iterable
 
 from agents.kafka.ranges import read_range
 from agents.worker.applied import AppliedOffsets
+from agents.worker.caps import Caps
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
@@ -69,9 +70,22 @@ class PartitionEngines:
         ``make_engine(dataset)`` -> a new `pipeline.Engine` (a ``pipeline.Refiner``).
     restore_engine
         ``restore_engine(blob)`` -> an engine from its snapshot bytes.
+    max_datasets, max_labels
+        Memory caps (`agents.worker.caps`): datasets on this partition, labels per dataset.
+        An event over one is dead-lettered (error ``limit``) and changes nothing.
     """
 
-    def __init__(self, topic: str, partition: int, make_engine: EngineFactory, restore_engine: EngineLoader) -> None:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        make_engine: EngineFactory,
+        restore_engine: EngineLoader,
+        *,
+        max_datasets: int | None = None,
+        max_labels: int | None = None,
+    ) -> None:
+        self.caps = Caps(max_datasets, max_labels)
         self.topic = topic
         self.partition = partition
         self.make_engine = make_engine
@@ -183,6 +197,11 @@ class PartitionEngines:
             if offset < self.resume.get(dataset, 0):
                 outcome.skipped += 1
                 continue
+            over = self.caps.refuse(self.engines, dataset, annotation)  # before any state is kept for it
+            if over is not None:
+                outcome.dead_letters.append(self._capped(offset, raw, event, dataset, over, now))
+                continue
+            self._engine(dataset)  # admitted: counts towards the cap at once, even while its messages wait
             sources = self.sources.setdefault(dataset, {})
             source = source_id(event.source_topic, event.partition)
             applied = sources.get(source)
@@ -257,6 +276,20 @@ class PartitionEngines:
             outcome.reviews += 1
         except Exception as error:
             outcome.dead_letters.append(self._failed(offset, event, "review", annotation.dataset, error, now))
+
+    def _capped(self, offset: int, raw: bytes | None, event: Event, dataset: str, why: str, now: float) -> DeadLetter:
+        kind = "message" if event.message is not None else "review"
+        reason = f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: {why}"
+        return letter(
+            raw,
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            error="limit",
+            reason=reason,
+            now=now,
+            dataset=dataset,
+        )
 
     def _failed(self, offset: int, event: Event, kind: str, dataset: str, error: Exception, now: float) -> DeadLetter:
         reason = (

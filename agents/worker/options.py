@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from agents.settings import env_value
+from agents.settings import SettingError, check_range, env_value
+from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.snapshots import CHUNK_BYTES
 from pipeline.engine import Engine, EngineFactory, EngineLoader
 from schemas import SchemaError, Stream
@@ -90,7 +91,56 @@ class WorkerOptions:
             stall_seconds=get("REFINERY_STALL_SECONDS", d.stall_seconds, float),
             background_share=get("REFINERY_BACKGROUND_SHARE", d.background_share, float),
             streams=configured_streams(env.get("REFINERY_STREAMS") or ""),
-        )
+        ).validate()
+
+    def validate(self) -> WorkerOptions:
+        """This, when every option is within its allowed range; else `agents.settings.SettingError`.
+
+        The session timeout is bounded by the broker's defaults (``group.min.session.timeout.ms``
+        6 s, ``group.max.session.timeout.ms`` 30 min); the worker's request timeout follows it
+        (`request_timeout`), so Faust never refuses it.
+
+        >>> WorkerOptions(session_timeout=3.0).validate()
+        Traceback (most recent call last):
+        ...
+        agents.settings.SettingError: REFINERY_SESSION_TIMEOUT: expected a number in [6, 1800], got 3.0
+        """
+        check_range("REFINERY_BATCH_SIZE", self.batch_size, 1, MAX_BATCH_SIZE)  # agents.worker.applied
+        check_range("REFINERY_BATCH_SECONDS", self.batch_seconds, 0.001, 60)
+        check_range("REFINERY_SNAPSHOT_EVERY", self.snapshot_every, 1, 10_000_000)
+        check_range("REFINERY_SNAPSHOT_SECONDS", self.snapshot_seconds, 0.1, 86_400)
+        check_range("REFINERY_METRICS_SECONDS", self.metrics_seconds, 0.1, 86_400)
+        check_range("REFINERY_SUGGESTIONS_LIMIT", self.suggestions_limit, 1, 1000)
+        check_range("REFINERY_SNAPSHOT_CHUNK_BYTES", self.chunk_bytes, 1024, 100 * 2**20)
+        check_range("REFINERY_SESSION_TIMEOUT", self.session_timeout, 6, 1800)
+        check_range("REFINERY_STALL_SECONDS", self.stall_seconds, 1, 86_400)
+        check_range("REFINERY_BACKGROUND_SHARE", self.background_share, 0.01, 1)
+        for variable, value in (("REFINERY_GROUP", self.group), ("REFINERY_INSTANCE_ID", self.instance_id)):
+            if value is not None and not value.strip():
+                raise SettingError(variable, "a non-empty name", value)
+        try:
+            engine_functions(self)
+        except (TypeError, ValueError) as error:
+            raise SettingError("REFINERY_ENGINE_CONFIG", "pipeline.RefinerConfig fields", str(error)) from None
+        return self
+
+    @property
+    def stream_buffer(self) -> int:
+        """Records Faust may buffer per stream before it pauses the partition: two batches.
+
+        >>> WorkerOptions(batch_size=200).stream_buffer
+        400
+        """
+        return 2 * self.batch_size
+
+    @property
+    def request_timeout(self) -> float:
+        """The worker's Kafka request timeout: Faust's 90 s, or longer than the session timeout.
+
+        >>> WorkerOptions(session_timeout=120).request_timeout
+        150.0
+        """
+        return max(90.0, self.session_timeout + 30.0)
 
 
 def configured_streams(raw: str) -> tuple[Stream, ...]:

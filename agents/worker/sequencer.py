@@ -28,6 +28,7 @@ from aiokafka.partitioner import murmur2
 
 from agents.worker.deadletter import letter
 from schemas import Annotation, DeadLetter, Event, Message, SchemaError
+from schemas.limits import Limits
 
 __all__ = ["ROLES", "owner_partition", "sequence"]
 
@@ -55,6 +56,7 @@ def sequence(
     now: float,
     key: bytes | None = None,
     max_body_bytes: int | None = None,
+    limits: Limits | None = None,
 ) -> Event | DeadLetter:
     """The `Event` to forward for one input record, or the `DeadLetter` saying why not.
 
@@ -72,16 +74,25 @@ def sequence(
         Epoch seconds, for dead letters.
     max_body_bytes
         Largest accepted message body (default: the schema's).
+    limits
+        The contract's caps (`schemas.limits.Limits`): a record over one is dead-lettered with
+        error ``limit`` and a reason naming the cap's variable.
     """
     where = dict(topic=topic, partition=partition, offset=offset, now=now, key=key)
     if raw is None:
         return letter(None, error="decode", reason=f"{role}: a record without value (a tombstone?)", **where)
     try:
+        root = ROLES[role]._root()
+        if limits is not None:
+            limits.check_size(raw, root)
+            max_body_bytes = limits.input_bytes  # the body cap is checked below, naming its variable
         record = ROLES[role].decode(raw, max_body_bytes=max_body_bytes)
+        if limits is not None:
+            limits.check(record, root)
     except SchemaError as error:
         return letter(
             raw, error=error.kind, reason=str(error), **where
-        )  # "decode": not JSON; "schema": not the contract
+        )  # "decode": not JSON; "schema": not the contract; "limit": over a cap
     owner = owner_partition(record.dataset, partitions)
     if owner != partition:
         reason = (

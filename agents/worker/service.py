@@ -38,6 +38,7 @@ from agents.kafka.ranges import read_range
 from agents.settings import Settings
 from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.budget import Budget
+from agents.worker.deadletter import letter
 from agents.worker.delivery import Delivery, Record, Send
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability, log_event
@@ -45,6 +46,7 @@ from agents.worker.options import WorkerOptions, engine_functions
 from agents.worker.partition import Partition
 from agents.worker.retry import Backoff
 from agents.worker.sequencer import sequence
+from agents.worker.sizes import SizeBudget, limits_of
 from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
@@ -81,6 +83,8 @@ class Service:
         self.obs = observability
         self.topics = settings.topics()
         self.delivery = Delivery(send, observability, self.topics["deadletter"])
+        self.limits = limits_of(settings)  # the input contract's caps
+        self.budget = SizeBudget.of(settings, options)
         self.make_engine, self.restore_engine = engine_functions(options)
         #: The ``events`` partitions this worker owns, restored or restoring.
         self.partitions: dict[int, Partition] = {}
@@ -173,13 +177,23 @@ class Service:
                 partitions=self.settings.partitions,
                 now=now,
                 key=key,
-                max_body_bytes=self.settings.max_body_bytes,
+                limits=self.limits,
             )
             if isinstance(result, Event):
                 record = result.message if result.message is not None else result.annotation
                 assert record is not None  # schemas.Event holds exactly one of them
                 dataset = record.dataset
-                out.append((self.topics["events"], dataset.encode("utf-8"), result.encode(), partition))
+                encoded = result.encode()
+                if len(encoded) <= self.budget.events_value:
+                    out.append((self.topics["events"], dataset.encode("utf-8"), encoded, partition))
+                    continue
+                # Cannot happen within the contract (agents.worker.sizes); kept so it never stalls.
+                reason = (
+                    f"{roles[topic]}: its events record would take {len(encoded)} bytes, over the "
+                    f"{self.budget.events_value} that REFINERY_MAX_RECORD_BYTES={self.budget.record} leaves"
+                )
+                where = dict(topic=topic, partition=partition, offset=offset, now=now, key=key, dataset=dataset)
+                out.append(self.delivery.dead_record(letter(value, error="limit", reason=reason, **where)))
             else:
                 out.append(self.delivery.dead_record(result))
         for topic, count in counts.items():
@@ -252,7 +266,14 @@ class Service:
                 break
             except Exception as error:  # broker unavailable: keep trying, the partition waits
                 await backoff.wait(log, "snapshots_read_retry", partition=p, error=repr(error))
-        engines = PartitionEngines(self.topics["events"], p, self.make_engine, self.restore_engine)
+        engines = PartitionEngines(
+            self.topics["events"],
+            p,
+            self.make_engine,
+            self.restore_engine,
+            max_datasets=self.settings.max_datasets_per_partition,
+            max_labels=self.settings.max_labels_per_dataset,
+        )
         problems = await self.in_thread(
             engines.restore, collect((k, v) for _, k, v in records), key=self.settings.snapshot_key, replay=replay
         )

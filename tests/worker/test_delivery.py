@@ -5,23 +5,35 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 
+from agents.worker.deadletter import raw_value
 from agents.worker.delivery import Delivery
 from agents.worker.observability import Observability
+from schemas import DeadLetter
 
 
 class Broker:
-    """A stand-in for the producer: records what it accepted; fails as told."""
+    """A stand-in for Faust's producer: records what it accepted; fails as told, and as Faust does
+    (a too-large record is aiokafka's error wrapped in ``ProducerSendError``)."""
 
     def __init__(self, failures=(), too_large=()):
         self.accepted: list[bytes] = []
+        self.dead_letters: list[bytes] = []
         self.failures = list(failures)  # values whose next delivery times out (once each)
         self.too_large = set(too_large)  # values refused at send time, always
 
     async def send(self, topic, key, value, partition):
         if value in self.too_large:
-            raise MessageSizeTooLargeError(f"{len(value)} bytes")
+            try:  # faust.transport.drivers.aiokafka.Producer.send
+                raise MessageSizeTooLargeError(f"{len(value)} bytes")
+            except MessageSizeTooLargeError as exc:
+                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
         future = asyncio.get_running_loop().create_future()
+        if topic == "deadletter":
+            self.dead_letters.append(value)
+            future.set_result(None)
+            return future
         if value in self.failures:
             self.failures.remove(value)
             future.set_exception(KafkaTimeoutError("broker unavailable"))
@@ -64,8 +76,11 @@ def test_under_any_pattern_of_failed_and_accepted_sends_the_engine_applies_each_
         assert sorted(first, key=int) == values
 
 
-def test_a_record_the_broker_can_never_take_is_counted_and_skipped_not_retried_forever():
+def test_a_record_the_broker_can_never_take_is_dead_lettered_counted_and_skipped_not_retried_forever():
     broker = Broker(too_large=[b"huge"])
     delivery = _deliver(broker, [b"1", b"huge", b"2"])
     assert broker.accepted == [b"1", b"2"]
+    [dead] = [DeadLetter.decode(v) for v in broker.dead_letters]
+    assert (dead.error, dead.source_topic, raw_value(dead)) == ("undeliverable", "t", b"huge")
+    assert "MessageSizeTooLargeError" in dead.reason
     assert b'refinery_dead_letters_total{error="undeliverable"} 1.0' in delivery.obs.exposition()

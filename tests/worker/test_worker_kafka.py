@@ -387,7 +387,13 @@ def test_a_thousand_malformed_events_are_dead_lettered_and_every_valid_one_is_pr
     )
     letters = [DeadLetter.decode(v) for _, _, _, v in dead]
     assert len(letters) == 1000
-    assert {d.error for d in letters} == {"decode", "schema", "partition", "processing"}
+    assert {d.error for d in letters} == {
+        "decode",
+        "schema",
+        "partition",
+        "processing",
+        "limit",
+    }  # body over the cap: limit
     assert all(d.reason and d.source_topic.startswith(topics.topic_prefix) for d in letters)
     never_seen = [d for d in letters if d.error == "processing"]
     assert len(never_seen) == 125 and all("never-seen" in d.reason for d in never_seen)
