@@ -50,6 +50,7 @@ from schemas import Annotation, LabelAssignment, LabelWarning
 CONFIG = RefinerConfig(validation_window=2000, live_window=600)
 WEIGHTS = {"all_labels": 0.4, "underperforming_labels": 0.2, "coverage": 0.2, "balance": 0.2}
 HEALTHY_SHUFFLE_SHARE = 0.2  # CM's "ideally 20%+"
+MAP_MIN_SUPPORT = 5  # held-out positives a label needs to count in MAP (the documented default)
 EDGES = (50.0, 70.0, 90.0)
 
 
@@ -135,10 +136,10 @@ def _warnings(label: Label) -> tuple[LabelWarning, ...]:
     return tuple(one("red") for _ in range(label.red)) + tuple(one("amber") for _ in range(label.amber))
 
 
-def _rate(labels: dict[str, Label], coverage: float | None, balance: float | None, min_support: int = 5):
+def _rate(labels: dict[str, Label], coverage: float | None, balance: float | None):
     """The code under test, given the inputs its caller (Refiner.metrics) gives it."""
     label_aps = {name: m.ap for name, m in labels.items() if m.ap is not None}
-    map_aps = {name: ap for name, ap in label_aps.items() if labels[name].support >= min_support}
+    map_aps = {name: ap for name, ap in label_aps.items() if labels[name].support >= MAP_MIN_SUPPORT}
     warnings = {name: _warnings(m) for name, m in labels.items() if m.matters}
     return rate(map_aps, warnings, label_aps, coverage, balance, None, 100, None, None)
 
@@ -164,7 +165,7 @@ _labels = st.lists(
     balance=st.none() | st.floats(0.0, 100.0),
 )
 def test_the_rating_of_any_input_is_the_weighted_factors_with_bands_and_ready_as_defined(labels, coverage, balance):
-    factors = expected_factors(labels, coverage, balance, 5)
+    factors = expected_factors(labels, coverage, balance, MAP_MIN_SUPPORT)
     overall = expected_overall(factors)
     assume(not _near_an_edge(overall) and not any(_near_an_edge(f) for f in factors.values()))
     rating = _rate(labels, coverage, balance)
@@ -173,7 +174,7 @@ def test_the_rating_of_any_input_is_the_weighted_factors_with_bands_and_ready_as
     assert rating.score == pytest.approx(overall, abs=1e-3)
     assert rating.band == expected_band(overall)
     assert rating.ready == expected_ready(factors, labels)
-    mean_ap = expected_map(labels, 5)
+    mean_ap = expected_map(labels, MAP_MIN_SUPPORT)
     assert rating.factors["all_labels"].metrics["mean_average_precision"] == (
         None if mean_ap is None else pytest.approx(mean_ap, abs=1e-6)
     )
@@ -236,7 +237,7 @@ def _with(**labels: Label) -> dict[str, Label]:
 )
 def test_each_ready_condition_alone_decides_ready(change, ready):
     case = {**GOOD, **change}
-    factors = expected_factors(case["labels"], case["coverage"], case["balance"], 5)
+    factors = expected_factors(case["labels"], case["coverage"], case["balance"], MAP_MIN_SUPPORT)
     assert expected_ready(factors, case["labels"]) is ready  # the definition itself, then the code
     assert _rate(case["labels"], case["coverage"], case["balance"]).ready is ready
 
@@ -324,12 +325,12 @@ def test_the_published_rating_factors_ready_map_and_warnings_follow_their_defini
         assert snapshot.balance.score is None
     else:
         assert snapshot.balance.score == pytest.approx(balance, abs=1e-3)
-    factors = expected_factors(labels, snapshot.coverage, balance, CONFIG.map_min_support)
+    factors = expected_factors(labels, snapshot.coverage, balance, MAP_MIN_SUPPORT)
     assert {name: f.score for name, f in snapshot.rating.factors.items()} == pytest.approx(factors, abs=1e-3)
     assert snapshot.rating.score == pytest.approx(expected_overall(factors), abs=1e-3)
     assert snapshot.rating.band == expected_band(expected_overall(factors))
     assert snapshot.rating.ready == expected_ready(factors, labels)
-    mean_ap = expected_map(labels, CONFIG.map_min_support)
+    mean_ap = expected_map(labels, MAP_MIN_SUPPORT)
     assert snapshot.map == (None if mean_ap is None else pytest.approx(mean_ap, abs=1e-5))  # one MAP
     assert snapshot.rating.factors["all_labels"].metrics["mean_average_precision"] == snapshot.map
 
@@ -366,12 +367,10 @@ def test_the_stages_cover_both_sides_of_the_conditions(engines):
     scores = [f.score for snap in snapshots.values() for f in snap.rating.factors.values()]
     assert min(scores) < 70 <= max(scores)
     assert any(snap.map is not None for snap in snapshots.values())
-    assert any(m.ap is not None and m.support < CONFIG.map_min_support for ls in labels.values() for m in ls.values())
+    assert any(m.ap is not None and m.support < MAP_MIN_SUPPORT for ls in labels.values() for m in ls.values())
     assert all(snap.balance.similarity is not None for snap in snapshots.values())
     by_ap = {
-        stage: sorted(m.ap for m in ls.values() if m.matters and m.ap is not None)[
-            : len(expected_underperforming(ls))
-        ]
+        stage: sorted(m.ap for m in ls.values() if m.matters and m.ap is not None)[: len(expected_underperforming(ls))]
         for stage, ls in labels.items()
     }
     assert any(
