@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from agents.ingest.datasets import banking77
 from pipeline import Refiner, RefinerConfig
-from pipeline.rating import rate
+from pipeline.rating import balance_score, rate
 from schemas import Annotation, LabelAssignment, LabelWarning
 
 CONFIG = RefinerConfig(validation_window=2000, live_window=600)
@@ -178,6 +178,17 @@ def test_the_rating_of_any_input_is_the_weighted_factors_with_bands_and_ready_as
     assert rating.factors["all_labels"].metrics["mean_average_precision"] == (
         None if mean_ap is None else pytest.approx(mean_ap, abs=1e-6)
     )
+
+
+@given(
+    similarity=st.none() | st.floats(0.0, 1.0),
+    shares=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)).filter(lambda s: s[0] + s[1] <= 1.0),
+)
+def test_the_balance_score_of_any_input_follows_its_formula_with_a_20_percent_shuffle_target(similarity, shares):
+    shuffle_share, search_share = shares
+    score = balance_score(similarity, shuffle_share, RefinerConfig().healthy_shuffle_share, search_share)
+    expected = expected_balance(similarity, shuffle_share, search_share)
+    assert score == (None if expected is None else pytest.approx(expected, abs=1e-3))
 
 
 def test_underperforming_labels_are_those_with_the_most_significant_warnings_not_the_lowest_ap():
@@ -336,15 +347,20 @@ def test_the_published_rating_factors_ready_map_and_warnings_follow_their_defini
 
 
 @STAGES
-def test_the_per_label_figures_come_from_the_held_out_reviews_scored_by_the_current_model(engines, stage):
-    """Support is held-out positives, AP is the current model's AP on them (sklearn's definition),
-    and about ``holdout_share`` of the reviews are held out."""
+def test_the_per_label_figures_come_from_the_held_out_reviews_scored_by_the_current_model(engines, datasets, stage):
+    """About ``holdout_share`` of the reviews are held out, their scores are the current model's
+    predictions, a label's support is its held-out positives and its AP the AP of those scores
+    (sklearn's definition)."""
     from sklearn.metrics import average_precision_score
 
     engine = engines[stage]
     snapshot = engine.metrics()
     ids, scores, pinned = engine.holdout_records()
     assert set(ids) <= set(engine.reviewed)
+    messages = {m.id: m for m, _ in banking77("train", root=datasets)}
+    for row, message_id in enumerate(ids[:20]):
+        confidences = engine.predict(messages[message_id]).confidences
+        assert [confidences[name] for name in engine.labels] == pytest.approx(scores[row].tolist(), abs=1e-4)
     assert 0.5 * CONFIG.holdout_share * snapshot.reviewed <= len(ids) <= 2.0 * CONFIG.holdout_share * snapshot.reviewed
     checked = 0
     for column, name in enumerate(engine.labels):
