@@ -113,7 +113,9 @@ def test_aiokafka_kafka_python_and_faust_get_the_same_sasl_ssl_settings(ca):
 def test_the_worker_app_carries_the_credentials(ca):
     from agents.worker.app import create_app
 
-    settings = Settings.from_env({**SASL_SSL, "REFINERY_KAFKA_SSL_CAFILE": str(ca / "ca.pem")})
+    settings = Settings.from_env(
+        {**SASL_SSL, "REFINERY_KAFKA_SSL_CAFILE": str(ca / "ca.pem"), "REFINERY_SNAPSHOT_KEY": "a-key-of-our-own"}
+    )
     app = create_app(settings)
 
     assert app.conf.broker_credentials.protocol.value == "SASL_SSL"
