@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from bench_service import DATASET, Worker, apply, stream  # noqa: E402
+from bench_service import DATASET, Worker, apply, predictions_consumer, stream  # noqa: E402
 
 from agents.kafka import admin  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
@@ -159,14 +159,7 @@ class Arrivals(threading.Thread):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
-        from kafka import KafkaConsumer, TopicPartition
-
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
-        partitions = [TopicPartition(settings.topic("predictions"), p) for p in range(settings.partitions)]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_beginning(*partitions)
-        for tp in partitions:
-            self.consumer.position(tp)
+        self.consumer = predictions_consumer(settings)
         self.seen: dict[str, float] = {}
         self.done = threading.Event()
 

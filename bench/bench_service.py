@@ -206,19 +206,26 @@ class Worker:
                 self.process.wait(timeout=10)
 
 
+def predictions_consumer(settings: Settings):
+    """A kafka-python consumer of every ``predictions`` partition from its beginning, outside any
+    group, its positions resolved now (before anything is sent)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    partitions = [TopicPartition(settings.topic("predictions"), p) for p in range(settings.partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    for tp in partitions:
+        consumer.position(tp)
+    return consumer
+
+
 class PredictionCounter(threading.Thread):
     """Counts the records of ``predictions`` as they arrive; notes the first and last arrival."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
-        from kafka import KafkaConsumer, TopicPartition
-
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
-        partitions = [TopicPartition(settings.topic("predictions"), p) for p in range(settings.partitions)]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_beginning(*partitions)
-        for tp in partitions:
-            self.consumer.position(tp)  # resolve now, before anything is sent
+        self.consumer = predictions_consumer(settings)
         self.count, self.first, self.last = 0, None, None
         self.done = threading.Event()
 
