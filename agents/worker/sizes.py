@@ -172,8 +172,10 @@ class MemoryBudget:
     - the label model: a float32 matrix of ``2**feature_bits + 1`` rows and a column per label,
       grown by half when full, so while growing the old and the new matrix both live
       (``2.5 x labels`` columns at most), plus its per-feature AdaGrad accumulator;
+    - the validation twin (``holdout_share`` > 0): a second label model and accumulator (it
+      grows right after the first, so at most ``1.5 x labels`` columns more);
     - the balance model: one column and its accumulator;
-    - each window (``validation_window``, ``live_window``): a message's sparse features (at most
+    - each window (``validation_window``, ``holdout_window``, ``live_window``): a message's sparse features (at most
       ``max_chars`` tokens, doubled by bigrams; 8 bytes each) and a float32 score and a bool per
       label;
     - the reviewed-message registry: ``max_reviewed`` ids of at most ``REFINERY_MAX_ID_CHARS``;
@@ -204,10 +206,12 @@ class MemoryBudget:
         labels = settings.max_labels_per_dataset
         columns = math.ceil(2.5 * labels) + 16
         model = rows * 4 * (columns + 1) + rows * 4 * 2  # label model + accumulator; balance model
+        if config.holdout_share:  # the validation twin: a second label model (grown in turn, not together)
+            model += rows * 4 * (math.ceil(1.5 * labels) + 16 + 1)
         tokens = 2 * config.max_chars + 2 * len(config.char_ngrams) * config.max_chars  # words, pairs, subject tags
         tokens += 2 * len(config.metadata_fields) + 1
         per_message = 8 * tokens + 2 * settings.max_id_chars * _UTF8 + 400 + (4 + 1) * columns
-        windows = (config.validation_window + config.live_window) * per_message
+        windows = (config.validation_window + config.holdout_window + config.live_window) * per_message
         registry = config.max_reviewed * (settings.max_id_chars * _UTF8 + 200)
         words = _WORD_CACHE * 320  # the featurizer's word cache (pipeline.features._CACHE_SIZE entries)
         per_dataset = model + windows + registry + words + 4 * 2**20  # drift, suggestions, counters

@@ -347,10 +347,11 @@ def test_the_published_rating_factors_ready_map_and_warnings_follow_their_defini
 
 
 @STAGES
-def test_the_per_label_figures_come_from_the_held_out_reviews_scored_by_the_current_model(engines, datasets, stage):
-    """About ``holdout_share`` of the reviews are held out, their scores are the current model's
-    predictions, a label's support is its held-out positives and its AP the AP of those scores
-    (sklearn's definition)."""
+def test_the_per_label_figures_come_from_the_held_out_reviews(engines, datasets, stage):
+    """About ``holdout_share`` of the reviews are held out, a label's support is its held-out
+    positives and its AP the AP of their scores (sklearn's definition). The scores are the
+    validation twin's (the model in force less the held-out reviews: tests/pipeline/test_refiner.py
+    checks them exactly), so they are not the model in force's, which learned those reviews."""
     from sklearn.metrics import average_precision_score
 
     engine = engines[stage]
@@ -358,9 +359,8 @@ def test_the_per_label_figures_come_from_the_held_out_reviews_scored_by_the_curr
     ids, scores, pinned = engine.holdout_records()
     assert set(ids) <= set(engine.reviewed)
     messages = {m.id: m for m, _ in banking77("train", root=datasets)}
-    for row, message_id in enumerate(ids[:20]):
-        confidences = engine.predict(messages[message_id]).confidences
-        assert [confidences[name] for name in engine.labels] == pytest.approx(scores[row].tolist(), abs=1e-4)
+    in_force = np.array([list(engine.predict(messages[i]).confidences.values()) for i in ids[:20]])
+    assert not np.allclose(in_force, scores[:20], atol=1e-4)
     assert 0.5 * CONFIG.holdout_share * snapshot.reviewed <= len(ids) <= 2.0 * CONFIG.holdout_share * snapshot.reviewed
     checked = 0
     for column, name in enumerate(engine.labels):

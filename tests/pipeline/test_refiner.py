@@ -187,10 +187,9 @@ def test_an_empty_review_means_reviewed_with_no_label_applying():
     outcome = engine.annotate(review(7000, [], "hello, just saying thanks"))
     snap = engine.metrics()
     learned, _, learned_pinned = engine.validation_records()
-    kept, _, kept_pinned = engine.holdout_records()
-    assert outcome.pinned == () and snap.reviewed == 17 and len(learned) + len(kept) == 17
-    ids, pinned = learned + kept, np.vstack([learned_pinned, kept_pinned])
-    assert not pinned[ids.index("m-7000")].any()
+    kept, _, _ = engine.holdout_records()
+    assert outcome.pinned == () and snap.reviewed == 17 and len(learned) == 17 and set(kept) <= set(learned)
+    assert not learned_pinned[learned.index("m-7000")].any()
     assert sum(label.support for label in snap.labels.values()) == 2 * held(
         *(100 * i + j for i in range(2) for j in range(8))
     )
@@ -227,17 +226,74 @@ def test_the_windows_of_learned_and_held_out_reviews_are_bounded():
     assert snap.labels["Refund"].pinned == 20 and snap.reviewed == 40
 
 
-def test_a_deterministic_share_of_reviews_is_held_out_of_training_and_validates_the_current_model():
+def test_a_deterministic_share_of_reviews_validates_the_current_model():
     engine = taught(Refiner("support", RefinerConfig(holdout_share=0.2)), rounds=5)
     ids, scores, pinned = engine.holdout_records()
     numbers = [100 * i + j for i in range(5) for j in range(8)]
     assert sorted(ids) == sorted(f"m-{n}" for n in numbers if held(n, share=0.2)) and held(*numbers, share=0.2) == 7
-    assert not set(ids) & set(engine.validation_records()[0])  # never learned from
     before = engine.holdout_records()[1]
-    engine.annotate(review(5000, ["Refund"], "refund my money please"))  # not held out: the model learns
+    engine.annotate(review(5000, ["Refund"], "refund my money please"))  # not held out: both models learn
     assert not held(5000, share=0.2) and not np.array_equal(
         engine.holdout_records()[1], before
     )  # re-scored by the new model
+
+
+def test_validation_costs_the_model_in_force_nothing(banking_pairs):
+    """Every review is learned at once, held out or not: the model in force, its predictions
+    and the reviews' prequential scores are those of an engine that holds nothing out."""
+    validating, plain = Refiner("banking77"), Refiner("banking77", RefinerConfig(holdout_share=0.0))
+    for msg, annotation in banking_pairs[:600]:
+        for engine in (validating, plain):
+            engine.observe(msg)
+            engine.annotate(annotation)
+    assert len(validating.holdout) > 100 and len(plain.holdout) == 0
+    for msg, _ in banking_pairs[600:700]:
+        assert validating.predict(msg).confidences == plain.predict(msg).confidences
+    assert validating.validation_records()[0] == plain.validation_records()[0]
+    np.testing.assert_array_equal(validating.validation_records()[1], plain.validation_records()[1])
+
+
+def _twin_stream(reviews: list[dict], share: float, window: int) -> list[dict]:
+    """The reviews the validation twin learns, in its order: the others at once, a held-out one
+    when it graduates (when ``window`` newer held-out reviews have arrived)."""
+    learned, kept = [], []
+    for data in reviews:
+        if held_out(data["message_id"], share):
+            kept.append(data)
+            if len(kept) > window:
+                learned.append(kept.pop(0))
+        else:
+            learned.append(data)
+    return learned
+
+
+@pytest.mark.parametrize("window", [1000, 2])
+def test_the_validation_set_is_scored_by_the_model_in_force_less_the_held_out_reviews(window):
+    """Without experience replay (so that the twin's steps are the reviews alone), the held-out
+    reviews' scores are exactly what an engine that never saw them (and learned each graduated
+    one when it graduated) predicts for them."""
+    config = dict(replay=0, holdout_window=window)
+    first = review(9000, ["Card", "Refund"], "card refund")  # every column made by a learned review, same prior
+    stream = [first] + [
+        review(100 * i + 2 * j + k, [label], text)
+        for i in range(6)
+        for j, pair in enumerate(zip(CARD, REFUND))
+        for k, (label, text) in enumerate(zip(["Card", "Refund"], pair))
+    ]
+    assert not held_out(first["message_id"], 0.2)
+    engine = Refiner("support", RefinerConfig(holdout_share=0.2, **config))
+    for data in stream:
+        engine.annotate(data)
+    twin = Refiner("support", RefinerConfig(holdout_share=0.0, **config))
+    for data in _twin_stream(stream, 0.2, window):
+        twin.annotate(data)
+    ids, scores, _ = engine.holdout_records()
+    assert len(ids) == min(window, held(*(int(d["message_id"][2:]) for d in stream[1:]), share=0.2))
+    messages = {d["message_id"]: d["message"] for d in stream}
+    for row, message_id in enumerate(ids):
+        expected = twin.predict(messages[message_id]).confidences
+        assert scores[row].tolist() == pytest.approx([expected[name] for name in engine.labels], abs=1e-6)
+        assert engine.predict(messages[message_id]).confidences != expected  # the model in force did learn it
 
 
 def test_with_no_share_held_out_every_review_is_learned_and_the_metrics_are_prequential():
@@ -246,12 +302,13 @@ def test_with_no_share_held_out_every_review_is_learned_and_the_metrics_are_preq
     assert len(engine.holdout) == 0 and len(engine.reviews) == 24 and snap.labels["Refund"].support == 12
 
 
-def test_a_full_held_out_set_graduates_its_oldest_review_into_training():
+def test_a_full_held_out_set_graduates_its_oldest_review():
     engine = taught(Refiner("support", RefinerConfig(holdout_share=0.2, holdout_window=1)), rounds=2)
     numbers = [100 * i + j for i in range(2) for j in range(8)]
     kept = [f"m-{n}" for n in numbers if held(n, share=0.2)]
     assert kept == ["m-6", "m-102"] and engine.holdout_records()[0] == ["m-102"]
-    assert "m-6" in engine.validation_records()[0]  # learned once it left the held-out set
+    engine.annotate(review(6, ["Card > Delivery"], CARD[3]))  # graduated: the twin learned it, it validates no more
+    assert engine.holdout_records()[0] == ["m-102"]
 
 
 # ---------------------------------------------------------------- metrics

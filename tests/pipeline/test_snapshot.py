@@ -117,6 +117,27 @@ def test_a_snapshot_from_before_the_held_out_set_restores_with_an_empty_one(even
     assert restored.observe(message) == engine.observe(message)  # the model is the same
 
 
+def test_a_snapshot_from_before_the_validation_twin_makes_its_model_the_twin(events):
+    """In state version 3 the model had not learned the held-out reviews: it becomes the twin,
+    and the model in force learns them on restore."""
+    from pipeline import snapshot as snapshot_format
+
+    engine = feed(Refiner("banking77", CONFIG), events[:400])
+    header, arrays = snapshot_format.decode(engine.snapshot())
+    del header["twin"]
+    version_3 = snapshot_format.encode(
+        {**header, "state_version": 3}, {k: v for k, v in arrays.items() if not k.startswith("twin.")}
+    )
+    restored = Refiner.restore(version_3)
+    ids, scores, _ = restored.holdout_records()
+    assert len(ids) > 10 and restored.config.holdout_share == 0.2
+    bodies = {event.id: event for kind, event in events[:400] if kind == "observe"}
+    as_saved = np.array([list(engine.predict(bodies[i]).confidences.values()) for i in ids])
+    np.testing.assert_allclose(scores, as_saved, atol=1e-6)  # the twin is the model as it was saved
+    learned = np.array([list(restored.predict(bodies[i]).confidences.values()) for i in ids])
+    assert not np.allclose(learned, as_saved, atol=1e-4)  # the model in force has learned them
+
+
 def test_a_corrupted_or_truncated_snapshot_is_refused():
     blob = Refiner("support").snapshot()
     with pytest.raises(ValueError, match="checksum mismatch"):
