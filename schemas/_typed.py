@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -282,16 +283,35 @@ def _is_union(origin: Any) -> bool:
     return origin is Union or origin is types.UnionType
 
 
-def _parse(hint: Any, value: Any, path: str) -> Any:
+@functools.cache
+def _shape(hint: Any) -> tuple[Any, tuple, Any, tuple]:
+    """``(base, extras, origin, args)`` of a type hint, worked out once per hint (the typing
+    module's introspection is slow, and every field of every record asks)."""
     base, extras = _unwrap(hint)
-    origin = typing.get_origin(base)
+    return base, extras, typing.get_origin(base), typing.get_args(base)
+
+
+@functools.cache
+def _optional(hint: Any) -> Any:
+    """The hint an ``X | None`` union parses a non-None value with (its extras kept), or None
+    for a union of several types."""
+    base, extras, _, options = _shape(hint)
+    concrete = [o for o in options if o is not type(None)]
+    if len(concrete) != 1:
+        return None
+    return Annotated[(concrete[0], *extras)] if extras else concrete[0]
+
+
+def _parse(hint: Any, value: Any, path: str) -> Any:
+    base, extras, origin, args = _shape(hint)
     if _is_union(origin):
-        options = typing.get_args(base)
+        options = args
         if value is None and type(None) in options:
             return None
+        single = _optional(hint)
+        if single is not None:
+            return _parse(single, value, path)
         concrete = [o for o in options if o is not type(None)]
-        if len(concrete) == 1:
-            return _parse(Annotated[(concrete[0], *extras)] if extras else concrete[0], value, path)
         for option in concrete:  # scalar unions: first exact type match
             if _matches(option, value):
                 return value
@@ -299,19 +319,19 @@ def _parse(hint: Any, value: Any, path: str) -> Any:
     if Timestamp in extras:
         return parse_timestamp(value, path)
     if origin is Literal:
-        allowed = typing.get_args(base)
+        allowed = args
         if value not in allowed or isinstance(value, bool):
             raise SchemaError(path, "one of " + ", ".join(repr(a) for a in allowed), describe(value))
         return value
     if isinstance(base, type) and issubclass(base, Record):
         return base.from_dict(value, path)
     if origin is tuple:
-        item_hint = typing.get_args(base)[0]
+        item_hint = args[0]
         if not isinstance(value, list):
             raise SchemaError(path, "a list", describe(value))
         return tuple(_parse(item_hint, item, f"{path}[{i}]") for i, item in enumerate(value))
     if origin is dict:
-        _, value_hint = typing.get_args(base)
+        _, value_hint = args
         if not isinstance(value, dict):
             raise SchemaError(path, "an object", describe(value))
         return {k: _parse(value_hint, v, f"{path}.{k}") for k, v in value.items()}
