@@ -121,10 +121,8 @@ _UNBIASED_MODES = ("shuffle", "rebalance")
 #: Positives a label needs before its thresholds are chosen from a curve.
 _MIN_SUPPORT_FOR_THRESHOLD = 3
 #: Held-out positives a label needs before its thresholds come from the validation set alone
-#: rather than from it pooled with the prequential scores of the window (a rare or new label)...
+#: rather than from it pooled with the prequential scores of the window (a rare or new label).
 _MIN_HELD_OUT_FOR_THRESHOLD = 20
-#: ... and before the validation set alone sets a floor under the pooled thresholds.
-_MIN_HELD_OUT_FOR_FLOOR = 5
 #: Live messages needed before "never predicted on live traffic" is judged.
 _MIN_LIVE_FOR_WARNING = 100
 #: Messages scored together by observe_many and metrics.
@@ -719,23 +717,25 @@ class Refiner:
         From the validation set (``scores``, ``pinned``: the twin's scores of the held-out
         reviews) for every label with at least ``_MIN_HELD_OUT_FOR_THRESHOLD`` (20) held-out
         positives. A rarer label's are chosen on the validation set pooled with the prequential
-        scores of the window, which hold about ``1 / holdout_share`` times more of its positives
-        (a few held-out positives put the best F1 at the lowest of them: noisy, and too high for
-        the label's next messages), and raised to the validation set's own once it has
-        ``_MIN_HELD_OUT_FOR_FLOOR`` (5) positives (prequential scores come from models that knew
-        the label less, so alone they sit too low: 2.5 labels per message on Banking77 in file
-        order). The rules were chosen on bench_quality.py and bench_validation.py (bench/README.md).
+        scores of the window, each held-out review counted ``1 / holdout_share - 1`` times (4),
+        so that the set weighs about as much as the reviews the twin learned: a few held-out positives alone put the best F1 at the lowest of them (noisy),
+        and prequential scores alone come from models that knew the label less, which puts
+        thresholds too low when labels arrive one after another (2.5 labels per message on
+        Banking77 in file order). Chosen on bench_quality.py and bench_validation.py
+        (bench/README.md).
         """
         balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
         support = pinned.sum(axis=0)
         few = support < _MIN_HELD_OUT_FOR_THRESHOLD
-        if few.any():
+        if few.any() and self._twin is not None:  # (without a twin ``scores`` are the window's already)
             learned_scores, learned_pinned = self._window()
-            pooled = self._window_thresholds(np.vstack([scores, learned_scores]), np.vstack([pinned, learned_pinned]))
-            floor = support >= _MIN_HELD_OUT_FOR_FLOOR
+            weight = max(1, round(1 / self.config.holdout_share - 1))
+            pooled = self._window_thresholds(
+                np.vstack([np.repeat(scores, weight, axis=0), learned_scores]),
+                np.vstack([np.repeat(pinned, weight, axis=0), learned_pinned]),
+            )
             balanced, high_precision, high_recall = (
-                np.where(few, np.where(floor & ~np.isnan(held), np.fmax(held, pool), pool), held)
-                for held, pool in zip((balanced, high_precision, high_recall), pooled)
+                np.where(few, pool, held) for held, pool in zip((balanced, high_precision, high_recall), pooled)
             )
             support = np.where(few, np.maximum(support, learned_pinned.sum(axis=0)), support)
         return balanced, high_precision, high_recall, support
