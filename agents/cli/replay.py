@@ -210,7 +210,8 @@ def report(engine, messages: int, label_rows: int = 40) -> str:
         f"dataset {snap.dataset}: {messages} messages observed, {snap.reviewed} reviewed, model version {snap.model_version}",
         f"rating {rating.score:.1f}/100  {rating.band}  ready: {'yes' if rating.ready else 'no'}",
         f"MAP {_fmt(snap.map)}   coverage {_fmt(snap.coverage)}   balance {_fmt(snap.balance.score, 1)} "
-        f"(similarity {_fmt(snap.balance.similarity)}, shuffle share {_fmt(snap.balance.shuffle_share)})",
+        f"(similarity {_fmt(snap.balance.similarity)}, shuffle share {_fmt(snap.balance.shuffle_share)}, "
+        f"search share {_fmt(snap.balance.search_share)})",
         "",
         f"{'factor':24} {'score':>6}  {'band':10} metrics",
     ]

@@ -342,7 +342,8 @@ def render_dataset(
         + _card(
             "balance",
             _live("balance", _num(balance.score, 1)),
-            f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}",
+            f"similarity {_num(balance.similarity)}, shuffle share {_percent(balance.shuffle_share)}, "
+            f"search share {_percent(balance.search_share)}",
         )
         + _card(
             "reviewed",

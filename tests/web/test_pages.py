@@ -126,6 +126,8 @@ def test_the_dataset_page_shows_map_coverage_and_balance(engine):
     assert f"MAP {_num(snapshot.map)}" in text
     assert f"coverage {100 * snapshot.coverage:.1f}%" in text
     assert f"balance {_num(snapshot.balance.score, 1)}" in text
+    shares = snapshot.balance.shuffle_share, snapshot.balance.search_share
+    assert f"shuffle share {100 * shares[0]:.1f}%, search share {100 * shares[1]:.1f}%" in text
 
 
 def _rows(html: str, caption_header: str) -> list[list[str]]:
