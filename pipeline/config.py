@@ -49,16 +49,16 @@ class RefinerConfig:
         Most recent reviews the model learned from, kept with their prequential (out-of-sample)
         scores: experience replay draws from them, check and missed label suggestions rank them.
     holdout_share, holdout_window
-        The validation set (CM's test set): the share of reviews held out of training, chosen by
-        hashing the message id (the same messages in every process and after every restart), and
-        how many of the most recent held-out reviews are kept. The metrics, thresholds and
-        rating come from the *current* model's scores on them, re-scored whenever they are
-        computed. When the window is full, the oldest held-out review is learned as it leaves
-        (it no longer validates anything), so the training data lost to validation is bounded
-        by ``holdout_window``, however many reviews arrive. The trade-off (quality against how
-        fast a taught label's metrics reflect its reviews) is measured in docs/refine.md.
-        ``holdout_share=0`` learns every review and computes the metrics from their prequential
-        scores instead (scores of past models: the metrics lag the model).
+        The validation set (CM's test set): the share of reviews that validate, chosen by
+        hashing the message id (the same messages in every process and after every restart),
+        and how many of the most recent of them are kept. The model in force learns every
+        review at once; its *validation twin* (:mod:`pipeline.refiner`) takes the same steps
+        without the reviews in the set, and the metrics, thresholds and rating come from the
+        twin's scores on them, re-scored whenever they are computed. When the set is full, its
+        oldest review graduates (the twin learns it). The trade-off (a second model's memory
+        and steps, against how fast a taught label's metrics reflect its reviews) is measured
+        in docs/refine.md. ``holdout_share=0`` keeps no twin and computes the metrics from the
+        reviews' prequential scores instead (scores of past models: the metrics lag the model).
     live_window
         Most recent live messages kept (features, observe-time scores) for coverage, the
         balance model and suggestions.

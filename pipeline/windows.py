@@ -33,7 +33,7 @@ _HOLDOUT_KEY = b"refinery.holdout"
 
 
 def held_out(message_id: str, share: float) -> bool:
-    """Whether the reviews of ``message_id`` are held out of training to validate the model.
+    """Whether the reviews of ``message_id`` validate the model (kept from its validation twin).
 
     A keyed BLAKE2b hash of the id alone decides, so every process, restart and replay holds
     out the same messages (Python's ``hash`` of a string changes between processes), and a
