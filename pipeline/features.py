@@ -29,6 +29,7 @@ which carries the model's biases: the space has ``2**bits + 1`` dimensions.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -55,6 +56,10 @@ _HEADER = re.compile(
     r"|^\s*\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}.*$",
     re.IGNORECASE,
 )
+#: First characters (after the indent) a _QUOTE_START or a _HEADER line can have (IGNORECASE:
+#: ``\u017f``, the long s, matches ``s``); a header may also be a digit or hold an ``@``.
+_QUOTE_FIRST = frozenset("-oObB_")
+_HEADER_FIRST = frozenset("fFtTcCbBsSdDrR\u017f")
 #: Multiplier of the first word's hash in a word pair's hash.
 _PAIR = 0x9E3779B1
 #: Weight of one character n-gram relative to one word (a word yields many n-grams).
@@ -79,14 +84,21 @@ def split_quoted(body: str) -> tuple[str, str]:
     own: list[str] = []
     quoted: list[str] = []
     in_quote = False
+    # A line's first character after its indent rules most regexes out before they run (a
+    # quote start begins with - o b _, a header with f t c b s d r (or the long s that matches
+    # s case-insensitively), a digit, or holds an @); the answers are the same.
     for line in body.splitlines():
-        if not in_quote and _QUOTE_START.match(line):
+        stripped = line.lstrip()
+        first = stripped[:1]
+        starts = first != "" and first in _QUOTE_FIRST
+        if not in_quote and starts and _QUOTE_START.match(line):
             in_quote = True
             continue
-        if line.lstrip().startswith(">"):
-            quoted.append(line.lstrip().lstrip("> "))
+        if first == ">":
+            quoted.append(stripped.lstrip("> "))
         elif in_quote:
-            if not _HEADER.match(line) and not _QUOTE_START.match(line):
+            header = first != "" and (first in _HEADER_FIRST or first.isdigit() or "@" in line)
+            if not (header and _HEADER.match(line)) and not (starts and _QUOTE_START.match(line)):
                 quoted.append(line)
         else:
             own.append(line)
@@ -232,6 +244,21 @@ class Featurizer:
         return buckets
 
     def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
+        if not self.char_ngrams and math.frexp(weight)[0] == 0.5:
+            self._add_counted(counts, text, weight)
+        else:
+            self._add_each(counts, text, weight)
+
+    def _add_counted(self, counts: dict[int, float], text: str, weight: float) -> None:
+        """:meth:`_add_each` for words and pairs only and a power-of-two weight (1, the default
+        quoted_weight 0.5): the buckets counted in C (``Counter``), each weighed once. The sums
+        are small multiples of a power of two, exact in any order: the same counts to the bit."""
+        get = counts.get
+        for bucket, count in collections.Counter(self._text_buckets(text)).items():
+            counts[bucket] = get(bucket, 0.0) + count * weight
+
+    def _add_each(self, counts: dict[int, float], text: str, weight: float) -> None:
+        """Add a text's words, character n-grams and word pairs to ``counts``, one by one."""
         cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
         hashes: list[int] = []
         remember = hashes.append

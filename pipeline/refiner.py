@@ -253,6 +253,8 @@ class Refiner:
         self.balance_count = 0
         self.balance_pending: list[int] = []  # review slots the balance model has not learned yet
         self._informative = np.zeros(0, dtype=bool)
+        #: (key, lowest, entries) of the threshold table predictions last carried (_threshold_entries)
+        self._entries_cache: tuple | None = None
         self.drift = DriftMonitor(  # pipeline.drift: prequential error and live label mix
             error=ErrorDrift(bucket_size=cfg.drift_error_bucket, delta=cfg.drift_error_delta),
             mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
@@ -624,10 +626,7 @@ class Refiner:
         informative = (self._informative if informative is None else informative)[:k]
         version = self.model_version if model_version is None else model_version
         table, table_version = kinds if kinds is not None else (self.threshold_kinds, self.thresholds_version)
-        table = np.round(table[:, :k].astype(np.float64), 6)
-        if table.shape[1] < k:  # labels added since the last refresh have no thresholds yet
-            table = np.pad(table, ((0, 0), (0, k - table.shape[1])), constant_values=np.nan)
-        lowest = np.where(np.isnan(table), np.inf, table).min(axis=0)  # a label below it passes no kind
+        lowest, entries = self._threshold_entries(table, k)
         # per message: its rounded confidences, its label columns at threshold, and the columns
         # reaching one of their three thresholds (whose table the prediction carries)
         if len(scores) == 1:  # one message (observe): vector operations are cheaper than the matrix's
@@ -640,7 +639,6 @@ class Refiner:
             rounded = matrix.tolist()
             hits = _row_columns(scores >= thresholds)
             reach = _row_columns(matrix >= lowest)
-        table_rows = table.T.tolist()
         out = []
         for message_id, timestamp, row, columns, reached in zip(ids, timestamps, rounded, hits, reach):
             confidences = dict(zip(names, row))
@@ -662,11 +660,27 @@ class Refiner:
                     confidences=confidences,
                     labels=labels,
                     informative=any(informative[c] for c in columns),
-                    thresholds={names[c]: _table_entry(table_rows[c]) for c in reached},
+                    thresholds={names[c]: entries[c] for c in reached},
                     thresholds_version=table_version,
                 )
             )
         return out
+
+    def _threshold_entries(self, table: np.ndarray, k: int) -> tuple[np.ndarray, list[Thresholds]]:
+        """For the first ``k`` labels of a threshold table (``3 x labels``): the lowest of each
+        label's rounded thresholds (a confidence below it reaches none) and its `Thresholds`
+        entry. Worked out once per table: every prediction until the next refresh reuses them."""
+        key = (k, table.shape, table.tobytes())
+        cached = self._entries_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        rounded = np.round(table[:, :k].astype(np.float64), 6)
+        if rounded.shape[1] < k:  # labels added since the last refresh have no thresholds yet
+            rounded = np.hstack([rounded, np.full((3, k - rounded.shape[1]), np.nan)])
+        lowest = np.where(np.isnan(rounded), np.inf, rounded).min(axis=0)
+        entries = [_table_entry(row) for row in rounded.T.tolist()]
+        self._entries_cache = (key, lowest, entries)
+        return lowest, entries
 
     # ------------------------------------------------------------------ validation
 

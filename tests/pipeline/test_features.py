@@ -133,3 +133,57 @@ def test_the_bounded_cache_of_word_hashes_changes_no_vector(monkeypatch):
     indices, values = small.transform(body=text)
     assert len(small._buckets) <= 3
     assert indices.tolist() == fresh_indices.tolist() and values.tobytes() == fresh_values.tobytes()
+
+
+# -- the fast paths give the plain loops' answers -------------------------------------------
+
+
+def _split_quoted_plainly(body: str) -> tuple[str, str]:
+    """split_quoted as first written: every regex on every line (the reference)."""
+    from pipeline.features import _HEADER, _QUOTE_START
+
+    own, quoted, in_quote = [], [], False
+    for line in body.splitlines():
+        if not in_quote and _QUOTE_START.match(line):
+            in_quote = True
+            continue
+        if line.lstrip().startswith(">"):
+            quoted.append(line.lstrip().lstrip("> "))
+        elif in_quote:
+            if not _HEADER.match(line) and not _QUOTE_START.match(line):
+                quoted.append(line)
+        else:
+            own.append(line)
+    return "\n".join(own).strip(), "\n".join(quoted).strip()
+
+
+#: Lines where a first-character shortcut could go wrong: Unicode indents, the long s that
+#: matches "s" case-insensitively, digits, addresses, fullwidth letters.
+_LINES = [
+    "From: a", "\u017fent: x", "\u017fubject: y", " \u2003-----Original Message-----", "On Mon, Bob wrote:",
+    "begin forwarded message:", "_" * 12, "> quoted", "  >> deep", "a@b.com", " 12/03/2001 10:22 AM",
+    "\uff112/3/01 1:22", "hello", "", "  ", "\x1cFrom: z", "\u00a0to: q", "Re: x", "fw: y", "BCC: k",
+    "date : now", "ON x wrote:  ", "text with @ inside", "-- ", "--forwarded by x", "\x0bFrom: a", "\uff26rom: a",
+]  # fmt: skip
+
+
+def test_split_quoted_gives_the_plain_loops_answer_on_any_mix_of_tricky_lines():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(5000):
+        body = "\n".join(rng.choice(_LINES) for _ in range(rng.randint(1, 12)))
+        assert split_quoted(body) == _split_quoted_plainly(body), repr(body)
+
+
+def test_counting_words_in_bulk_gives_the_word_by_word_counts(datasets):
+    from agents.ingest.datasets import enron
+
+    featurizer = Featurizer()
+    for message, _ in list(enron(root=datasets))[:200]:
+        for text, weight in ((message.body.lower(), 1.0), (message.body.lower()[:2000], 0.5)):
+            bulk: dict[int, float] = {1: 0.5}
+            each: dict[int, float] = {1: 0.5}
+            featurizer._add_counted(bulk, text, weight)
+            featurizer._add_each(each, text, weight)
+            assert bulk == each
