@@ -11,6 +11,7 @@ the review queue there (docs/images holds the committed ones).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import random
@@ -24,7 +25,7 @@ import orjson
 import pytest
 
 from agents.ingest.datasets import banking77
-from schemas import Annotation
+from schemas import Annotation, LabelAssignment
 from tests.worker.test_worker_kafka import Worker, _free_port, _read_all
 
 pytestmark = [
@@ -37,7 +38,7 @@ pytestmark = [
 
 TOKEN = "workbench-test-token"
 REVIEWER = "Ann Reviewer"
-MESSAGES = 600  # shuffled Banking77, every other one reviewed: enough for check-label actions
+MESSAGES = 600  # shuffled Banking77, every other one reviewed
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -67,9 +68,23 @@ def settings(kafka_bootstrap, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(datasets):
+    """``MESSAGES`` shuffled Banking77 pairs; of the reviews (every other pair), those of the two
+    most reviewed labels swap labels every other time: mislabels, which give those labels a
+    low average precision and the check_label action the tests below open."""
     pairs = list(banking77())[:3000]
     random.Random(0).shuffle(pairs)
-    return pairs[:MESSAGES]
+    pairs = pairs[:MESSAGES]
+    counts = collections.Counter(review.labels[0].name for _, review in pairs[::2])
+    (first, _), (second, _) = counts.most_common(2)
+    swap, seen = {first: second, second: first}, collections.Counter()
+    for i in range(0, len(pairs), 2):
+        message, review = pairs[i]
+        name = review.labels[0].name
+        if name in swap:
+            seen[name] += 1
+            if seen[name] % 2 == 0:
+                pairs[i] = (message, dataclasses.replace(review, labels=(LabelAssignment(swap[name]),)))
+    return pairs
 
 
 @pytest.fixture(scope="module")
