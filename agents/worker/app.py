@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     from agents.kafka.security import faust_credentials
     from agents.web import api as web
+    from agents.worker.transport import transport_class
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
         **faust_settings,
     )
+    # Faust's consumer waits up to 1.5 s per fetch, whatever the settings (agents.worker.transport)
+    app.transport = transport_class(options.fetch_wait)(app.conf.broker_consumer, app)
     obs = Observability()
 
     async def send(topic, key, value, partition):
