@@ -28,6 +28,7 @@ The web API and pages read it through `Service.owned`, `Service.engine`, `Servic
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import time
@@ -50,8 +51,9 @@ from agents.worker.sizes import SizeBudget, limits_of
 from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
-from pipeline.engine import Engine, suggestion_lists
-from schemas import Event, MetricsSnapshot, Stream, SuggestionList
+from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
+from schemas import SUGGESTION_KINDS, Event, MetricsSnapshot, Stream, SuggestionList
+from schemas.events import SuggestionKind
 from schemas.topics import STREAMS, stream_topic
 
 __all__ = ["Service"]
@@ -59,6 +61,9 @@ __all__ = ["Service"]
 log = logging.getLogger("refinery.worker")
 
 T = TypeVar("T")
+
+#: Seconds of engine-thread work a publication does per hold of the engines' lock (`Service._publish`).
+PUBLICATION_SLICE = 0.02
 
 
 class Service:
@@ -406,13 +411,6 @@ class Service:
 
     # -- metrics and suggestions -----------------------------------------------------------
 
-    def _publications(self, engine: Engine, now: float) -> tuple[MetricsSnapshot, list[SuggestionList]]:
-        """The metrics and every suggestion list of ``engine`` (in the engine thread)."""
-        metrics = engine.metrics(now=now)
-        return metrics, suggestion_lists(
-            engine, now=now, limit=self.options.suggestions_limit, labels=sorted(metrics.labels)
-        )
-
     async def publish_metrics(self) -> None:
         """Publish the metrics and suggestions of every dataset changed since its last publication
         (unless the last publication's cost asks for a longer rest: ``background_share``)."""
@@ -420,40 +418,83 @@ class Service:
             return
         busy = [0.0]  # seconds of engine-thread work (waiting for the lock is not the job's cost)
         try:
-            await self._publish_metrics(busy)
+            for p, partition in list(self.partitions.items()):
+                engines = partition.engines
+                if engines is None:
+                    continue
+                for dataset in sorted(engines.changed):
+                    if not await self._publish(p, partition, engines, dataset, busy):
+                        break  # revoked meanwhile: the next owner publishes
         finally:
             ended = time.monotonic()
             self.publish_budget.spent(started=ended - busy[0], ended=ended)
 
-    async def _publish_metrics(self, busy: list[float]) -> None:
-        for p, partition in list(self.partitions.items()):
-            engines = partition.engines
-            if engines is None:
-                continue
-            for dataset in sorted(engines.changed):
-                async with self.lock:
-                    if self.partitions.get(p) is not partition:
-                        break  # revoked meanwhile: the next owner publishes
+    async def _publish(
+        self, p: int, partition: Partition, engines: PartitionEngines, dataset: str, busy: list[float]
+    ) -> bool:
+        """Publish ``dataset``'s metrics and suggestion lists; False once the partition is gone.
+
+        The work runs in slices of about `PUBLICATION_SLICE` seconds, the lock taken for each
+        one: a batch of events waits for one slice, not for the whole publication (the lists
+        took 0.5 s in-process for 77 labels, 2 s in a worker under load). Each list carries the
+        model version it was ranked at; a publication's lists may span a few versions.
+        """
+        now = time.time()
+        jobs: collections.deque[tuple[SuggestionKind, str | None]] = collections.deque()
+        lists: list[SuggestionList] = []
+        metrics: MetricsSnapshot | None = None
+        engine: Engine | None = None
+        while metrics is None or jobs:
+            async with self.lock:
+                if self.partitions.get(p) is not partition:
+                    return False
+                if engine is None:
                     engine = engines.engines.get(dataset)
                     if engine is None:
-                        continue
+                        return True
                     engines.changed.discard(dataset)
-                    started = time.monotonic()
-                    try:
-                        metrics, lists = await self.in_thread(self._publications, engine, time.time())
-                    except Exception:
-                        log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
-                        continue
-                    finally:
-                        busy[0] += time.monotonic() - started
-                    if self.partitions.get(p) is not partition:
-                        break  # forgotten while computing (a new assignment): publish nothing stale
-                    self.latest_metrics[dataset] = metrics
-                    self.obs.publish(metrics)
-                    key = dataset.encode("utf-8")
-                    out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
-                    out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
-                    await self.deliver(out)
+                elif engines.engines.get(dataset) is not engine:
+                    return True  # replaced meanwhile (cannot happen today): the next tick publishes
+                started = time.monotonic()
+                try:
+                    if metrics is None:
+                        metrics = await self.in_thread(engine.metrics, now=now)
+                        jobs.extend(
+                            (kind, label)
+                            for kind in SUGGESTION_KINDS
+                            for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
+                        )
+                    else:
+                        lists += await self.in_thread(self._lists, engine, jobs, now)
+                except Exception:
+                    log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+                    return True
+                finally:
+                    busy[0] += time.monotonic() - started
+        if self.partitions.get(p) is not partition:
+            return False  # forgotten while computing (a new assignment): publish nothing stale
+        assert metrics is not None
+        self.latest_metrics[dataset] = metrics
+        self.obs.publish(metrics)
+        key = dataset.encode("utf-8")
+        out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
+        out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
+        await self.deliver(out)
+        return True
+
+    def _lists(
+        self, engine: Engine, jobs: collections.deque[tuple[SuggestionKind, str | None]], now: float
+    ) -> list[SuggestionList]:
+        """The next suggestion lists of ``jobs`` (taken from it) for about `PUBLICATION_SLICE`
+        seconds, at least one (in the engine thread)."""
+        until = time.perf_counter() + PUBLICATION_SLICE
+        out = []
+        while jobs:
+            kind, label = jobs.popleft()
+            out.append(suggestion_list(engine, kind, now=now, label=label, limit=self.options.suggestions_limit))
+            if time.perf_counter() >= until:
+                break
+        return out
 
     # -- streams ---------------------------------------------------------------------------
 
