@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.budget import Budget
 from agents.worker.deadletter import letter
 from agents.worker.delivery import Delivery, Record, Send
-from agents.worker.engines import PartitionEngines
+from agents.worker.engines import Captured, PartitionEngines, pack_captured
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
 from agents.worker.partition import Partition
@@ -96,6 +97,10 @@ class Service:
         self.assigned: set[int] | None = None  # None until the first assignment
         self.lock = asyncio.Lock()  # one caller of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
+        #: Compresses and authenticates snapshots beside the engine thread (`_snapshot`).
+        self.packer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-snapshot")
+        #: Per ``events`` partition, the snapshot being written (`_snapshot`), if any.
+        self.writing: dict[int, asyncio.Future] = {}
         #: Publications and count-triggered snapshots take at most this share of the engine
         #: thread (`agents.worker.budget`); time-triggered and final snapshots are never held back.
         self.publish_budget = Budget(options.background_share)
@@ -214,7 +219,7 @@ class Service:
         partition = self.partitions.get(p)
         if partition is None:
             partition = self.partitions[p] = Partition(p, replay=replay)
-            partition.restore(self._load)
+            partition.restore(self._restore)
         return partition
 
     def on_assigned(self, partitions: set[int]) -> None:
@@ -245,12 +250,24 @@ class Service:
         budget = self.options.session_timeout / 2  # a rebalance must not wait on an unreachable broker
         for p in sorted(partitions):
             partition = self.partitions.get(p)
-            if partition is None or partition.engines is None or not partition.engines.dirty:
+            if partition is None or partition.engines is None:
                 continue
             try:
-                await asyncio.wait_for(self._snapshot(partition), budget)
+                await asyncio.wait_for(self._final_snapshot(partition), budget)
             except TimeoutError:
                 log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
+                writing = self.writing.get(p)
+                if writing is not None:
+                    writing.cancel()  # nothing of this owner is written after the rebalance
+
+    async def _final_snapshot(self, partition: Partition) -> None:
+        """Snapshot what changed, and wait until every snapshot of ``partition`` is durable."""
+        assert partition.engines is not None
+        if partition.engines.dirty:
+            await self._snapshot(partition)
+        writing = self.writing.get(partition.number)
+        if writing is not None:
+            await asyncio.wait([writing])
 
     def forget(self, p: int) -> None:
         """Partition ``p`` is no longer ours: drop all its state, and the series of its datasets."""
@@ -260,6 +277,14 @@ class Service:
         owned = {dataset for _, dataset in self.owned()}
         for dataset in self.obs.datasets() - owned:  # the next owner reports them
             self.obs.drop(dataset)
+
+    async def _restore(self, p: int, replay: bool) -> PartitionEngines:
+        """`_load`, once a snapshot of ``p`` still being written (by a partition forgotten after a
+        failed batch) is durable: the restore reads the latest one, and versions never collide."""
+        writing = self.writing.get(p)
+        if writing is not None:
+            await asyncio.wait([writing])
+        return await self._load(p, replay)
 
     async def _load(self, p: int, replay: bool) -> PartitionEngines:
         """Partition ``p``'s engines from its latest snapshots (waits for the broker if need be)."""
@@ -362,27 +387,91 @@ class Service:
                 return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
             partition.hold(events, now=time.monotonic())
             if engines.since_snapshot >= self.options.snapshot_every and self.snapshot_budget.due(now=time.monotonic()):
-                started = time.monotonic()
-                await self._snapshot(partition)
-                self.snapshot_budget.spent(started=started, ended=time.monotonic())
+                await self._snapshot(partition, wait=False, budget=self.snapshot_budget)  # written in the background
             elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
                 partition.ack()
 
     # -- snapshots -------------------------------------------------------------------------
 
     async def snapshot(self, p: int) -> None:
-        """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover."""
+        """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover
+        (returns once it is durable; events are applied meanwhile)."""
         async with self.lock:
             partition = self.partitions.get(p)
-            if partition is not None and partition.restored:
-                await self._snapshot(partition)
+            if partition is None or not partition.restored:
+                return
+            await self._snapshot(partition, wait=False)
+        writing = self.writing.get(p)
+        if writing is not None:
+            await writing
 
-    async def _snapshot(self, partition: Partition) -> None:
+    async def _snapshot(self, partition: Partition, *, wait: bool = True, budget: Budget | None = None) -> None:
+        """Snapshot the changed engines of ``partition``; the caller holds the lock.
+
+        Their state is serialised now, in the engine thread (tens of milliseconds), together with
+        the events it covers (`Partition.take_held`). Compressing, authenticating and writing it,
+        then acking those events, happen in `_write` (``writing``), while events go on being
+        applied: the engine thread is not held for the hundreds of milliseconds a snapshot of
+        megabytes takes to compress and deliver. Without ``wait`` this returns before it is
+        durable; one write per partition at a time, in order. ``budget`` is charged with the
+        serialising and compressing time.
+        """
         p, engines = partition.number, partition.engines
         assert engines is not None
-        packed = await self.in_thread(
-            engines.snapshot_records, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        previous = self.writing.get(p)
+        if previous is not None:
+            await asyncio.wait([previous])  # the versions of the next capture follow its manifests
+        started = time.monotonic()
+        captured = await self.in_thread(engines.capture)
+        held = partition.take_held()
+        task = self.writing[p] = asyncio.ensure_future(
+            self._write(partition, engines, captured, held, budget, time.monotonic() - started)
         )
+        if wait:
+            await task
+
+    async def _write(
+        self,
+        partition: Partition,
+        engines: PartitionEngines,
+        captured: list[Captured],
+        held: list,
+        budget: Budget | None,
+        busy: float,
+    ) -> None:
+        """Compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
+        try:
+            await self._deliver_snapshot(partition, engines, captured, held, budget, busy)
+        except Exception:  # a bug: the next snapshot covers them again; nothing is acked before
+            log_event(log, logging.ERROR, "snapshot_failed", partition=partition.number, exc_info=True)
+            engines.dirty.update(c.dataset for c in captured)
+            partition.hold(held, now=time.monotonic())
+
+    async def _deliver_snapshot(
+        self,
+        partition: Partition,
+        engines: PartitionEngines,
+        captured: list[Captured],
+        held: list,
+        budget: Budget | None,
+        busy: float,
+    ) -> None:
+        p = partition.number
+        started = time.monotonic()
+        packed = await asyncio.get_running_loop().run_in_executor(
+            self.packer,
+            functools.partial(
+                pack_captured,
+                captured,
+                partition=p,
+                writer=engines.writer,
+                key=self.settings.snapshot_key,
+                chunk_bytes=self.options.chunk_bytes,
+            ),
+        )
+        if budget is not None:
+            ended = time.monotonic()
+            budget.spent(started=ended - busy - (ended - started), ended=ended)
         topic = self.topics["snapshots"]
         for manifest, chunks, manifest_record in packed:
             await self.deliver([(topic, k, v, p) for k, v in chunks])
@@ -397,10 +486,12 @@ class Service:
                 logging.INFO,
                 "snapshot",
                 partition=p,
-                events_offset=engines.position,
+                events_offset=packed[0][0].events_offset,
                 datasets=[m.dataset for m, _, _ in packed],
             )
-        partition.ack()
+        if self.partitions.get(p) is partition:  # forgotten meanwhile: its next owner replays them
+            for event in held:
+                event.ack()
 
     async def snapshot_due(self) -> None:
         """Snapshot every partition whose events have been held for ``snapshot_seconds``."""
