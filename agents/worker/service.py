@@ -64,6 +64,9 @@ log = logging.getLogger("refinery.worker")
 
 T = TypeVar("T")
 
+#: Sequenced batches whose delivery may be awaited at once (`Service.sequence_batch`).
+FORWARDS_IN_FLIGHT = 2
+
 #: Seconds of engine-thread work after which a publication lets a waiting batch of events go
 #: first (`Service._publish`): its suggestion lists share ranked pools that any applied event
 #: invalidates (~60 ms to rebuild for 77 labels), so it yields only when a batch waits.
@@ -111,6 +114,8 @@ class Service:
         self.snapshot_budget = Budget(options.background_share)
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        #: The deliveries of sequenced batches, oldest first (`sequence_batch`).
+        self.forwards: collections.deque[asyncio.Future] = collections.deque()
         #: Per input partition ``(topic, partition)``: the first offset not yet forwarded.
         self.forwarded: dict[tuple[str, int], int] = {}
         #: Partitions with input and no progress (`agents.worker.stalls`), as of the last lag tick.
@@ -170,8 +175,21 @@ class Service:
 
     # -- sequencer -------------------------------------------------------------------------
 
-    async def sequence_batch(self, records: list[tuple[str, int, int, bytes | None, bytes | None]]) -> None:
-        """Forward ``(topic, partition, offset, key, value)`` input records into ``events``."""
+    async def sequence_batch(
+        self,
+        records: list[tuple[str, int, int, bytes | None, bytes | None]],
+        *,
+        forwarded: Callable[[], object] | None = None,
+    ) -> None:
+        """Forward ``(topic, partition, offset, key, value)`` input records into ``events``.
+
+        The records are delivered in the background, one batch after the other (``forwards``):
+        this returns once they are parsed and their delivery is queued, so the sequencer takes
+        its next batch while the broker acknowledges this one (the acknowledgements took most of
+        its time: bench/README.md, *Service throughput*). At most `FORWARDS_IN_FLIGHT` batches
+        wait for them. ``forwarded()`` is called once every record is durable: the agent acks
+        its input events there, never before.
+        """
         out: list[Record] = []
         now = time.time()
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
@@ -212,9 +230,34 @@ class Service:
                 out.append(self.delivery.dead_record(result))
         for topic, count in counts.items():
             self.obs.events_in.labels(topic).inc(count)
+        while self.forwards and self.forwards[0].done():
+            self.forwards.popleft()
+        if len(self.forwards) >= FORWARDS_IN_FLIGHT:
+            await asyncio.wait([self.forwards[0]])
+        previous = self.forwards[-1] if self.forwards else None
+        self.forwards.append(asyncio.ensure_future(self._forward(previous, out, last, forwarded)))
+
+    async def _forward(
+        self,
+        previous: asyncio.Future | None,
+        out: list[Record],
+        last: dict[tuple[str, int], int],
+        forwarded: Callable[[], object] | None,
+    ) -> None:
+        """Deliver one sequenced batch after the one before it, then report it forwarded."""
+        if previous is not None:
+            await asyncio.wait([previous])  # in order: the events log keeps the input's order
         await self.deliver(out)
         for tp, offset in last.items():
-            self.forwarded[tp] = offset + 1
+            self.forwarded[tp] = max(self.forwarded.get(tp, 0), offset + 1)
+        if forwarded is not None:
+            forwarded()
+
+    async def drain_forwards(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until every sequenced batch is delivered."""
+        pending = [task for task in self.forwards if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -238,6 +281,7 @@ class Service:
         """Before a rebalance hands partitions out: let the batch in progress finish, snapshot what
         changed (so the next owner, maybe this worker, replays little), then forget the partitions.
         No snapshot of them is written after this."""
+        await self.drain_forwards(self.options.session_timeout / 2)  # their input acks land before the commit
         async with self.lock:
             await self._final_snapshots(partitions)
             for p in partitions:
@@ -247,6 +291,7 @@ class Service:
 
     async def on_shutdown(self) -> None:
         """On a clean stop: snapshot what changed, so that a restart replays nothing."""
+        await self.drain_forwards(self.options.session_timeout / 2)
         async with self.lock:
             await self._final_snapshots(set(self.partitions))
 
