@@ -30,6 +30,7 @@ not deliver (after a rejected snapshot) is read with a separate group-less consu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from agents.settings import Settings
@@ -45,12 +46,19 @@ __all__ = ["WorkerOptions", "create_app"]
 log = logging.getLogger("refinery.worker")
 
 
+def _ack_all(events) -> None:
+    """Release the agent's own reference to each Faust event (`Service.sequence_batch`)."""
+    for event in events:
+        event.ack()
+
+
 def create_app(settings: Settings | None = None, options: WorkerOptions | None = None, **faust_settings):
     """The Faust app of one worker, with its agents, timers and web views."""
     import faust
 
     from agents.kafka.security import faust_credentials
     from agents.web import api as web
+    from agents.worker.transport import transport_class
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
@@ -86,6 +94,8 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
         **faust_settings,
     )
+    # Faust's consumer waits up to 1.5 s per fetch, whatever the settings (agents.worker.transport)
+    app.transport = transport_class(options.fetch_wait)(app.conf.broker_consumer, app)
     obs = Observability()
 
     async def send(topic, key, value, partition):
@@ -103,12 +113,18 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.agent(inputs, concurrency=1)
     async def sequencer(stream):
         async for batch in stream.take_events(options.batch_size, options.batch_seconds):
-            try:  # take_events acks the batch when we ask for the next one: after delivery
+            # take_events acks each batch as soon as we ask for the next one, but the batch is
+            # delivered in the background: one more reference per event, released once every
+            # record of the batch is durable (Service.sequence_batch calls `forwarded`).
+            for event in batch:
+                event.message.incref()
+            try:
                 await service.sequence_batch(
                     [
                         (e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                         for e in batch
-                    ]
+                    ],
+                    forwarded=functools.partial(_ack_all, batch),
                 )
                 last = batch[-1].message
                 service.record_lag(app.consumer, last.tp, last.offset)
@@ -116,6 +132,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
                 raise
             except Exception:  # never let an exception escape the agent (Faust would skip the batch)
                 log_event(log, logging.ERROR, "sequencer_batch_failed", events=len(batch), exc_info=True)
+                _ack_all(batch)  # skipped, as before: a bug must not stall the input partition
 
     @app.agent(events, concurrency=1)
     async def engine(stream):

@@ -36,7 +36,7 @@ from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack,
 from pipeline.engine import Engine, EngineFactory, EngineLoader
 from schemas import Annotation, DeadLetter, Event, Message, Prediction, SchemaError
 
-__all__ = ["Outcome", "PartitionEngines", "read_range", "source_id"]
+__all__ = ["Captured", "Outcome", "PartitionEngines", "pack_captured", "read_range", "source_id"]
 
 log = logging.getLogger("refinery.recovery")
 
@@ -309,29 +309,34 @@ class PartitionEngines:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def snapshot_records(self, *, key: str, chunk_bytes: int | None = None) -> list[tuple[Manifest, list, tuple]]:
-        """``(manifest, chunk records, manifest record)`` for every dataset changed since its last
-        snapshot (the engine's bytes, zlib-compressed); call `snapshotted` once they are durable."""
-        out = []
-        extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    def capture(self) -> list[Captured]:
+        """The state of every dataset changed since its last capture, serialised now (call it in
+        the engine thread, between two batches). The datasets are clean again from here: events
+        applied after it go into the next snapshot. `pack_captured` turns it into records, in
+        any thread; call `snapshotted` once they are durable."""
         self.dirty &= set(self.engines)  # a dataset without engine has no state to save
+        out = []
         for dataset in sorted(self.dirty):
-            blob = zlib.compress(self.engines[dataset].snapshot(), 1)
-            chunks, manifest_record = pack(
-                blob,
-                dataset=dataset,
-                partition=self.partition,
-                version=self.versions.get(dataset, 0) + 1,
-                events_offset=self.position or 0,
-                sources={source: applied.mark for source, applied in self.sources.get(dataset, {}).items()},
-                applied={source: applied.to_dict() for source, applied in self.sources.get(dataset, {}).items()},
-                key=key,
-                writer=self.writer,
-                **extra,
+            applied = self.sources.get(dataset, {})
+            out.append(
+                Captured(
+                    dataset=dataset,
+                    state=self.engines[dataset].snapshot(),
+                    version=self.versions.get(dataset, 0) + 1,
+                    events_offset=self.position or 0,
+                    sources={source: offsets.mark for source, offsets in applied.items()},
+                    applied={source: offsets.to_dict() for source, offsets in applied.items()},
+                )
             )
-            manifest = Manifest.decode(manifest_record[1])
-            out.append((manifest, chunks, manifest_record))
+        self.dirty.clear()
+        self.since_snapshot = 0
         return out
+
+    def snapshot_records(self, *, key: str, chunk_bytes: int | None = None) -> list[tuple[Manifest, list, tuple]]:
+        """`capture` and `pack_captured` in one step."""
+        return pack_captured(
+            self.capture(), partition=self.partition, writer=self.writer, key=key, chunk_bytes=chunk_bytes
+        )
 
     def snapshotted(self, manifests: Iterable[Manifest]) -> list[str]:
         """Record durable snapshots; return the chunk keys now stale (tombstone them)."""
@@ -341,6 +346,41 @@ class PartitionEngines:
             known = self.known_chunks.setdefault(manifest.dataset, set())
             stale += stale_chunk_keys(known, manifest)
             self.known_chunks[manifest.dataset] = set(manifest.chunks)
-            self.dirty.discard(manifest.dataset)
-        self.since_snapshot = 0
         return stale
+
+
+@dataclasses.dataclass(frozen=True)
+class Captured:
+    """One dataset's state as `PartitionEngines.capture` serialised it, and the log position it covers."""
+
+    dataset: str
+    state: bytes  # the engine's snapshot(), uncompressed
+    version: int
+    events_offset: int
+    sources: dict[str, int]
+    applied: dict[str, dict]
+
+
+def pack_captured(
+    captured: Iterable[Captured], *, partition: int, writer: str, key: str, chunk_bytes: int | None = None
+) -> list[tuple[Manifest, list, tuple]]:
+    """``(manifest, chunk records, manifest record)`` of each captured state: zlib-compressed,
+    chunked and authenticated (`agents.worker.snapshots.pack`). Reads no engine, so it may run
+    in any thread while the engines go on (zlib and the HMAC release the GIL)."""
+    out = []
+    extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    for c in captured:
+        chunks, manifest_record = pack(
+            zlib.compress(c.state, 1),
+            dataset=c.dataset,
+            partition=partition,
+            version=c.version,
+            events_offset=c.events_offset,
+            sources=c.sources,
+            applied=c.applied,
+            key=key,
+            writer=writer,
+            **extra,
+        )
+        out.append((Manifest.decode(manifest_record[1]), chunks, manifest_record))
+    return out

@@ -124,9 +124,14 @@ class Partition:
 
     def ack(self) -> None:
         """Release every held event: a durable snapshot covers them (or they changed nothing)."""
-        held, self.held, self.first_held_at = self.held, [], None
-        for event in held:
+        for event in self.take_held():
             event.ack()
+
+    def take_held(self) -> list[_Ackable]:
+        """The held events, no longer held here: a snapshot being written covers them; ack them
+        once it is durable."""
+        held, self.held, self.first_held_at = self.held, [], None
+        return held
 
     def snapshot_due(self, *, now: float, seconds: float) -> bool:
         """Whether events have been held for ``seconds`` or more at ``now`` (monotonic seconds)."""

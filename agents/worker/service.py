@@ -28,10 +28,13 @@ The web API and pages read it through `Service.owned`, `Service.engine`, `Servic
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from agents.kafka.ranges import read_range
@@ -40,7 +43,7 @@ from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.budget import Budget
 from agents.worker.deadletter import letter
 from agents.worker.delivery import Delivery, Record, Send
-from agents.worker.engines import PartitionEngines
+from agents.worker.engines import Captured, PartitionEngines, pack_captured
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
 from agents.worker.partition import Partition
@@ -50,8 +53,9 @@ from agents.worker.sizes import SizeBudget, limits_of
 from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
-from pipeline.engine import Engine, suggestion_lists
-from schemas import Event, MetricsSnapshot, Stream, SuggestionList
+from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
+from schemas import SUGGESTION_KINDS, Event, MetricsSnapshot, Stream, SuggestionList
+from schemas.events import SuggestionKind
 from schemas.topics import STREAMS, stream_topic
 
 __all__ = ["Service"]
@@ -59,6 +63,14 @@ __all__ = ["Service"]
 log = logging.getLogger("refinery.worker")
 
 T = TypeVar("T")
+
+#: Sequenced batches whose delivery may be awaited at once (`Service.sequence_batch`).
+FORWARDS_IN_FLIGHT = 2
+
+#: Seconds of engine-thread work after which a publication lets a waiting batch of events go
+#: first (`Service._publish`): its suggestion lists share ranked pools that any applied event
+#: invalidates (~60 ms to rebuild for 77 labels), so it yields only when a batch waits.
+PUBLICATION_SLICE = 0.1
 
 
 class Service:
@@ -90,13 +102,20 @@ class Service:
         self.partitions: dict[int, Partition] = {}
         self.assigned: set[int] | None = None  # None until the first assignment
         self.lock = asyncio.Lock()  # one caller of the engines at a time
+        self.batches_waiting = 0  # batches of events waiting for the lock (read by publications)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
+        #: Compresses and authenticates snapshots beside the engine thread (`_snapshot`).
+        self.packer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-snapshot")
+        #: Per ``events`` partition, the snapshot being written (`_snapshot`), if any.
+        self.writing: dict[int, asyncio.Future] = {}
         #: Publications and count-triggered snapshots take at most this share of the engine
         #: thread (`agents.worker.budget`); time-triggered and final snapshots are never held back.
         self.publish_budget = Budget(options.background_share)
         self.snapshot_budget = Budget(options.background_share)
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        #: The deliveries of sequenced batches, oldest first (`sequence_batch`).
+        self.forwards: collections.deque[asyncio.Future] = collections.deque()
         #: Per input partition ``(topic, partition)``: the first offset not yet forwarded.
         self.forwarded: dict[tuple[str, int], int] = {}
         #: Partitions with input and no progress (`agents.worker.stalls`), as of the last lag tick.
@@ -156,8 +175,21 @@ class Service:
 
     # -- sequencer -------------------------------------------------------------------------
 
-    async def sequence_batch(self, records: list[tuple[str, int, int, bytes | None, bytes | None]]) -> None:
-        """Forward ``(topic, partition, offset, key, value)`` input records into ``events``."""
+    async def sequence_batch(
+        self,
+        records: list[tuple[str, int, int, bytes | None, bytes | None]],
+        *,
+        forwarded: Callable[[], object] | None = None,
+    ) -> None:
+        """Forward ``(topic, partition, offset, key, value)`` input records into ``events``.
+
+        The records are delivered in the background, one batch after the other (``forwards``):
+        this returns once they are parsed and their delivery is queued, so the sequencer takes
+        its next batch while the broker acknowledges this one (the acknowledgements took most of
+        its time: bench/README.md, *Service throughput*). At most `FORWARDS_IN_FLIGHT` batches
+        wait for them. ``forwarded()`` is called once every record is durable: the agent acks
+        its input events there, never before.
+        """
         out: list[Record] = []
         now = time.time()
         roles = {self.topics["messages"]: "messages", self.topics["annotations"]: "annotations"}
@@ -198,9 +230,34 @@ class Service:
                 out.append(self.delivery.dead_record(result))
         for topic, count in counts.items():
             self.obs.events_in.labels(topic).inc(count)
+        while self.forwards and self.forwards[0].done():
+            self.forwards.popleft()
+        if len(self.forwards) >= FORWARDS_IN_FLIGHT:
+            await asyncio.wait([self.forwards[0]])
+        previous = self.forwards[-1] if self.forwards else None
+        self.forwards.append(asyncio.ensure_future(self._forward(previous, out, last, forwarded)))
+
+    async def _forward(
+        self,
+        previous: asyncio.Future | None,
+        out: list[Record],
+        last: dict[tuple[str, int], int],
+        forwarded: Callable[[], object] | None,
+    ) -> None:
+        """Deliver one sequenced batch after the one before it, then report it forwarded."""
+        if previous is not None:
+            await asyncio.wait([previous])  # in order: the events log keeps the input's order
         await self.deliver(out)
         for tp, offset in last.items():
-            self.forwarded[tp] = offset + 1
+            self.forwarded[tp] = max(self.forwarded.get(tp, 0), offset + 1)
+        if forwarded is not None:
+            forwarded()
+
+    async def drain_forwards(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until every sequenced batch is delivered."""
+        pending = [task for task in self.forwards if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -209,7 +266,7 @@ class Service:
         partition = self.partitions.get(p)
         if partition is None:
             partition = self.partitions[p] = Partition(p, replay=replay)
-            partition.restore(self._load)
+            partition.restore(self._restore)
         return partition
 
     def on_assigned(self, partitions: set[int]) -> None:
@@ -224,6 +281,7 @@ class Service:
         """Before a rebalance hands partitions out: let the batch in progress finish, snapshot what
         changed (so the next owner, maybe this worker, replays little), then forget the partitions.
         No snapshot of them is written after this."""
+        await self.drain_forwards(self.options.session_timeout / 2)  # their input acks land before the commit
         async with self.lock:
             await self._final_snapshots(partitions)
             for p in partitions:
@@ -233,6 +291,7 @@ class Service:
 
     async def on_shutdown(self) -> None:
         """On a clean stop: snapshot what changed, so that a restart replays nothing."""
+        await self.drain_forwards(self.options.session_timeout / 2)
         async with self.lock:
             await self._final_snapshots(set(self.partitions))
 
@@ -240,12 +299,24 @@ class Service:
         budget = self.options.session_timeout / 2  # a rebalance must not wait on an unreachable broker
         for p in sorted(partitions):
             partition = self.partitions.get(p)
-            if partition is None or partition.engines is None or not partition.engines.dirty:
+            if partition is None or partition.engines is None:
                 continue
             try:
-                await asyncio.wait_for(self._snapshot(partition), budget)
+                await asyncio.wait_for(self._final_snapshot(partition), budget)
             except TimeoutError:
                 log_event(log, logging.WARNING, "final_snapshot_timeout", partition=p, seconds=budget)
+                writing = self.writing.get(p)
+                if writing is not None:
+                    writing.cancel()  # nothing of this owner is written after the rebalance
+
+    async def _final_snapshot(self, partition: Partition) -> None:
+        """Snapshot what changed, and wait until every snapshot of ``partition`` is durable."""
+        assert partition.engines is not None
+        if partition.engines.dirty:
+            await self._snapshot(partition)
+        writing = self.writing.get(partition.number)
+        if writing is not None:
+            await asyncio.wait([writing])
 
     def forget(self, p: int) -> None:
         """Partition ``p`` is no longer ours: drop all its state, and the series of its datasets."""
@@ -255,6 +326,14 @@ class Service:
         owned = {dataset for _, dataset in self.owned()}
         for dataset in self.obs.datasets() - owned:  # the next owner reports them
             self.obs.drop(dataset)
+
+    async def _restore(self, p: int, replay: bool) -> PartitionEngines:
+        """`_load`, once a snapshot of ``p`` still being written (by a partition forgotten after a
+        failed batch) is durable: the restore reads the latest one, and versions never collide."""
+        writing = self.writing.get(p)
+        if writing is not None:
+            await asyncio.wait([writing])
+        return await self._load(p, replay)
 
     async def _load(self, p: int, replay: bool) -> PartitionEngines:
         """Partition ``p``'s engines from its latest snapshots (waits for the broker if need be)."""
@@ -322,7 +401,7 @@ class Service:
         if engines is None:
             return  # revoked while restoring: Faust delivers these events again after the rebalance
         records = [(e.message.offset, e.message.value) for e in events]
-        async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
+        async with self._locked_for_events():  # apply, publish and hold as one step: a revocation waits for it
             if self.partitions.get(p) is not partition:
                 return  # revoked while waiting
             started = time.perf_counter()
@@ -357,27 +436,104 @@ class Service:
                 return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
             partition.hold(events, now=time.monotonic())
             if engines.since_snapshot >= self.options.snapshot_every and self.snapshot_budget.due(now=time.monotonic()):
-                started = time.monotonic()
-                await self._snapshot(partition)
-                self.snapshot_budget.spent(started=started, ended=time.monotonic())
+                await self._snapshot(partition, wait=False, budget=self.snapshot_budget)  # written in the background
             elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
                 partition.ack()
+
+    @contextlib.asynccontextmanager
+    async def _locked_for_events(self) -> AsyncIterator[None]:
+        """The engines' lock, for a batch of events: counted in ``batches_waiting`` while it waits."""
+        self.batches_waiting += 1
+        try:
+            await self.lock.acquire()
+        finally:
+            self.batches_waiting -= 1
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     # -- snapshots -------------------------------------------------------------------------
 
     async def snapshot(self, p: int) -> None:
-        """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover."""
+        """Write the changed engines of partition ``p`` to ``snapshots``, then ack what they cover
+        (returns once it is durable; events are applied meanwhile)."""
         async with self.lock:
             partition = self.partitions.get(p)
-            if partition is not None and partition.restored:
-                await self._snapshot(partition)
+            if partition is None or not partition.restored:
+                return
+            await self._snapshot(partition, wait=False)
+        writing = self.writing.get(p)
+        if writing is not None:
+            await writing
 
-    async def _snapshot(self, partition: Partition) -> None:
+    async def _snapshot(self, partition: Partition, *, wait: bool = True, budget: Budget | None = None) -> None:
+        """Snapshot the changed engines of ``partition``; the caller holds the lock.
+
+        Their state is serialised now, in the engine thread (tens of milliseconds), together with
+        the events it covers (`Partition.take_held`). Compressing, authenticating and writing it,
+        then acking those events, happen in `_write` (``writing``), while events go on being
+        applied: the engine thread is not held for the hundreds of milliseconds a snapshot of
+        megabytes takes to compress and deliver. Without ``wait`` this returns before it is
+        durable; one write per partition at a time, in order. ``budget`` is charged with the
+        serialising and compressing time.
+        """
         p, engines = partition.number, partition.engines
         assert engines is not None
-        packed = await self.in_thread(
-            engines.snapshot_records, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        previous = self.writing.get(p)
+        if previous is not None:
+            await asyncio.wait([previous])  # the versions of the next capture follow its manifests
+        started = time.monotonic()
+        captured = await self.in_thread(engines.capture)
+        held = partition.take_held()
+        task = self.writing[p] = asyncio.ensure_future(
+            self._write(partition, engines, captured, held, budget, time.monotonic() - started)
         )
+        if wait:
+            await task
+
+    async def _write(
+        self,
+        partition: Partition,
+        engines: PartitionEngines,
+        captured: list[Captured],
+        held: list,
+        budget: Budget | None,
+        busy: float,
+    ) -> None:
+        """Compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
+        try:
+            await self._deliver_snapshot(partition, engines, captured, held, budget, busy)
+        except Exception:  # a bug: the next snapshot covers them again; nothing is acked before
+            log_event(log, logging.ERROR, "snapshot_failed", partition=partition.number, exc_info=True)
+            engines.dirty.update(c.dataset for c in captured)
+            partition.hold(held, now=time.monotonic())
+
+    async def _deliver_snapshot(
+        self,
+        partition: Partition,
+        engines: PartitionEngines,
+        captured: list[Captured],
+        held: list,
+        budget: Budget | None,
+        busy: float,
+    ) -> None:
+        p = partition.number
+        started = time.monotonic()
+        packed = await asyncio.get_running_loop().run_in_executor(
+            self.packer,
+            functools.partial(
+                pack_captured,
+                captured,
+                partition=p,
+                writer=engines.writer,
+                key=self.settings.snapshot_key,
+                chunk_bytes=self.options.chunk_bytes,
+            ),
+        )
+        if budget is not None:
+            ended = time.monotonic()
+            budget.spent(started=ended - busy - (ended - started), ended=ended)
         topic = self.topics["snapshots"]
         for manifest, chunks, manifest_record in packed:
             await self.deliver([(topic, k, v, p) for k, v in chunks])
@@ -392,10 +548,12 @@ class Service:
                 logging.INFO,
                 "snapshot",
                 partition=p,
-                events_offset=engines.position,
+                events_offset=packed[0][0].events_offset,
                 datasets=[m.dataset for m, _, _ in packed],
             )
-        partition.ack()
+        if self.partitions.get(p) is partition:  # forgotten meanwhile: its next owner replays them
+            for event in held:
+                event.ack()
 
     async def snapshot_due(self) -> None:
         """Snapshot every partition whose events have been held for ``snapshot_seconds``."""
@@ -406,13 +564,6 @@ class Service:
 
     # -- metrics and suggestions -----------------------------------------------------------
 
-    def _publications(self, engine: Engine, now: float) -> tuple[MetricsSnapshot, list[SuggestionList]]:
-        """The metrics and every suggestion list of ``engine`` (in the engine thread)."""
-        metrics = engine.metrics(now=now)
-        return metrics, suggestion_lists(
-            engine, now=now, limit=self.options.suggestions_limit, labels=sorted(metrics.labels)
-        )
-
     async def publish_metrics(self) -> None:
         """Publish the metrics and suggestions of every dataset changed since its last publication
         (unless the last publication's cost asks for a longer rest: ``background_share``)."""
@@ -420,40 +571,84 @@ class Service:
             return
         busy = [0.0]  # seconds of engine-thread work (waiting for the lock is not the job's cost)
         try:
-            await self._publish_metrics(busy)
+            for p, partition in list(self.partitions.items()):
+                engines = partition.engines
+                if engines is None:
+                    continue
+                for dataset in sorted(engines.changed):
+                    if not await self._publish(p, partition, engines, dataset, busy):
+                        break  # revoked meanwhile: the next owner publishes
         finally:
             ended = time.monotonic()
             self.publish_budget.spent(started=ended - busy[0], ended=ended)
 
-    async def _publish_metrics(self, busy: list[float]) -> None:
-        for p, partition in list(self.partitions.items()):
-            engines = partition.engines
-            if engines is None:
-                continue
-            for dataset in sorted(engines.changed):
-                async with self.lock:
-                    if self.partitions.get(p) is not partition:
-                        break  # revoked meanwhile: the next owner publishes
+    async def _publish(
+        self, p: int, partition: Partition, engines: PartitionEngines, dataset: str, busy: list[float]
+    ) -> bool:
+        """Publish ``dataset``'s metrics and suggestion lists; False once the partition is gone.
+
+        The lists are ranked in slices: once a slice has run `PUBLICATION_SLICE` seconds and a
+        batch of events waits, the lock goes to the batch and the publication continues after
+        it. A batch so waits about one slice, not a whole publication (the lists took 0.5 s
+        in-process for 77 labels, 2 s in a worker under load). Each list carries the model
+        version it was ranked at; a publication's lists may span a few versions.
+        """
+        now = time.time()
+        jobs: collections.deque[tuple[SuggestionKind, str | None]] = collections.deque()
+        lists: list[SuggestionList] = []
+        metrics: MetricsSnapshot | None = None
+        engine: Engine | None = None
+        while metrics is None or jobs:
+            async with self.lock:
+                if self.partitions.get(p) is not partition:
+                    return False
+                if engine is None:
                     engine = engines.engines.get(dataset)
                     if engine is None:
-                        continue
+                        return True
                     engines.changed.discard(dataset)
-                    started = time.monotonic()
-                    try:
-                        metrics, lists = await self.in_thread(self._publications, engine, time.time())
-                    except Exception:
-                        log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
-                        continue
-                    finally:
-                        busy[0] += time.monotonic() - started
-                    if self.partitions.get(p) is not partition:
-                        break  # forgotten while computing (a new assignment): publish nothing stale
-                    self.latest_metrics[dataset] = metrics
-                    self.obs.publish(metrics)
-                    key = dataset.encode("utf-8")
-                    out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
-                    out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
-                    await self.deliver(out)
+                elif engines.engines.get(dataset) is not engine:
+                    return True  # replaced meanwhile (cannot happen today): the next tick publishes
+                started = time.monotonic()
+                try:
+                    if metrics is None:
+                        metrics = await self.in_thread(engine.metrics, now=now)
+                        jobs.extend(
+                            (kind, label)
+                            for kind in SUGGESTION_KINDS
+                            for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
+                        )
+                    else:
+                        lists += await self.in_thread(self._lists, engine, jobs, now)
+                except Exception:
+                    log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+                    return True
+                finally:
+                    busy[0] += time.monotonic() - started
+        if self.partitions.get(p) is not partition:
+            return False  # forgotten while computing (a new assignment): publish nothing stale
+        assert metrics is not None
+        self.latest_metrics[dataset] = metrics
+        self.obs.publish(metrics)
+        key = dataset.encode("utf-8")
+        out: list[Record] = [(self.topics["metrics"], key, metrics.encode(), None)]
+        out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
+        await self.deliver(out)
+        return True
+
+    def _lists(
+        self, engine: Engine, jobs: collections.deque[tuple[SuggestionKind, str | None]], now: float
+    ) -> list[SuggestionList]:
+        """The next suggestion lists of ``jobs`` (taken from it), at least one, until all are done
+        or a batch of events waits after `PUBLICATION_SLICE` seconds (in the engine thread)."""
+        until = time.perf_counter() + PUBLICATION_SLICE
+        out = []
+        while jobs:
+            kind, label = jobs.popleft()
+            out.append(suggestion_list(engine, kind, now=now, label=label, limit=self.options.suggestions_limit))
+            if self.batches_waiting and time.perf_counter() >= until:
+                break
+        return out
 
     # -- streams ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from agents.settings import Settings
 from agents.worker.engines import PartitionEngines
 from agents.worker.observability import Observability
 from agents.worker.options import WorkerOptions
+from agents.worker.sequencer import owner_partition
 from agents.worker.service import Service
 from schemas import Event
 
@@ -202,3 +203,95 @@ def test_without_a_brake_every_tick_publishes(records):
         return published.count("metrics")
 
     assert asyncio.run(run()) == 2
+
+
+def test_a_snapshot_being_written_acks_only_the_events_applied_before_it(records):
+    # The snapshot's records wait for the broker; meanwhile another batch is applied. Only the
+    # events the snapshot's state covers are acked when it lands; the later ones wait for the next.
+    async def run():
+        service, _ = _service(snapshot_every=10_000)
+        release = asyncio.Event()
+
+        async def send(topic, key, value, partition):
+            if topic == service.topics["snapshots"]:
+                await release.wait()
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        before = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:10])]
+        await service.process(before)
+        writing = asyncio.ensure_future(service.snapshot(0))
+        await asyncio.sleep(0.05)  # captured; its records wait
+        after = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[10:20], 10)]
+        await service.process(after)  # applied while the snapshot is written
+        applied_meanwhile = service.partitions[0].engines.position
+        release.set()
+        await writing
+        return before, after, applied_meanwhile, service
+
+    before, after, applied_meanwhile, service = asyncio.run(run())
+    assert applied_meanwhile == 20
+    assert all(e.acked for e in before) and not any(e.acked for e in after)
+    assert service.partitions[0].held == after and service.partitions[0].engines.dirty == {"banking77"}
+
+
+def test_the_sequencer_reports_a_batch_forwarded_only_once_the_broker_acknowledged_it():
+    async def run():
+        pending: list[asyncio.Future] = []
+
+        async def send(topic, key, value, partition):
+            pending.append(asyncio.get_running_loop().create_future())
+            return pending[-1]
+
+        service = Service(Settings(), WorkerOptions(), send, Observability())
+        service.on_assigned(set())
+        messages = service.topics["messages"]
+        record = b'{"dataset": "d", "id": "m-1", "timestamp": 0, "body": "hello"}'
+        reported: list[str] = []
+        partition = owner_partition("d", service.settings.partitions)
+        await service.sequence_batch([(messages, partition, 7, b"d", record)], forwarded=lambda: reported.append("1"))
+        await service.sequence_batch([(messages, partition, 8, b"d", record)], forwarded=lambda: reported.append("2"))
+        await asyncio.sleep(0.01)
+        unacknowledged = (list(reported), len(pending))  # the second waits for the first
+        for future in pending:
+            future.set_result(None)
+        await asyncio.sleep(0.01)
+        for future in pending[1:]:
+            future.set_result(None)
+        await service.drain_forwards(1.0)
+        return unacknowledged, reported, service.forwarded[(messages, partition)]
+
+    unacknowledged, reported, forwarded = asyncio.run(run())
+    assert unacknowledged == ([], 1)
+    assert reported == ["1", "2"] and forwarded == 9
+
+
+def test_a_publication_lets_a_waiting_batch_go_first(records, monkeypatch):
+    import agents.worker.service as service_module
+
+    monkeypatch.setattr(service_module, "PUBLICATION_SLICE", 0.0)  # yield after every list when a batch waits
+
+    async def run():
+        service, _ = _service(background_share=1.0)
+        published: list[str] = []
+
+        async def send(topic, key, value, partition):
+            published.append(topic.rsplit(".", 1)[-1])
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:10])])
+        publication = asyncio.ensure_future(service.publish_metrics())
+        await asyncio.sleep(0)  # the publication holds the lock
+        batch = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[10:20], 10)]
+        await service.process(batch)
+        done_before_batch = publication.done()
+        await publication
+        return published, done_before_batch
+
+    published, done_before_batch = asyncio.run(run())
+    assert not done_before_batch
+    # the batch's predictions went out before the publication's metrics and lists
+    second_predictions = [i for i, t in enumerate(published) if t == "predictions"][-1]
+    assert second_predictions < published.index("metrics")
+    assert published.count("suggestions") > 1
