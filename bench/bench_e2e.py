@@ -419,7 +419,15 @@ def main(argv: list[str] | None = None) -> int:
                     rates = [0.5 * top, 0.9 * top]
                 for share, rate in zip((50, 90), rates, strict=True):
                     count = max(50, int(rate * args.paced_seconds))
-                    paced_events = _renamed([events[i % len(events)] for i in range(count)], f"p{share}", args.datasets)
+                    # events repeat when the run is longer than one flood: each round gets ids of its own
+                    # (a repeated id once matched a late send to an early prediction: negative latencies)
+                    paced_events = [
+                        event
+                        for start in range(0, count, len(events))
+                        for event in _renamed(
+                            events[: min(len(events), count - start)], f"p{share}r{start // len(events)}", args.datasets
+                        )
+                    ]
                     paced = system.paced(paced_events, rate, args.timeout)
                     paced["share"] = share
                     entry["paced"].append(paced)
