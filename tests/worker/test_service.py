@@ -48,6 +48,18 @@ async def _accept(topic, key, value, partition):
     return future
 
 
+def _recorded(service: Service) -> list[str]:
+    """The short names of the topics ``service`` sends to, in order, as it sends (delivered at once)."""
+    published: list[str] = []
+
+    async def send(topic, key, value, partition):
+        published.append(topic.rsplit(".", 1)[-1])
+        return await _accept(topic, key, value, partition)
+
+    service.delivery.send = send
+    return published
+
+
 @pytest.fixture(scope="module")
 def records(datasets) -> list[bytes]:
     out = []
@@ -165,13 +177,7 @@ def test_a_costly_publication_postpones_the_next_by_the_background_share(records
 
     async def run():
         service, _ = _service(background_share=0.01)  # a publication of d s: 99 d s of rest
-        published: list[str] = []
-
-        async def send(topic, key, value, partition):
-            published.append(topic.rsplit(".", 1)[-1])
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        published = _recorded(service)
         await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:10])])
         await service.publish_metrics()
         first = published.count("metrics")
@@ -189,13 +195,7 @@ def test_a_costly_publication_postpones_the_next_by_the_background_share(records
 def test_without_a_brake_every_tick_publishes(records):
     async def run():
         service, _ = _service(background_share=1.0)
-        published: list[str] = []
-
-        async def send(topic, key, value, partition):
-            published.append(topic.rsplit(".", 1)[-1])
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        published = _recorded(service)
         for start in (0, 10):
             events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records[start : start + 10], start)]
             await service.process(events)
@@ -273,13 +273,7 @@ def test_a_publication_lets_a_waiting_batch_go_first(records, monkeypatch):
 
     async def run():
         service, _ = _service(background_share=1.0)
-        published: list[str] = []
-
-        async def send(topic, key, value, partition):
-            published.append(topic.rsplit(".", 1)[-1])
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        published = _recorded(service)
         await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:10])])
         publication = asyncio.ensure_future(service.publish_metrics())
         await asyncio.sleep(0)  # the publication holds the lock
