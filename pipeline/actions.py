@@ -5,7 +5,8 @@ The rating (:mod:`pipeline.rating`) is a weighted sum of four factors, each 0-10
 ``expected_gain`` is the rating points it would add if it brought what it fixes to a *target*:
 
 - a label (warnings ``few_pinned``, ``never_predicted``, ``low_average_precision``) to an
-  average precision of ``TARGET_AP``: the "all labels" factor gains
+  average precision of ``TARGET_AP``: the "all labels" factor (the MAP of the ``n_labels``
+  labels with at least ``map_min_support`` held-out positives) gains
   ``(TARGET_AP - ap) / n_labels`` and, when the label is among the worst rated, the
   "underperforming labels" factor gains ``(TARGET_AP - ap) / n_worst``. A label with no positive
   in the window yet counts with an AP of 0 (it joins the mean once taught);
@@ -63,11 +64,17 @@ def recommend(
     balance: Balance,
     healthy_shuffle_share: float = 0.2,
     limit: int = 20,
+    map_min_support: int = 5,
 ) -> tuple[Action, ...]:
-    """The recommended actions for a metrics snapshot's parts, highest expected gain first."""
+    """The recommended actions for a metrics snapshot's parts, highest expected gain first.
+
+    ``map_min_support`` is the engine's (``RefinerConfig.map_min_support``): the "all labels"
+    factor is the mean AP of the labels with that many held-out positives, so a label's share
+    of it is one over their number.
+    """
     actions: list[Action] = []
     rated = sorted((m.average_precision, name) for name, m in labels.items() if m.average_precision is not None)
-    n_rated = max(1, len(rated))
+    n_rated = max(1, sum(m.average_precision is not None and m.support >= map_min_support for m in labels.values()))
     n_worst = max(1, math.ceil(WORST_SHARE * len(rated)))
     # the labels the rating's "underperforming labels" factor rates (the most significant warnings)
     worst = set(

@@ -876,6 +876,7 @@ class Refiner:
                 rating,
                 summary,
                 self.config.healthy_shuffle_share,
+                map_min_support=self.config.map_min_support,
             ),
         )
 

@@ -111,3 +111,16 @@ def test_a_real_engine_reports_actions_and_drift_in_its_metrics(datasets):
     # 400 reviews over 77 intents: every intent has too few examples
     assert "teach_label" in {a["kind"] for a in actions} and len(actions) == 20
     assert all(Action.from_dict(a) for a in actions)
+
+
+def test_a_label_outside_the_map_does_not_dilute_the_gain_of_the_labels_in_it():
+    """The "all labels" factor is the MAP of the labels with ``map_min_support`` held-out
+    positives: a label with an AP over fewer is not one of them, so a label's share of the
+    factor (and the gain of fixing it) does not change when such a label is added."""
+    labels = {"Refund": label(0.4, "low_average_precision"), "Card": label(0.95)}
+    rare = dataclasses.replace(label(0.9), support=2)
+    alone = recommend(labels, rating(), HEALTHY)
+    with_rare = recommend({**labels, "Rare": rare}, rating(), HEALTHY)
+    assert [a.expected_gain for a in alone if a.label == "Refund"] == [
+        a.expected_gain for a in with_rare if a.label == "Refund"
+    ]
