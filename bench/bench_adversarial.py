@@ -32,8 +32,6 @@ import collections
 import itertools
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,8 +41,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
+from bench_service import _free_port, stop_process  # noqa: E402
 
 from agents.kafka import admin  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
@@ -53,12 +53,6 @@ from agents.worker.sizes import MemoryBudget  # noqa: E402
 from schemas import DeadLetter  # noqa: E402
 
 MB = 2**20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Worker:
@@ -105,13 +99,7 @@ class Worker:
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def _end_offsets(settings: Settings, name: str) -> int:

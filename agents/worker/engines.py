@@ -279,29 +279,23 @@ class PartitionEngines:
 
     def _capped(self, offset: int, raw: bytes | None, event: Event, dataset: str, why: str, now: float) -> DeadLetter:
         kind = "message" if event.message is not None else "review"
+        return self._letter(offset, raw, event, kind, dataset, "limit", why, now)
+
+    def _failed(self, offset: int, event: Event, kind: str, dataset: str, error: Exception, now: float) -> DeadLetter:
+        why = f"the engine raised {type(error).__name__}: {error}"
+        return self._letter(offset, event.encode(), event, kind, dataset, "processing", why, now)
+
+    def _letter(
+        self, offset: int, raw: bytes | None, event: Event, kind: str, dataset: str, error: str, why: str, now: float
+    ) -> DeadLetter:
+        """The dead letter of the ``events`` record at ``offset``, naming where the event came from."""
         reason = f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: {why}"
         return letter(
             raw,
             topic=self.topic,
             partition=self.partition,
             offset=offset,
-            error="limit",
-            reason=reason,
-            now=now,
-            dataset=dataset,
-        )
-
-    def _failed(self, offset: int, event: Event, kind: str, dataset: str, error: Exception, now: float) -> DeadLetter:
-        reason = (
-            f"{kind} of dataset {dataset!r} from {event.source_topic}[{event.partition}]@{event.offset}: "
-            f"the engine raised {type(error).__name__}: {error}"
-        )
-        return letter(
-            event.encode(),
-            topic=self.topic,
-            partition=self.partition,
-            offset=offset,
-            error="processing",
+            error=error,
             reason=reason,
             now=now,
             dataset=dataset,

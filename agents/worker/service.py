@@ -503,57 +503,46 @@ class Service:
     ) -> None:
         """Compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
         try:
-            await self._deliver_snapshot(partition, engines, captured, held, budget, busy)
+            p = partition.number
+            started = time.monotonic()
+            packed = await asyncio.get_running_loop().run_in_executor(
+                self.packer,
+                functools.partial(
+                    pack_captured,
+                    captured,
+                    partition=p,
+                    writer=engines.writer,
+                    key=self.settings.snapshot_key,
+                    chunk_bytes=self.options.chunk_bytes,
+                ),
+            )
+            if budget is not None:
+                ended = time.monotonic()
+                budget.spent(started=ended - busy - (ended - started), ended=ended)
+            topic = self.topics["snapshots"]
+            for manifest, chunks, manifest_record in packed:
+                await self.deliver([(topic, k, v, p) for k, v in chunks])
+                await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
+                self.obs.record_snapshot(manifest.dataset, manifest.size)
+            stale = engines.snapshotted([m for m, _, _ in packed])
+            if stale:
+                await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
+            if packed:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "snapshot",
+                    partition=p,
+                    events_offset=packed[0][0].events_offset,
+                    datasets=[m.dataset for m, _, _ in packed],
+                )
+            if self.partitions.get(p) is partition:  # forgotten meanwhile: its next owner replays them
+                for event in held:
+                    event.ack()
         except Exception:  # a bug: the next snapshot covers them again; nothing is acked before
             log_event(log, logging.ERROR, "snapshot_failed", partition=partition.number, exc_info=True)
             engines.dirty.update(c.dataset for c in captured)
             partition.hold(held, now=time.monotonic())
-
-    async def _deliver_snapshot(
-        self,
-        partition: Partition,
-        engines: PartitionEngines,
-        captured: list[Captured],
-        held: list,
-        budget: Budget | None,
-        busy: float,
-    ) -> None:
-        p = partition.number
-        started = time.monotonic()
-        packed = await asyncio.get_running_loop().run_in_executor(
-            self.packer,
-            functools.partial(
-                pack_captured,
-                captured,
-                partition=p,
-                writer=engines.writer,
-                key=self.settings.snapshot_key,
-                chunk_bytes=self.options.chunk_bytes,
-            ),
-        )
-        if budget is not None:
-            ended = time.monotonic()
-            budget.spent(started=ended - busy - (ended - started), ended=ended)
-        topic = self.topics["snapshots"]
-        for manifest, chunks, manifest_record in packed:
-            await self.deliver([(topic, k, v, p) for k, v in chunks])
-            await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
-            self.obs.record_snapshot(manifest.dataset, manifest.size)
-        stale = engines.snapshotted([m for m, _, _ in packed])
-        if stale:
-            await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
-        if packed:
-            log_event(
-                log,
-                logging.INFO,
-                "snapshot",
-                partition=p,
-                events_offset=packed[0][0].events_offset,
-                datasets=[m.dataset for m, _, _ in packed],
-            )
-        if self.partitions.get(p) is partition:  # forgotten meanwhile: its next owner replays them
-            for event in held:
-                event.ack()
 
     async def snapshot_due(self) -> None:
         """Snapshot every partition whose events have been held for ``snapshot_seconds``."""

@@ -28,7 +28,14 @@ from agents.worker.observability import Observability
 from agents.worker.sizes import SizeBudget
 from schemas import DeadLetter, Message, Prediction
 from tests.conftest import TEST_PARTITIONS
-from tests.worker.test_worker_kafka import _pairs, _producer, _reviewed, _wait_for, workers  # noqa: F401
+from tests.worker.test_worker_kafka import (  # noqa: F401
+    _consumer_records,
+    _pairs,
+    _producer,
+    _reviewed,
+    _wait_for,
+    workers,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -38,24 +45,7 @@ CAP = 4
 
 def _records(settings: Settings, name: str) -> list:
     """Every record of a topic: ``[(partition, offset, timestamp ms, key, value)]``."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = settings.topic(name)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None, fetch_max_bytes=4 * 2**20
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                out += [(tp.partition, r.offset, r.timestamp, r.key, r.value) for r in records]
-        return sorted(out, key=lambda r: (r[0], r[1]))
-    finally:
-        consumer.close()
+    return [(r.partition, r.offset, r.timestamp, r.key, r.value) for r in _consumer_records(settings, name)]
 
 
 async def _with_faust_producer(settings: Settings, run):

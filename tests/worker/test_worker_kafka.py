@@ -134,12 +134,14 @@ def _producer(settings):
     return KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
 
 
-def _read_all(settings, name: str) -> list:
-    """Every record of a topic now: ``[(partition, offset, key, value)]`` in partition, offset order."""
+def _consumer_records(settings, name: str) -> list:
+    """Every record of a topic now (kafka-python's ``ConsumerRecord``s), in partition, offset order."""
     from kafka import KafkaConsumer, TopicPartition
 
     topic = settings.topic(name)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None, fetch_max_bytes=4 * 2**20
+    )
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -147,11 +149,16 @@ def _read_all(settings, name: str) -> list:
         ends = consumer.end_offsets(tps)
         out = []
         while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                out += [(tp.partition, r.offset, r.key, r.value) for r in records]
-        return sorted(out, key=lambda r: (r[0], r[1]))
+            for records in consumer.poll(timeout_ms=500).values():
+                out += records
+        return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()
+
+
+def _read_all(settings, name: str) -> list:
+    """Every record of a topic now: ``[(partition, offset, key, value)]`` in partition, offset order."""
+    return [(r.partition, r.offset, r.key, r.value) for r in _consumer_records(settings, name)]
 
 
 def _wait_for(condition, timeout: float, what: str, worker: Worker | None = None):
