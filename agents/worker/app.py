@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     from agents.kafka.security import faust_credentials
     from agents.web import api as web
-    from agents.worker.transport import transport_class
+    from agents.worker.transport import BatchSend, take_batches, transport_class
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         topic_partitions=settings.partitions,
         stream_wait_empty=False,
         # Back pressure: Faust pauses a partition once this many records wait in a stream
-        # (default 4,096: 4 GB of 1 MB records); two batches keep take_events fed.
+        # (default 4,096: 4 GB of 1 MB records); two batches keep take_batches fed.
         stream_buffer_maxsize=options.stream_buffer,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=options.session_timeout,
@@ -101,7 +101,9 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     async def send(topic, key, value, partition):
         return await app.producer.send(topic, key, value, partition, None, None)
 
-    service = Service(settings, options, send, obs)
+    # Records go out in one batch per topic partition, one acknowledgement each (issue 11)
+    send_many = BatchSend(lambda: app.producer._ensure_producer(), alone_bytes=app.conf.producer_max_batch_size)
+    service = Service(settings, options, send, obs, send_many)
     app.refinery = service
 
     def raw_topic(*names):
@@ -112,12 +114,9 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     @app.agent(inputs, concurrency=1)
     async def sequencer(stream):
-        async for batch in stream.take_events(options.batch_size, options.batch_seconds):
-            # take_events acks each batch as soon as we ask for the next one, but the batch is
-            # delivered in the background: one more reference per event, released once every
-            # record of the batch is durable (Service.sequence_batch calls `forwarded`).
-            for event in batch:
-                event.message.incref()
+        async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
+            # Each event holds its message until acked: the batch is delivered in the background,
+            # and acked once every record of it is durable (Service.sequence_batch calls `forwarded`).
             try:
                 await service.sequence_batch(
                     [
@@ -136,11 +135,9 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     @app.agent(events, concurrency=1)
     async def engine(stream):
-        async for batch in stream.take_events(options.batch_size, options.batch_seconds):
-            # take_events acks each batch as soon as we ask for the next one. Hold one more
-            # reference per event so that ack only lands (Partition.ack) once a snapshot covers it.
-            for event in batch:
-                event.message.incref()
+        async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
+            # Each event holds its message until acked, which only happens (Partition.ack) once a
+            # snapshot covers it.
             await service.process(batch)
             last = batch[-1].message
             service.record_lag(app.consumer, last.tp, last.offset)

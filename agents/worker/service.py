@@ -42,7 +42,7 @@ from agents.settings import Settings
 from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.budget import Budget
 from agents.worker.deadletter import letter
-from agents.worker.delivery import Delivery, Record, Send
+from agents.worker.delivery import Delivery, Record, Send, SendMany
 from agents.worker.engines import Captured, PartitionEngines, pack_captured
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
@@ -85,16 +85,27 @@ class Service:
         its delivery (Faust's producer).
     observability
         The worker's Prometheus metrics.
+    send_many
+        Schedules records in batches, one acknowledgement per topic partition
+        (`agents.worker.delivery.SendMany`; the worker's is `agents.worker.transport.BatchSend`);
+        without it each record goes through ``send``.
     """
 
-    def __init__(self, settings: Settings, options: WorkerOptions, send: Send, observability: Observability) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        send: Send,
+        observability: Observability,
+        send_many: SendMany | None = None,
+    ) -> None:
         if options.batch_size > MAX_BATCH_SIZE:  # the engines' exact de-duplication window
             raise ValueError(f"REFINERY_BATCH_SIZE: at most {MAX_BATCH_SIZE}, got {options.batch_size}")
         self.settings = settings
         self.options = options
         self.obs = observability
         self.topics = settings.topics()
-        self.delivery = Delivery(send, observability, self.topics["deadletter"])
+        self.delivery = Delivery(send, observability, self.topics["deadletter"], send_many)
         self.limits = limits_of(settings)  # the input contract's caps
         self.budget = SizeBudget.of(settings, options)
         self.make_engine, self.restore_engine = engine_functions(options)

@@ -9,6 +9,15 @@ partitions meanwhile drained by the agents wait with it: both agents received no
 1.4 s while input arrived at 367 events/s (bench/README.md, *Service throughput*). A short wait
 bounds that stall; an idle worker pays one small fetch request per wait.
 
+Faust's consumer also hands each record to the conductor through ``wait_first(deliver(record),
+suspend_flow.wait())``: four tasks and an ``asyncio.wait`` per record, so that a delivery
+blocked on a full stream buffer (or on paused flow during a rebalance) can be abandoned. That
+was 15.7% of the worker's event loop under load (bench/README.md). The consumer here delivers a
+record inline when nothing it could wait for is pending: flow running, the producer's buffer
+under its limit, the conductor's index unlocked and no channel's queue full. The delivery then
+finishes without suspending, exactly as it would inside ``wait_first``; otherwise
+``wait_first`` is used as before.
+
 >>> cls = transport_class(0.05)
 >>> cls.Consumer.fetch_max_wait_ms
 50
@@ -16,9 +25,14 @@ bounds that stall; an idle worker pays one small fetch request per wait.
 
 from __future__ import annotations
 
-from faust.transport.drivers import aiokafka as driver
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
-__all__ = ["transport_class"]
+from faust.transport.drivers import aiokafka as driver
+from mode.services import WaitResults
+
+__all__ = ["BatchSend", "take_batches", "transport_class"]
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -33,12 +47,153 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
+class _InlineDelivery:
+    """Faust's consumer, delivering each record inline when its delivery cannot wait."""
+
+    #: Records delivered inline / through ``wait_first`` (for tests and the curious).
+    inline_deliveries = 0
+    waited_deliveries = 0
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        if self._delivers_at_once(coros, timeout):
+            deliver, waiter = coros
+            waiter.close()  # suspend_flow.wait(), never started
+            self.inline_deliveries += 1
+            return WaitResults([deliver], [await deliver], False)
+        if _is_delivery(self, coros, timeout):
+            self.waited_deliveries += 1
+        return await super().wait_first(*coros, timeout=timeout)  # type: ignore[misc]
+
+    def _delivers_at_once(self, coros: tuple, timeout: Any) -> bool:
+        """Whether ``coros`` is the drain loop's ``(deliver(record), suspend_flow.wait())`` and the
+        delivery cannot suspend: every wait of the conductor's delivery has its condition met."""
+        if not _is_delivery(self, coros, timeout):
+            return False
+        app = self.app  # type: ignore[attr-defined]
+        if self.suspend_flow.is_set() or not app.flow_control.is_active():  # type: ignore[attr-defined]
+            return False
+        buffer = app.producer.buffer
+        if buffer.size > buffer.max_messages:  # the conductor would wait for the producer to ebb
+            return False
+        conductor = app.topics
+        if conductor._tp_to_callback_lock.locked():
+            return False
+        return not any(channel.queue.full() for channel in conductor._topics)
+
+
+def _is_delivery(consumer: Any, coros: tuple, timeout: Any) -> bool:
+    """Whether ``coros`` are the drain loop's pair: a delivery and ``consumer.suspend_flow.wait()``."""
+    if timeout is not None or len(coros) != 2:
+        return False
+    frame = getattr(coros[1], "cr_frame", None)
+    return frame is not None and frame.f_locals.get("self") is consumer.suspend_flow
+
+
+class BatchSend:
+    """Schedules records through an aiokafka producer in batches, one per topic partition
+    (`agents.worker.delivery.SendMany`).
+
+    Faust's ``producer.send`` makes one future per record, and the producer resolves each with
+    its own metadata: per record, two coroutines, a future, a callback and a named tuple on the
+    event loop. Here a topic partition's records go into aiokafka's batch builders
+    (``create_batch`` / ``send_batch``), each acknowledged once. A record without a partition goes
+    to its key's, chosen by the producer's own partitioner as ``send`` would. Records larger than
+    ``alone_bytes`` are left out of every batch (`Delivery` sends them one by one, through the
+    size check of ``send``).
+
+    Parameters
+    ----------
+    producer
+        Returns the started aiokafka producer (Faust's, once the app runs).
+    alone_bytes
+        Records whose key and value exceed this many bytes are not batched.
+    """
+
+    def __init__(self, producer: Any, *, alone_bytes: int) -> None:
+        self.producer = producer
+        self.alone_bytes = alone_bytes
+
+    async def __call__(self, records: Any) -> list[tuple[list[int], Any]]:
+        producer = self.producer()
+        groups: dict[tuple[str, int], list[int]] = {}
+        known: set[str] = set()
+        for i, (topic, key, value, partition) in enumerate(records):
+            if len(key or b"") + len(value or b"") > self.alone_bytes:
+                continue
+            if partition is None:
+                if topic not in known:
+                    await producer.client._wait_on_metadata(topic)
+                    known.add(topic)
+                partition = producer._partition(topic, None, key, value, key, value)
+            groups.setdefault((topic, partition), []).append(i)
+        out: list[tuple[list[int], Any]] = []
+        for (topic, partition), indexes in groups.items():
+            batch, members = producer.create_batch(), []
+            for i in indexes:
+                _, key, value, _ = records[i]
+                if members and batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    out.append((members, await producer.send_batch(batch, topic, partition=partition)))
+                    batch, members = producer.create_batch(), []
+                if not members:
+                    batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any record
+                members.append(i)
+            out.append((members, await producer.send_batch(batch, topic, partition=partition)))
+        return out
+
+
+async def take_batches(app: Any, stream: Any, size: int, seconds: float) -> AsyncIterator[list]:
+    """Batches of at most ``size`` of the Faust events an agent's ``stream`` receives, each
+    gathered for at most ``seconds`` after its first event.
+
+    What ``stream.take_events(size, seconds)`` gives, without Faust's stream around each event
+    (a pass through the stream's iterator, its processors and sensors, and a background drainer
+    task: 11% of the worker's event loop under load, bench/README.md). Events are read straight
+    from the queue the conductor fills. As Faust's stream does, an event of an earlier consumer
+    generation (fetched before a rebalance) or received while flow is suspended is acked and
+    skipped. Each event yielded holds the conductor's one reference to its message: the caller
+    acks it (``event.ack()``) once it is done with it, and its offset may be committed after that.
+    The consumer's set of unacked messages is not kept (Faust's stream adds each event to it):
+    only ``stream_wait_empty`` reads it, and the worker turns that off. Iteration ends when
+    Faust ends the channel's (the agent stops).
+    """
+    channel = aiter(stream.channel)  # the channel the conductor fills, as take_events reads it
+    queue = channel.queue
+    loop = asyncio.get_running_loop()
+    stopping = False
+    while not stopping:
+        try:
+            batch = [await queue.get()]
+        except StopAsyncIteration:  # the agent stops
+            return
+        deadline = loop.time() + seconds
+        while len(batch) < size:
+            left = deadline - loop.time()
+            if queue.empty() and left <= 0:
+                break
+            try:
+                batch.append(queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), left))
+            except TimeoutError:
+                break
+            except StopAsyncIteration:  # the agent stops (thrown into the queue): the batch taken goes first
+                stopping = True
+                break
+        active, generation = app.flow_control.is_active(), app.consumer_generation_id
+        fresh = []
+        for event in batch:
+            if active and event.message.generation_id == generation:
+                fresh.append(event)
+            else:
+                event.ack()  # as Faust's stream acks a skipped event
+        if fresh:
+            yield fresh
+
+
 def transport_class(fetch_wait: float) -> type[driver.Transport]:
     """Faust's aiokafka transport whose worker consumer waits at most ``fetch_wait`` seconds per fetch."""
     wait_ms = max(1, round(fetch_wait * 1000))
     thread = type("ConsumerThread", (_ConsumerThread,), {"fetch_max_wait_ms": wait_ms})
 
-    class Consumer(driver.Consumer):
+    class Consumer(_InlineDelivery, driver.Consumer):
         fetch_max_wait_ms = wait_ms
 
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
