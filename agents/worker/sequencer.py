@@ -24,6 +24,8 @@ A record of dataset D found on another partition is dead-lettered with error ``p
 
 from __future__ import annotations
 
+import functools
+
 from aiokafka.partitioner import murmur2
 
 from agents.worker.deadletter import letter
@@ -36,6 +38,7 @@ __all__ = ["ROLES", "owner_partition", "sequence"]
 ROLES = {"messages": Message, "annotations": Annotation}
 
 
+@functools.lru_cache(maxsize=4096)  # per record in the sequencer; murmur2 is pure Python
 def owner_partition(dataset: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives records keyed by ``dataset``.
 

@@ -72,13 +72,23 @@ class _InlineDelivery:
         app = self.app  # type: ignore[attr-defined]
         if self.suspend_flow.is_set() or not app.flow_control.is_active():  # type: ignore[attr-defined]
             return False
-        buffer = app.producer.buffer
-        if buffer.size > buffer.max_messages:  # the conductor would wait for the producer to ebb
+        if self._producer_buffered(app):  # the conductor would wait for the producer's buffer to ebb
             return False
         conductor = app.topics
         if conductor._tp_to_callback_lock.locked():
             return False
         return not any(channel.queue.full() for channel in conductor._topics)
+
+    _threaded: bool | None = None
+
+    def _producer_buffered(self, app: Any) -> bool:
+        """Whether Faust's producer buffer is over its limit: ``ProducerBuffer.size`` reads a
+        setting through Faust's settings registry on every call (5% of the loop per record)."""
+        if self._threaded is None:
+            self._threaded = bool(app.conf.producer_threaded)
+        buffer = app.producer.buffer
+        queue = buffer.queue if self._threaded else buffer.pending
+        return queue is not None and queue.qsize() > buffer.max_messages
 
 
 def _is_delivery(consumer: Any, coros: tuple, timeout: Any) -> bool:
@@ -116,14 +126,17 @@ class BatchSend:
     async def __call__(self, records: Any) -> list[tuple[list[int], Any]]:
         producer = self.producer()
         groups: dict[tuple[str, int], list[int]] = {}
-        known: set[str] = set()
+        chosen: dict[tuple[str, bytes | None], int] = {}  # the partitioner's choice per topic and key
         for i, (topic, key, value, partition) in enumerate(records):
             if len(key or b"") + len(value or b"") > self.alone_bytes:
                 continue
-            if partition is None:
-                if topic not in known:
+            if partition is None and key is not None:  # a keyed record: its key's partition, once per key
+                partition = chosen.get((topic, key))
+                if partition is None:
                     await producer.client._wait_on_metadata(topic)
-                    known.add(topic)
+                    partition = chosen[topic, key] = producer._partition(topic, None, key, value, key, value)
+            elif partition is None:
+                await producer.client._wait_on_metadata(topic)
                 partition = producer._partition(topic, None, key, value, key, value)
             groups.setdefault((topic, partition), []).append(i)
         out: list[tuple[list[int], Any]] = []
