@@ -376,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (same group); CPU and RSS summed")
     parser.add_argument("--datasets", type=int, default=1, help="spread the events over this many datasets")
     parser.add_argument("--no-engine", action="store_true", help="skip the in-process engine")
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        help="pace at 50%% and 90%% of this many events/s instead of the worker's flood rate "
+        "(the same rates in runs compared side by side)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -415,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:10} {_fmt(flood['rate'])} events/s, {flood['cpu_per_event_ms']:.2f} ms CPU per event")
                 entry = results["systems"][name] = {"flood": flood, "paced": []}
                 if name == "worker":
-                    top = flood["rate"] or len(events) / flood["seconds"]
+                    top = args.max_rate or flood["rate"] or len(events) / flood["seconds"]
                     rates = [0.5 * top, 0.9 * top]
                 for share, rate in zip((50, 90), rates, strict=True):
                     count = max(50, int(rate * args.paced_seconds))
