@@ -175,12 +175,17 @@ class Featurizer:
             self._add_text(counts, own.lower(), 1.0)
         else:
             budget = self.max_chars
+            parts = []
             for text, weight in ((subject, 1.0), (own, 1.0), (quoted, self.quoted_weight)):
                 if not text or budget <= 0:
                     continue
                 text = text[:budget]
                 budget -= len(text)
-                self._add_text(counts, text.lower(), weight)
+                parts.append((text.lower(), weight))
+            if not self.char_ngrams:  # words and pairs only (an email): counted by numpy, one pass
+                return self._counted(parts, self._tag_buckets(channel, subject, metadata))
+            for text, weight in parts:
+                self._add_text(counts, text, weight)
         for bucket in self._tag_buckets(channel, subject, metadata):
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
         return self._vector(counts)
@@ -195,6 +200,54 @@ class Featurizer:
         keys.append(1 << self.bits)  # the constant bias feature, last index of the space (see pipeline.model)
         values.append(1.0)
         return np.array(keys, dtype=np.int32), np.array(values, dtype=np.float32)
+
+    def _counted(self, parts: list[tuple[str, float]], tags: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform`'s vector of weighted texts and tag buckets, words and word pairs only:
+        the numbers :meth:`_add_text` then :meth:`_vector` give, to the bit, with the per-token
+        work in numpy (long emails spent most of their time counting token by token).
+
+        Each feature's weights are summed in the same order as the dict path adds them (texts
+        in turn, words then pairs, tags last; ``np.bincount`` adds in input order), ``log1p``
+        is Python's, and the squares are summed by Python's ``sum`` in key order.
+        """
+        words = [_WORD.findall(text) for text, _ in parts]
+        flat = [word for group in words for word in group] if len(words) > 1 else words[0] if words else []
+        codes = np.fromiter(map(self._buckets.__getitem__, flat), np.int64, len(flat))
+        pieces, weights, first = [], [], 0
+        if self.bigrams:
+            pairs = np.fromiter(map(self._pair_parts.__getitem__, flat), np.int64, len(flat))
+            pairs[:-1] ^= codes[1:]  # pair i: words i and i + 1 (the last word's entry is no pair)
+        for group, (_, weight) in zip(words, parts):  # each text's words, then its pairs
+            last = first + len(group)
+            pieces.append(codes[first:last])
+            weights.append(weight)
+            if self.bigrams and len(group) > 1:
+                pieces.append(pairs[first : last - 1])
+                weights.append(weight)
+            first = last
+        pieces.append(np.array(tags, dtype=np.int64))
+        weights.append(1.0)
+        keys = np.concatenate(pieces)
+        # distinct keys in order, and each key's position among them (np.unique, in fewer calls)
+        order = keys.argsort()
+        ordered = keys[order]
+        new = np.empty(len(keys), dtype=bool)
+        new[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        where = np.empty(len(keys), dtype=np.intp)
+        where[order] = np.cumsum(new) - 1
+        features = ordered[new]
+        lengths = [len(piece) for piece in pieces]
+        counts = np.bincount(where, weights=np.repeat(weights, lengths), minlength=len(features))
+        logs = _log1p(counts)
+        norm = math.sqrt(sum((logs * logs).tolist()))
+        values = np.empty(len(features) + 1, dtype=np.float32)
+        values[:-1] = logs * (1.0 / norm if norm > 0 else 1.0)
+        values[-1] = 1.0
+        indices = np.empty(len(features) + 1, dtype=np.int32)
+        indices[:-1] = features
+        indices[-1] = 1 << self.bits  # the constant bias feature, last index of the space
+        return indices, values
 
     def _unweighted(self, buckets: list[int], channel: str, metadata: dict | None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`transform`'s vector when every feature weighs 1: the same numbers as
@@ -310,6 +363,25 @@ class _WordCodes(dict):
             self.clear()
         code = self[word] = (zlib.crc32(word.encode("utf-8")) * self.multiplier) & self.mask
         return code
+
+
+#: ``math.log1p(k / 2)`` for the counts a text reaches with weights 1 and 0.5 (the defaults).
+_LOG1P_HALVES = np.array([math.log1p(k / 2) for k in range(8192)])
+
+
+def _log1p(counts: np.ndarray) -> np.ndarray:
+    """``math.log1p`` of each count (numpy's own log1p may differ from the C library's in the
+    last bit), from a table when every count is a multiple of 0.5 (the default weights).
+
+    >>> _log1p(np.array([1.0, 2.5, 0.3])).tolist() == [math.log1p(1.0), math.log1p(2.5), math.log1p(0.3)]
+    True
+    """
+    halves = counts * 2.0
+    steps = halves.astype(np.int64)
+    if len(counts) and (steps == halves).all() and steps.max() < len(_LOG1P_HALVES) and steps.min() >= 0:
+        return _LOG1P_HALVES[steps]
+    levels, level = np.unique(counts, return_inverse=True)  # few distinct counts: each computed once
+    return np.array(list(map(math.log1p, levels.tolist())))[level]
 
 
 @functools.lru_cache(maxsize=256)

@@ -187,3 +187,41 @@ def test_counting_words_in_bulk_gives_the_word_by_word_counts(datasets):
             featurizer._add_counted(bulk, text, weight)
             featurizer._add_each(each, text, weight)
             assert bulk == each
+
+
+def _transform_plainly(featurizer: Featurizer, subject: str, body: str, channel: str, metadata: dict | None):
+    """Featurizer.transform of an email as first written (the reference): every text's words and
+    pairs added to a dict one by one, then the dict made a vector."""
+    own, quoted = split_quoted(body)
+    own = strip_signature(own)
+    if not own and quoted:
+        own, quoted = strip_signature(quoted), ""
+    counts: dict[int, float] = {}
+    budget = featurizer.max_chars
+    for text, weight in ((subject, 1.0), (own, 1.0), (quoted, featurizer.quoted_weight)):
+        if not text or budget <= 0:
+            continue
+        text = text[:budget]
+        budget -= len(text)
+        featurizer._add_each(counts, text.lower(), weight)
+    for bucket in featurizer._tag_buckets(channel, subject, metadata):
+        counts[bucket] = counts.get(bucket, 0.0) + 1.0
+    return featurizer._vector(counts)
+
+
+def test_an_emails_vector_counted_by_numpy_is_the_word_by_word_vector_to_the_bit(datasets):
+    from agents.ingest.datasets import enron
+
+    featurizers = [
+        Featurizer(),
+        Featurizer(quoted_weight=0.3, metadata_fields=("folder",)),  # not a power of two: order matters
+        Featurizer(bigrams=False, max_chars=700),  # the budget runs out inside a text
+        Featurizer(bits=10, quoted_weight=0.1),  # collisions: sums of many different weights
+    ]
+    emails = [m for m, _ in enron(root=datasets)][::4]
+    extra = [("Subject only", "", "email", None), ("", "Short line\n> quoted line", "email", None)]
+    for featurizer in featurizers:
+        for subject, body, channel, metadata in [(m.subject, m.body, m.channel, m.metadata) for m in emails] + extra:
+            indices, values = featurizer.transform(subject, body, channel, metadata)
+            plain_indices, plain_values = _transform_plainly(featurizer, subject, body, channel, metadata)
+            assert indices.tobytes() == plain_indices.tobytes() and values.tobytes() == plain_values.tobytes()
