@@ -74,16 +74,29 @@ _SIGN_OFF = re.compile(
 )
 
 
-def split_quoted(body: str) -> tuple[str, str]:
+def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     """Split a body into the author's own words and the quoted or forwarded text below them.
 
     Lines starting with ``>`` are quoted wherever they are; the first line that opens an
     earlier message (``-----Original Message-----``, ``On ... wrote:``, ``Forwarded by``)
     starts the quoted part. Header lines (``From:``, ``Sent:``...) are dropped from it.
+
+    With ``limit``, for a caller that reads at most ``limit`` characters of the quoted text:
+    once the author's own words are complete and not empty, and the quoted text holds
+    ``limit`` characters, the rest of the body is not read (the own words are the same, and so
+    are the quoted text's first ``limit`` characters; a long thread costs a screenful).
+
+    >>> body = "Yes.\\n-----Original Message-----\\n" + "earlier words\\n" * 1000
+    >>> own, quoted = split_quoted(body, limit=100)
+    >>> own, quoted[:100] == split_quoted(body)[1][:100], len(quoted) < 200
+    ('Yes.', True, True)
     """
     own: list[str] = []
     quoted: list[str] = []
     in_quote = False
+    # quoted characters (with newlines) at which to check whether the limit is reached
+    check_at = len(body) + 1 if limit is None else limit
+    length = 0
     # A line's first character after its indent rules most regexes out before they run (a
     # quote start begins with - o b _, a header with f t c b s d r (or the long s that matches
     # s case-insensitively), a digit, or holds an @); the answers are the same.
@@ -95,13 +108,26 @@ def split_quoted(body: str) -> tuple[str, str]:
             in_quote = True
             continue
         if first == ">":
-            quoted.append(stripped.lstrip("> "))
+            kept = stripped.lstrip("> ")
         elif in_quote:
             header = first != "" and (first in _HEADER_FIRST or first.isdigit() or "@" in line)
-            if not (header and _HEADER.match(line)) and not (starts and _QUOTE_START.match(line)):
-                quoted.append(line)
+            if (header and _HEADER.match(line)) or (starts and _QUOTE_START.match(line)):
+                continue
+            kept = line
         else:
             own.append(line)
+            continue
+        quoted.append(kept)
+        if in_quote:  # the own words are complete
+            length += len(kept) + 1
+            if length >= check_at:
+                mine, theirs = "\n".join(own).strip(), "\n".join(quoted).strip()
+                if not mine:  # a bare forward: its end may hold the signature (see Featurizer.transform)
+                    check_at = len(body) + 1
+                elif len(theirs) >= limit:  # its first limit characters stand whatever follows
+                    return mine, theirs
+                else:
+                    check_at = length + limit
     return "\n".join(own).strip(), "\n".join(quoted).strip()
 
 
@@ -163,7 +189,7 @@ class Featurizer:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
         if "\n" in body or ">" in body:
-            own, quoted = split_quoted(body)
+            own, quoted = split_quoted(body, self.max_chars)
             own = strip_signature(own)
             if not own and quoted:  # a bare forward: its content is the message
                 own, quoted = strip_signature(quoted), ""

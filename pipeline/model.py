@@ -371,10 +371,12 @@ def _segment_sums(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if not len(longer):
         return sums
     long = longer[lengths[longer] > _SHORT_SEGMENT]
-    if len(long):
+    if len(long):  # the long runs, gathered together, summed by reduceat (runs are summed independently)
         longer = longer[lengths[longer] <= _SHORT_SEGMENT]
-        spans = [np.arange(starts[i], starts[i] + lengths[i]) for i in long.tolist()]
-        sums[long] = np.add.reduceat(rows[np.concatenate(spans)], np.cumsum([0] + [len(s) for s in spans[:-1]]), axis=0)
+        runs = lengths[long]
+        firsts = np.cumsum(runs) - runs
+        rows_of_runs = np.arange(int(runs.sum())) + np.repeat(starts[long] - firsts, runs)
+        sums[long] = np.add.reduceat(rows[rows_of_runs], firsts, axis=0)
     tails = rows[starts[longer] + 1]  # a1, then a1 + a2, ...: the inner sum, in order
     offset, open_ = 2, np.flatnonzero(lengths[longer] > 2)
     while len(open_):

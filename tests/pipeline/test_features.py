@@ -176,6 +176,25 @@ def test_split_quoted_gives_the_plain_loops_answer_on_any_mix_of_tricky_lines():
         assert split_quoted(body) == _split_quoted_plainly(body), repr(body)
 
 
+def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
+    import random
+
+    from agents.ingest.datasets import enron
+
+    rng = random.Random(1)
+    lines = [*_LINES, "-----Original Message-----", "earlier words", "more earlier words", "Thanks,"]
+    bodies = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    bodies += [m.body for m, _ in enron(root=datasets)]
+    for body in bodies:
+        own, quoted = split_quoted(body)
+        for limit in (1, 7, 30, 300, 5000):
+            cut_own, cut_quoted = split_quoted(body, limit)
+            assert cut_own == own and cut_quoted[:limit] == quoted[:limit], (repr(body), limit)
+            assert bool(cut_quoted) == bool(quoted)
+            if not own:  # a bare forward: the featurizer strips a signature off the end of the quoted text
+                assert cut_quoted == quoted
+
+
 def test_counting_words_in_bulk_gives_the_word_by_word_counts(datasets):
     from agents.ingest.datasets import enron
 
