@@ -95,8 +95,7 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     quoted: list[str] = []
     in_quote = False
     # quoted characters (with newlines) at which to check whether the limit is reached
-    check_at = len(body) + 1 if limit is None else limit
-    length = 0
+    check_at, length = limit or 0, 0
     # A line's first character after its indent rules most regexes out before they run (a
     # quote start begins with - o b _, a header with f t c b s d r (or the long s that matches
     # s case-insensitively), a digit, or holds an @); the answers are the same.
@@ -118,12 +117,12 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
             own.append(line)
             continue
         quoted.append(kept)
-        if in_quote:  # the own words are complete
+        if in_quote and limit is not None:  # the own words are complete
             length += len(kept) + 1
             if length >= check_at:
                 mine, theirs = "\n".join(own).strip(), "\n".join(quoted).strip()
                 if not mine:  # a bare forward: its end may hold the signature (see Featurizer.transform)
-                    check_at = len(body) + 1
+                    limit = None
                 elif len(theirs) >= limit:  # its first limit characters stand whatever follows
                     return mine, theirs
                 else:
