@@ -239,8 +239,10 @@ class Featurizer:
         flat = [word for group in words for word in group] if len(words) > 1 else words[0] if words else []
         codes = np.fromiter(map(self._buckets.__getitem__, flat), np.int64, len(flat))
         pieces, weights, first = [], [], 0
-        if self.bigrams:
-            pairs = np.fromiter(map(self._pair_parts.__getitem__, flat), np.int64, len(flat))
+        if self.bigrams:  # the pair's hash ((first * _PAIR) ^ second) & mask, from the masked codes:
+            # the low bits of a product depend only on the low bits of its factors
+            pairs = codes * _PAIR
+            pairs &= (1 << self.bits) - 1
             pairs[:-1] ^= codes[1:]  # pair i: words i and i + 1 (the last word's entry is no pair)
         for group, (_, weight) in zip(words, parts):  # each text's words, then its pairs
             last = first + len(group)
