@@ -21,7 +21,9 @@ Sections:
    and observes each; the River loop learns the email's first label (the same loop as section
    1: its one-vs-rest learns one model per class it has seen) from the same text budget as the
    engine, the first ``max_chars`` (5,000) characters of subject and body (``--river-text
-   full``: all of it, which River reads 2-3x slower on this set).
+   full``: all of it, which River reads 2-3x slower on this set). ``--river-labels all``: River
+   learns every label the engine learns instead (:class:`EveryLabelLoop`, context for the
+   target, whose baseline is the first-label loop).
 
 Run: ``.venv/bin/python bench/bench_speed.py [--sections speed,labels,length,memory,enron] [--messages 1000000]``
 """
@@ -87,12 +89,14 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def interleaved(data, config: RefinerConfig, label_of=lambda i, label: label, events=None, chunk_size=CHUNK):
+def interleaved(
+    data, config: RefinerConfig, label_of=lambda i, label: label, events=None, chunk_size=CHUNK, river_factory=None
+):
     """River loop, engine annotate, engine observe and observe_many, chunk by chunk.
 
     ``events`` gives the engine's (annotations, live messages) for the River loop's ``data``
     (``(text, label)``); by default they are chat lines made from ``data`` itself."""
-    river = river_loop()
+    river = (river_factory or river_loop)()
     engine = Refiner("bench", config)
     labelled = [(text, label_of(i, label)) for i, (text, label) in enumerate(data)]
     if events is None:
@@ -194,6 +198,33 @@ def by_length(data, config: RefinerConfig) -> None:
         print(f"  {chars:6d} {len(bodies) / river_time:22.0f} {len(bodies) / many:15.0f} {len(bodies) / single:10.0f}")
 
 
+class EveryLabelLoop:
+    """River's one-vs-rest written for several labels per message (``OneVsRestClassifier`` takes
+    one class per message): a ``LogisticRegression`` per label on the same ``BagOfWords``,
+    ``predict_one`` then ``learn_one`` (every label, absent ones as negatives), as River's
+    one-vs-rest does for the class it is given."""
+
+    def __init__(self) -> None:
+        from river import feature_extraction
+
+        self.words = feature_extraction.BagOfWords()
+        self.models: dict = {}
+
+    def predict_one(self, text: str) -> dict:
+        x = self.words.transform_one(text)
+        return {label: model.predict_proba_one(x) for label, model in self.models.items()}
+
+    def learn_one(self, text: str, labels: tuple[str, ...]) -> None:
+        from river import linear_model
+
+        x = self.words.transform_one(text)
+        for label in labels:
+            if label not in self.models:
+                self.models[label] = linear_model.LogisticRegression()
+        for label, model in self.models.items():
+            model.learn_one(x, label in labels)
+
+
 def enron_events(
     dataset: str = "bench", max_chars: int | None = None
 ) -> tuple[list[tuple[str, str]], list[Annotation], list[Message]]:
@@ -202,23 +233,28 @@ def enron_events(
     shuffle) and live copies (other ids)."""
     pairs = list(enron(dataset))
     order = np.random.default_rng(0).permutation(len(pairs))
-    data, annotations, live = [], [], []
+    data, annotations, live, every = [], [], [], []
     for i in order:
         message, review = pairs[i]
         data.append((f"{message.subject}\n{message.body}"[:max_chars], review.labels[0].name))
+        every.append(review.pinned_labels())
         annotations.append(Annotation.from_dict({**review.to_dict(), "message": message.to_dict(), "mode": "shuffle"}))
         live.append(Message.from_dict({**message.to_dict(), "id": f"live-{message.id}"}))
-    return data, annotations, live
+    return data, annotations, live, every
 
 
-def long_emails(config: RefinerConfig, river_text: str = "budget") -> None:
-    data, annotations, live = enron_events(max_chars=config.max_chars if river_text == "budget" else None)
-    times, n = interleaved(data, config, events=(annotations, live), chunk_size=200)
-    classes = len({label for _, label in data})
+def long_emails(config: RefinerConfig, river_text: str = "budget", river_labels: str = "first") -> None:
+    data, annotations, live, every = enron_events(max_chars=config.max_chars if river_text == "budget" else None)
+    factory = None
+    if river_labels == "all":  # every pinned label (and parent), as the engine learns them
+        data, factory = [(text, labels) for (text, _), labels in zip(data, every)], EveryLabelLoop
+    times, n = interleaved(data, config, events=(annotations, live), chunk_size=200, river_factory=factory)
+    classes = len({label for _, label in data}) if river_labels == "first" else len({x for e in every for x in e})
     labels = len({name for a in annotations for name in a.pinned_labels()})
+    river = "classes in River's loop" if river_labels == "first" else "labels in River's per-label loop"
+    text = "the first max_chars characters" if river_text == "budget" else "the full text"
     report(
-        f"Enron, long emails ({labels} label columns in the engine, {classes} classes in River's loop, "
-        f"River reads {'the first max_chars characters' if river_text == 'budget' else 'the full text'})",
+        f"Enron, long emails ({labels} label columns in the engine, {classes} {river}, River reads {text})",
         times,
         n,
         targets={"annotate": 2, "observe": 5},
@@ -289,6 +325,13 @@ def main(argv=None) -> int:
         default="budget",
         help="enron: the River loop reads the engine's text budget (max_chars) or the full emails",
     )
+    parser.add_argument(
+        "--river-labels",
+        choices=("first", "all"),
+        default="first",
+        help="enron: River's one-vs-rest learns each email's first label (the target's baseline), or "
+        "every label the engine learns (a LogisticRegression per label, EveryLabelLoop)",
+    )
     parser.add_argument("--config", default="{}", help="RefinerConfig overrides as JSON, e.g. '{\"replay\": 0}'")
     args = parser.parse_args(argv)
     config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **json.loads(args.config)})
@@ -303,7 +346,7 @@ def main(argv=None) -> int:
     if "length" in sections:
         by_length(data, config)
     if "enron" in sections:
-        long_emails(config, args.river_text)
+        long_emails(config, args.river_text, args.river_labels)
     if "memory" in sections:
         memory(data, config, args.messages)
     return 0
