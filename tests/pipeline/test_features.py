@@ -244,3 +244,17 @@ def test_an_emails_vector_counted_by_numpy_is_the_word_by_word_vector_to_the_bit
             indices, values = featurizer.transform(subject, body, channel, metadata)
             plain_indices, plain_values = _transform_plainly(featurizer, subject, body, channel, metadata)
             assert indices.tobytes() == plain_indices.tobytes() and values.tobytes() == plain_values.tobytes()
+
+
+def test_words_of_an_ascii_text_are_the_regexs_words(datasets):
+    import random
+
+    from agents.ingest.datasets import enron
+    from pipeline.features import _WORD, _words
+
+    rng = random.Random(2)
+    alphabet = "ab'9_ -.\t\n\x0b\x1c\x7f!@'é"  # apostrophes and separators of every kind (é: the regex's path)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += [m.body.lower() for m, _ in enron(root=datasets)][:400]
+    for text in texts:
+        assert _words(text) == _WORD.findall(text), repr(text)
