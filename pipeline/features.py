@@ -29,7 +29,6 @@ which carries the model's biases: the space has ``2**bits + 1`` dimensions.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
@@ -197,7 +196,7 @@ class Featurizer:
         if not subject and not quoted and len(own) <= self.max_chars:  # the common short case
             if not self.char_ngrams:  # every feature weighs 1: count buckets, no per-word bookkeeping
                 return self._unweighted(self._text_buckets(own.lower()), channel, metadata)
-            self._add_text(counts, own.lower(), 1.0)
+            self._add_each(counts, own.lower(), 1.0)
         else:
             budget = self.max_chars
             parts = []
@@ -210,7 +209,7 @@ class Featurizer:
             if not self.char_ngrams:  # words and pairs only (an email): counted by numpy, one pass
                 return self._counted(parts, self._tag_buckets(channel, subject, metadata))
             for text, weight in parts:
-                self._add_text(counts, text, weight)
+                self._add_each(counts, text, weight)
         for bucket in self._tag_buckets(channel, subject, metadata):
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
         return self._vector(counts)
@@ -228,7 +227,7 @@ class Featurizer:
 
     def _counted(self, parts: list[tuple[str, float]], tags: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`transform`'s vector of weighted texts and tag buckets, words and word pairs only:
-        the numbers :meth:`_add_text` then :meth:`_vector` give, to the bit, with the per-token
+        the numbers :meth:`_add_each` then :meth:`_vector` give, to the bit, with the per-token
         work in numpy (long emails spent most of their time counting token by token).
 
         Each feature's weights are summed in the same order as the dict path adds them (texts
@@ -296,7 +295,7 @@ class Featurizer:
         words = _WORD.findall(text)
         buckets = [*map(self._buckets.__getitem__, words)]
         if self.bigrams and len(words) > 1:
-            # _add_text's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
+            # _add_each's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
             parts = [*map(self._pair_parts.__getitem__, words)]
             return buckets + [part ^ bucket for part, bucket in zip(parts, buckets[1:])]
         return buckets
@@ -322,20 +321,6 @@ class Featurizer:
                 bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
             buckets.append(bucket)
         return buckets
-
-    def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
-        if not self.char_ngrams and math.frexp(weight)[0] == 0.5:
-            self._add_counted(counts, text, weight)
-        else:
-            self._add_each(counts, text, weight)
-
-    def _add_counted(self, counts: dict[int, float], text: str, weight: float) -> None:
-        """:meth:`_add_each` for words and pairs only and a power-of-two weight (1, the default
-        quoted_weight 0.5): the buckets counted in C (``Counter``), each weighed once. The sums
-        are small multiples of a power of two, exact in any order: the same counts to the bit."""
-        get = counts.get
-        for bucket, count in collections.Counter(self._text_buckets(text)).items():
-            counts[bucket] = get(bucket, 0.0) + count * weight
 
     def _add_each(self, counts: dict[int, float], text: str, weight: float) -> None:
         """Add a text's words, character n-grams and word pairs to ``counts``, one by one."""

@@ -195,19 +195,6 @@ def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_o
                 assert cut_quoted == quoted
 
 
-def test_counting_words_in_bulk_gives_the_word_by_word_counts(datasets):
-    from agents.ingest.datasets import enron
-
-    featurizer = Featurizer()
-    for message, _ in list(enron(root=datasets))[:200]:
-        for text, weight in ((message.body.lower(), 1.0), (message.body.lower()[:2000], 0.5)):
-            bulk: dict[int, float] = {1: 0.5}
-            each: dict[int, float] = {1: 0.5}
-            featurizer._add_counted(bulk, text, weight)
-            featurizer._add_each(each, text, weight)
-            assert bulk == each
-
-
 def _transform_plainly(featurizer: Featurizer, subject: str, body: str, channel: str, metadata: dict | None):
     """Featurizer.transform of an email as first written (the reference): every text's words and
     pairs added to a dict one by one, then the dict made a vector."""
