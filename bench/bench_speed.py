@@ -15,8 +15,17 @@ Sections:
 3. Cost against message length: bodies of about 60, 600 and 6,000 characters.
 4. Memory: peak RSS while observing ``--messages`` live messages (1% of them reviewed); the
    resident size must plateau (bounded windows, hashed features).
+5. Long emails (issue 11, ``--sections enron``): the 1,702 labelled Enron emails (median body
+   1,350 characters, mean 6,800), shuffled (seed 0), interleaved in chunks of 200. The engine
+   reviews each (``annotate``, message inline, every label pinned: 53 labels and their parents)
+   and observes each; the River loop learns the email's first label (the same loop as section
+   1: its one-vs-rest learns one model per class it has seen) from the same text budget as the
+   engine, the first ``max_chars`` (5,000) characters of subject and body (``--river-text
+   full``: all of it, which River reads 2-3x slower on this set). ``--river-labels all``: River
+   learns every label the engine learns instead (:class:`EveryLabelLoop`, context for the
+   target, whose baseline is the first-label loop).
 
-Run: ``.venv/bin/python bench/bench_speed.py [--sections speed,labels,length,memory] [--messages 1000000]``
+Run: ``.venv/bin/python bench/bench_speed.py [--sections speed,labels,length,memory,enron] [--messages 1000000]``
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from agents.ingest.datasets import banking77  # noqa: E402
+from agents.ingest.datasets import banking77, enron  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from schemas import Annotation, LabelAssignment, Message  # noqa: E402
 
@@ -80,21 +89,29 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def interleaved(data, config: RefinerConfig, label_of=lambda i, label: label):
-    """River loop, engine annotate, engine observe and observe_many, chunk by chunk."""
-    river = river_loop()
+def interleaved(
+    data, config: RefinerConfig, label_of=lambda i, label: label, events=None, chunk_size=CHUNK, river_factory=None
+):
+    """River loop, engine annotate, engine observe and observe_many, chunk by chunk.
+
+    ``events`` gives the engine's (annotations, live messages) for the River loop's ``data``
+    (``(text, label)``); by default they are chat lines made from ``data`` itself."""
+    river = (river_factory or river_loop)()
     engine = Refiner("bench", config)
     labelled = [(text, label_of(i, label)) for i, (text, label) in enumerate(data)]
-    annotations = reviews_of(labelled)
-    live = [
-        Message(dataset="bench", id=f"x{i}", timestamp=float(i), body=t, channel="chat")
-        for i, (t, _) in enumerate(labelled)
-    ]
+    if events is None:
+        annotations = reviews_of(labelled)
+        live = [
+            Message(dataset="bench", id=f"x{i}", timestamp=float(i), body=t, channel="chat")
+            for i, (t, _) in enumerate(labelled)
+        ]
+    else:
+        annotations, live = events
     times = {"river": [], "annotate": [], "observe": [], "observe_many": []}
     gc.collect()
     gc.freeze()  # the prepared events are long-lived: keep the collector from rescanning them (both sides alike)
-    for start in range(0, len(labelled), CHUNK):
-        chunk = labelled[start : start + CHUNK]
+    for start in range(0, len(labelled), chunk_size):
+        chunk = labelled[start : start + chunk_size]
 
         def run_river(chunk=chunk):
             for text, label in chunk:
@@ -102,15 +119,15 @@ def interleaved(data, config: RefinerConfig, label_of=lambda i, label: label):
                 river.learn_one(text, label)
 
         def run_annotate(start=start):
-            for annotation in annotations[start : start + CHUNK]:
+            for annotation in annotations[start : start + chunk_size]:
                 engine.annotate(annotation)
 
         def run_observe(start=start):
-            for message in live[start : start + CHUNK]:
+            for message in live[start : start + chunk_size]:
                 engine.observe(message)
 
         def run_observe_many(start=start):
-            batch = live[start : start + CHUNK]
+            batch = live[start : start + chunk_size]
             for i in range(0, len(batch), 100):
                 engine.observe_many(batch[i : i + 100])
 
@@ -181,6 +198,69 @@ def by_length(data, config: RefinerConfig) -> None:
         print(f"  {chars:6d} {len(bodies) / river_time:22.0f} {len(bodies) / many:15.0f} {len(bodies) / single:10.0f}")
 
 
+class EveryLabelLoop:
+    """River's one-vs-rest written for several labels per message (``OneVsRestClassifier`` takes
+    one class per message): a ``LogisticRegression`` per label on the same ``BagOfWords``,
+    ``predict_one`` then ``learn_one`` (every label, absent ones as negatives), as River's
+    one-vs-rest does for the class it is given."""
+
+    def __init__(self) -> None:
+        from river import feature_extraction
+
+        self.words = feature_extraction.BagOfWords()
+        self.models: dict = {}
+
+    def predict_one(self, text: str) -> dict:
+        x = self.words.transform_one(text)
+        return {label: model.predict_proba_one(x) for label, model in self.models.items()}
+
+    def learn_one(self, text: str, labels: tuple[str, ...]) -> None:
+        from river import linear_model
+
+        x = self.words.transform_one(text)
+        for label in labels:
+            if label not in self.models:
+                self.models[label] = linear_model.LogisticRegression()
+        for label, model in self.models.items():
+            model.learn_one(x, label in labels)
+
+
+def enron_events(
+    dataset: str = "bench", max_chars: int | None = None
+) -> tuple[list[tuple[str, str]], list[Annotation], list[Message]]:
+    """The labelled Enron emails, shuffled (seed 0): the River loop's ``(subject and body, first
+    label)`` (the text cut at ``max_chars``), the engine's reviews (message inline, mode
+    shuffle) and live copies (other ids)."""
+    pairs = list(enron(dataset))
+    order = np.random.default_rng(0).permutation(len(pairs))
+    data, annotations, live, every = [], [], [], []
+    for i in order:
+        message, review = pairs[i]
+        data.append((f"{message.subject}\n{message.body}"[:max_chars], review.labels[0].name))
+        every.append(review.pinned_labels())
+        annotations.append(Annotation.from_dict({**review.to_dict(), "message": message.to_dict(), "mode": "shuffle"}))
+        live.append(Message.from_dict({**message.to_dict(), "id": f"live-{message.id}"}))
+    return data, annotations, live, every
+
+
+def long_emails(config: RefinerConfig, river_text: str = "budget", river_labels: str = "first") -> None:
+    data, annotations, live, every = enron_events(max_chars=config.max_chars if river_text == "budget" else None)
+    factory = None
+    if river_labels == "all":  # every pinned label (and parent), as the engine learns them
+        data, factory = [(text, labels) for (text, _), labels in zip(data, every)], EveryLabelLoop
+    times, n = interleaved(data, config, events=(annotations, live), chunk_size=200, river_factory=factory)
+    classes = len({label for _, label in data}) if river_labels == "first" else len({x for e in every for x in e})
+    labels = len({name for a in annotations for name in a.pinned_labels()})
+    river = "classes in River's loop" if river_labels == "first" else "labels in River's per-label loop"
+    text = "the first max_chars characters" if river_text == "budget" else "the full text"
+    report(
+        f"Enron, long emails ({labels} label columns in the engine, {classes} {river}, River reads {text})",
+        times,
+        n,
+        targets={"annotate": 2, "observe": 5},
+    )
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -237,7 +317,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sections",
         default="speed,labels,length,memory",
-        help="comma-separated sections to run (speed, labels, length, memory); run memory alone for a clean peak RSS",
+        help="comma-separated sections to run (speed, labels, length, memory, enron); run memory alone for a clean peak RSS",
+    )
+    parser.add_argument(
+        "--river-text",
+        choices=("budget", "full"),
+        default="budget",
+        help="enron: the River loop reads the engine's text budget (max_chars) or the full emails",
+    )
+    parser.add_argument(
+        "--river-labels",
+        choices=("first", "all"),
+        default="first",
+        help="enron: River's one-vs-rest learns each email's first label (the target's baseline), or "
+        "every label the engine learns (a LogisticRegression per label, EveryLabelLoop)",
     )
     parser.add_argument("--config", default="{}", help="RefinerConfig overrides as JSON, e.g. '{\"replay\": 0}'")
     args = parser.parse_args(argv)
@@ -252,6 +345,8 @@ def main(argv=None) -> int:
         by_labels(data, config)
     if "length" in sections:
         by_length(data, config)
+    if "enron" in sections:
+        long_emails(config, args.river_text, args.river_labels)
     if "memory" in sections:
         memory(data, config, args.messages)
     return 0

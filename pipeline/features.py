@@ -29,7 +29,6 @@ which carries the model's biases: the space has ``2**bits + 1`` dimensions.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
@@ -74,16 +73,28 @@ _SIGN_OFF = re.compile(
 )
 
 
-def split_quoted(body: str) -> tuple[str, str]:
+def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     """Split a body into the author's own words and the quoted or forwarded text below them.
 
     Lines starting with ``>`` are quoted wherever they are; the first line that opens an
     earlier message (``-----Original Message-----``, ``On ... wrote:``, ``Forwarded by``)
     starts the quoted part. Header lines (``From:``, ``Sent:``...) are dropped from it.
+
+    With ``limit``, for a caller that reads at most ``limit`` characters of the quoted text:
+    once the author's own words are complete and not empty, and the quoted text holds
+    ``limit`` characters, the rest of the body is not read (the own words are the same, and so
+    are the quoted text's first ``limit`` characters; a long thread costs a screenful).
+
+    >>> body = "Yes.\\n-----Original Message-----\\n" + "earlier words\\n" * 1000
+    >>> own, quoted = split_quoted(body, limit=100)
+    >>> own, quoted[:100] == split_quoted(body)[1][:100], len(quoted) < 200
+    ('Yes.', True, True)
     """
     own: list[str] = []
     quoted: list[str] = []
     in_quote = False
+    # quoted characters (with newlines) at which to check whether the limit is reached
+    check_at, length = limit or 0, 0
     # A line's first character after its indent rules most regexes out before they run (a
     # quote start begins with - o b _, a header with f t c b s d r (or the long s that matches
     # s case-insensitively), a digit, or holds an @); the answers are the same.
@@ -95,13 +106,26 @@ def split_quoted(body: str) -> tuple[str, str]:
             in_quote = True
             continue
         if first == ">":
-            quoted.append(stripped.lstrip("> "))
+            kept = stripped.lstrip("> ")
         elif in_quote:
             header = first != "" and (first in _HEADER_FIRST or first.isdigit() or "@" in line)
-            if not (header and _HEADER.match(line)) and not (starts and _QUOTE_START.match(line)):
-                quoted.append(line)
+            if (header and _HEADER.match(line)) or (starts and _QUOTE_START.match(line)):
+                continue
+            kept = line
         else:
             own.append(line)
+            continue
+        quoted.append(kept)
+        if in_quote and limit is not None:  # the own words are complete
+            length += len(kept) + 1
+            if length >= check_at:
+                mine, theirs = "\n".join(own).strip(), "\n".join(quoted).strip()
+                if not mine:  # a bare forward: its end may hold the signature (see Featurizer.transform)
+                    limit = None
+                elif len(theirs) >= limit:  # its first limit characters stand whatever follows
+                    return mine, theirs
+                else:
+                    check_at = length + limit
     return "\n".join(own).strip(), "\n".join(quoted).strip()
 
 
@@ -163,7 +187,7 @@ class Featurizer:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
         if "\n" in body or ">" in body:
-            own, quoted = split_quoted(body)
+            own, quoted = split_quoted(body, self.max_chars)
             own = strip_signature(own)
             if not own and quoted:  # a bare forward: its content is the message
                 own, quoted = strip_signature(quoted), ""
@@ -172,15 +196,20 @@ class Featurizer:
         if not subject and not quoted and len(own) <= self.max_chars:  # the common short case
             if not self.char_ngrams:  # every feature weighs 1: count buckets, no per-word bookkeeping
                 return self._unweighted(self._text_buckets(own.lower()), channel, metadata)
-            self._add_text(counts, own.lower(), 1.0)
+            self._add_each(counts, own.lower(), 1.0)
         else:
             budget = self.max_chars
+            parts = []
             for text, weight in ((subject, 1.0), (own, 1.0), (quoted, self.quoted_weight)):
                 if not text or budget <= 0:
                     continue
                 text = text[:budget]
                 budget -= len(text)
-                self._add_text(counts, text.lower(), weight)
+                parts.append((text.lower(), weight))
+            if not self.char_ngrams:  # words and pairs only (an email): counted by numpy, one pass
+                return self._counted(parts, self._tag_buckets(channel, subject, metadata))
+            for text, weight in parts:
+                self._add_each(counts, text, weight)
         for bucket in self._tag_buckets(channel, subject, metadata):
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
         return self._vector(counts)
@@ -195,6 +224,56 @@ class Featurizer:
         keys.append(1 << self.bits)  # the constant bias feature, last index of the space (see pipeline.model)
         values.append(1.0)
         return np.array(keys, dtype=np.int32), np.array(values, dtype=np.float32)
+
+    def _counted(self, parts: list[tuple[str, float]], tags: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform`'s vector of weighted texts and tag buckets, words and word pairs only:
+        the numbers :meth:`_add_each` then :meth:`_vector` give, to the bit, with the per-token
+        work in numpy (long emails spent most of their time counting token by token).
+
+        Each feature's weights are summed in the same order as the dict path adds them (texts
+        in turn, words then pairs, tags last; ``np.bincount`` adds in input order), ``log1p``
+        is Python's, and the squares are summed by Python's ``sum`` in key order.
+        """
+        words = [_words(text) for text, _ in parts]
+        flat = [word for group in words for word in group] if len(words) > 1 else words[0] if words else []
+        codes = np.fromiter(map(self._buckets.__getitem__, flat), np.int64, len(flat))
+        pieces, weights, first = [], [], 0
+        if self.bigrams:  # the pair's hash ((first * _PAIR) ^ second) & mask, from the masked codes:
+            # the low bits of a product depend only on the low bits of its factors
+            pairs = codes * _PAIR
+            pairs &= (1 << self.bits) - 1
+            pairs[:-1] ^= codes[1:]  # pair i: words i and i + 1 (the last word's entry is no pair)
+        for group, (_, weight) in zip(words, parts):  # each text's words, then its pairs
+            last = first + len(group)
+            pieces.append(codes[first:last])
+            weights.append(weight)
+            if self.bigrams and len(group) > 1:
+                pieces.append(pairs[first : last - 1])
+                weights.append(weight)
+            first = last
+        pieces.append(np.array(tags, dtype=np.int64))
+        weights.append(1.0)
+        keys = np.concatenate(pieces)
+        # distinct keys in order, and each key's position among them (np.unique, in fewer calls)
+        order = keys.argsort()
+        ordered = keys[order]
+        new = np.empty(len(keys), dtype=bool)
+        new[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        where = np.empty(len(keys), dtype=np.intp)
+        where[order] = np.cumsum(new) - 1
+        features = ordered[new]
+        lengths = [len(piece) for piece in pieces]
+        counts = np.bincount(where, weights=np.repeat(weights, lengths), minlength=len(features))
+        logs = _log1p(counts)
+        norm = math.sqrt(sum((logs * logs).tolist()))
+        values = np.empty(len(features) + 1, dtype=np.float32)
+        values[:-1] = logs * (1.0 / norm if norm > 0 else 1.0)
+        values[-1] = 1.0
+        indices = np.empty(len(features) + 1, dtype=np.int32)
+        indices[:-1] = features
+        indices[-1] = 1 << self.bits  # the constant bias feature, last index of the space
+        return indices, values
 
     def _unweighted(self, buckets: list[int], channel: str, metadata: dict | None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`transform`'s vector when every feature weighs 1: the same numbers as
@@ -216,7 +295,7 @@ class Featurizer:
         words = _WORD.findall(text)
         buckets = [*map(self._buckets.__getitem__, words)]
         if self.bigrams and len(words) > 1:
-            # _add_text's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
+            # _add_each's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
             parts = [*map(self._pair_parts.__getitem__, words)]
             return buckets + [part ^ bucket for part, bucket in zip(parts, buckets[1:])]
         return buckets
@@ -242,20 +321,6 @@ class Featurizer:
                 bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
             buckets.append(bucket)
         return buckets
-
-    def _add_text(self, counts: dict[int, float], text: str, weight: float) -> None:
-        if not self.char_ngrams and math.frexp(weight)[0] == 0.5:
-            self._add_counted(counts, text, weight)
-        else:
-            self._add_each(counts, text, weight)
-
-    def _add_counted(self, counts: dict[int, float], text: str, weight: float) -> None:
-        """:meth:`_add_each` for words and pairs only and a power-of-two weight (1, the default
-        quoted_weight 0.5): the buckets counted in C (``Counter``), each weighed once. The sums
-        are small multiples of a power of two, exact in any order: the same counts to the bit."""
-        get = counts.get
-        for bucket, count in collections.Counter(self._text_buckets(text)).items():
-            counts[bucket] = get(bucket, 0.0) + count * weight
 
     def _add_each(self, counts: dict[int, float], text: str, weight: float) -> None:
         """Add a text's words, character n-grams and word pairs to ``counts``, one by one."""
@@ -310,6 +375,53 @@ class _WordCodes(dict):
             self.clear()
         code = self[word] = (zlib.crc32(word.encode("utf-8")) * self.multiplier) & self.mask
         return code
+
+
+#: ASCII bytes that can be part of a word (letters, digits, the apostrophe) kept, others a space.
+_ASCII_WORD_BYTES = bytes(b if chr(b).isalnum() or b == ord("'") else ord(" ") for b in range(256))
+
+
+def _words(text: str) -> list[str]:
+    """``_WORD.findall(text)``, for an ASCII text (most emails) without the regex: separators
+    become spaces in C (``bytes.translate``), ``split`` cuts there, and only the pieces holding
+    an apostrophe go through the regex (``_WORD`` joins two words around one). ~40% less time
+    than ``findall`` on Enron.
+
+    >>> _words("don't-stop_me 'now' rock'n'roll 42x") == _WORD.findall("don't-stop_me 'now' rock'n'roll 42x")
+    True
+    """
+    if not text.isascii():
+        return _WORD.findall(text)
+    words = text.encode("ascii").translate(_ASCII_WORD_BYTES).decode("ascii").split()
+    if "'" not in text:
+        return words
+    out: list[str] = []
+    keep, split = out.append, out.extend
+    for word in words:
+        if "'" in word:
+            split(_WORD.findall(word))
+        else:
+            keep(word)
+    return out
+
+
+#: ``math.log1p(k / 2)`` for the counts a text reaches with weights 1 and 0.5 (the defaults).
+_LOG1P_HALVES = np.array([math.log1p(k / 2) for k in range(8192)])
+
+
+def _log1p(counts: np.ndarray) -> np.ndarray:
+    """``math.log1p`` of each count (numpy's own log1p may differ from the C library's in the
+    last bit), from a table when every count is a multiple of 0.5 (the default weights).
+
+    >>> _log1p(np.array([1.0, 2.5, 0.3])).tolist() == [math.log1p(1.0), math.log1p(2.5), math.log1p(0.3)]
+    True
+    """
+    halves = counts * 2.0
+    steps = halves.astype(np.int64)
+    if len(counts) and (steps == halves).all() and steps.max() < len(_LOG1P_HALVES) and steps.min() >= 0:
+        return _LOG1P_HALVES[steps]
+    levels, level = np.unique(counts, return_inverse=True)  # few distinct counts: each computed once
+    return np.array(list(map(math.log1p, levels.tolist())))[level]
 
 
 @functools.lru_cache(maxsize=256)

@@ -223,8 +223,9 @@ class OnlineLinear(base.MultiLabelClassifier):
         return column
 
     def _grow(self, capacity: int) -> None:
-        extra = capacity - self.capacity
-        self.weights = np.ascontiguousarray(np.hstack([self.weights, np.zeros((self.n_features, extra), np.float32)]))
+        weights = np.zeros((self.n_features, capacity), np.float32)
+        weights[:, : self.capacity] = self.weights
+        self.weights = weights
 
     def decision(self, x: SparseRows) -> np.ndarray:
         """Raw scores (log-odds), ``n_rows x n_labels``; each row computed on its own."""
@@ -266,34 +267,24 @@ class OnlineLinear(base.MultiLabelClassifier):
         n = self.n_labels
         if n == 0 or len(x) == 0:
             return np.zeros((len(x), n), dtype=np.float32)
-        weight_rows = None
-        if len(x) == 1:  # one vector: its weight rows, gathered once, serve the score and the step
-            weight_rows = self.weights.take(x.indices, axis=0)
-            before = expit(np.add.reduceat(weight_rows * x.values[:, None], _FIRST, axis=0)[:, :n])
-        else:
-            before = expit(self._decision(x, self._gather(x)))
-        gradient = before - y[:, :n]
-        if len(x) == 1:  # a vector's indices are unique: no aggregation
+        if len(x) == 1:  # one vector: its indices are unique, its weight rows serve the score and the step
             features = x.indices
-            step = x.values[:, None] * gradient
+            weight_rows = self.weights.take(features, axis=0)
+            before = expit(np.add.reduceat(weight_rows * x.values[:, None], _FIRST, axis=0)[:, :n])
+            step = x.values[:, None] * (before - y[:, :n])
         else:
-            order = np.argsort(x.indices, kind="stable")
-            features = x.indices[order]
-            first = np.empty(len(features), dtype=bool)
-            first[0] = True
-            np.not_equal(features[1:], features[:-1], out=first[1:])
-            rows = np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]
-            step = gradient[rows]
+            # Each feature's weight row is gathered once (whole rows: much faster to gather and
+            # scatter than a column slice), for the scores and the step alike.
+            features, where, order, starts = _distinct(x.indices)
+            weight_rows = self.weights[features]
+            before = expit(self._decision(x, weight_rows[where])[:, :n])
+            step = (before - y[:, :n])[np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]]
             step *= x.values[order, None]
-            starts = np.flatnonzero(first)
-            if len(starts) < len(features):
-                step = np.add.reduceat(step, starts, axis=0)
-                features = features[starts]
+            if len(starts) < len(step):
+                step = _segment_sums(step, starts)
         squared = self.feature_sq[features] + np.einsum("ij,ij->i", step, step) / n
         self.feature_sq[features] = squared
         step *= (self.learning_rate / np.sqrt(squared + 1e-6))[:, None]
-        if weight_rows is None:
-            weight_rows = self.weights[features]  # whole rows: much faster to gather and scatter than a column slice
         weight_rows[:, :n] -= step
         self.weights[features] = weight_rows
         return before
@@ -339,6 +330,65 @@ class OnlineLinear(base.MultiLabelClassifier):
 
 #: reduceat's segment starts for a single vector.
 _FIRST = np.zeros(1, dtype=np.int64)
+
+
+def _distinct(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ``features`` of a batch's ``indices`` (sorted), and for each index its
+    position among them (``where``), the stable sorting ``order`` of the indices and where each
+    feature's run starts in that order (``starts``).
+
+    >>> features, where, order, starts = _distinct(np.array([5, 2, 5, 7], np.int32))
+    >>> features.tolist(), where.tolist(), order.tolist(), starts.tolist()
+    ([2, 5, 7], [1, 0, 1, 2], [1, 0, 2, 3], [0, 1, 3])
+    """
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    where = np.empty(len(ordered), dtype=np.intp)
+    where[order] = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    return ordered[starts], where, order, starts
+
+
+def _segment_sums(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``np.add.reduceat(rows, starts, axis=0)`` to the bit, in a few array operations per
+    repeat rather than one call per segment: in a batch most features occur once, and
+    reduceat's cost per segment dominated the step.
+
+    reduceat sums a segment ``a0, a1, ..., ak`` as ``a0 + (a1 + ... + ak)``, the inner sum
+    sequential up to 7 terms (numpy's pairwise summation takes over from 8): segments of up to
+    ``_SHORT_SEGMENT`` rows are summed that way here, longer ones by reduceat itself.
+
+    >>> rows = np.arange(10, dtype=np.float32).reshape(5, 2)
+    >>> _segment_sums(rows, np.array([0, 1, 4])).tolist()
+    [[0.0, 1.0], [12.0, 15.0], [8.0, 9.0]]
+    """
+    sums = rows[starts]
+    lengths = np.diff(starts, append=len(rows))
+    longer = np.flatnonzero(lengths > 1)
+    if not len(longer):
+        return sums
+    long = longer[lengths[longer] > _SHORT_SEGMENT]
+    if len(long):  # the long runs, gathered together, summed by reduceat (runs are summed independently)
+        longer = longer[lengths[longer] <= _SHORT_SEGMENT]
+        runs = lengths[long]
+        firsts = np.cumsum(runs) - runs
+        rows_of_runs = np.arange(int(runs.sum())) + np.repeat(starts[long] - firsts, runs)
+        sums[long] = np.add.reduceat(rows[rows_of_runs], firsts, axis=0)
+    tails = rows[starts[longer] + 1]  # a1, then a1 + a2, ...: the inner sum, in order
+    offset, open_ = 2, np.flatnonzero(lengths[longer] > 2)
+    while len(open_):
+        tails[open_] += rows[starts[longer[open_]] + offset]
+        offset += 1
+        open_ = open_[lengths[longer[open_]] > offset]
+    sums[longer] += tails
+    return sums
+
+
+#: Longest segment :func:`_segment_sums` sums itself (one row and a sequential inner sum of 7).
+_SHORT_SEGMENT = 8
 
 
 def _next_capacity(capacity: int, minimum: int) -> int:

@@ -569,6 +569,9 @@ class Refiner:
 
     def _hierarchical(self, scores: np.ndarray) -> np.ndarray:
         """Raise each parent's confidence to its most confident child's, in place."""
+        if len(scores) == 1:  # one message (a review): scalar steps beat a column operation per pair
+            self._hierarchical_row(scores[0])
+            return scores
         for child, parent in self._child_parent:
             np.maximum(scores[:, parent], scores[:, child], out=scores[:, parent])
         return scores

@@ -176,14 +176,72 @@ def test_split_quoted_gives_the_plain_loops_answer_on_any_mix_of_tricky_lines():
         assert split_quoted(body) == _split_quoted_plainly(body), repr(body)
 
 
-def test_counting_words_in_bulk_gives_the_word_by_word_counts(datasets):
+def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
+    import random
+
     from agents.ingest.datasets import enron
 
-    featurizer = Featurizer()
-    for message, _ in list(enron(root=datasets))[:200]:
-        for text, weight in ((message.body.lower(), 1.0), (message.body.lower()[:2000], 0.5)):
-            bulk: dict[int, float] = {1: 0.5}
-            each: dict[int, float] = {1: 0.5}
-            featurizer._add_counted(bulk, text, weight)
-            featurizer._add_each(each, text, weight)
-            assert bulk == each
+    rng = random.Random(1)
+    lines = [*_LINES, "-----Original Message-----", "earlier words", "more earlier words", "Thanks,"]
+    bodies = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    bodies += [m.body for m, _ in enron(root=datasets)]
+    for body in bodies:
+        own, quoted = split_quoted(body)
+        for limit in (1, 7, 30, 300, 5000):
+            cut_own, cut_quoted = split_quoted(body, limit)
+            assert cut_own == own and cut_quoted[:limit] == quoted[:limit], (repr(body), limit)
+            assert bool(cut_quoted) == bool(quoted)
+            if not own:  # a bare forward: the featurizer strips a signature off the end of the quoted text
+                assert cut_quoted == quoted
+
+
+def _transform_plainly(featurizer: Featurizer, subject: str, body: str, channel: str, metadata: dict | None):
+    """Featurizer.transform of an email as first written (the reference): every text's words and
+    pairs added to a dict one by one, then the dict made a vector."""
+    own, quoted = split_quoted(body)
+    own = strip_signature(own)
+    if not own and quoted:
+        own, quoted = strip_signature(quoted), ""
+    counts: dict[int, float] = {}
+    budget = featurizer.max_chars
+    for text, weight in ((subject, 1.0), (own, 1.0), (quoted, featurizer.quoted_weight)):
+        if not text or budget <= 0:
+            continue
+        text = text[:budget]
+        budget -= len(text)
+        featurizer._add_each(counts, text.lower(), weight)
+    for bucket in featurizer._tag_buckets(channel, subject, metadata):
+        counts[bucket] = counts.get(bucket, 0.0) + 1.0
+    return featurizer._vector(counts)
+
+
+def test_an_emails_vector_counted_by_numpy_is_the_word_by_word_vector_to_the_bit(datasets):
+    from agents.ingest.datasets import enron
+
+    featurizers = [
+        Featurizer(),
+        Featurizer(quoted_weight=0.3, metadata_fields=("folder",)),  # not a power of two: order matters
+        Featurizer(bigrams=False, max_chars=700),  # the budget runs out inside a text
+        Featurizer(bits=10, quoted_weight=0.1),  # collisions: sums of many different weights
+    ]
+    emails = [m for m, _ in enron(root=datasets)][::4]
+    extra = [("Subject only", "", "email", None), ("", "Short line\n> quoted line", "email", None)]
+    for featurizer in featurizers:
+        for subject, body, channel, metadata in [(m.subject, m.body, m.channel, m.metadata) for m in emails] + extra:
+            indices, values = featurizer.transform(subject, body, channel, metadata)
+            plain_indices, plain_values = _transform_plainly(featurizer, subject, body, channel, metadata)
+            assert indices.tobytes() == plain_indices.tobytes() and values.tobytes() == plain_values.tobytes()
+
+
+def test_words_of_an_ascii_text_are_the_regexs_words(datasets):
+    import random
+
+    from agents.ingest.datasets import enron
+    from pipeline.features import _WORD, _words
+
+    rng = random.Random(2)
+    alphabet = "ab'9_ -.\t\n\x0b\x1c\x7f!@'é"  # apostrophes and separators of every kind (é: the regex's path)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += [m.body.lower() for m, _ in enron(root=datasets)][:400]
+    for text in texts:
+        assert _words(text) == _WORD.findall(text), repr(text)
