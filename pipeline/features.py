@@ -38,6 +38,8 @@ import zlib
 
 import numpy as np
 
+from pipeline.model import _distinct
+
 __all__ = ["Featurizer", "split_quoted", "strip_signature"]
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
@@ -254,15 +256,7 @@ class Featurizer:
         pieces.append(np.array(tags, dtype=np.int64))
         weights.append(1.0)
         keys = np.concatenate(pieces)
-        # distinct keys in order, and each key's position among them (np.unique, in fewer calls)
-        order = keys.argsort()
-        ordered = keys[order]
-        new = np.empty(len(keys), dtype=bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        where = np.empty(len(keys), dtype=np.intp)
-        where[order] = np.cumsum(new) - 1
-        features = ordered[new]
+        features, where, _, _ = _distinct(keys)  # distinct keys in order, each key's position among them
         lengths = [len(piece) for piece in pieces]
         counts = np.bincount(where, weights=np.repeat(weights, lengths), minlength=len(features))
         logs = _log1p(counts)
