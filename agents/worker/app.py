@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 from agents.settings import Settings
 from agents.worker import outage
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.agent(inputs, concurrency=1)
     async def sequencer(stream):
         async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
+            obs.record_age("sequencer", [e.message.timestamp for e in batch], now=time.time())
             # Each event holds its message until acked: the batch is delivered in the background,
             # and acked once every record of it is durable (Service.sequence_batch calls `forwarded`).
             try:
@@ -140,6 +142,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
             # Each event holds its message until acked, which only happens (Partition.ack) once a
             # snapshot covers it.
+            obs.record_age("engine", [e.message.timestamp for e in batch], now=time.time())
             await service.process(batch)
             last = batch[-1].message
             service.record_lag(app.consumer, last.tp, last.offset)

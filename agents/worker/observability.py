@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -119,6 +120,15 @@ class Observability:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+        self.age = Histogram(
+            "refinery_record_age_seconds",
+            "Age of the oldest record of each batch when its agent takes it (now less its Kafka timestamp)",
+            ["stage"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+        )
+        for stage in ("sequencer", "engine"):
+            self.age.labels(stage)  # exported from the start, so rate() sees the first batch
         self.lag = Gauge(
             "refinery_consumer_lag", "Records of the partition not yet processed", ["topic", "partition"], registry=r
         )
@@ -217,6 +227,14 @@ class Observability:
     def datasets(self) -> set[str]:
         """The datasets with series in the exposition."""
         return set(self._published) | self._snapshotted
+
+    def record_age(self, stage: str, timestamps: Iterable[float | None], *, now: float) -> None:
+        """Observe the age of a batch's oldest record as ``stage`` (``sequencer``, ``engine``)
+        takes it, from the records' Kafka timestamps (epoch seconds; None for a record without
+        one: ignored). A timestamp from a clock ahead of ours counts as 0."""
+        oldest = min((t for t in timestamps if t is not None), default=None)
+        if oldest is not None:
+            self.age.labels(stage).observe(max(now - oldest, 0.0))
 
     def set_lag(self, topic: str, partition: int, records: int) -> None:
         """Set the consumer lag of one partition (records not yet processed)."""

@@ -283,3 +283,18 @@ def test_the_lag_timer_skips_a_partition_it_knows_no_position_or_highwater_of(ev
     service.refresh_lag(consumer)
     assert consumer.highwater(TP("refinery.events", 1)) is None
     assert _series(service.obs, "refinery_consumer_lag") == []
+
+
+def test_a_batch_is_timed_by_its_oldest_records_age_and_a_clock_ahead_counts_zero():
+    obs = Observability()
+    exposition = obs.exposition().decode()
+    assert 'refinery_record_age_seconds_count{stage="engine"} 0.0' in exposition  # there from the start
+    obs.record_age("engine", [100.2, None, 100.0], now=100.5)  # the oldest; None: a record without a timestamp
+    obs.record_age("sequencer", [105.0], now=100.0)  # the producer's clock runs ahead of ours
+    obs.record_age("sequencer", [None], now=100.0)  # nothing to time
+    exposition = obs.exposition().decode()
+    assert 'refinery_record_age_seconds_sum{stage="engine"} 0.5' in exposition
+    assert 'refinery_record_age_seconds_bucket{le="0.25",stage="engine"} 0.0' in exposition
+    assert 'refinery_record_age_seconds_bucket{le="0.5",stage="engine"} 1.0' in exposition
+    assert 'refinery_record_age_seconds_sum{stage="sequencer"} 0.0' in exposition
+    assert 'refinery_record_age_seconds_count{stage="sequencer"} 1.0' in exposition

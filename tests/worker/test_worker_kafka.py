@@ -323,6 +323,13 @@ def test_the_web_api_and_prometheus_report_the_dataset(topics, workers, datasets
     assert f'refinery_label_precision{{dataset="banking77",label="{label}"}}' in exposition
     assert f'refinery_dataset_reviewed{{dataset="banking77"}} {float(reviews)}' in exposition
     assert "refinery_processing_seconds_bucket" in exposition and "refinery_consumer_lag" in exposition
+    for stage in ("sequencer", "engine"):  # every batch of both agents was timed by its records' age
+        (count,) = [
+            line
+            for line in exposition.splitlines()
+            if line.startswith(f'refinery_record_age_seconds_count{{stage="{stage}"}}')
+        ]
+        assert float(count.split()[-1]) > 0
 
 
 def _malformed(settings, rng: random.Random, n: int) -> list[tuple[str, bytes | None, bytes]]:
