@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import itertools
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+
+from bench_service import stop_process  # noqa: E402
 
 from agents.ingest.datasets import banking77  # noqa: E402
 from agents.kafka import admin, broker  # noqa: E402
@@ -178,12 +179,7 @@ def run_once(settings: Settings, code: Path, workdir: Path, args) -> dict:
     finally:
         traffic.stop.set()
         traffic.join(timeout=10)
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker)
 
 
 def main(argv: list[str] | None = None) -> int:

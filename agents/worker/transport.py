@@ -60,20 +60,18 @@ class _InlineDelivery:
     waited_deliveries = 0
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
-        if self._delivers_at_once(coros, timeout):
-            deliver, waiter = coros
-            waiter.close()  # suspend_flow.wait(), never started
-            self.inline_deliveries += 1
-            return WaitResults([deliver], [await deliver], False)
-        if _is_delivery(self, coros, timeout):
+        if _is_delivery(self, coros, timeout):  # the drain loop's (deliver(record), suspend_flow.wait())
+            if self._cannot_wait():
+                deliver, waiter = coros
+                waiter.close()  # suspend_flow.wait(), never started
+                self.inline_deliveries += 1
+                return WaitResults([deliver], [await deliver], False)
             self.waited_deliveries += 1
         return await super().wait_first(*coros, timeout=timeout)  # type: ignore[misc]
 
-    def _delivers_at_once(self, coros: tuple, timeout: Any) -> bool:
-        """Whether ``coros`` is the drain loop's ``(deliver(record), suspend_flow.wait())`` and the
-        delivery cannot suspend: every wait of the conductor's delivery has its condition met."""
-        if not _is_delivery(self, coros, timeout):
-            return False
+    def _cannot_wait(self) -> bool:
+        """Whether the conductor's delivery of a record cannot suspend: every wait it could make
+        has its condition met."""
         app = self.app  # type: ignore[attr-defined]
         if self.suspend_flow.is_set() or not app.flow_control.is_active():  # type: ignore[attr-defined]
             return False
@@ -137,12 +135,11 @@ class BatchSend:
                 continue
             if partition is None and key is not None:  # a keyed record: its key's partition, once per key
                 partition = chosen.get((topic, key))
-                if partition is None:
-                    await producer.client._wait_on_metadata(topic)
-                    partition = chosen[topic, key] = producer._partition(topic, None, key, value, key, value)
-            elif partition is None:
+            if partition is None:
                 await producer.client._wait_on_metadata(topic)
                 partition = producer._partition(topic, None, key, value, key, value)
+                if key is not None:
+                    chosen[topic, key] = partition
             groups.setdefault((topic, partition), []).append(i)
         out: list[tuple[list[int], Any]] = []
         for (topic, partition), indexes in groups.items():
