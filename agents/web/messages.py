@@ -6,10 +6,11 @@ by count *and* by bytes of text (``REFINERY_WORKBENCH_MESSAGES``, ``REFINERY_WOR
 least recently seen out first. A review moves its message to the recent end, so messages in the
 validation window (check and missed label) stay as long as live ones.
 
-`follow_events` fills it from the worker's own ``events`` partitions (every message and every
-review carrying one inline) with a separate group-less consumer, as the engine's range reads do:
-it never steers Faust's consumer, and it starts near the end of each partition (at most the
-store's count back), so joining a long log costs little.
+The worker fills it as its engine applies events (every message and every review carrying one
+inline; the engine decodes each event once, for both). `backfill_events` adds what came before:
+when a partition is first owned it reads the recent end of it (at most the store's count back)
+with a separate group-less consumer, as the engine's range reads do, so a restart or a new
+assignment shows the recent messages at once, and joining a long log costs little.
 
 >>> from schemas import Message
 >>> store = MessageStore(max_messages=2, max_bytes=1000)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
@@ -32,7 +34,15 @@ from agents.settings import Settings
 from agents.worker.observability import log_event
 from schemas import Event, Message, SchemaError
 
-__all__ = ["MessageStore", "decode_events", "follow_events", "search", "DEFAULT_MESSAGES", "DEFAULT_BYTES"]
+__all__ = [
+    "MessageStore",
+    "backfill_events",
+    "decode_events",
+    "recent_values",
+    "search",
+    "DEFAULT_MESSAGES",
+    "DEFAULT_BYTES",
+]
 
 log = logging.getLogger("refinery.workbench")
 
@@ -87,6 +97,27 @@ class MessageStore:
         """Every message held, newest first (a copy: search it in another thread)."""
         return list(reversed(self.messages.values()))
 
+    def backfill(self, seen: Iterable[Message | tuple[str, str]]) -> None:
+        """Remember messages seen *before* everything held (a partition's history, read when it is
+        first owned): `apply`'s order among themselves, placed behind the held ones, and only as
+        many as the bounds leave room for (a held message is never dropped for an older one)."""
+        recency: collections.OrderedDict[tuple[str, str], Message] = collections.OrderedDict()
+        for item in seen:
+            key = (item.dataset, item.id) if isinstance(item, Message) else item
+            if isinstance(item, Message):
+                recency[key] = item
+            if key in recency:
+                recency.move_to_end(key)
+        for key, message in reversed(recency.items()):  # newest first, each to the old end
+            if key in self.messages:
+                continue
+            size = _size(message)
+            if len(self.messages) >= self.max_messages or self.bytes + size > self.max_bytes:
+                break
+            self.messages[key] = message
+            self.messages.move_to_end(key, last=False)
+            self.bytes += size
+
     def apply(self, seen: Iterable[Message | tuple[str, str]]) -> None:
         """Remember messages, and touch ``(dataset, id)`` pairs, as `decode_events` returns them."""
         for item in seen:
@@ -139,7 +170,7 @@ def decode_events(values: Iterable[bytes | None]) -> list[Message | tuple[str, s
     return out
 
 
-async def follow_events(
+async def backfill_events(
     store: MessageStore,
     where: Settings | str,
     topic: str,
@@ -148,50 +179,67 @@ async def follow_events(
     poll_seconds: float = 1.0,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Keep ``store`` filled from the ``events`` partitions ``owned()`` names (on the broker of
-    ``where``: settings, or a plaintext bootstrap string), until ``stop`` is set.
+    """Fill ``store`` with the recent end of each ``events`` partition ``owned()`` names (on the
+    broker of ``where``: settings, or a plaintext bootstrap string) when it is first owned, until
+    ``stop`` is set.
 
-    Decoding runs in a thread, never on the event loop. A broker error is logged and retried.
+    New events reach the store from the engine, which decodes each once (`Outcome.seen`, through
+    ``Service.seen_listeners``); what a restart or a new assignment restores from a snapshot is
+    never applied again, so this reads it: at most the store's count of records back from the end,
+    as older than anything the store holds (`MessageStore.backfill`). A partition lost and owned
+    again is read again. Decoding runs in a thread, never on the event loop; a broker error is
+    logged and the partition retried.
     """
+    stop = stop or asyncio.Event()
+    done: set[int] = set()
+    delay = poll_seconds
+    while not stop.is_set():
+        wanted = set(owned())
+        done &= wanted
+        for partition in sorted(wanted - done):
+            try:
+                values = await recent_values(where, topic, partition, store.max_messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log_event(log, logging.WARNING, "workbench_backfill_retry", topic=topic, error=repr(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                break
+            store.backfill(await asyncio.to_thread(decode_events, values))  # the store changes on the loop
+            done.add(partition)
+            delay = poll_seconds
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_seconds)
+
+
+async def recent_values(
+    where: Settings | str, topic: str, partition: int, count: int, *, timeout: float = 60.0
+) -> list[bytes | None]:
+    """The values of the last ``count`` records of ``topic[partition]`` now (fewer when it holds
+    fewer); TimeoutError when they are not read within ``timeout`` seconds."""
     from aiokafka import TopicPartition
 
     from agents.kafka.ranges import groupless_consumer
 
-    stop = stop or asyncio.Event()
-    delay = poll_seconds
-    while not stop.is_set():
-        consumer = groupless_consumer(where, client_id="refinery-workbench", offset_reset="earliest")
-        try:
-            await consumer.start()
-            assigned: set[int] = set()
-            while not stop.is_set():
-                wanted = set(owned())
-                if wanted != assigned:
-                    kept = {p: await consumer.position(TopicPartition(topic, p)) for p in assigned & wanted}
-                    tps = [TopicPartition(topic, p) for p in sorted(wanted)]
-                    consumer.assign(tps)
-                    for p, position in kept.items():  # assign() forgets positions: carry on where it was
-                        consumer.seek(TopicPartition(topic, p), position)
-                    if tps:
-                        ends = await consumer.end_offsets(tps)
-                        begins = await consumer.beginning_offsets(tps)
-                        for tp in tps:
-                            if tp.partition not in assigned:  # a new partition: its recent end only
-                                consumer.seek(tp, max(begins[tp], ends[tp] - store.max_messages))
-                    assigned = wanted
-                if not assigned:
-                    await asyncio.sleep(poll_seconds)
-                    continue
-                batches = await consumer.getmany(timeout_ms=int(poll_seconds * 1000), max_records=1000)
-                values = [record.value for records in batches.values() for record in records]
-                if values:  # decoded in a thread; the store changes on the loop only (pages read it there)
-                    store.apply(await asyncio.to_thread(decode_events, values))
-            delay = poll_seconds
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log_event(log, logging.WARNING, "workbench_feed_retry", topic=topic, error=repr(error))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        finally:
-            await consumer.stop()
+    tp = TopicPartition(topic, partition)
+    consumer = groupless_consumer(where, client_id="refinery-workbench", offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        consumer.seek(tp, max(begin, end - count))
+        values: list[bytes | None] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await consumer.position(tp) < end:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"reading the last {count} records of {topic}[{partition}]: not done in {timeout:g} s"
+                )
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+            values += [record.value for record in batches.get(tp, []) if record.offset < end]
+        return values
+    finally:
+        await consumer.stop()

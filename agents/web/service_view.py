@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from schemas import Annotation, MetricsSnapshot
+from schemas import Annotation, Message, MetricsSnapshot
 
 if TYPE_CHECKING:
     from agents.worker.service import Service
@@ -50,6 +50,11 @@ class WorkerView:
 
     def partitions(self) -> set[int]:
         return set(self.service.assigned or ())
+
+    def on_seen(self, listener: Callable[[list[Message | tuple[str, str]]], None]) -> None:
+        """Call ``listener`` on the loop with what each batch the engine applies holds: each
+        message (a review's inline copy too) and ``(dataset, id)`` of a review without one."""
+        self.service.seen_listeners.append(listener)
 
     def latest_metrics(self) -> dict[str, MetricsSnapshot]:
         return dict(self.service.latest_metrics)

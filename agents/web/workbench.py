@@ -45,7 +45,7 @@ import orjson
 from agents.settings import env_value
 from agents.web import charts, pages
 from agents.web.history import DEFAULT_POINTS, MetricsHistory
-from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, follow_events, search
+from agents.web.messages import DEFAULT_BYTES, DEFAULT_MESSAGES, MessageStore, backfill_events, search
 from agents.web.queue import KIND_MODES, LEASE_SECONDS, ReviewQueues
 from agents.web.review import (
     ReviewView,
@@ -153,6 +153,7 @@ class Workbench:
         self.sessions = Sessions(worker.settings.api_token)
         self.queues = ReviewQueues(self.options.lease_seconds)
         self.store = MessageStore(self.options.messages, self.options.message_bytes)
+        worker.on_seen(self.store.apply)  # what the engine applies, decoded once; `run` backfills
         self.history = MetricsHistory(self.options.history)
 
     # -- access ------------------------------------------------------------------------------
@@ -560,7 +561,7 @@ class Workbench:
         self.history.retain(owned)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Fill the message store and the history until ``stop`` (the worker's lifetime)."""
+        """Backfill the message store and fill the history until ``stop`` (the worker's lifetime)."""
         stop = stop or asyncio.Event()
 
         async def sampling():
@@ -569,7 +570,7 @@ class Workbench:
                 await asyncio.sleep(1.0)
 
         await asyncio.gather(
-            follow_events(
+            backfill_events(
                 self.store, self.worker.settings, self.worker.events_topic, self.worker.partitions, stop=stop
             ),
             sampling(),

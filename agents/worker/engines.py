@@ -54,6 +54,10 @@ class Outcome:
     #: The message of each prediction, in the same order (streams filter and carry them).
     observed: list[Message] = dataclasses.field(default_factory=list)
     dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    #: What the workbench's store of recent messages learns from the batch, in log order: each
+    #: message applied (a review's inline copy too) and ``(dataset, id)`` of a review without
+    #: one (`agents.web.messages.MessageStore.apply`). Decoded once, by the engine.
+    seen: list[Message | tuple[str, str]] = dataclasses.field(default_factory=list)
     messages: int = 0
     reviews: int = 0
     skipped: int = 0  # covered by a snapshot, already applied, or a sequencer repeat
@@ -214,11 +218,15 @@ class PartitionEngines:
             self.changed.add(dataset)
             self.since_snapshot += 1
             if message is not None:
+                outcome.seen.append(message)
                 if run and run[0][2].dataset != dataset:
                     flush()
                 run.append((offset, event, message))
                 continue
             assert annotation is not None
+            outcome.seen.append(
+                annotation.message if annotation.message is not None else (dataset, annotation.message_id)
+            )
             flush()
             self._annotate(offset, event, annotation, outcome, now)
         flush()

@@ -54,7 +54,7 @@ from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
 from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
-from schemas import SUGGESTION_KINDS, Event, MetricsSnapshot, Stream, SuggestionList
+from schemas import SUGGESTION_KINDS, Event, Message, MetricsSnapshot, Stream, SuggestionList
 from schemas.events import SuggestionKind
 from schemas.topics import STREAMS, stream_topic
 
@@ -125,6 +125,9 @@ class Service:
         self.snapshot_budget = Budget(options.background_share)
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        #: Called on the loop with each applied batch's `Outcome.seen` (the workbench's store of
+        #: recent messages: the engine decodes each event once, for both).
+        self.seen_listeners: list[Callable[[list[Message | tuple[str, str]]], None]] = []
         #: The deliveries of sequenced batches, oldest first (`sequence_batch`).
         self.forwards: collections.deque[asyncio.Future] = collections.deque()
         #: Per input partition ``(topic, partition)``: the first offset not yet forwarded.
@@ -423,6 +426,7 @@ class Service:
                 records = [(o, v) for o, _, v in extra] + records
             outcome = await self.in_thread(engines.apply, records, now=time.time())
             self.obs.latency.observe(time.perf_counter() - started)
+            self._tell_seen(outcome.seen)
             if outcome.skipped:
                 log_event(
                     log,
@@ -450,6 +454,13 @@ class Service:
                 await self._snapshot(partition, wait=False, budget=self.snapshot_budget)  # written in the background
             elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
                 partition.ack()
+
+    def _tell_seen(self, seen: list[Message | tuple[str, str]]) -> None:
+        for listener in self.seen_listeners:
+            try:
+                listener(seen)
+            except Exception:  # a reader's bug never stops the events
+                log_event(log, logging.ERROR, "seen_listener_failed", listener=repr(listener), exc_info=True)
 
     @contextlib.asynccontextmanager
     async def _locked_for_events(self) -> AsyncIterator[None]:

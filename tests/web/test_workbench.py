@@ -149,6 +149,24 @@ def test_search_finds_every_word_or_the_quoted_phrase_newest_first(datasets):
     assert store.search("other", "card") == [] and store.search("banking77", "  ") == []
 
 
+def test_a_backfill_goes_behind_what_the_store_holds_and_never_pushes_it_out():
+    store = MessageStore(max_messages=4)
+    live = [Message(dataset="d", id=f"live{i}", timestamp=10 + i, body=f"live {i}") for i in range(2)]
+    store.apply(live)
+    old = [Message(dataset="d", id=f"old{i}", timestamp=i, body=f"old {i}") for i in range(4)]
+    history = [*old, ("d", "old0"), live[0]]  # a review of old0 made it the most recent of the history
+    store.backfill(history)
+    # room for two: the most recent of the history (old0 after its review, then old3), behind the live ones
+    assert [m.id for m in store.recent()] == ["live1", "live0", "old0", "old3"]
+    store.apply([Message(dataset="d", id="new", timestamp=20, body="new")])  # the oldest backfilled goes first
+    assert [m.id for m in store.recent()] == ["new", "live1", "live0", "old0"]
+    store.backfill([Message(dataset="d", id="older", timestamp=0, body="x" * 10)])  # full: nothing older enters
+    assert store.get("d", "older") is None and len(store) == 4
+    small = MessageStore(max_messages=10, max_bytes=200)  # 79 counted per message below: two fit
+    small.backfill([Message(dataset="d", id=f"b{i}", timestamp=i, body="y" * 15) for i in range(5)])
+    assert [m.id for m in small.recent()] == ["b4", "b3"] and small.bytes == 158
+
+
 def test_events_fill_the_store_and_a_review_keeps_its_message_recent():
     store = MessageStore(max_messages=2)
     m = [Message(dataset="d", id=f"m{i}", timestamp=i, body=f"text {i}") for i in range(3)]

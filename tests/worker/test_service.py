@@ -289,3 +289,27 @@ def test_a_publication_lets_a_waiting_batch_go_first(records, monkeypatch):
     second_predictions = [i for i, t in enumerate(published) if t == "predictions"][-1]
     assert second_predictions < published.index("metrics")
     assert published.count("suggestions") > 1
+
+
+def test_each_applied_batch_tells_the_seen_listeners_its_messages_and_reviews_once_decoded(records, caplog):
+    """The workbench's store is fed from the engine's own decoding (issue 11: parse each event once)."""
+
+    async def run():
+        service, _ = _service(snapshot_every=10_000)
+        seen: list = []
+        service.seen_listeners.append(lambda items: (_ for _ in ()).throw(RuntimeError("a reader's bug")))
+        service.seen_listeners.append(seen.extend)
+        events = [FaustEvent(0, offset, raw) for offset, raw in enumerate(records)]
+        await service.process(events[:10])
+        await service.process(events)  # the first ten again: already applied, not seen twice
+        return service, seen
+
+    with caplog.at_level(logging.ERROR):
+        service, seen = asyncio.run(run())
+    decoded = [Event.decode(r) for r in records]
+    expected = [
+        e.message if e.message is not None else (e.annotation.dataset, e.annotation.message_id) for e in decoded
+    ]
+    assert seen == expected
+    assert any("seen_listener_failed" in r.getMessage() for r in caplog.records)  # logged, and the batch went on
+    assert service.partitions[0].engine("banking77").model_version == sum(e.annotation is not None for e in decoded)
