@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from agents.kafka.ranges import read_range
 from agents.worker.applied import AppliedOffsets
@@ -175,8 +175,14 @@ class PartitionEngines:
             engine = self.engines[dataset] = self.make_engine(dataset)
         return engine
 
-    def apply(self, records: Iterable[tuple[int, bytes | None]], *, now: float) -> Outcome:
-        """Apply ``(events offset, raw value)`` records of this partition, in log order."""
+    def apply(
+        self, records: Iterable[tuple[int, bytes | None]], *, now: float, parsed: Mapping[int, Event] | None = None
+    ) -> Outcome:
+        """Apply ``(events offset, raw value)`` records of this partition, in log order.
+
+        ``parsed`` maps offsets to their records' events already parsed (`agents.worker.handoff`);
+        each must equal ``Event.decode`` of its record. The others are parsed here.
+        """
         outcome = Outcome()
         run: list[tuple[int, Event, Message]] = []  # consecutive messages of one dataset
 
@@ -191,7 +197,9 @@ class PartitionEngines:
                 continue
             self.position = offset + 1
             self.replay_from = None
-            event = self._decode(offset, raw, outcome, now)
+            event = parsed.get(offset) if parsed else None
+            if event is None:
+                event = self._decode(offset, raw, outcome, now)
             if event is None:
                 continue
             message, annotation = event.message, event.annotation

@@ -44,6 +44,7 @@ from agents.worker.budget import Budget
 from agents.worker.deadletter import letter
 from agents.worker.delivery import Delivery, Record, Send, SendMany
 from agents.worker.engines import Captured, PartitionEngines, pack_captured
+from agents.worker.handoff import HANDOFF_BATCHES, HANDOFF_BYTES, Handoff
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
 from agents.worker.partition import Partition
@@ -125,6 +126,8 @@ class Service:
         self.snapshot_budget = Budget(options.background_share)
         #: The metrics last published per dataset.
         self.latest_metrics: dict[str, MetricsSnapshot] = {}
+        #: Events the sequencer wrote, for the engine to take instead of parsing them again.
+        self.handoff = Handoff(max_records=HANDOFF_BATCHES * options.batch_size, max_bytes=HANDOFF_BYTES)
         #: Called on the loop with each applied batch's `Outcome.seen` (the workbench's store of
         #: recent messages: the engine decodes each event once, for both).
         self.seen_listeners: list[Callable[[list[Message | tuple[str, str]]], None]] = []
@@ -232,6 +235,8 @@ class Service:
                 encoded = result.encode()
                 if len(encoded) <= self.budget.events_value:
                     out.append((self.topics["events"], dataset.encode("utf-8"), encoded, partition))
+                    if self._ours(partition):  # this worker's engine reads it back: parsed once
+                        self.handoff.put(encoded, result, now=time.monotonic())
                     continue
                 # Cannot happen within the contract (agents.worker.sizes); kept so it never stalls.
                 reason = (
@@ -308,6 +313,7 @@ class Service:
         await self.drain_forwards(self.options.session_timeout / 2)
         async with self.lock:
             await self._final_snapshots(set(self.partitions))
+        log_event(log, logging.INFO, "events_parsed", handed_over=self.handoff.taken, parsed=self.handoff.missed)
 
     async def _final_snapshots(self, partitions: set[int]) -> None:
         budget = self.options.session_timeout / 2  # a rebalance must not wait on an unreachable broker
@@ -415,6 +421,11 @@ class Service:
         if engines is None:
             return  # revoked while restoring: Faust delivers these events again after the rebalance
         records = [(e.message.offset, e.message.value) for e in events]
+        parsed = {}
+        for offset, raw in records:
+            event = self.handoff.take(raw)
+            if event is not None:
+                parsed[offset] = event
         async with self._locked_for_events():  # apply, publish and hold as one step: a revocation waits for it
             if self.partitions.get(p) is not partition:
                 return  # revoked while waiting
@@ -424,7 +435,7 @@ class Service:
                 log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
                 extra = await read_range(self.settings, self.topics["events"], p, gap[0], gap[1])
                 records = [(o, v) for o, _, v in extra] + records
-            outcome = await self.in_thread(engines.apply, records, now=time.time())
+            outcome = await self.in_thread(engines.apply, records, now=time.time(), parsed=parsed)
             self.obs.latency.observe(time.perf_counter() - started)
             self._tell_seen(outcome.seen)
             if outcome.skipped:

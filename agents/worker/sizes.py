@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 from agents.settings import DEV_SNAPSHOT_KEY, SettingError, Settings, is_loopback
 from agents.worker.deadletter import MAX_RAW_BYTES, MAX_REASON_CHARS
+from agents.worker.handoff import HANDOFF_BATCHES, HANDOFF_BYTES
 from agents.worker.options import WorkerOptions
 from schemas.limits import Limits
 from schemas.topics import TOPICS
@@ -183,8 +184,9 @@ class MemoryBudget:
 
     A worker holds at most ``REFINERY_MAX_DATASETS_PER_PARTITION`` datasets on each partition it
     owns, at most ``REFINERY_PARTITIONS``; ``base`` is the process without datasets: 160 MiB,
-    the workbench's message store, and Faust's stream buffers (`WorkerOptions.stream_buffer`
-    records of each of the two agents' streams, each up to ``REFINERY_MAX_RECORD_BYTES``).
+    the workbench's message store, Faust's stream buffers (`WorkerOptions.stream_buffer`
+    records of each of the two agents' streams, each up to ``REFINERY_MAX_RECORD_BYTES``) and
+    the sequencer's events kept for the engine (`agents.worker.handoff`).
     """
 
     per_dataset: int
@@ -223,7 +225,11 @@ class MemoryBudget:
 
         bench = WorkbenchOptions.from_env()
         buffered = 2 * (options or WorkerOptions()).stream_buffer * settings.max_record_bytes
-        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered
+        # The sequencer's events kept for the engine (agents.worker.handoff): their records, the
+        # parsed text (up to 4 bytes a character) and ~1 KiB of objects per event.
+        kept = HANDOFF_BATCHES * (options or WorkerOptions()).batch_size
+        handoff = 5 * HANDOFF_BYTES + 1024 * kept
+        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered + handoff
         return cls(
             per_dataset=per_dataset,
             datasets=owned * settings.max_datasets_per_partition,

@@ -313,3 +313,47 @@ def test_each_applied_batch_tells_the_seen_listeners_its_messages_and_reviews_on
     assert seen == expected
     assert any("seen_listener_failed" in r.getMessage() for r in caplog.records)  # logged, and the batch went on
     assert service.partitions[0].engine("banking77").model_version == sum(e.annotation is not None for e in decoded)
+
+
+def test_the_engine_takes_the_events_its_sequencer_wrote_instead_of_parsing_them_again(datasets):
+    """The handoff (issue 11: parse each event once) changes nothing but the parsing: the same
+    predictions and the same model as a worker that parses every event it reads."""
+    inputs = []
+    for i, (message, review) in enumerate(itertools.islice(banking77(root=datasets), 40)):
+        inputs.append(("messages", i, message.encode()))
+        if i % 3 == 2:
+            inputs.append(("annotations", i, review.encode()))
+
+    async def run(handoff: bool):
+        service, _ = _service(snapshot_every=10_000)
+        if not handoff:
+            service.handoff.max_records = 0
+        written: list[bytes] = []
+
+        async def send(topic, key, value, partition):
+            if topic == service.topics["events"]:
+                written.append(value)
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        p = owner_partition("banking77", service.settings.partitions)
+        service.on_assigned({p})
+        records = [(service.topics[role], p, offset, b"banking77", raw) for role, offset, raw in inputs]
+        await service.sequence_batch(records)
+        await service.drain_forwards(5.0)
+        predictions: list[bytes] = []
+
+        async def deliver(out):
+            predictions.extend(value for topic, _, value, _ in out if topic == service.topics["predictions"])
+
+        service.deliver = deliver  # type: ignore[method-assign]
+        await service.process([FaustEvent(p, offset, raw) for offset, raw in enumerate(written)])
+        engine = service.partitions[p].engine("banking77")
+        return predictions, engine.snapshot(), service.handoff
+
+    parsed_once, snapshot, handoff = asyncio.run(run(True))
+    parsed_twice, snapshot_parsed, unused = asyncio.run(run(False))
+    assert handoff.taken == len(inputs) and handoff.missed == 0 and len(handoff) == 0
+    assert unused.taken == 0 and unused.missed == len(inputs)
+    assert len(parsed_once) == 40 and parsed_once == parsed_twice
+    assert snapshot == snapshot_parsed
