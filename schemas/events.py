@@ -105,8 +105,7 @@ class Message(Record):
 
     def _check(self, path: str) -> None:
         limit = body_limit()
-        size = len(self.body.encode("utf-8"))
-        if size > limit:
+        if 4 * len(self.body) > limit and (size := len(self.body.encode("utf-8"))) > limit:  # <= 4 B a character
             raise SchemaError(f"{path}.body", f"at most {limit} UTF-8 bytes", f"{size} bytes")
         for key in self.metadata:
             if not key.strip():

@@ -82,6 +82,26 @@ def test_the_body_limit_holds_on_the_fast_path():
         Message.decode(raw, max_body_bytes=10)
 
 
+def test_the_body_limit_counts_utf8_bytes_of_wide_characters_at_the_edge():
+    """The check skips encoding a body too short to pass the limit (4 bytes a character at most):
+    at the edge, 2 and 4 byte characters are still counted in bytes."""
+    for char, width in (("\u00e9", 2), ("\U0001f600", 4)):
+        fits = orjson.dumps({**MESSAGE, "body": char * (12 // width)})
+        over = orjson.dumps({**MESSAGE, "body": char * (12 // width) + "x"})
+        assert Message.decode(fits, max_body_bytes=12).body == char * (12 // width)
+        with pytest.raises(SchemaError, match=r"^message\.body: expected at most 12 UTF-8 bytes, got 13 bytes$"):
+            Message.decode(over, max_body_bytes=12)
+    assert Message.decode(orjson.dumps({**MESSAGE, "body": "x" * 3}), max_body_bytes=12).body == "xxx"
+
+
+def test_epoch_seconds_at_the_edges_of_the_range():
+    for value, expected in ((0, 0.0), (-0.0, 0.0), (1.0000004, 1.0), (32503679999.5, 32503679999.5)):
+        assert Message.decode(orjson.dumps({**MESSAGE, "timestamp": value})).timestamp == expected
+    for value in (-1e-9, 32503680000, 1e300, True):
+        with pytest.raises(SchemaError, match="timestamp"):
+            Message.decode(orjson.dumps({**MESSAGE, "timestamp": value}))
+
+
 #: Values that probe where msgspec and the reference parser could disagree.
 ODD_VALUES = [
     None, True, False, 0, -1, 1.0, 1.5, -0.0, 2**53, 2**63, 2**64, 10**30, 1e300, "", " ", "\u2003", "\x1c",
