@@ -120,6 +120,12 @@ class _Pools:
         self.shuffle_key = np.array([_uniform(seed, i) for i in self.live_ids], dtype=np.float64)
 
     @functools.cached_property
+    def unit_features(self) -> scipy.sparse.csr_matrix:
+        """The live pool's features as rows of unit length, built once for every diverse list
+        (row by row the same bits as `_matrix` of any subset: each row is scaled on its own)."""
+        return _matrix(self.live_features, self.n_features)
+
+    @functools.cached_property
     def check_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """Every review's confidences relative to each label's mean self-confidence, and how
         suspicious each pinned label is (``-inf`` where the label is not pinned, or the review confirmed)."""
@@ -127,6 +133,15 @@ class _Pools:
         other = np.where(self.reviewed_pinned, 0.0, relative).max(axis=1, keepdims=True)
         suspicion = other / (other + relative + 1e-12)
         return relative, np.where(self.reviewed_pinned & ~self.confirmed[:, None], suspicion, -np.inf)
+
+    @functools.cached_property
+    def likeliest_other(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per review, the label not pinned with the highest relative confidence (the first
+        pinned one when every label is pinned) and that relative confidence (-1 when pinned)."""
+        relative, _ = self.check_matrix
+        alternative = np.where(self.reviewed_pinned, -1.0, relative)
+        columns = np.argmax(alternative, axis=1)
+        return columns, alternative[np.arange(len(alternative)), columns]
 
     @functools.cached_property
     def missed_matrix(self) -> np.ndarray:
@@ -173,19 +188,19 @@ class Suggester:
     # ------------------------------------------------------------------ reviewed pool
 
     def _check_label(self, pools: _Pools, column: int | None, limit: int) -> list[Suggestion]:
-        scores, pinned = pools.reviewed_scores, pools.reviewed_pinned
+        scores = pools.reviewed_scores
         if not len(scores) or not scores.shape[1]:
             return []
         relative, suspicion = pools.check_matrix
         rows, columns, values = _best(suspicion, column, limit)
+        others, other_relative = pools.likeliest_other
         out = []
         for row, c, value in zip(rows, columns, values):
             p, t = scores[row, c], pools.self_confidence[c]
-            alternative = np.where(pinned[row], -1.0, relative[row])
-            j = int(np.argmax(alternative))
+            j = others[row]
             hint = (
                 f"; it looked more like {pools.labels[j]!r} ({scores[row, j]:.0%})"
-                if alternative[j] > relative[row, c]
+                if other_relative[row] > relative[row, c]
                 else ""
             )
             out.append(
@@ -334,26 +349,65 @@ class Suggester:
 
     def _diverse(self, pools: _Pools, value: np.ndarray, limit: int) -> list[int]:
         """Indices of the best ``value`` (finite only), near-duplicates of earlier picks moved to the end."""
-        order = np.lexsort((pools.shuffle_key, -value))
-        order = order[np.isfinite(value[order])]
-        if not len(order) or not limit:
+        if not limit:
             return []
-        candidates = order[: min(4 * limit + 20, _MAX_CANDIDATES)]
-        x = _matrix([pools.live_features[i] for i in candidates], pools.n_features)
-        similarity = (x @ x.T).toarray()  # at most _MAX_CANDIDATES squared float32
-        chosen: list[int] = []
-        waiting: list[int] = []
-        for k in range(len(candidates)):
-            if chosen and similarity[k, chosen].max() > self.max_similarity:
-                waiting.append(k)
-                continue
-            chosen.append(k)
-            if len(chosen) == limit:
-                break
+        most = min(4 * limit + 20, _MAX_CANDIDATES)
+        order = _ranked(value, pools.shuffle_key, most + limit)  # the candidates, then the list's fill
+        if not len(order):
+            return []
+        candidates = order[:most]
+        chosen, waiting = self._spread(pools.unit_features, candidates, limit)
         picked = [int(candidates[k]) for k in chosen + waiting[: limit - len(chosen)]]
         if len(picked) < limit:
             picked += [int(i) for i in order[len(candidates) : len(candidates) + limit - len(picked)]]
         return picked
+
+    def _spread(self, unit: scipy.sparse.csr_matrix, candidates: np.ndarray, limit: int) -> tuple[list[int], list[int]]:
+        """Walk ``candidates`` in order: each within ``max_similarity`` of no earlier pick is
+        picked, the others wait; stop at ``limit`` picks. Positions (in ``candidates``) of the
+        picks and of the waiting ones.
+
+        Near-duplicates are rare, so the similarities of the first ``2 * limit + 8`` candidates
+        usually settle the list; only if they do not are all the candidates compared. A
+        similarity depends on its two rows alone, so the walk is the same either way.
+        """
+        size = min(len(candidates), 2 * limit + 8)
+        while True:
+            x = unit[candidates[:size]]
+            near = (x @ x.T).toarray() > self.max_similarity  # at most _MAX_CANDIDATES squared
+            chosen: list[int] = []
+            waiting: list[int] = []
+            for k in range(size):
+                if chosen and near[k, chosen].any():
+                    waiting.append(k)
+                    continue
+                chosen.append(k)
+                if len(chosen) == limit:
+                    return chosen, waiting
+            if size == len(candidates):
+                return chosen, waiting
+            size = len(candidates)
+
+
+def _ranked(value: np.ndarray, tiebreak: np.ndarray | None, k: int) -> np.ndarray:
+    """The first ``k`` indices of the finite entries of ``value``, highest first, ties broken by
+    the lowest ``tiebreak`` (if given), then by index: ``np.lexsort((tiebreak, -value))`` (or a
+    stable argsort of ``-value``) restricted to finite values, without sorting the whole array.
+
+    >>> _ranked(np.array([0.5, np.inf, 0.9, 0.5, np.nan, 0.1]), np.array([0.3, 0, 0, 0.2, 0, 0]), 3)
+    array([2, 3, 0])
+    """
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    key = -value
+    finite = np.isfinite(key)
+    if k < np.count_nonzero(finite):
+        # every entry at or above the k-th highest (ties with it included), then sorted exactly
+        kth = np.partition(np.where(finite, key, np.inf), k - 1)[k - 1]
+        finite &= key <= kth
+    rows = np.flatnonzero(finite)
+    keys = (key[rows],) if tiebreak is None else (tiebreak[rows], key[rows])
+    return rows[np.lexsort(keys)][:k]
 
 
 def _best(values: np.ndarray, column: int | None, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -364,8 +418,7 @@ def _best(values: np.ndarray, column: int | None, limit: int) -> tuple[np.ndarra
     else:
         columns = np.full(len(values), column)
         picked = values[:, column]
-    order = np.argsort(-picked, kind="stable")
-    order = order[np.isfinite(picked[order])][:limit]
+    order = _ranked(picked, None, limit)
     return order, columns[order], picked[order]
 
 
