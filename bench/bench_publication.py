@@ -102,16 +102,17 @@ def apply(engine: Refiner, events: list) -> None:
         engine.observe_many(run)
 
 
-def publication(engine: Refiner, limit: int = 50) -> list[tuple[str, str | None, float, bytes]]:
-    """The worker's publication, timed call by call: (kind or "metrics", label, seconds, bytes)."""
-    start = time.perf_counter()
+def publication(engine: Refiner, limit: int = 50) -> list[tuple[str, str | None, float, float, bytes]]:
+    """The worker's publication, timed call by call: (kind or "metrics", label, seconds, CPU
+    seconds of this thread, bytes)."""
+    start, cpu = time.perf_counter(), time.thread_time()
     metrics = engine.metrics(now=NOW)
-    out = [("metrics", None, time.perf_counter() - start, metrics.encode())]
+    out = [("metrics", None, time.perf_counter() - start, time.thread_time() - cpu, metrics.encode())]
     for kind in SUGGESTION_KINDS:
         for label in sorted(metrics.labels) if kind in LABEL_KINDS else [None]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             listed = suggestion_list(engine, kind, now=NOW, label=label, limit=limit)
-            out.append((kind, label, time.perf_counter() - start, listed.encode()))
+            out.append((kind, label, time.perf_counter() - start, time.thread_time() - cpu, listed.encode()))
     return out
 
 
@@ -127,15 +128,18 @@ def timing() -> dict:
     apply(engine, events[split:])
     calls = publication(engine)
     by_kind: dict[str, float] = {}
-    for kind, _, seconds, _ in calls:
+    for kind, _, seconds, _, _ in calls:
         by_kind[kind] = by_kind.get(kind, 0.0) + seconds
     longest = max(calls, key=lambda c: c[2])
     return {
         **{k: round(v * 1e3, 2) for k, v in by_kind.items()},
         "lists": round(sum(c[2] for c in calls[1:]) * 1e3, 2),
         "total": round(sum(c[2] for c in calls) * 1e3, 2),
+        "total_cpu": round(sum(c[3] for c in calls) * 1e3, 2),
         "longest": round(longest[2] * 1e3, 2),
+        "longest_cpu": round(max(c[3] for c in calls) * 1e3, 2),
         "longest_call": f"{longest[0]}({longest[1]})",
+        "first_list": round(calls[1][2] * 1e3, 2),
         "calls": len(calls),
     }
 
@@ -167,7 +171,7 @@ def digest(verbose: bool = False) -> str:
             for kind in ("teach_label", "rebalance"):  # some lists before metrics: order must not matter
                 part.update(suggestion_list(engine, kind, now=NOW, limit=20).encode())
             for limit in (50, 3):
-                for _, _, _, data in publication(engine, limit):
+                for *_, data in publication(engine, limit):
                     part.update(data)
             for kind in SUGGESTION_KINDS:
                 part.update(suggestion_list(engine, kind, now=NOW, limit=600).encode())
@@ -196,7 +200,7 @@ def compare(trees: list[str], runs: int, with_digest: bool) -> None:
                 [sys.executable, __file__, "--digest", "--json"], env=env, check=True, capture_output=True, text=True
             ).stdout
             digests[tree] = json.loads(out)["digest"]
-    keys = ["metrics", *SUGGESTION_KINDS, "lists", "total", "longest"]
+    keys = ["metrics", *SUGGESTION_KINDS, "first_list", "lists", "total", "total_cpu", "longest", "longest_cpu"]
     print(f"median of {runs} runs, ms | " + " | ".join(trees))
     for key in keys:
         print(f"{key:>15} | " + " | ".join(f"{statistics.median(r[key] for r in results[t]):8.1f}" for t in trees))
