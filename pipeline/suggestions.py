@@ -389,7 +389,7 @@ class Suggester:
         for size in (limit + 8, 2 * limit + 8, len(candidates)):
             size = min(size, len(candidates))
             near = _near(unit, candidates[:size], self.max_similarity)
-            crowded: list[bool] = near.any(axis=1).tolist()
+            crowded = np.count_nonzero(near, axis=1).tolist()  # earlier candidates each is near
             chosen: list[int] = []
             waiting: list[int] = []
             for k in range(size):
