@@ -7,10 +7,12 @@ then one ``suggestion_list`` per kind and, for the label kinds, per label. Nothi
 while a call runs, so the longest single call bounds how long a batch of events may wait.
 
 ``--time`` (the default) builds the Banking77 engine of the issue (3,000 messages, a third
-reviewed, ``bench_service.stream``), snapshots it, then ``--runs`` times: restores the
-snapshot (an engine with no cache), applies the next 30 events (10 reviews: the model
-changes, as it has between two publications in the worker) and times a publication; the
-medians of metrics, of each kind's lists, of everything, and the longest single call.
+reviewed, ``bench_service.stream``), then ``--runs`` times: restores its snapshot (an engine
+with nothing cached), publishes once (as a worker did before), applies the next 40 events
+(10 reviews: the model changes, as it does between two publications in a worker) and times a
+publication, call by call (wall-clock and this thread's CPU time). Printed: the medians of
+metrics, of each kind's lists, of the first list (it builds the pools), of the whole
+publication, and of its longest single call (the worker holds its lock for one call).
 
 ``--digest`` prints one SHA-256 over the encoded bytes of ``metrics`` and every list, at
 several limits, at checkpoints of three engines (Banking77, NLU++ banking, Enron: one label per
@@ -117,14 +119,15 @@ def publication(engine: Refiner, limit: int = 50) -> list[tuple[str, str | None,
 
 
 def timing() -> dict:
-    """One timed publication of the issue's Banking77 engine after 30 more events."""
+    """One timed publication of the issue's Banking77 engine after 40 more events."""
     import bench_service
 
     events = bench_service.stream(3000 + 30, 1 / 3, 20, seed=0)
     split = len(events) - 40
     engine = Refiner(bench_service.DATASET, config=RefinerConfig(), seed=0)
     apply(engine, events[:split])
-    engine = Refiner.restore(engine.snapshot())  # no cache from building it
+    engine = Refiner.restore(engine.snapshot())  # nothing left from building it
+    publication(engine)  # the previous publication, as in a worker
     apply(engine, events[split:])
     calls = publication(engine)
     by_kind: dict[str, float] = {}

@@ -262,7 +262,7 @@ class Refiner:
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
         #: (state token, live slots, their confidences) of the last scoring of the live window
         #: (:meth:`_live_scores`): not state, never in a snapshot.
-        self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None = None
+        self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
         self._rebuild_hierarchy()
 
     def _make_twin(self) -> Any:
@@ -338,7 +338,7 @@ class Refiner:
         if not parsed:
             return []
         features = [self._features(m) for m in parsed]
-        scores = self._score_rows(features)
+        scores = self._score_rows(SparseRows.stack(features))
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
@@ -565,22 +565,20 @@ class Refiner:
         """Confidences of every label, ``n_rows x n_labels``, a child never above its parent."""
         return self._hierarchical(self._learner.predict_proba(x))
 
-    def _score_rows(self, features: Sequence[tuple[np.ndarray, np.ndarray]], learner: Any = None) -> np.ndarray:
+    def _score_rows(self, x: SparseRows, learner: Any = None) -> np.ndarray:
         """:meth:`_score` of many vectors (by ``learner``, the model in force unless given), in
-        blocks of `_BLOCK`: the gathered weight rows stay in cache (scoring 3,000 live messages
-        in one batch took twice as long), and rows are scored independently anyway."""
+        blocks of `_BLOCK` rows: the gathered weight rows stay in cache (scoring 3,000 live
+        messages in one batch took twice as long), and rows are scored independently anyway."""
         learner = self._learner if learner is None else learner
-        if len(features) <= _BLOCK:
-            return self._hierarchical(learner.predict_proba(SparseRows.stack(list(features))))
+        if len(x) <= _BLOCK:
+            return self._hierarchical(learner.predict_proba(x))
         return np.concatenate(
-            [
-                self._hierarchical(learner.predict_proba(SparseRows.stack(list(features[i : i + _BLOCK]))))
-                for i in range(0, len(features), _BLOCK)
-            ]
+            [self._hierarchical(learner.predict_proba(_block(x, i, i + _BLOCK))) for i in range(0, len(x), _BLOCK)]
         )
 
-    def _live_scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """The live window's occupied slots and the model in force's confidences of them, now.
+    def _live_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The live window's occupied slots, the model in force's confidences of them and the
+        balance model's scores (how reviewed-like each looks), now.
 
         Kept until :meth:`unreviewed_pool` takes them (the suggestion pools score the same
         messages) or the state changes: a publication (``metrics``, then the suggestion lists)
@@ -588,15 +586,15 @@ class Refiner:
         """
         token = self._state_token()
         if self._live_cache is not None and self._live_cache[0] == token:
-            return self._live_cache[1], self._live_cache[2]
+            return self._live_cache[1:]
         slots = self.live.occupied()
-        scores = (
-            self._score_rows([self.live.features[s] for s in slots])
-            if len(slots)
-            else np.zeros((0, len(self.labels)), np.float32)
-        )
-        self._live_cache = (token, slots, scores)
-        return slots, scores
+        if len(slots):
+            x = SparseRows.stack([self.live.features[s] for s in slots])
+            scores, balance = self._score_rows(x), self.balance_model.predict_proba(x)[:, 0]
+        else:
+            scores, balance = np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
+        self._live_cache = (token, slots, scores, balance)
+        return slots, scores, balance
 
     def _state_token(self) -> tuple[int, int, int, int]:
         """Changes whenever the model, the live window or the reviewed set may have changed."""
@@ -740,7 +738,7 @@ class Refiner:
         pinned = self.holdout.pinned[slots, :n]
         if not len(slots):
             return np.zeros((0, n), np.float32), pinned
-        scores = self._score_rows([self.holdout.features[s] for s in slots], self._twin)
+        scores = self._score_rows(SparseRows.stack([self.holdout.features[s] for s in slots]), self._twin)
         return scores[:, :n], pinned
 
     def _window_thresholds(self, scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -813,7 +811,7 @@ class Refiner:
         from its scores, computed now, on the held-out reviews (:meth:`holdout_records`).
         """
         scores, pinned = self._validation()
-        live_slots, live_scores = self._live_scores()
+        live_slots, live_scores, _ = self._live_scores()
         at_threshold = live_scores >= self.thresholds
         weights = self._informative_weights()
 
@@ -951,19 +949,10 @@ class Refiner:
     def unreviewed_pool(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Recent live messages not reviewed: ids, current confidences (``n x labels``) and
         balance-model scores (how reviewed-like each looks), in live-window slot order."""
-        cached = (
-            self._live_cache if self._live_cache is not None and self._live_cache[0] == self._state_token() else None
-        )
+        occupied, scores, balance = self._live_scores()  # as metrics left them, if the state is the same
         self._live_cache = None  # taken: the pools keep what they need until the state changes
-        occupied = self.live.occupied() if cached is None else cached[1]
         rows = [i for i, s in enumerate(occupied.tolist()) if self.live.slot_ids[s] not in self.reviewed]
-        slots = occupied[rows]
-        ids = [self.live.slot_ids[s] for s in slots]
-        if not rows:
-            return ids, np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
-        features = [self.live.features[s] for s in slots]
-        scores = self._score_rows(features) if cached is None else cached[2][rows]
-        return ids, scores, self.balance_model.predict_proba(SparseRows.stack(features))[:, 0]
+        return [self.live.slot_ids[s] for s in occupied[rows]], scores[rows], balance[rows]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The reviews learned from (the reviewed pool of check and missed label suggestions):
@@ -1200,6 +1189,18 @@ class _Draws:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
         return (z ^ (z >> 31)) % high
+
+
+def _block(x: SparseRows, start: int, stop: int) -> SparseRows:
+    """Rows ``start:stop`` of ``x`` (views of its arrays).
+
+    >>> x = SparseRows.stack([(np.array([1]), np.array([1.0])), (np.array([2, 3]), np.array([2.0, 3.0]))])
+    >>> _block(x, 1, 2).indptr.tolist(), _block(x, 1, 2).indices.tolist()
+    ([0, 2], [2, 3])
+    """
+    indptr = x.indptr[start : stop + 1]
+    first, last = int(indptr[0]), int(indptr[-1])
+    return SparseRows(indptr - first, x.indices[first:last], x.values[first:last])
 
 
 def _rounded(scores: np.ndarray) -> np.ndarray:

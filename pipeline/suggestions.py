@@ -93,7 +93,7 @@ _MAX_PAIRS = 400_000
 class _Pools:
     """Both pools of one engine state, with the derived arrays every kind needs."""
 
-    def __init__(self, engine: Refiner, seed: int) -> None:
+    def __init__(self, engine: Refiner, seed: int, earlier: _Pools | None = None) -> None:
         n = len(engine.labels)
         self.labels = list(engine.labels)
         self.thresholds = np.asarray(engine.thresholds[:n], dtype=np.float64)
@@ -119,7 +119,13 @@ class _Pools:
         self.reviewed_likeness = np.asarray(balance, dtype=np.float64)
         self.live_features = [engine.live.features[engine.live.index[i]] for i in self.live_ids]
         self.n_features = engine.n_features
-        self.shuffle_key = np.array([_uniform(seed, i) for i in self.live_ids], dtype=np.float64)
+        # a message keeps its key from pool to pool: only the messages new to the pool are hashed
+        known: dict[str, float] = earlier.shuffle_keys if earlier is not None and earlier.seed == seed else {}
+        self.seed: int = seed
+        self.shuffle_key = np.array(
+            [key if (key := known.get(i)) is not None else _uniform(seed, i) for i in self.live_ids], dtype=np.float64
+        )
+        self.shuffle_keys: dict[str, float] = dict(zip(self.live_ids, self.shuffle_key.tolist()))
 
     @functools.cached_property
     def unit_features(self) -> scipy.sparse.csr_matrix:
@@ -184,7 +190,7 @@ class Suggester:
     def _current(self, engine: Refiner) -> _Pools:
         token = (engine.steps, engine.drift.observed, engine.model_version, len(engine.labels))
         if token != self._token or self._pools is None:
-            self._pools, self._token = _Pools(engine, engine.seed), token
+            self._pools, self._token = _Pools(engine, engine.seed, self._pools), token
         return self._pools
 
     # ------------------------------------------------------------------ reviewed pool

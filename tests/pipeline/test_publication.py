@@ -187,10 +187,11 @@ def test_metrics_and_lists_are_the_same_whatever_was_computed_before(engine):
 @pytest.mark.parametrize("event", ["messages", "review", "removal"])
 @pytest.mark.parametrize("first", ["metrics", "lists"])
 def test_a_publication_after_an_event_matches_one_of_a_fresh_engine(engine, datasets, event, first):
-    """Metrics scored the live window; then an event changes the state: neither the next
-    metrics nor the lists may reuse scores of the state before it."""
+    """Lists were ranked and metrics scored the live window; then an event changes the state:
+    neither the next metrics nor the lists may reuse what was worked out before it."""
     state = Refiner.restore(engine.snapshot())
-    state.metrics(now=1.0)  # leaves its scores of the live window for the pools
+    state.suggestions("shuffle")  # pools of the state before (their shuffle keys outlive them)
+    state.metrics(now=1.0)  # leaves its scores of the live window for the next pools
     messages = [m for m, _ in zip((m for m, _ in banking77("test", root=datasets)), range(50))]
     if event == "messages":
         state.observe_many(messages)
