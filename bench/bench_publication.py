@@ -142,6 +142,7 @@ def timing() -> dict:
         "longest": round(longest[2] * 1e3, 2),
         "longest_cpu": round(max(c[3] for c in calls) * 1e3, 2),
         "longest_call": f"{longest[0]}({longest[1]})",
+        "longest_list": round(max(c[2] for c in calls[1:]) * 1e3, 2),
         "first_list": round(calls[1][2] * 1e3, 2),
         "calls": len(calls),
     }
@@ -203,7 +204,17 @@ def compare(trees: list[str], runs: int, with_digest: bool) -> None:
                 [sys.executable, __file__, "--digest", "--json"], env=env, check=True, capture_output=True, text=True
             ).stdout
             digests[tree] = json.loads(out)["digest"]
-    keys = ["metrics", *SUGGESTION_KINDS, "first_list", "lists", "total", "total_cpu", "longest", "longest_cpu"]
+    keys = [
+        "metrics",
+        *SUGGESTION_KINDS,
+        "first_list",
+        "lists",
+        "total",
+        "total_cpu",
+        "longest",
+        "longest_cpu",
+        "longest_list",
+    ]
     print(f"median of {runs} runs, ms | " + " | ".join(trees))
     for key in keys:
         print(f"{key:>15} | " + " | ".join(f"{statistics.median(r[key] for r in results[t]):8.1f}" for t in trees))
