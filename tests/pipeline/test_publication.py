@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.ingest.datasets import banking77, enron
-from pipeline import Refiner, RefinerConfig
+from pipeline import Refiner, RefinerConfig, suggestions
 from pipeline.engine import LABEL_KINDS, suggestion_list
 from pipeline.suggestions import _matrix, _near, _ranked
 from schemas import SUGGESTION_KINDS, Annotation, Message
@@ -89,10 +89,13 @@ def near_by_scipy(unit: scipy.sparse.csr_matrix, rows: np.ndarray, threshold: fl
     return np.tril((x @ x.T).toarray() > threshold, -1)
 
 
+@pytest.mark.parametrize("most_pairs", [400_000, 0])
 @pytest.mark.parametrize("texts", ["engine", "emails"])
-def test_near_duplicates_are_those_of_scipys_product_even_at_the_threshold(texts, request):
+def test_near_duplicates_are_those_of_scipys_product_even_at_the_threshold(texts, most_pairs, request, monkeypatch):
     """Real messages (chat lines, long emails), thresholds set exactly at cosines scipy computed:
-    a cosine one float32 step off would flip a comparison."""
+    a cosine one float32 step off would flip a comparison (also when too many pairs leave the
+    product to scipy)."""
+    monkeypatch.setattr(suggestions, "_MAX_PAIRS", most_pairs)
     engine = request.getfixturevalue(texts)
     ids = list(engine.live.index)
     unit = _matrix([engine.live.features[engine.live.index[i]] for i in ids], engine.n_features)
