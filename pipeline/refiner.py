@@ -260,8 +260,8 @@ class Refiner:
             mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
         )
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
-        #: (state token, live slots, their confidences) of the last scoring of the live window
-        #: (:meth:`_live_scores`): not state, never in a snapshot.
+        #: (state token, live slots, their confidences, their balance-model scores) of the last
+        #: scoring of the live window (:meth:`_live_scores`): not state, never in a snapshot.
         self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
         self._rebuild_hierarchy()
 
