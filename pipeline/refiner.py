@@ -89,7 +89,7 @@ from pipeline.actions import recommend
 from pipeline.config import RefinerConfig
 from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
 from pipeline.features import Featurizer
-from pipeline.metrics import Curve, auc, binned_thresholds, label_curve, precision_recall_f1
+from pipeline.metrics import Curve, auc, label_curve, precision_recall_f1, threshold_counts, thresholds_from_counts
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
@@ -741,8 +741,9 @@ class Refiner:
         scores = self._score_rows(SparseRows.stack([self.holdout.features[s] for s in slots]), self._twin)
         return scores[:, :n], pinned
 
-    def _window_thresholds(self, scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(balanced, high precision, high recall) of every label over the window; NaN where undefined."""
+    def _window_thresholds(self, counts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(balanced, high precision, high recall) of every label from a window's
+        `pipeline.metrics.threshold_counts`; NaN where undefined."""
         precision_targets = np.full(len(self.labels), self.config.precision_target)
         recall_targets = np.full(len(self.labels), self.config.recall_target)
         for label, (kind, value) in self.config.label_targets.items():
@@ -751,7 +752,7 @@ class Refiner:
                 precision_targets[column] = value
             elif column is not None and kind == "high_recall":
                 recall_targets[column] = value
-        return binned_thresholds(scores, pinned, precision_targets, recall_targets)
+        return thresholds_from_counts(*counts, precision_targets, recall_targets)
 
     def _threshold_choices(
         self, scores: np.ndarray, pinned: np.ndarray
@@ -768,16 +769,16 @@ class Refiner:
         Banking77 in file order). Chosen on bench_quality.py and bench_validation.py
         (bench/README.md).
         """
-        balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
+        held = threshold_counts(scores, pinned)
+        balanced, high_precision, high_recall = self._window_thresholds(held)
         support = pinned.sum(axis=0)
         few = support < _MIN_HELD_OUT_FOR_THRESHOLD
         if few.any() and self._twin is not None:  # (without a twin ``scores`` are the window's already)
             learned_scores, learned_pinned = self._window()
+            learned = threshold_counts(learned_scores, learned_pinned)
             weight = max(1, round(1 / self.config.holdout_share - 1))
-            pooled = self._window_thresholds(
-                np.vstack([np.repeat(scores, weight, axis=0), learned_scores]),
-                np.vstack([np.repeat(pinned, weight, axis=0), learned_pinned]),
-            )
+            # whole numbers: the same counts as of the held-out reviews repeated ``weight`` times
+            pooled = self._window_thresholds((weight * held[0] + learned[0], weight * held[1] + learned[1]))
             balanced, high_precision, high_recall = (
                 np.where(few, pool, held) for held, pool in zip((balanced, high_precision, high_recall), pooled)
             )
