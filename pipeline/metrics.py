@@ -27,6 +27,8 @@ __all__ = [
     "precision_recall_f1",
     "choose_thresholds",
     "binned_thresholds",
+    "threshold_counts",
+    "thresholds_from_counts",
     "auc",
     "Curve",
     "label_curve",
@@ -166,10 +168,27 @@ def binned_thresholds(
     [0.7, 0.9, 0.7]
     """
     n, labels = scores.shape
-    width = THRESHOLD_BINS + 1
-    nan = np.full(labels, np.nan)
     if n == 0 or labels == 0:
+        nan = np.full(labels, np.nan)
         return nan, nan.copy(), nan.copy()
+    return thresholds_from_counts(*threshold_counts(scores, pinned), precision_targets, recall_targets)
+
+
+def threshold_counts(scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The counts :func:`binned_thresholds` chooses from: per label (row) and grid point
+    (column ``i`` holds the scores in ``[i, i + 1) / THRESHOLD_BINS``, the last one 1), the
+    reviews that pin the label and all reviews. Whole numbers as float64, so the counts of
+    several windows add up exactly (a window counted ``w`` times: ``w *`` its counts).
+
+    >>> s = np.array([[0.9], [0.8], [0.7], [0.3]]); y = np.array([[True], [False], [True], [False]])
+    >>> positives, everything = threshold_counts(s, y)
+    >>> positives[0, [300, 700, 800, 900]].tolist(), everything[0, [300, 700, 800, 900]].tolist()
+    ([0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0])
+    """
+    n, labels = scores.shape
+    width = THRESHOLD_BINS + 1
+    if n == 0 or labels == 0:
+        return np.zeros((labels, width)), np.zeros((labels, width))
     grid = np.minimum((scores * np.float32(THRESHOLD_BINS)).astype(np.int32), THRESHOLD_BINS)
     grid += np.arange(labels, dtype=np.int32) * width
     flat = grid.ravel()
@@ -177,6 +196,17 @@ def binned_thresholds(
         labels, width
     )
     everything = np.bincount(flat, minlength=labels * width).reshape(labels, width).astype(np.float64)
+    return positives, everything
+
+
+def thresholds_from_counts(
+    positives: np.ndarray, everything: np.ndarray, precision_targets: np.ndarray, recall_targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`binned_thresholds` from the counts of :func:`threshold_counts`."""
+    labels, width = positives.shape
+    if labels == 0:
+        nan = np.full(0, np.nan)
+        return nan, nan.copy(), nan.copy()
     # counts at or above each grid point
     true_positives = positives[:, ::-1].cumsum(axis=1)[:, ::-1]
     predicted = everything[:, ::-1].cumsum(axis=1)[:, ::-1]

@@ -89,7 +89,7 @@ from pipeline.actions import recommend
 from pipeline.config import RefinerConfig
 from pipeline.drift import DriftMonitor, ErrorDrift, MixDrift
 from pipeline.features import Featurizer
-from pipeline.metrics import Curve, auc, binned_thresholds, label_curve, precision_recall_f1
+from pipeline.metrics import Curve, auc, label_curve, precision_recall_f1, threshold_counts, thresholds_from_counts
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
@@ -260,6 +260,9 @@ class Refiner:
             mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
         )
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
+        #: (state token, live slots, their confidences, their balance-model scores) of the last
+        #: scoring of the live window (:meth:`_live_scores`): not state, never in a snapshot.
+        self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
         self._rebuild_hierarchy()
 
     def _make_twin(self) -> Any:
@@ -335,12 +338,7 @@ class Refiner:
         if not parsed:
             return []
         features = [self._features(m) for m in parsed]
-        if len(features) <= _BLOCK:
-            scores = self._score(SparseRows.stack(features))
-        else:  # blocks keep the gathered weight rows in cache; rows are scored independently anyway
-            scores = np.concatenate(
-                [self._score(SparseRows.stack(features[i : i + _BLOCK])) for i in range(0, len(features), _BLOCK)]
-            )
+        scores = self._score_rows(SparseRows.stack(features))
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
             self.last_time = max(self.last_time, message.timestamp)
@@ -567,6 +565,41 @@ class Refiner:
         """Confidences of every label, ``n_rows x n_labels``, a child never above its parent."""
         return self._hierarchical(self._learner.predict_proba(x))
 
+    def _score_rows(self, x: SparseRows, learner: Any = None) -> np.ndarray:
+        """:meth:`_score` of many vectors (by ``learner``, the model in force unless given), in
+        blocks of `_BLOCK` rows: the gathered weight rows stay in cache (scoring 3,000 live
+        messages in one batch took twice as long), and rows are scored independently anyway."""
+        learner = self._learner if learner is None else learner
+        if len(x) <= _BLOCK:
+            return self._hierarchical(learner.predict_proba(x))
+        return np.concatenate(
+            [self._hierarchical(learner.predict_proba(_block(x, i, i + _BLOCK))) for i in range(0, len(x), _BLOCK)]
+        )
+
+    def _live_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The live window's occupied slots, the model in force's confidences of them and the
+        balance model's scores (how reviewed-like each looks), now.
+
+        Kept until :meth:`unreviewed_pool` takes them (the suggestion pools score the same
+        messages) or the state changes: a publication (``metrics``, then the suggestion lists)
+        scores the live window once.
+        """
+        token = self._state_token()
+        if self._live_cache is not None and self._live_cache[0] == token:
+            return self._live_cache[1:]
+        slots = self.live.occupied()
+        if len(slots):
+            x = SparseRows.stack([self.live.features[s] for s in slots])
+            scores, balance = self._score_rows(x), self.balance_model.predict_proba(x)[:, 0]
+        else:
+            scores, balance = np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
+        self._live_cache = (token, slots, scores, balance)
+        return slots, scores, balance
+
+    def _state_token(self) -> tuple[int, int, int, int]:
+        """Changes whenever the model, the live window or the reviewed set may have changed."""
+        return (self.steps, self.drift.observed, self.model_version, len(self.labels))
+
     def _hierarchical(self, scores: np.ndarray) -> np.ndarray:
         """Raise each parent's confidence to its most confident child's, in place."""
         if len(scores) == 1:  # one message (a review): scalar steps beat a column operation per pair
@@ -705,17 +738,12 @@ class Refiner:
         pinned = self.holdout.pinned[slots, :n]
         if not len(slots):
             return np.zeros((0, n), np.float32), pinned
-        features = [self.holdout.features[s] for s in slots]
-        scores = np.concatenate(
-            [
-                self._hierarchical(self._twin.predict_proba(SparseRows.stack(features[i : i + _BLOCK])))
-                for i in range(0, len(features), _BLOCK)
-            ]
-        )
+        scores = self._score_rows(SparseRows.stack([self.holdout.features[s] for s in slots]), self._twin)
         return scores[:, :n], pinned
 
-    def _window_thresholds(self, scores: np.ndarray, pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(balanced, high precision, high recall) of every label over the window; NaN where undefined."""
+    def _window_thresholds(self, counts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(balanced, high precision, high recall) of every label from a window's
+        `pipeline.metrics.threshold_counts`; NaN where undefined."""
         precision_targets = np.full(len(self.labels), self.config.precision_target)
         recall_targets = np.full(len(self.labels), self.config.recall_target)
         for label, (kind, value) in self.config.label_targets.items():
@@ -724,7 +752,7 @@ class Refiner:
                 precision_targets[column] = value
             elif column is not None and kind == "high_recall":
                 recall_targets[column] = value
-        return binned_thresholds(scores, pinned, precision_targets, recall_targets)
+        return thresholds_from_counts(*counts, precision_targets, recall_targets)
 
     def _threshold_choices(
         self, scores: np.ndarray, pinned: np.ndarray
@@ -741,16 +769,16 @@ class Refiner:
         Banking77 in file order). Chosen on bench_quality.py and bench_validation.py
         (bench/README.md).
         """
-        balanced, high_precision, high_recall = self._window_thresholds(scores, pinned)
+        held = threshold_counts(scores, pinned)
+        balanced, high_precision, high_recall = self._window_thresholds(held)
         support = pinned.sum(axis=0)
         few = support < _MIN_HELD_OUT_FOR_THRESHOLD
         if few.any() and self._twin is not None:  # (without a twin ``scores`` are the window's already)
             learned_scores, learned_pinned = self._window()
+            learned = threshold_counts(learned_scores, learned_pinned)
             weight = max(1, round(1 / self.config.holdout_share - 1))
-            pooled = self._window_thresholds(
-                np.vstack([np.repeat(scores, weight, axis=0), learned_scores]),
-                np.vstack([np.repeat(pinned, weight, axis=0), learned_pinned]),
-            )
+            # whole numbers: the same counts as of the held-out reviews repeated ``weight`` times
+            pooled = self._window_thresholds((weight * held[0] + learned[0], weight * held[1] + learned[1]))
             balanced, high_precision, high_recall = (
                 np.where(few, pool, held) for held, pool in zip((balanced, high_precision, high_recall), pooled)
             )
@@ -784,12 +812,7 @@ class Refiner:
         from its scores, computed now, on the held-out reviews (:meth:`holdout_records`).
         """
         scores, pinned = self._validation()
-        live_slots = self.live.occupied()
-        live_scores = (
-            self._score(SparseRows.stack([self.live.features[s] for s in live_slots]))
-            if len(live_slots)
-            else np.zeros((0, len(self.labels)), np.float32)
-        )
+        live_slots, live_scores, _ = self._live_scores()
         at_threshold = live_scores >= self.thresholds
         weights = self._informative_weights()
 
@@ -927,12 +950,10 @@ class Refiner:
     def unreviewed_pool(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Recent live messages not reviewed: ids, current confidences (``n x labels``) and
         balance-model scores (how reviewed-like each looks), in live-window slot order."""
-        slots = [s for s in self.live.occupied() if self.live.slot_ids[s] not in self.reviewed]
-        ids = [self.live.slot_ids[s] for s in slots]
-        if not slots:
-            return ids, np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
-        x = SparseRows.stack([self.live.features[s] for s in slots])
-        return ids, self._score(x), self.balance_model.predict_proba(x)[:, 0]
+        occupied, scores, balance = self._live_scores()  # as metrics left them, if the state is the same
+        self._live_cache = None  # taken: the pools keep what they need until the state changes
+        rows = [i for i, s in enumerate(occupied.tolist()) if self.live.slot_ids[s] not in self.reviewed]
+        return [self.live.slot_ids[s] for s in occupied[rows]], scores[rows], balance[rows]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The reviews learned from (the reviewed pool of check and missed label suggestions):
@@ -1169,6 +1190,18 @@ class _Draws:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
         return (z ^ (z >> 31)) % high
+
+
+def _block(x: SparseRows, start: int, stop: int) -> SparseRows:
+    """Rows ``start:stop`` of ``x`` (views of its arrays).
+
+    >>> x = SparseRows.stack([(np.array([1]), np.array([1.0])), (np.array([2, 3]), np.array([2.0, 3.0]))])
+    >>> _block(x, 1, 2).indptr.tolist(), _block(x, 1, 2).indices.tolist()
+    ([0, 2], [2, 3])
+    """
+    indptr = x.indptr[start : stop + 1]
+    first, last = int(indptr[0]), int(indptr[-1])
+    return SparseRows(indptr - first, x.indices[first:last], x.values[first:last])
 
 
 def _rounded(scores: np.ndarray) -> np.ndarray:

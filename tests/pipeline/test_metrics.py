@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pipeline.metrics import auc, average_precision, binned_thresholds, choose_thresholds, precision_recall_f1
+from pipeline.metrics import (
+    auc,
+    average_precision,
+    binned_thresholds,
+    choose_thresholds,
+    precision_recall_f1,
+    threshold_counts,
+    thresholds_from_counts,
+)
 from pipeline.rating import balance_score, band, label_warnings, mean_average_precision, rate
 from schemas import LabelWarning, Rating
 
@@ -163,3 +171,23 @@ def test_the_all_labels_factor_is_the_published_map():
 def test_balance_counts_reviews_found_by_search_against_it():
     assert balance_score(0.9, 0.2, 0.2, 0.0) > balance_score(0.9, 0.2, 0.2, 0.4)
     assert balance_score(1.0, 0.2, 0.2, 0.0) == 100.0 and balance_score(1.0, 0.1, 0.2, 0.0) == 85.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_thresholds_from_added_counts_are_those_of_the_stacked_windows(seed):
+    """A window counted ``w`` times plus another (the held-out set pooled with the learned
+    reviews): the counts add up, so the thresholds are those of the stacked rows, to the bit."""
+    rng = np.random.default_rng(seed)
+    labels, weight = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    held = rng.random((int(rng.integers(0, 40)), labels)).astype(np.float32)
+    learned = rng.random((int(rng.integers(0, 200)), labels)).astype(np.float32)
+    held_pinned, learned_pinned = rng.random(held.shape) < 0.3, rng.random(learned.shape) < 0.2
+    targets = np.full(labels, 0.8), np.full(labels, 0.9)
+    stacked = binned_thresholds(
+        np.vstack([np.repeat(held, weight, axis=0), learned]),
+        np.vstack([np.repeat(held_pinned, weight, axis=0), learned_pinned]),
+        *targets,
+    )
+    h, le = threshold_counts(held, held_pinned), threshold_counts(learned, learned_pinned)
+    added = thresholds_from_counts(weight * h[0] + le[0], weight * h[1] + le[1], *targets)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(added, stacked))
