@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import operator
 import re
@@ -327,8 +328,8 @@ class Featurizer:
         both, ``log1p`` is Python's and the squares are summed by Python's ``sum`` in key order.
         """
         words = [_words(text) for text, _ in parts]
-        flat = [word for group in words for word in group] if len(words) > 1 else words[0] if words else []
-        codes = np.fromiter(map(self._buckets.__getitem__, flat), np.int64, len(flat))
+        total = sum(map(len, words))
+        codes = np.fromiter(map(self._buckets.__getitem__, itertools.chain.from_iterable(words)), np.int64, total)
         pieces, weights, first = [], [], 0
         if self.bigrams:  # the pair's hash ((first * _PAIR) ^ second) & mask, from the masked codes:
             # the low bits of a product depend only on the low bits of its factors
@@ -354,7 +355,7 @@ class Featurizer:
             np.not_equal(ordered[1:], ordered[:-1], out=ends[1:-1])
             starts = np.flatnonzero(ends)  # each feature's first entry, and the end
             features = ordered[starts[:-1]]
-            logs = _LOG1P_HALVES[np.diff(starts)]
+            logs = _LOG1P_HALVES[starts[1:] - starts[:-1]]
         else:
             keys = np.concatenate(pieces)
             features, where, _, _ = _distinct(keys)  # distinct keys in order, each key's position among them
@@ -363,7 +364,7 @@ class Featurizer:
             logs = _log1p(counts)
         norm = math.sqrt(sum((logs * logs).tolist()))
         values = np.empty(len(features) + 1, dtype=np.float32)
-        values[:-1] = logs * (1.0 / norm if norm > 0 else 1.0)
+        np.multiply(logs, 1.0 / norm if norm > 0 else 1.0, out=values[:-1])  # in float64, then rounded once
         values[-1] = 1.0
         indices = np.empty(len(features) + 1, dtype=np.int32)
         indices[:-1] = features
@@ -387,7 +388,7 @@ class Featurizer:
 
     def _text_buckets(self, text: str) -> list[int]:
         """The buckets of a text's words and word pairs (no character n-grams), repeats kept."""
-        words = _WORD.findall(text)
+        words = _words(text)
         buckets = [*map(self._buckets.__getitem__, words)]
         if self.bigrams and len(words) > 1:
             # _add_each's ((first * _PAIR) ^ second) & mask, split as the mask distributes over the xor
@@ -396,33 +397,23 @@ class Featurizer:
         return buckets
 
     def _tag_buckets(self, channel: str, subject: str, metadata: dict | None) -> list[int]:
-        """Buckets of the tagged tokens: channel, subject words, chosen metadata."""
+        """Buckets of the tagged tokens: channel, subject words, chosen metadata (hashed as words
+        are: a tagged token has a colon, a word none, so they share the word cache)."""
         if not subject and not (metadata and self.metadata_fields):  # the channel alone (most messages)
-            bucket = self._cache.get("c:" + channel)
-            if bucket is not None:
-                return [bucket]
-        extra = [f"c:{channel}"]
+            return [self._buckets["c:" + channel]]
+        extra = ["c:" + channel]
         if subject:
-            extra.extend("s:" + word for word in _WORD.findall(subject[: self.max_chars].lower()))  # bounded: issue 13
+            extra += ["s:" + word for word in _words(subject[: self.max_chars].lower())]  # bounded: issue 13
         if metadata and self.metadata_fields:
             extra.extend(f"m:{key}={_bucket(metadata[key])}" for key in self.metadata_fields if key in metadata)
-        mask = (1 << self.bits) - 1
-        buckets = []
-        for token in extra:
-            bucket = self._cache.get(token)
-            if bucket is None:
-                if len(self._cache) >= _CACHE_SIZE:  # the cache only saves time: dropping it changes no result
-                    self._cache.clear()
-                bucket = self._cache[token] = zlib.crc32(token.encode("utf-8")) & mask
-            buckets.append(bucket)
-        return buckets
+        return list(map(self._buckets.__getitem__, extra))
 
     def _add_each(self, counts: dict[int, float], text: str, weight: float) -> None:
         """Add a text's words, character n-grams and word pairs to ``counts``, one by one."""
         cache, get, mask = self._cache, counts.get, (1 << self.bits) - 1
         hashes: list[int] = []
         remember = hashes.append
-        for word in _WORD.findall(text):
+        for word in _words(text):
             entry = cache.get(word)
             if entry is None:
                 entry = self._word(word)
