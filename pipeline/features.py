@@ -133,16 +133,16 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     after = -1 if start is None else lined.find("\n", start.start() + 1)
     if after < 0:  # nothing opens an earlier message, or nothing follows the line that does
         return own, ""
-    rest = lined[after:]
     if limit is not None and limit > 0 and own:
         # Each line is kept or dropped on its own, so the first lines' quoted text is the
-        # start of the whole quoted text: read a prefix twice the limit, and all if that is short.
-        cut = rest.find("\n", 2 * limit)
+        # start of the whole quoted text: read a little more than the limit (headers are
+        # dropped), and all if that is short.
+        cut = lined.find("\n", after + limit + limit // 4)
         if cut > 0:
-            quoted = _quoted_text(rest[:cut])
+            quoted = _quoted_text(lined[after:cut])
             if len(quoted) >= limit:
                 return own, quoted
-    return own, _quoted_text(rest)
+    return own, _quoted_text(lined[after:])
 
 
 def _split_lines(body: str, limit: int | None = None) -> tuple[str, str]:
