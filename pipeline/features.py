@@ -193,7 +193,7 @@ def strip_signature(text: str, tail_lines: int = 8) -> str:
     'Please refund me.'
     """
     plain = _plain_lines(text)
-    if plain is not None and not plain.endswith("\n"):  # its lines are its "\n"-separated pieces
+    if plain is not None and tail_lines >= 0 and not plain.endswith("\n"):  # its lines: its "\n"-separated pieces
         # the last tail_lines lines apart, the ones before in one piece (the first line is never a sign-off)
         pieces = plain.rsplit("\n", tail_lines)
         for i in range(1, len(pieces)):

@@ -222,7 +222,8 @@ def test_strip_signature_gives_the_plain_loops_answer_whatever_the_line_breaks()
         text = "".join(line + rng.choice(["\n", "\r\n", "\r"]) for line in chosen[:-1]) + chosen[-1]
         for variant in (text, text.strip(), text + "\n"):
             assert strip_signature(variant) == _strip_signature_plainly(variant), repr(variant)
-            assert strip_signature(variant, 2) == _strip_signature_plainly(variant, 2), repr(variant)
+            for tail_lines in (0, 2, -1):
+                assert strip_signature(variant, tail_lines) == _strip_signature_plainly(variant, tail_lines)
 
 
 def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
