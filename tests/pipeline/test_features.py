@@ -176,6 +176,56 @@ def test_split_quoted_gives_the_plain_loops_answer_on_any_mix_of_tricky_lines():
         assert split_quoted(body) == _split_quoted_plainly(body), repr(body)
 
 
+#: ASCII lines, read by split_quoted's whole-text regexes (the lines above with other characters
+#: go line by line): quote marks among headers, one-token addresses, tabs and \x1f as indents.
+_ASCII_LINES = [line for line in _LINES if line.isascii() and "\x0b" not in line and "\x1c" not in line] + [
+    "-----Original Message-----", "earlier words", "Thanks,", "> a@b", ">a@b", " >> x > y", "\t> \tz", "From:x@y",
+    "x@y ", "@a@b", "a@", "on a\twrote:", "-- Forwarded by bob", "Best regards", "--", "\x1f>q", "\x1fFrom: q",
+    "12/3/2001\t10:22", "begin forwarded message now", "on and on", "to do: list", "",
+]  # fmt: skip
+
+
+def test_split_quoted_of_ascii_lines_gives_the_plain_loops_answer_whatever_the_line_breaks():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(20000):
+        lines = [rng.choice(_ASCII_LINES) for _ in range(rng.randint(1, 14))]
+        body = "".join(line + rng.choice(["\n", "\r\n", "\r", "\n\n"]) for line in lines[:-1]) + lines[-1]
+        body += rng.choice(["", "\n", "\r\n", " "])
+        own, quoted = _split_quoted_plainly(body)
+        assert split_quoted(body) == (own, quoted), repr(body)
+        for limit in (1, 5, 20):
+            cut_own, cut_quoted = split_quoted(body, limit)
+            assert cut_own == own and cut_quoted[:limit] == quoted[:limit], (repr(body), limit)
+            assert bool(cut_quoted) == bool(quoted)
+
+
+def _strip_signature_plainly(text: str, tail_lines: int = 8) -> str:
+    """strip_signature as first written, line by line (the reference)."""
+    from pipeline.features import _SIGN_OFF
+
+    lines = text.splitlines()
+    for i in range(max(1, len(lines) - tail_lines), len(lines)):
+        if _SIGN_OFF.match(lines[i]):
+            return "\n".join(lines[:i]).rstrip()
+    return text
+
+
+def test_strip_signature_gives_the_plain_loops_answer_whatever_the_line_breaks():
+    import random
+
+    rng = random.Random(4)
+    lines = [*_LINES, "Thanks,", "Regards", "-- ", "Ann", "+44 20 1234", "text", ""]
+    for _ in range(20000):
+        chosen = [rng.choice(lines) for _ in range(rng.randint(1, 14))]
+        text = "".join(line + rng.choice(["\n", "\r\n", "\r"]) for line in chosen[:-1]) + chosen[-1]
+        for variant in (text, text.strip(), text + "\n"):
+            assert strip_signature(variant) == _strip_signature_plainly(variant), repr(variant)
+            for tail_lines in (0, 2, -1):
+                assert strip_signature(variant, tail_lines) == _strip_signature_plainly(variant, tail_lines)
+
+
 def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
     import random
 
