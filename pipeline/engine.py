@@ -8,13 +8,14 @@
 - ``annotate``: apply a review;
 - ``predict``: what ``observe`` would return, without changing the state;
 - ``metrics``, ``suggestions``, ``curve``: read the state;
+- ``suggestion_pool``: the suggestion pools as they are, to rank lists from later;
 - ``snapshot``: the state as bytes (``Refiner.restore`` reads them back);
 - ``threshold_table``: the three thresholds of every label, as chosen at ``thresholds_version``;
 - ``dataset``, ``labels``, ``model_version``, ``thresholds_version``: cheap attributes, safe to read between two calls.
 
 `suggestion_list` is the one place that turns an engine's suggestions into the
 `schemas.SuggestionList` record the ``suggestions`` topic, the JSON API and the pages show;
-`suggestion_lists` builds every kind at once. It lives here, beside the protocol it reads,
+`suggestion_lists` builds every kind at once; `pooled_suggestion_list` builds one from a pool. It lives here, beside the protocol it reads,
 because it needs nothing but an `Engine` and the contract: the ranking itself stays in
 `pipeline.suggestions`.
 
@@ -29,7 +30,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from schemas import (
     SUGGESTION_KINDS,
@@ -43,7 +44,18 @@ from schemas import (
 )
 from schemas.events import SuggestionKind
 
-__all__ = ["Engine", "EngineFactory", "EngineLoader", "LABEL_KINDS", "suggestion_list", "suggestion_lists"]
+if TYPE_CHECKING:
+    from pipeline.suggestions import SuggestionPool
+
+__all__ = [
+    "Engine",
+    "EngineFactory",
+    "EngineLoader",
+    "LABEL_KINDS",
+    "pooled_suggestion_list",
+    "suggestion_list",
+    "suggestion_lists",
+]
 
 #: The suggestion kinds ranked for one label at a time (the others rank the whole dataset).
 LABEL_KINDS = ("check_label", "missed_label", "teach_label")
@@ -90,6 +102,10 @@ class Engine(Protocol):
         """The ``limit`` best messages to review of ``kind`` (for ``label``), best first."""
         ...
 
+    def suggestion_pool(self) -> SuggestionPool:
+        """The suggestion pools as they are now, to rank lists from later (`pooled_suggestion_list`)."""
+        ...
+
     def curve(self, label: str, points: int = 200) -> dict:
         """The label's precision-recall curve over the validation window."""
         ...
@@ -124,6 +140,23 @@ def suggestion_list(
     items = tuple(engine.suggestions(kind, label=label, limit=limit))
     return SuggestionList(
         dataset=engine.dataset, timestamp=now, model_version=engine.model_version, kind=kind, label=label, items=items
+    )
+
+
+def pooled_suggestion_list(
+    pool: SuggestionPool, kind: SuggestionKind, *, now: float, label: str | None = None, limit: int = 50
+) -> SuggestionList:
+    """`suggestion_list` from a pool (``engine.suggestion_pool()``): the list as it was when the
+    pool was taken, with that model version, however the engine changed since.
+
+    >>> from pipeline import Refiner
+    >>> engine = Refiner("support", seed=0)
+    >>> pooled_suggestion_list(engine.suggestion_pool(), "shuffle", now=5.0) == suggestion_list(engine, "shuffle", now=5.0)
+    True
+    """
+    items = tuple(pool.suggest(kind, label=label, limit=limit))
+    return SuggestionList(
+        dataset=pool.dataset, timestamp=now, model_version=pool.model_version, kind=kind, label=label, items=items
     )
 
 

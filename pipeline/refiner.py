@@ -93,7 +93,7 @@ from pipeline.metrics import Curve, auc, label_curve, precision_recall_f1, thres
 from pipeline.model import OnlineLinear, SparseRows
 from pipeline.rating import balance_score, label_warnings, rate
 from pipeline.river_models import PluggedModel, as_multilabel, build_model, features_dict
-from pipeline.suggestions import Suggester
+from pipeline.suggestions import Suggester, SuggestionPool
 from pipeline.windows import LiveWindow, ReviewWindow, held_out
 from schemas import (
     Annotation,
@@ -923,6 +923,11 @@ class Refiner:
         ``kind`` is one of ``schemas.SUGGESTION_KINDS``; how each ranks: :mod:`pipeline.suggestions`.
         """
         return self.suggester.suggest(self, kind, label, limit)
+
+    def suggestion_pool(self) -> SuggestionPool:
+        """The suggestion pools as they are now: every list ranked from them later is the one
+        :meth:`suggestions` gives now, whatever the engine learns meanwhile (`pipeline.suggestions.SuggestionPool`)."""
+        return self.suggester.pool(self)
 
     # ------------------------------------------------------------------ pools for suggestions and drift
 

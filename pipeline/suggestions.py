@@ -75,7 +75,7 @@ from schemas import SUGGESTION_KINDS, Suggestion
 if TYPE_CHECKING:  # the engine imports this module
     from pipeline.refiner import Refiner
 
-__all__ = ["KINDS", "LABEL_KINDS", "Suggester"]
+__all__ = ["KINDS", "LABEL_KINDS", "Suggester", "SuggestionPool"]
 
 KINDS = SUGGESTION_KINDS
 #: Kinds ranked for a label (or, with ``label=None``, for every label at once).
@@ -175,17 +175,14 @@ class Suggester:
 
     def suggest(self, engine: Refiner, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
         """The ``limit`` best suggestions of ``kind`` (for ``label``) in ``engine``'s current state."""
-        if kind not in KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-        if label is not None and kind not in LABEL_KINDS:
-            raise ValueError(f"label: {kind} lists take no label (only {', '.join(LABEL_KINDS)} do), got {label!r}")
-        if label is not None and label not in engine.label_index:
-            raise ValueError(f"label: {label!r} is not a label of dataset {engine.dataset!r} (no review has pinned it)")
-        if not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit: expected a non-negative integer, got {limit!r}")
-        pools = self._current(engine)
-        column = None if label is None else engine.label_index[label]
-        return getattr(self, "_" + kind)(pools, column, limit)
+        column = _request(kind, label, limit, engine.label_index, engine.dataset)
+        return getattr(self, "_" + kind)(self._current(engine), column, limit)
+
+    def pool(self, engine: Refiner) -> SuggestionPool:
+        """``engine``'s pools as they are now, to rank lists from later (`SuggestionPool`)."""
+        return SuggestionPool(
+            self, self._current(engine), dict(engine.label_index), engine.dataset, engine.model_version
+        )
 
     def _current(self, engine: Refiner) -> _Pools:
         token = (engine.steps, engine.drift.observed, engine.model_version, len(engine.labels))
@@ -481,6 +478,54 @@ def _ranked(value: np.ndarray, tiebreak: np.ndarray | None, k: int) -> np.ndarra
     rows = np.flatnonzero(finite)
     keys = (key[rows],) if tiebreak is None else (tiebreak[rows], key[rows])
     return rows[np.lexsort(keys)][:k]
+
+
+class SuggestionPool:
+    """An engine's suggestion pools at one state, and the lists ranked from them: what
+    `Suggester.suggest` would have answered in that state, whatever the engine does meanwhile.
+
+    The pools are copies (ids, scores, flags) and the live messages' features, which the
+    windows replace but never change, so ranking reads nothing of the engine: the worker builds
+    a pool beside the metrics, under its lock, and ranks every list of a publication without
+    holding the engine, all of them at one model version (`model_version`).
+
+    >>> from pipeline import Refiner
+    >>> engine = Refiner("support", seed=0)
+    >>> for i in range(3):
+    ...     _ = engine.observe({"dataset": "support", "id": f"m-{i}", "timestamp": i, "body": f"card {i} lost"})
+    >>> pool = engine.suggestion_pool()
+    >>> _ = engine.observe({"dataset": "support", "id": "m-3", "timestamp": 3, "body": "a new one"})
+    >>> [s.message_id for s in pool.suggest("shuffle", limit=5)] == [
+    ...     s.message_id for s in engine.suggestions("shuffle", limit=5) if s.message_id != "m-3"]
+    True
+    """
+
+    def __init__(
+        self, suggester: Suggester, pools: _Pools, label_index: dict[str, int], dataset: str, model_version: int
+    ) -> None:
+        self._suggester = suggester
+        self._pools = pools
+        self._label_index = label_index
+        self.dataset = dataset
+        self.model_version = model_version
+
+    def suggest(self, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
+        """The ``limit`` best suggestions of ``kind`` (for ``label``) at the pool's state."""
+        column = _request(kind, label, limit, self._label_index, self.dataset)
+        return getattr(self._suggester, "_" + kind)(self._pools, column, limit)
+
+
+def _request(kind: str, label: str | None, limit: int, label_index: dict[str, int], dataset: str) -> int | None:
+    """The label's column for a list of ``kind`` (None without a label); ValueError for a bad request."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if label is not None and kind not in LABEL_KINDS:
+        raise ValueError(f"label: {kind} lists take no label (only {', '.join(LABEL_KINDS)} do), got {label!r}")
+    if label is not None and label not in label_index:
+        raise ValueError(f"label: {label!r} is not a label of dataset {dataset!r} (no review has pinned it)")
+    if not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit: expected a non-negative integer, got {limit!r}")
+    return None if label is None else label_index[label]
 
 
 def _best(values: np.ndarray, column: int | None, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

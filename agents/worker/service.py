@@ -16,7 +16,8 @@ What it does:
   snapshot covers them;
 - **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines go to ``snapshots``,
   then the events they cover are acked;
-- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets;
+- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (the
+  lists ranked from a copy of the suggestion pools, without the lock, between batches);
 - **rebalance** (`Service.on_assigned`, `Service.on_revoked`, `Service.on_shutdown`): restore new
   partitions from ``snapshots``, snapshot and forget lost ones;
 - **lag** (`Service.record_lag`, `Service.refresh_lag`).
@@ -30,11 +31,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from agents.kafka.ranges import read_range
@@ -54,7 +54,8 @@ from agents.worker.sizes import SizeBudget, limits_of
 from agents.worker.snapshots import collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
-from pipeline.engine import LABEL_KINDS, Engine, suggestion_list
+from pipeline.engine import LABEL_KINDS, Engine, pooled_suggestion_list
+from pipeline.suggestions import SuggestionPool
 from schemas import SUGGESTION_KINDS, Event, Message, MetricsSnapshot, Stream, SuggestionList
 from schemas.events import SuggestionKind
 from schemas.topics import STREAMS, stream_topic
@@ -68,10 +69,10 @@ T = TypeVar("T")
 #: Sequenced batches whose delivery may be awaited at once (`Service.sequence_batch`).
 FORWARDS_IN_FLIGHT = 2
 
-#: Seconds of engine-thread work after which a publication lets a waiting batch of events go
-#: first (`Service._publish`): its suggestion lists share ranked pools that any applied event
-#: invalidates (~60 ms to rebuild for 77 labels), so it yields only when a batch waits.
-PUBLICATION_SLICE = 0.1
+#: Seconds of ranking per engine-thread call of a publication (`Service._publish`): the lists
+#: are ranked from a pool taken with the metrics, without the engines' lock, so a batch of events
+#: waits at most about this long for the engine thread (a list takes 0.3-14 ms for 77 labels).
+PUBLICATION_SLICE = 0.01
 
 
 class Service:
@@ -114,7 +115,6 @@ class Service:
         self.partitions: dict[int, Partition] = {}
         self.assigned: set[int] | None = None  # None until the first assignment
         self.lock = asyncio.Lock()  # one caller of the engines at a time
-        self.batches_waiting = 0  # batches of events waiting for the lock (read by publications)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         #: Compresses and authenticates snapshots beside the engine thread (`_snapshot`).
         self.packer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-snapshot")
@@ -426,7 +426,7 @@ class Service:
             event = self.handoff.take(raw)
             if event is not None:
                 parsed[offset] = event
-        async with self._locked_for_events():  # apply, publish and hold as one step: a revocation waits for it
+        async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
             if self.partitions.get(p) is not partition:
                 return  # revoked while waiting
             started = time.perf_counter()
@@ -472,19 +472,6 @@ class Service:
                 listener(seen)
             except Exception:  # a reader's bug never stops the events
                 log_event(log, logging.ERROR, "seen_listener_failed", listener=repr(listener), exc_info=True)
-
-    @contextlib.asynccontextmanager
-    async def _locked_for_events(self) -> AsyncIterator[None]:
-        """The engines' lock, for a batch of events: counted in ``batches_waiting`` while it waits."""
-        self.batches_waiting += 1
-        try:
-            await self.lock.acquire()
-        finally:
-            self.batches_waiting -= 1
-        try:
-            yield
-        finally:
-            self.lock.release()
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -609,47 +596,46 @@ class Service:
     ) -> bool:
         """Publish ``dataset``'s metrics and suggestion lists; False once the partition is gone.
 
-        The lists are ranked in slices: once a slice has run `PUBLICATION_SLICE` seconds and a
-        batch of events waits, the lock goes to the batch and the publication continues after
-        it. A batch so waits about one slice, not a whole publication (the lists took 0.5 s
-        in-process for 77 labels, 2 s in a worker under load). Each list carries the model
-        version it was ranked at; a publication's lists may span a few versions.
+        The metrics and the suggestion pools are taken in one call under the engines' lock (the
+        pools are copies: `pipeline.suggestions.SuggestionPool`). The lists are then ranked from
+        the pool in the engine thread without the lock, in calls of about `PUBLICATION_SLICE`
+        seconds, so a batch of events waits for one such call at most, not for the whole
+        publication (the lists took 0.15-0.5 s in-process for 77 labels); every list of a
+        publication carries the model version of its metrics.
         """
         now = time.time()
-        jobs: collections.deque[tuple[SuggestionKind, str | None]] = collections.deque()
+        async with self.lock:
+            if self.partitions.get(p) is not partition:
+                return False
+            engine = engines.engines.get(dataset)
+            if engine is None:
+                return True
+            engines.changed.discard(dataset)
+            started = time.monotonic()
+            try:
+                metrics, pool = await self.in_thread(lambda: (engine.metrics(now=now), engine.suggestion_pool()))
+            except Exception:
+                log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+                return True
+            finally:
+                busy[0] += time.monotonic() - started
+        jobs = collections.deque(
+            (kind, label)
+            for kind in SUGGESTION_KINDS
+            for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
+        )
         lists: list[SuggestionList] = []
-        metrics: MetricsSnapshot | None = None
-        engine: Engine | None = None
-        while metrics is None or jobs:
-            async with self.lock:
-                if self.partitions.get(p) is not partition:
-                    return False
-                if engine is None:
-                    engine = engines.engines.get(dataset)
-                    if engine is None:
-                        return True
-                    engines.changed.discard(dataset)
-                elif engines.engines.get(dataset) is not engine:
-                    return True  # replaced meanwhile (cannot happen today): the next tick publishes
-                started = time.monotonic()
-                try:
-                    if metrics is None:
-                        metrics = await self.in_thread(engine.metrics, now=now)
-                        jobs.extend(
-                            (kind, label)
-                            for kind in SUGGESTION_KINDS
-                            for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
-                        )
-                    else:
-                        lists += await self.in_thread(self._lists, engine, jobs, now)
-                except Exception:
-                    log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
-                    return True
-                finally:
-                    busy[0] += time.monotonic() - started
-        if self.partitions.get(p) is not partition:
-            return False  # forgotten while computing (a new assignment): publish nothing stale
-        assert metrics is not None
+        while jobs:
+            started = time.monotonic()
+            try:
+                lists += await self.in_thread(self._lists, pool, jobs, now)
+            except Exception:
+                log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+                return True
+            finally:
+                busy[0] += time.monotonic() - started
+            if self.partitions.get(p) is not partition:
+                return False  # forgotten while ranking (revoked): the next owner publishes
         self.latest_metrics[dataset] = metrics
         self.obs.publish(metrics)
         key = dataset.encode("utf-8")
@@ -659,16 +645,16 @@ class Service:
         return True
 
     def _lists(
-        self, engine: Engine, jobs: collections.deque[tuple[SuggestionKind, str | None]], now: float
+        self, pool: SuggestionPool, jobs: collections.deque[tuple[SuggestionKind, str | None]], now: float
     ) -> list[SuggestionList]:
-        """The next suggestion lists of ``jobs`` (taken from it), at least one, until all are done
-        or a batch of events waits after `PUBLICATION_SLICE` seconds (in the engine thread)."""
+        """The next suggestion lists of ``jobs`` (taken from it) ranked from ``pool``: at least one,
+        until all are done or `PUBLICATION_SLICE` seconds have passed (in the engine thread)."""
         until = time.perf_counter() + PUBLICATION_SLICE
         out = []
         while jobs:
             kind, label = jobs.popleft()
-            out.append(suggestion_list(engine, kind, now=now, label=label, limit=self.options.suggestions_limit))
-            if self.batches_waiting and time.perf_counter() >= until:
+            out.append(pooled_suggestion_list(pool, kind, now=now, label=label, limit=self.options.suggestions_limit))
+            if time.perf_counter() >= until:
                 break
         return out
 

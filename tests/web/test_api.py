@@ -46,6 +46,18 @@ class ThreadNotingRefiner(Refiner):
         self._note("suggestions")
         return super().suggestions(kind, label=label, limit=limit)
 
+    def suggestion_pool(self):
+        self._note("suggestion_pool")
+        pool = super().suggestion_pool()
+        rank = pool.suggest
+
+        def suggest(*args, **kwargs):  # ranked from the pool, without the engine: still not on the loop
+            self._note("pool.suggest")
+            return rank(*args, **kwargs)
+
+        pool.suggest = suggest  # type: ignore[method-assign]
+        return pool
+
     def curve(self, label, points=200):
         self._note("curve")
         return super().curve(label, points)
@@ -130,7 +142,7 @@ def test_no_timer_calls_the_engine_on_the_event_loop(pairs):
         return threading.current_thread().name
 
     loop = asyncio.run(run())
-    assert {verb for verb, _ in ThreadNotingRefiner.calls} == {"metrics", "suggestions", "snapshot"}
+    assert {verb for verb, _ in ThreadNotingRefiner.calls} == {"metrics", "suggestion_pool", "pool.suggest", "snapshot"}
     assert [call for call in ThreadNotingRefiner.calls if call[1] == loop] == []
 
 

@@ -269,7 +269,7 @@ def test_the_sequencer_reports_a_batch_forwarded_only_once_the_broker_acknowledg
 def test_a_publication_lets_a_waiting_batch_go_first(records, monkeypatch):
     import agents.worker.service as service_module
 
-    monkeypatch.setattr(service_module, "PUBLICATION_SLICE", 0.0)  # yield after every list when a batch waits
+    monkeypatch.setattr(service_module, "PUBLICATION_SLICE", 0.0)  # one list per engine-thread call
 
     async def run():
         service, _ = _service(background_share=1.0)
@@ -357,3 +357,51 @@ def test_the_engine_takes_the_events_its_sequencer_wrote_instead_of_parsing_them
     assert unused.taken == 0 and unused.missed == len(inputs)
     assert len(parsed_once) == 40 and parsed_once == parsed_twice
     assert snapshot == snapshot_parsed
+
+
+def test_a_publications_lists_are_ranked_without_the_lock_at_the_state_of_its_metrics(records, monkeypatch):
+    """A batch with reviews applied while the lists are ranked changes none of them: every list
+    carries the metrics' model version and is the list the engine gave in that state."""
+    import agents.worker.service as service_module
+    from pipeline.engine import suggestion_list
+    from schemas import SUGGESTION_KINDS, MetricsSnapshot, SuggestionList
+
+    monkeypatch.setattr(service_module, "PUBLICATION_SLICE", 0.0)  # one list per engine-thread call
+
+    async def run():
+        service, _ = _service(background_share=1.0)
+        sent: list[tuple[str, bytes]] = []
+
+        async def send(topic, key, value, partition):
+            sent.append((topic.rsplit(".", 1)[-1], value))
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:20])])
+        engine = service.partitions[0].engine("banking77")
+        before = engine.metrics(now=1.0)
+        expected = {
+            (kind, label): suggestion_list(engine, kind, now=1.0, label=label, limit=service.options.suggestions_limit)
+            for kind in SUGGESTION_KINDS
+            for label in (sorted(before.labels) if kind in service_module.LABEL_KINDS else [None])
+        }
+        version = engine.model_version
+        publication = asyncio.ensure_future(service.publish_metrics())
+        while not any(topic == "metrics" for topic, _ in sent) and not publication.done():
+            await asyncio.sleep(0)  # (the metrics go out last: wait until the lists are being ranked)
+            if service.lock.locked():
+                continue
+            await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[20:], 20)])
+            break
+        await publication
+        return sent, expected, version, engine.model_version
+
+    sent, expected, version, after = asyncio.run(run())
+    topics = [t for t, _ in sent]
+    # the second batch (with reviews) was applied while the lists were ranked: before they went out
+    assert after > version and max(i for i, t in enumerate(topics) if t == "predictions") < topics.index("metrics")
+    metrics = [MetricsSnapshot.decode(v) for t, v in sent if t == "metrics"]
+    lists = [SuggestionList.decode(v) for t, v in sent if t == "suggestions"]
+    assert len(metrics) == 1 and metrics[0].model_version == version
+    assert len(lists) == len(expected) and {sl.model_version for sl in lists} == {version}
+    assert all(sl.items == expected[sl.kind, sl.label].items for sl in lists)
