@@ -239,3 +239,12 @@ def test_after_a_failed_batch_the_partition_is_replayed_from_its_oldest_snapshot
     assert after.gap(120) == (90, 120)
     after.apply(log[90:], now=0)
     assert after.engines["banking77"].snapshot() == _direct(log).snapshot()
+
+
+def test_snapshots_are_written_with_zstd_and_zlib_snapshots_of_earlier_versions_still_restore():
+    from agents.worker.engines import compress_state, decompress_state
+
+    state = _engine("banking77").snapshot()
+    blob = compress_state(state)
+    assert blob[:4] == b"\x28\xb5\x2f\xfd" and len(blob) < len(zlib.compress(state, 1))  # a zstd frame, smaller
+    assert decompress_state(blob) == state and decompress_state(zlib.compress(state, 1)) == state
