@@ -49,6 +49,8 @@ for _entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
     if _entry:
         sys.path.insert(0, _entry)
 
+from bench_service import apply  # noqa: E402  # runs of 200 messages through observe_many, reviews through annotate
+
 from agents.ingest.datasets import banking77, enron, nlupp  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
 from pipeline.engine import LABEL_KINDS, suggestion_list  # noqa: E402
@@ -84,24 +86,6 @@ def events_of(pairs: list, share: float, lag: int, seed: int, modes: bool) -> li
         events.append(message)
         events += due.get(i, [])
     return events
-
-
-def apply(engine: Refiner, events: list) -> None:
-    """Runs of messages through ``observe_many`` (at most 200), reviews through ``annotate``."""
-    run: list[Message] = []
-    for event in events:
-        if isinstance(event, Message):
-            run.append(event)
-            if len(run) == 200:
-                engine.observe_many(run)
-                run = []
-        else:
-            if run:
-                engine.observe_many(run)
-                run = []
-            engine.annotate(event)
-    if run:
-        engine.observe_many(run)
 
 
 def publication(engine: Refiner, limit: int = 50) -> list[tuple[str, str | None, float, float, bytes]]:
