@@ -460,6 +460,8 @@ class Service:
             await self.deliver(out)
             if self.partitions.get(p) is not partition:
                 return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
+            for event in events:  # acking needs the offset only: held events keep none of the record's bytes
+                event.value = event.message.value = None
             partition.hold(events, now=time.monotonic())
             if engines.since_snapshot >= self.options.snapshot_every and self.snapshot_budget.due(now=time.monotonic()):
                 await self._snapshot(partition, wait=False, budget=self.snapshot_budget)  # written in the background
