@@ -175,8 +175,7 @@ class Suggester:
 
     def suggest(self, engine: Refiner, kind: str, label: str | None = None, limit: int = 50) -> list[Suggestion]:
         """The ``limit`` best suggestions of ``kind`` (for ``label``) in ``engine``'s current state."""
-        column = _request(kind, label, limit, engine.label_index, engine.dataset)
-        return getattr(self, "_" + kind)(self._current(engine), column, limit)
+        return self.pool(engine).suggest(kind, label, limit)
 
     def pool(self, engine: Refiner) -> SuggestionPool:
         """``engine``'s pools as they are now, to rank lists from later (`SuggestionPool`)."""

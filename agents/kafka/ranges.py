@@ -42,11 +42,19 @@ def groupless_consumer(where: Settings | str, *, client_id: str, offset_reset: s
 
 
 async def read_range(
-    where: Settings | str, topic: str, partition: int, start: int | None, end: int | None, *, timeout: float = 60.0
+    where: Settings | str,
+    topic: str,
+    partition: int,
+    start: int | None,
+    end: int | None,
+    *,
+    last: int | None = None,
+    timeout: float = 60.0,
 ) -> list[tuple[int, bytes | None, bytes | None]]:
     """``(offset, key, value)`` of ``topic[partition]`` (on the broker of ``where``, as for
     `groupless_consumer`) from ``start`` (None: the beginning) up to
     ``end`` (exclusive; None: the end of the partition now), read without a consumer group.
+    With ``last``, at most the last ``last`` records of that range (none lost to retention).
 
     Offsets lost to retention are reported loudly (an ``offsets_lost_to_retention`` error log
     line) and reading continues at the first kept one. Raises TimeoutError when the range is not
@@ -62,6 +70,9 @@ async def read_range(
         consumer.assign([tp])
         last = (await consumer.end_offsets([tp]))[tp]
         end = last if end is None else min(end, last)
+        if last is not None:
+            first = (await consumer.beginning_offsets([tp]))[tp]
+            start = max(first, end - last, start or 0)
         if start is None:
             await consumer.seek_to_beginning(tp)
         else:

@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
+from agents.kafka.ranges import read_range
 from agents.settings import Settings
 from agents.worker.observability import log_event
 from schemas import Event, Message, SchemaError
@@ -38,7 +39,6 @@ __all__ = [
     "MessageStore",
     "backfill_events",
     "decode_events",
-    "recent_values",
     "search",
     "DEFAULT_MESSAGES",
     "DEFAULT_BYTES",
@@ -101,14 +101,9 @@ class MessageStore:
         """Remember messages seen *before* everything held (a partition's history, read when it is
         first owned): `apply`'s order among themselves, placed behind the held ones, and only as
         many as the bounds leave room for (a held message is never dropped for an older one)."""
-        recency: collections.OrderedDict[tuple[str, str], Message] = collections.OrderedDict()
-        for item in seen:
-            key = (item.dataset, item.id) if isinstance(item, Message) else item
-            if isinstance(item, Message):
-                recency[key] = item
-            if key in recency:
-                recency.move_to_end(key)
-        for key, message in reversed(recency.items()):  # newest first, each to the old end
+        history = MessageStore(self.max_messages, self.max_bytes)  # its newest, in `apply`'s order
+        history.apply(seen)
+        for key, message in reversed(history.messages.items()):  # newest first, each to the old end
             if key in self.messages:
                 continue
             size = _size(message)
@@ -198,7 +193,7 @@ async def backfill_events(
         done &= wanted
         for partition in sorted(wanted - done):
             try:
-                values = await recent_values(where, topic, partition, store.max_messages)
+                records = await read_range(where, topic, partition, None, None, last=store.max_messages)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -206,40 +201,10 @@ async def backfill_events(
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 break
+            values = [value for _, _, value in records]
             store.backfill(await asyncio.to_thread(decode_events, values))  # the store changes on the loop
             done.add(partition)
             delay = poll_seconds
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)
-
-
-async def recent_values(
-    where: Settings | str, topic: str, partition: int, count: int, *, timeout: float = 60.0
-) -> list[bytes | None]:
-    """The values of the last ``count`` records of ``topic[partition]`` now (fewer when it holds
-    fewer); TimeoutError when they are not read within ``timeout`` seconds."""
-    from aiokafka import TopicPartition
-
-    from agents.kafka.ranges import groupless_consumer
-
-    tp = TopicPartition(topic, partition)
-    consumer = groupless_consumer(where, client_id="refinery-workbench", offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        begin = (await consumer.beginning_offsets([tp]))[tp]
-        consumer.seek(tp, max(begin, end - count))
-        values: list[bytes | None] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await consumer.position(tp) < end:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(
-                    f"reading the last {count} records of {topic}[{partition}]: not done in {timeout:g} s"
-                )
-            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
-            values += [record.value for record in batches.get(tp, []) if record.offset < end]
-        return values
-    finally:
-        await consumer.stop()

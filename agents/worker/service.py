@@ -421,11 +421,7 @@ class Service:
         if engines is None:
             return  # revoked while restoring: Faust delivers these events again after the rebalance
         records = [(e.message.offset, e.message.value) for e in events]
-        parsed = {}
-        for offset, raw in records:
-            event = self.handoff.take(raw)
-            if event is not None:
-                parsed[offset] = event
+        parsed = {offset: event for offset, raw in records if (event := self.handoff.take(raw)) is not None}
         async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
             if self.partitions.get(p) is not partition:
                 return  # revoked while waiting
@@ -606,38 +602,28 @@ class Service:
         publication carries the model version of its metrics.
         """
         now = time.time()
-        async with self.lock:
-            if self.partitions.get(p) is not partition:
-                return False
-            engine = engines.engines.get(dataset)
-            if engine is None:
-                return True
-            engines.changed.discard(dataset)
-            started = time.monotonic()
-            try:
-                metrics, pool = await self.in_thread(lambda: (engine.metrics(now=now), engine.suggestion_pool()))
-            except Exception:
-                log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
-                return True
-            finally:
-                busy[0] += time.monotonic() - started
-        jobs = collections.deque(
-            (kind, label)
-            for kind in SUGGESTION_KINDS
-            for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
-        )
-        lists: list[SuggestionList] = []
-        while jobs:
-            started = time.monotonic()
-            try:
-                lists += await self.in_thread(self._lists, pool, jobs, now)
-            except Exception:
-                log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
-                return True
-            finally:
-                busy[0] += time.monotonic() - started
-            if self.partitions.get(p) is not partition:
-                return False  # forgotten while ranking (revoked): the next owner publishes
+        try:
+            async with self.lock:
+                if self.partitions.get(p) is not partition:
+                    return False
+                engine = engines.engines.get(dataset)
+                if engine is None:
+                    return True
+                engines.changed.discard(dataset)
+                metrics, pool = await self._timed(busy, lambda: (engine.metrics(now=now), engine.suggestion_pool()))
+            jobs = collections.deque(
+                (kind, label)
+                for kind in SUGGESTION_KINDS
+                for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
+            )
+            lists: list[SuggestionList] = []
+            while jobs:
+                lists += await self._timed(busy, lambda: self._lists(pool, jobs, now))
+                if self.partitions.get(p) is not partition:
+                    return False  # forgotten while ranking (revoked): the next owner publishes
+        except Exception:
+            log_event(log, logging.ERROR, "metrics_failed", dataset=dataset, exc_info=True)
+            return True
         self.latest_metrics[dataset] = metrics
         self.obs.publish(metrics)
         key = dataset.encode("utf-8")
@@ -645,6 +631,14 @@ class Service:
         out += [(self.topics["suggestions"], key, s.encode(), None) for s in lists]
         await self.deliver(out)
         return True
+
+    async def _timed(self, busy: list[float], fn: Callable[[], T]) -> T:
+        """``fn()`` in the engine thread, its time added to ``busy`` (a publication's cost)."""
+        started = time.monotonic()
+        try:
+            return await self.in_thread(fn)
+        finally:
+            busy[0] += time.monotonic() - started
 
     def _lists(
         self, pool: SuggestionPool, jobs: collections.deque[tuple[SuggestionKind, str | None]], now: float
