@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from agents.worker.app import WorkerOptions, create_app
+    from agents.worker.heap import freeze_startup
     from agents.worker.sizes import check_start
 
     worker_options = WorkerOptions.from_env()
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("refinery").setLevel(args.loglevel.upper())
     # The recovery reader assigns partitions often; aiokafka announces each at INFO.
     logging.getLogger("aiokafka.consumer.subscription_state").setLevel(logging.WARNING)
+    # Everything alive now lives as long as the worker: later collections skip it (a full
+    # collection walked it all, 100-130 ms with the loop and the engine stopped: agents.worker.heap)
+    freeze_startup()
     worker.execute_from_commandline()  # exits the process when the worker stops
     return 0
 

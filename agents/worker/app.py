@@ -36,6 +36,7 @@ import time
 
 from agents.settings import Settings
 from agents.worker import outage
+from agents.worker.heap import PauseCollector
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions
 from agents.worker.service import Service
@@ -160,9 +161,17 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         await service.on_revoked({tp.partition for tp in revoked if tp.topic == service.topics["events"]})
         obs.drop_lag({(tp.topic, tp.partition) for tp in revoked})
 
+    pauses: list[PauseCollector] = []
+
+    @app.task
+    async def time_collections():
+        pauses.append(PauseCollector(obs.registry))  # refinery_gc_pause_seconds (agents.worker.heap)
+
     @app.on_before_shutdown.connect
     async def on_shutdown(sender, **kwargs):
         await service.on_shutdown()
+        while pauses:
+            pauses.pop().close()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs):

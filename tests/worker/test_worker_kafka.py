@@ -330,6 +330,10 @@ def test_the_web_api_and_prometheus_report_the_dataset(topics, workers, datasets
             if line.startswith(f'refinery_record_age_seconds_count{{stage="{stage}"}}')
         ]
         assert float(count.split()[-1]) > 0
+    # `refinery worker` froze its startup objects, and the collector's pauses are timed (agents.worker.heap)
+    (frozen,) = [line for line in exposition.splitlines() if line.startswith("refinery_gc_frozen_objects ")]
+    assert float(frozen.split()[-1]) > 10_000
+    assert 'refinery_gc_pause_seconds_count{generation="0"}' in exposition
 
 
 def _malformed(settings, rng: random.Random, n: int) -> list[tuple[str, bytes | None, bytes]]:
