@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     from agents.kafka.security import faust_credentials
     from agents.web import api as web
-    from agents.worker.transport import BatchSend, take_batches, transport_class
+    from agents.worker.transport import BatchSend, RawSchema, take_batches, transport_class
 
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     app.refinery = service
 
     def raw_topic(*names):
-        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        return app.topic(*names, schema=RawSchema())  # the records' bytes, no codec per record
 
     inputs = raw_topic(service.topics["messages"], service.topics["annotations"])
     events = raw_topic(service.topics["events"])

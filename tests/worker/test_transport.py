@@ -184,3 +184,56 @@ def test_take_batches_ends_when_faust_stops_the_agent():
         return taken
 
     assert asyncio.run(asyncio.wait_for(run(), 10)) == [[0]]  # the batch taken goes first, then the end
+
+
+# -- records decoded as their bytes -----------------------------------------------------------
+
+
+def _records():
+    from faust.types import Message
+
+    def message(key, value, headers=()):
+        return Message("refinery.events", 0, 7, 0.0, 0, list(headers), key, value, None)
+
+    return [
+        message(b"banking77", b'{"kind": "message"}'),
+        message(None, b"{}"),  # a record without a key
+        message(b"k", None),  # a tombstone
+        message(b"", b""),
+        message(b"k", b"\xff\xfe not UTF-8", [("h", b"v")]),
+    ]
+
+
+def test_the_raw_schema_gives_each_record_the_event_fausts_own_raw_schema_gives():
+    import faust
+
+    from agents.worker.transport import RawSchema
+
+    app = create_app(Settings(), WorkerOptions())
+    faust_decode = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw").compile(
+        app
+    )
+    raw_decode = RawSchema().compile(app)
+
+    async def both(message):
+        return await faust_decode(message, propagate=True), await raw_decode(message, propagate=True)
+
+    for message in _records():
+        theirs, ours = asyncio.run(both(message))
+        assert type(ours) is type(theirs)
+        assert (ours.key, ours.value, ours.headers, ours.message) == (
+            theirs.key,
+            theirs.value,
+            theirs.headers,
+            theirs.message,
+        )
+
+
+def test_the_worker_topics_decode_with_the_raw_schema():
+    from agents.worker.transport import RawSchema
+
+    app = create_app(Settings(), WorkerOptions())
+    topics = [agent.channel for agent in app.agents.values()]
+    assert topics and all(isinstance(topic.schema, RawSchema) for topic in topics)
+    event = asyncio.run(topics[0].decode(_records()[0]))
+    assert (event.key, event.value) == (b"banking77", b'{"kind": "message"}')
