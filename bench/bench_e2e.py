@@ -25,6 +25,10 @@ The machine is shared and its load moves: compare the ratios printed at the end,
 the same run. Output: a table, and ``--json`` (default ``bench/e2e.json``) with every figure and
 the lag series.
 
+For scaling curves: ``--labels N`` maps the reviews' labels onto N labels (as ``bench_speed.py``
+does for the engine alone), ``--corpus enron`` sends long emails instead of chat lines,
+``--datasets N`` spreads the events over N datasets, ``--workers N`` runs N workers in one group.
+
 Run: ``.venv/bin/python bench/bench_e2e.py [--messages 2000] [--paced-seconds 10] [--json FILE]``
 (broker at ``REFINERY_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092; about 5 minutes on a loaded machine).
 """
@@ -127,11 +131,11 @@ def _naive(settings: Settings) -> None:
     app.main()
 
 
-def _child_engine(messages: int, review_lag: int) -> None:
+def _child_engine(messages: int, review_lag: int, corpus: str, labels: int) -> None:
     """The engine in-process, in its own process (its CPU and RSS alone): one JSON line."""
     import resource
 
-    events = stream(messages, 1 / 3, review_lag, seed=0)
+    events = stream(messages, 1 / 3, review_lag, seed=0, corpus=corpus, labels=labels)
     engine = Refiner(DATASET, config=RefinerConfig(), seed=0)
     cpu, start = time.process_time(), time.perf_counter()
     apply(engine, events)
@@ -341,9 +345,12 @@ class System:
             admin.delete_topics(self.settings)
 
 
-def _engine(messages: int, review_lag: int) -> dict:
+def _engine(messages: int, review_lag: int, corpus: str, labels: int) -> dict:
     run = subprocess.run(
-        [sys.executable, __file__, "--child", "engine", "--messages", str(messages), "--review-lag", str(review_lag)],
+        [
+            *(sys.executable, __file__, "--child", "engine", "--messages", str(messages)),
+            *("--review-lag", str(review_lag), "--corpus", corpus, "--labels", str(labels)),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -377,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=1, help="spread the events over this many datasets")
     parser.add_argument("--no-engine", action="store_true", help="skip the in-process engine")
     parser.add_argument(
+        "--corpus", choices=("banking77", "enron"), default="banking77", help="chat lines or long emails (1,702)"
+    )
+    parser.add_argument("--labels", type=int, default=0, help="map the reviews' labels onto this many (0: as given)")
+    parser.add_argument(
         "--max-rate",
         type=float,
         help="pace at 50%% and 90%% of this many events/s instead of the worker's flood rate "
@@ -387,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = Settings.from_env()
     if args.child == "engine":
-        _child_engine(args.messages, args.review_lag)
+        _child_engine(args.messages, args.review_lag, args.corpus, args.labels)
         return 0
     if args.child == "transport":
         asyncio.run(_transport(base))
@@ -398,16 +409,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import tempfile
 
-    events = stream(args.messages, 1 / 3, args.review_lag, seed=0)
-    print(f"{len(events):,} events per flood ({args.messages:,} messages); broker {base.bootstrap}")
+    events = stream(args.messages, 1 / 3, args.review_lag, seed=0, corpus=args.corpus, labels=args.labels)
+    print(
+        f"{len(events):,} events per flood ({args.messages:,} {args.corpus} messages"
+        f"{f', {args.labels} labels' if args.labels else ''}); broker {base.bootstrap}"
+    )
     results: dict = {
         "events": len(events),
         "systems": {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results.update(workers=args.workers, datasets=args.datasets)
+    results.update(workers=args.workers, datasets=args.datasets, corpus=args.corpus, labels=args.labels or None)
     if not args.no_engine:
-        results["systems"]["engine"] = {"flood": _engine(args.messages, args.review_lag)}
+        results["systems"]["engine"] = {"flood": _engine(args.messages, args.review_lag, args.corpus, args.labels)}
         print(f"engine     {results['systems']['engine']['flood']['rate']:,.0f} events/s")
     order = args.systems.split(",")
     order = ["worker"] + [s for s in order if s != "worker"]  # the worker's rate sets the paced rates

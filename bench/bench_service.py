@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import random
 import signal
@@ -59,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from agents.ingest.datasets import banking77  # noqa: E402
+from agents.ingest.datasets import banking77, enron  # noqa: E402
 from agents.kafka import admin, broker  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
@@ -72,15 +73,27 @@ BATCH = 200  # consecutive messages per observe_many call in the baseline
 # -- the stream --------------------------------------------------------------------------------
 
 
-def stream(messages: int, review_share: float, review_lag: int, seed: int) -> list[Message | Annotation]:
+def stream(
+    messages: int, review_share: float, review_lag: int, seed: int, *, corpus: str = "banking77", labels: int = 0
+) -> list[Message | Annotation]:
     """The events both sides get, in send order: messages, and reviews ``review_lag`` messages
     after theirs (message inline).
+
+    ``corpus`` is ``banking77`` (chat lines, 77 intents) or ``enron`` (long emails, 1,702 of
+    them, two-level labels); every event names the dataset `DATASET` whatever the corpus. With
+    ``labels`` > 0 the reviews' labels are mapped onto that many (``L0``, ``L1``...): a label
+    and the message's position pick one, as ``bench_speed.py``'s cost against labels does.
 
     >>> events = stream(30, 1 / 3, 5, seed=0)
     >>> sum(isinstance(e, Message) for e in events), sum(isinstance(e, Annotation) for e in events)
     (30, 10)
+    >>> reviews = [e for e in stream(600, 1 / 3, 5, seed=0, labels=200) if isinstance(e, Annotation)]
+    >>> len({a.name for e in reviews for a in e.labels}) > 77
+    True
     """
-    pairs = list(banking77(dataset=DATASET))
+    pairs = list((enron if corpus == "enron" else banking77)(dataset=DATASET))
+    if labels:
+        pairs = _relabelled(pairs, labels)
     rng = random.Random(seed)
     rng.shuffle(pairs)
     pairs = pairs[:messages]
@@ -94,6 +107,19 @@ def stream(messages: int, review_share: float, review_lag: int, seed: int) -> li
         events.append(message)
         events += due.get(i, [])
     return events
+
+
+def _relabelled(pairs: list, n_labels: int) -> list:
+    """The pairs with their reviews' labels mapped onto ``n_labels`` labels ``L<k>``."""
+    names = sorted({a.name for _, review in pairs for a in review.labels})
+    index = {name: i for i, name in enumerate(names)}
+    copies = math.ceil(n_labels / len(names))
+    out = []
+    for i, (message, review) in enumerate(pairs):
+        mapped = {f"L{(index[a.name] + len(names) * (i % copies)) % n_labels}": a for a in review.labels}
+        labels = tuple(dataclasses.replace(a, name=name) for name, a in mapped.items())
+        out.append((message, dataclasses.replace(review, labels=labels)))
+    return out
 
 
 def apply(engine: Refiner, events: list[Message | Annotation]) -> None:
