@@ -130,8 +130,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
                     ],
                     forwarded=functools.partial(_ack_all, batch),
                 )
-                last = batch[-1].message
-                service.record_lag(app.consumer, last.tp, last.offset)
+                service.record_batch(app.consumer, batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let an exception escape the agent (Faust would skip the batch)
@@ -145,8 +144,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
             # snapshot covers it.
             obs.record_age("engine", [e.message.timestamp for e in batch], now=time.time())
             await service.process(batch)
-            last = batch[-1].message
-            service.record_lag(app.consumer, last.tp, last.offset)
+            service.record_batch(app.consumer, batch)
 
     @app.task
     async def quiet_debug_records():

@@ -704,6 +704,18 @@ class Service:
 
     # -- lag -------------------------------------------------------------------------------
 
+    def record_batch(self, consumer, batch: list) -> None:
+        """After an agent handled ``batch`` (Faust events): the progress and lag of *each* topic
+        partition it held, from that partition's last record (`record_lag`). A batch mixes the
+        partitions the worker owns; progress read from its last record alone left the others at
+        the first offset they ever delivered, and after ``REFINERY_STALL_SECONDS`` they showed
+        as stalled (``/readyz`` 503) while their events were applied."""
+        last: dict = {}
+        for event in batch:
+            last[event.message.tp] = event.message.offset  # a partition's records come in offset order
+        for tp, offset in last.items():
+            self.record_lag(consumer, tp, offset)
+
     def record_lag(self, consumer, tp, last_offset: int) -> None:
         """Set the lag of ``tp`` after a batch ending at ``last_offset`` was handled."""
         if tp.topic == self.topics["events"]:

@@ -99,3 +99,40 @@ def test_a_sequencer_stuck_on_a_delivery_shows_in_readyz_the_gauge_and_the_log(c
     assert b'refinery_partition_stalled{partition="1",topic="refinery.messages"} 1.0' in exposition
     lines = _stalled_lines(caplog)
     assert len(lines) == 1 and "offset=41" in lines[0] and "waiting=10" in lines[0]
+
+
+def test_each_partition_of_a_mixed_batch_makes_progress_not_only_the_last_ones():
+    """The engine agent's batches mix the `events` partitions a worker owns: each partition's
+    progress comes from its own last record (a batch's last record alone left the others at the
+    first offset they delivered: stalled after REFINERY_STALL_SECONDS, /readyz 503)."""
+    from types import SimpleNamespace
+
+    from faust.types import Message as FaustMessage
+
+    from agents.worker.partition import Partition
+
+    async def run():
+        service = Service(Settings(), WorkerOptions(stall_seconds=0.0), None, Observability())
+        events = service.topics["events"]
+        service.assigned = {0, 3}
+        for p in (0, 3):
+            service.partitions[p] = Partition(p)
+        # one batch: partition 0's offsets 10-12 then partition 3's 40-41, as the conductor interleaves them
+        batch = [
+            SimpleNamespace(message=FaustMessage(events, p, offset, 0.0, 0, [], b"d", b"{}", None))
+            for p, offset in ((0, 10), (3, 40), (0, 11), (0, 12), (3, 41))
+        ]
+        for p in (0, 3):
+            service.partitions[p].delivered_from(min(e.message.offset for e in batch if e.message.partition == p))
+        service.record_batch(Consumer({(events, 0): 13, (events, 3): 42}), batch)
+        consumer = Consumer({(events, 0): 13, (events, 3): 42})  # every record handled: nothing waits
+        for _ in range(3):
+            service.refresh_lag(consumer)
+            await asyncio.sleep(0.01)
+        return service, {p: service.partitions[p].delivered for p in (0, 3)}
+
+    service, delivered = asyncio.run(run())
+    assert delivered == {0: 13, 3: 42}
+    assert not service.stalled
+    exposition = service.obs.exposition().decode()
+    assert f'refinery_partition_stalled{{partition="0",topic="{service.topics["events"]}"}} 0.0' in exposition

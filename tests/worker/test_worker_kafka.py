@@ -612,6 +612,26 @@ def _predictions_out(worker) -> int:
     return int(float(found.group(1))) if found else 0
 
 
+def test_a_worker_owning_every_partition_reports_each_partitions_progress(topics, workers, datasets):
+    """Batches mix the ``events`` partitions a worker owns: every one of them moves on, none is
+    reported stalled once its events are applied (a batch's last record once stood for all)."""
+    names = _datasets_on_each_partition()
+    worker = workers(topics, REFINERY_STALL_SECONDS="1", REFINERY_METRICS_SECONDS="0.5")
+    worker.wait_ready()
+    producer = _producer(topics)
+    events = 0
+    for i, name in enumerate(names):
+        pairs = _pairs(40, dataset=name, skip=40 * i)
+        events += len(pairs) + _send(producer, topics, pairs)
+    _settle(topics, events, worker)
+    time.sleep(2.5)  # beyond REFINERY_STALL_SECONDS, several ticks of the lag timer
+    status, body = worker.get("/readyz")
+    assert status == 200 and orjson.loads(body)["ready"]
+    exposition = worker.get("/metrics")[1].decode()
+    stalled = [line for line in exposition.splitlines() if line.startswith("refinery_partition_stalled{")]
+    assert len(stalled) >= PARTITIONS and all(line.endswith(" 0.0") for line in stalled), stalled
+
+
 def test_a_30_second_broker_outage_mid_stream_loses_nothing(own_broker, workers, datasets):
     """The broker goes while the stream is under way: 50 messages (and reviews) it has accepted are
     not processed yet, and 50 more are sent while it is away. All are processed after it returns."""
