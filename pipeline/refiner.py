@@ -107,7 +107,7 @@ from schemas import (
     label_ancestors,
 )
 
-__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION"]
+__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION", "StateCapture"]
 
 #: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
 #: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.
@@ -1007,13 +1007,32 @@ class Refiner:
 
     def snapshot(self) -> bytes:
         """The complete state as bytes (:mod:`pipeline.snapshot`). With the default model no
-        pickle is involved; a plugged River model is pickled inside (see :meth:`restore`)."""
-        review_header, review_arrays = self.reviews.state()
-        holdout_header, holdout_arrays = self.holdout.state()
-        live_header, live_arrays = self.live.state()
+        pickle is involved; a plugged River model is pickled inside (see :meth:`restore`).
+
+        The same as ``capture().encode()``.
+        """
+        return self.capture().encode()
+
+    def capture(self) -> StateCapture:
+        """The complete state as it is now, encoded later: ``capture().encode()`` is
+        :meth:`snapshot`, byte for byte, whatever the engine did in between.
+
+        The capture is the cheap part: copies of the arrays and of the header's values (a plugged
+        River model pickled), and of the windows' slots (`_detached`); flattening the windows
+        and assembling and digesting the bytes are left to `StateCapture.encode`, which reads
+        nothing of the engine, so a caller may run it in another thread while the engine goes on
+        (the worker does: its engine is held for the capture only).
+
+        >>> r = Refiner("support")
+        >>> captured = r.capture()
+        >>> _ = r.observe({"dataset": "support", "id": "m-1", "timestamp": 1, "body": "hi"})
+        >>> Refiner.restore(captured.encode()).live.ids(), Refiner.restore(r.snapshot()).live.ids()
+        ([], ['m-1'])
+        """
         drift_header, drift_arrays = self.drift.state()
         model_header: dict[str, Any]
         model_arrays: dict[str, np.ndarray]
+        # the models' arrays are copies already (their touched rows, or a pickle)
         model_header, model_arrays = _learner_state(self._learner)
         twin_header, twin_arrays = _learner_state(self._twin) if self._twin is not None else (None, {})
         balance_model = self.balance_model.state()
@@ -1038,9 +1057,6 @@ class Refiner:
             "balance_head": self.balance_head,
             "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
-            "reviews": review_header,
-            "holdout": holdout_header,
-            "live": live_header,
             "drift": drift_header,
             "model": model_header,
             "twin": twin_header,
@@ -1049,19 +1065,20 @@ class Refiner:
             **{f"model.{k}": v for k, v in model_arrays.items()},
             **{f"twin.{k}": v for k, v in twin_arrays.items()},
             **{f"balance_model.{k}": v for k, v in balance_model.items()},
-            "pinned": self.pinned,
-            "alone": self.alone,
-            "searched": self.searched,
-            "thresholds": self.thresholds,
-            "threshold_kinds": self.threshold_kinds,
-            "balance_scores": self.balance_scores,
-            "balance_is_reviewed": self.balance_is_reviewed,
-            **review_arrays,
-            **holdout_arrays,
-            **live_arrays,
-            **drift_arrays,
+            "pinned": self.pinned.copy(),
+            "alone": self.alone.copy(),
+            "searched": self.searched.copy(),
+            "thresholds": self.thresholds.copy(),
+            "threshold_kinds": self.threshold_kinds.copy(),
+            "balance_scores": self.balance_scores.copy(),
+            "balance_is_reviewed": self.balance_is_reviewed.copy(),
         }
-        return snapshot_format.encode(header, arrays)
+        return StateCapture(
+            snapshot_format.plain_copy(header),
+            arrays,
+            {"reviews": _detached(self.reviews), "holdout": _detached(self.holdout), "live": _detached(self.live)},
+            {name: array.copy() for name, array in drift_arrays.items()},
+        )
 
     @classmethod
     def restore(cls, blob: bytes, allow_pickle: bool = False) -> Refiner:
@@ -1164,6 +1181,48 @@ class Refiner:
         if "drift" in header:  # a snapshot from before drift detection starts it afresh
             engine.drift = DriftMonitor.from_state(header["drift"], arrays)
         return engine
+
+
+class StateCapture:
+    """A :meth:`Refiner.capture`: an engine's state copied, to encode into snapshot bytes later, in any thread.
+
+    It shares nothing the engine changes afterwards: arrays and header values are copies, the
+    windows detached copies (`_detached`).
+    """
+
+    __slots__ = ("_header", "_arrays", "_windows", "_drift_arrays")
+
+    def __init__(
+        self,
+        header: dict,
+        arrays: dict[str, np.ndarray],
+        windows: dict[str, ReviewWindow | LiveWindow],
+        drift_arrays: dict[str, np.ndarray],
+    ) -> None:
+        self._header, self._arrays, self._windows, self._drift_arrays = header, arrays, windows, drift_arrays
+
+    def encode(self) -> bytes:
+        """The snapshot bytes: :meth:`Refiner.snapshot` as it was at the capture."""
+        header, arrays = dict(self._header), dict(self._arrays)
+        for key, window in self._windows.items():  # reviews, holdout, live: the arrays' order in the bytes
+            header[key], window_arrays = window.state()
+            arrays.update(window_arrays)
+        arrays.update(self._drift_arrays)
+        return snapshot_format.encode(header, arrays)
+
+
+_Window = TypeVar("_Window", ReviewWindow, LiveWindow)
+
+
+def _detached(window: _Window) -> _Window:
+    """A copy of ``window`` that nothing the engine does later changes: its arrays, lists and
+    index copied. The feature vectors of its slots are shared: the engine replaces a slot's
+    vector, never changes one in place (the suggestion pools rely on it too)."""
+    copied = copy.copy(window)
+    for name, value in vars(window).items():
+        if isinstance(value, (list, dict, np.ndarray)):
+            setattr(copied, name, value.copy())
+    return copied
 
 
 def _learner_state(learner: Any) -> tuple[dict, dict[str, np.ndarray]]:

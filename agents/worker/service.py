@@ -488,13 +488,13 @@ class Service:
     async def _snapshot(self, partition: Partition, *, wait: bool = True, budget: Budget | None = None) -> None:
         """Snapshot the changed engines of ``partition``; the caller holds the lock.
 
-        Their state is serialised now, in the engine thread (tens of milliseconds), together with
-        the events it covers (`Partition.take_held`). Compressing, authenticating and writing it,
-        then acking those events, happen in `_write` (``writing``), while events go on being
-        applied: the engine thread is not held for the hundreds of milliseconds a snapshot of
-        megabytes takes to compress and deliver. Without ``wait`` this returns before it is
-        durable; one write per partition at a time, in order. ``budget`` is charged with the
-        serialising and compressing time.
+        Their state is copied now, in the engine thread (`pipeline.Refiner.capture`: a few
+        milliseconds), together with the events it covers (`Partition.take_held`). Encoding,
+        compressing, authenticating and writing it, then acking those events, happen in `_write`
+        (``writing``), while events go on being applied: the engine thread is not held for the
+        hundreds of milliseconds a snapshot of megabytes takes to encode, compress and deliver.
+        Without ``wait`` this returns before it is durable; one write per partition at a time, in
+        order. ``budget`` is charged with the capturing, encoding and compressing time.
         """
         p, engines = partition.number, partition.engines
         assert engines is not None
@@ -519,7 +519,7 @@ class Service:
         budget: Budget | None,
         busy: float,
     ) -> None:
-        """Compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
+        """Encode, compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
         try:
             p = partition.number
             started = time.monotonic()
