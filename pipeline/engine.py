@@ -9,6 +9,8 @@
 - ``predict``: what ``observe`` would return, without changing the state;
 - ``metrics``, ``suggestions``, ``curve``: read the state;
 - ``suggestion_pool``: the suggestion pools as they are, to rank lists from later;
+- ``frozen``: a copy of the state as it is, whose reading verbs (``metrics``, ``suggestion_pool``...)
+  may run in another thread while the engine goes on;
 - ``snapshot``: the state as bytes (``Refiner.restore`` reads them back); ``capture``: the same,
   copied now and encoded later (``capture().encode()``, in any thread);
 - ``threshold_table``: the three thresholds of every label, as chosen at ``thresholds_version``;
@@ -114,6 +116,11 @@ class Engine(Protocol):
 
     def snapshot(self) -> bytes:
         """The complete state as bytes."""
+        ...
+
+    def frozen(self) -> Engine:
+        """A copy of the state as it is now: its ``metrics``, ``suggestion_pool``, ``suggestions``
+        and ``curve`` may be called in any thread, and give the engine's as of this call."""
         ...
 
     def capture(self) -> StateCapture:
