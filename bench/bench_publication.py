@@ -51,8 +51,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # PYTHONPATH (another tree's code, for --compare) comes first
 sys.path.insert(0, str(HERE))
 for _entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
-    if _entry:
-        sys.path.insert(0, _entry)
+    if _entry:  # that tree's bench_service too: it puts its own tree first on the path
+        sys.path[:0] = [_entry, str(Path(_entry) / "bench")]
 
 from bench_service import apply  # noqa: E402  # runs of 200 messages through observe_many, reviews through annotate
 

@@ -260,6 +260,9 @@ class Refiner:
             mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
         )
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
+        #: The suggester of the last frozen copy (:meth:`frozen`), whose pools the next copy's
+        #: build starts from (each message keeps its shuffle key from pool to pool). Not state.
+        self._frozen_suggester: Suggester | None = None
         #: (state token, live slots, their confidences, their balance-model scores) of the last
         #: scoring of the live window (:meth:`_live_scores`): not state, never in a snapshot.
         self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -1031,13 +1034,16 @@ class Refiner:
             _detached(self.holdout),
             _detached(self.live),
         )
-        frozen.drift, frozen.suggester = _detached(self.drift), _detached(self.suggester)
-        live = [self.live.features[s] for s in self.live.occupied()]
+        frozen.drift = _detached(self.drift)
+        suggester = _detached(self._frozen_suggester or self.suggester)  # pools built in another thread
+        suggester._token = None  # they are another state's: only their messages' shuffle keys are reused
+        frozen.suggester = self._frozen_suggester = suggester
+        live = _feature_rows(self.live, self.n_features)  # the balance model and the model in force score them
         frozen._learner = _frozen_learner(self._learner, live)
         frozen.model = frozen._learner.model if isinstance(frozen._learner, PluggedModel) else frozen._learner
         frozen.balance_model = _FrozenRows(self.balance_model, live)  # type: ignore[assignment]  # scores only
         if self._twin is not None:
-            frozen._twin = _frozen_learner(self._twin, [self.holdout.features[s] for s in self.holdout.occupied()])
+            frozen._twin = _frozen_learner(self._twin, _feature_rows(self.holdout, self.n_features))
         return frozen
 
     # ------------------------------------------------------------------ snapshot / restore
@@ -1263,20 +1269,26 @@ def _detached(obj: _Copied) -> _Copied:
     return copied
 
 
+def _feature_rows(window: ReviewWindow | LiveWindow, n_features: int) -> np.ndarray:
+    """The features (weight rows) the messages of ``window`` use, sorted."""
+    used = np.zeros(n_features, bool)
+    vectors = [window.features[s][0] for s in window.occupied().tolist()]
+    if vectors:
+        used[np.concatenate(vectors)] = True
+    return np.flatnonzero(used)
+
+
 class _FrozenRows:
-    """A linear model's (`OnlineLinear`) scores of some feature vectors, as they are now: a copy
-    of the weight rows those vectors use, scoring them bit for bit as the model does (the same
-    rows gathered in the same order, the same sums: the model's own code on the rows)."""
+    """A linear model's (`OnlineLinear`) scores of vectors using only features ``rows`` (sorted),
+    as they are now: a copy of those weight rows, scoring bit for bit as the model does (the
+    same rows gathered in the same order, the same sums: the model's own code on the rows)."""
 
     __slots__ = ("_rows", "_model")
 
-    def __init__(self, model: OnlineLinear, features: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        used = np.zeros(model.n_features, bool)
-        if features:
-            used[np.concatenate([indices for indices, _ in features])] = True
-        self._rows = np.flatnonzero(used)  # sorted
-        self._model = OnlineLinear(max(len(self._rows), 2), model.learning_rate, model.min_capacity)
-        self._model.weights, self._model.n_labels = model.weights[self._rows], model.n_labels
+    def __init__(self, model: OnlineLinear, rows: np.ndarray) -> None:
+        self._rows = rows
+        self._model = OnlineLinear(max(len(rows), 2), model.learning_rate, model.min_capacity)
+        self._model.weights, self._model.n_labels = model.weights[rows], model.n_labels
 
     def predict_proba(self, x: SparseRows) -> np.ndarray:
         """The model's ``predict_proba(x)`` at the time of the copy; IndexError for a feature not copied."""
@@ -1286,12 +1298,12 @@ class _FrozenRows:
         return self._model.predict_proba(SparseRows(x.indptr, where, x.values))
 
 
-def _frozen_learner(learner: Any, features: Sequence[tuple[np.ndarray, np.ndarray]]) -> Any:
-    """``learner`` as it is now, for scoring ``features``: `_FrozenRows` of the default model, a
-    deep copy of a plugged River model."""
+def _frozen_learner(learner: Any, rows: np.ndarray) -> Any:
+    """``learner`` as it is now, for scoring vectors of features ``rows``: `_FrozenRows` of the
+    default model, a deep copy of a plugged River model."""
     if isinstance(learner, PluggedModel):
         return copy.deepcopy(learner)
-    return _FrozenRows(learner, features)
+    return _FrozenRows(learner, rows)
 
 
 def _learner_state(learner: Any) -> tuple[dict, dict[str, np.ndarray]]:
