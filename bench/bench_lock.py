@@ -71,7 +71,7 @@ def run(batches: int) -> dict[str, list[float]]:
                 timed("snapshot", engine.snapshot)
         elif hasattr(engine, "frozen"):
             frozen = timed("metrics", engine.frozen)
-            timed("off_thread_metrics", lambda: (frozen.metrics(now=NOW), frozen.suggestion_pool()))
+            timed("off_thread_metrics", lambda f=frozen: (f.metrics(now=NOW), f.suggestion_pool()))
         else:
             timed("metrics", lambda: (engine.metrics(now=NOW), engine.suggestion_pool()))
     return times
