@@ -1019,7 +1019,7 @@ class Refiner:
         one in place), and of each model only the weight rows of the features it scores there
         (the live window's; the held-out reviews' for the validation twin). A plugged River model
         is deep-copied. The copy only reads: it cannot learn, and cannot score a message it does
-        not hold (IndexError).
+        not hold (IndexError); its registry of reviews (``reviewed``) holds the live window's.
 
         >>> r = Refiner("support")
         >>> _ = r.observe({"dataset": "support", "id": "m-1", "timestamp": 1, "body": "my card"})
@@ -1028,7 +1028,10 @@ class Refiner:
         >>> copied.metrics(now=5.0) == before != r.metrics(now=5.0)
         True
         """
-        frozen = _detached(self)
+        frozen = _detached(self, but=("reviewed",))
+        # the registry is read for the live window's messages only (up to max_reviewed entries: no copy of it all)
+        reviewed = self.reviewed
+        frozen.reviewed = {i: reviewed[i] for i in self.live.index if i in reviewed}
         frozen.reviews, frozen.holdout, frozen.live = (
             _detached(self.reviews),
             _detached(self.holdout),
@@ -1079,7 +1082,6 @@ class Refiner:
         model_header, model_arrays = _learner_state(self._learner)
         twin_header, twin_arrays = _learner_state(self._twin) if self._twin is not None else (None, {})
         balance_model = self.balance_model.state()
-        ids = list(self.reviewed)
         header = {
             "kind": "refiner",
             "state_version": STATE_VERSION,
@@ -1087,9 +1089,6 @@ class Refiner:
             "seed": self.seed,
             "config": self.config.to_dict(),
             "labels": self.labels,
-            "reviewed_ids": ids,
-            "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
-            "reviewed_modes": [self.reviewed[i][1] for i in ids],
             "unbiased_reviews": self.unbiased_reviews,
             "search_reviews": self.search_reviews,
             "reviewed_count": self.reviewed_count,
@@ -1118,6 +1117,7 @@ class Refiner:
         }
         return StateCapture(
             snapshot_format.plain_copy(header),
+            dict(self.reviewed),  # its entries are tuples: the copy is the registry as it is now
             arrays,
             {"reviews": _detached(self.reviews), "holdout": _detached(self.holdout), "live": _detached(self.live)},
             {name: array.copy() for name, array in drift_arrays.items()},
@@ -1229,24 +1229,30 @@ class Refiner:
 class StateCapture:
     """A :meth:`Refiner.capture`: an engine's state copied, to encode into snapshot bytes later, in any thread.
 
-    It shares nothing the engine changes afterwards: arrays and header values are copies, the
-    windows detached copies (`_detached`).
+    It shares nothing the engine changes afterwards: arrays, header values and the registry of
+    reviews are copies, the windows detached copies (`_detached`).
     """
 
-    __slots__ = ("_header", "_arrays", "_windows", "_drift_arrays")
+    __slots__ = ("_header", "_reviewed", "_arrays", "_windows", "_drift_arrays")
 
     def __init__(
         self,
         header: dict,
+        reviewed: dict[str, tuple[tuple[int, ...], str]],
         arrays: dict[str, np.ndarray],
         windows: dict[str, ReviewWindow | LiveWindow],
         drift_arrays: dict[str, np.ndarray],
     ) -> None:
-        self._header, self._arrays, self._windows, self._drift_arrays = header, arrays, windows, drift_arrays
+        self._header, self._reviewed = header, reviewed
+        self._arrays, self._windows, self._drift_arrays = arrays, windows, drift_arrays
 
     def encode(self) -> bytes:
         """The snapshot bytes: :meth:`Refiner.snapshot` as it was at the capture."""
+        reviewed = self._reviewed
         header, arrays = dict(self._header), dict(self._arrays)
+        header["reviewed_ids"] = ids = list(reviewed)
+        header["reviewed_labels"] = [list(reviewed[i][0]) for i in ids]
+        header["reviewed_modes"] = [reviewed[i][1] for i in ids]
         for key, window in self._windows.items():  # reviews, holdout, live: the arrays' order in the bytes
             header[key], window_arrays = window.state()
             arrays.update(window_arrays)
@@ -1257,14 +1263,14 @@ class StateCapture:
 _Copied = TypeVar("_Copied")
 
 
-def _detached(obj: _Copied) -> _Copied:
-    """A copy of ``obj`` (a window, the engine...) whose own arrays, lists and dicts are copied,
-    so that nothing the engine does to them later shows in it. What they hold is shared: a
-    window's feature vectors, for one (the engine replaces a slot's vector, never changes one in
-    place: the suggestion pools rely on it too)."""
+def _detached(obj: _Copied, but: tuple[str, ...] = ()) -> _Copied:
+    """A copy of ``obj`` (a window, the engine...) whose own arrays, lists and dicts are copied
+    (but those named in ``but``, left to the caller), so that nothing the engine does to them
+    later shows in it. What they hold is shared: a window's feature vectors, for one (the engine
+    replaces a slot's vector, never changes one in place: the suggestion pools rely on it too)."""
     copied = copy.copy(obj)
     for name, value in vars(obj).items():
-        if isinstance(value, (list, dict, np.ndarray)):
+        if isinstance(value, (list, dict, np.ndarray)) and name not in but:
             setattr(copied, name, value.copy())
     return copied
 

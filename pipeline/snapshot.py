@@ -8,10 +8,6 @@ Snapshots cross Kafka, so restoring one must never execute code. Layout::
 The header holds plain values and, under ``"arrays"``, each array's name, dtype, shape and
 offset. Only the dtypes in ``DTYPES`` are accepted.
 
-Encoding takes two steps, so that a caller may copy a state quickly and encode it later, in any
-thread, while the state goes on changing: `freeze` copies the header (as JSON) and the arrays'
-bytes; `Frozen.encode` assembles and digests them. ``encode(h, a)`` is ``freeze(h, a).encode()``.
-
 >>> import numpy as np
 >>> blob = encode({"dataset": "d"}, {"w": np.arange(3, dtype=np.float32)})
 >>> header, arrays = decode(blob)
@@ -31,7 +27,7 @@ import struct
 import numpy as np
 import orjson
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "DTYPES", "Frozen", "freeze", "encode", "decode", "plain_copy"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "DTYPES", "encode", "decode", "plain_copy"]
 
 MAGIC = b"REFINERY"
 FORMAT_VERSION = 1
@@ -39,41 +35,8 @@ DTYPES = ("<f4", "<f8", "<i4", "<i8", "|b1", "|u1")
 _DIGEST = 16
 
 
-class Frozen:
-    """A state's snapshot as `freeze` copied it: its header already in JSON and its arrays' bytes.
-
-    It shares nothing with the objects it was taken from, so :meth:`encode` gives the same bytes
-    whatever happens to them afterwards, in whichever thread it runs.
-    """
-
-    __slots__ = ("head", "chunks")
-
-    def __init__(self, head: bytes, chunks: list[bytes]) -> None:
-        self.head, self.chunks = head, chunks
-
-    @property
-    def nbytes(self) -> int:
-        """The size of the arrays' bytes."""
-        return sum(len(chunk) for chunk in self.chunks)
-
-    def encode(self) -> bytes:
-        """The snapshot bytes (the work left after `freeze`: assembling and the digest)."""
-        body = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(self.head)) + self.head + b"".join(self.chunks)
-        return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
-
-
-def freeze(header: dict, arrays: dict[str, np.ndarray]) -> Frozen:
-    """Copy ``header`` (JSON-able) and named arrays as they are now: their snapshot, encoded later.
-
-    The copies are the header's JSON and the arrays' raw bytes, so the caller may change
-    ``header`` and ``arrays`` as soon as this returns.
-
-    >>> w = np.zeros(2, np.float32)
-    >>> frozen = freeze({"dataset": "d"}, {"w": w})
-    >>> w[0] = 7.0
-    >>> decode(frozen.encode())[1]["w"].tolist(), frozen.encode() == encode({"dataset": "d"}, {"w": np.zeros(2, np.float32)})
-    ([0.0, 0.0], True)
-    """
+def encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialise ``header`` (JSON-able) and named arrays into snapshot bytes."""
     table, chunks, offset = [], [], 0
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
@@ -86,12 +49,9 @@ def freeze(header: dict, arrays: dict[str, np.ndarray]) -> Frozen:
         )
         chunks.append(raw)
         offset += len(raw)
-    return Frozen(orjson.dumps({**header, "arrays": table}, option=orjson.OPT_SORT_KEYS), chunks)
-
-
-def encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
-    """Serialise ``header`` (JSON-able) and named arrays into snapshot bytes."""
-    return freeze(header, arrays).encode()
+    head = orjson.dumps({**header, "arrays": table}, option=orjson.OPT_SORT_KEYS)
+    body = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(head)) + head + b"".join(chunks)
+    return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
 
 
 def plain_copy(header: dict) -> dict:
