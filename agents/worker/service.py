@@ -14,10 +14,12 @@ What it does:
 - **apply** (`Service.process`): a batch of ``events`` goes through the partition's engines in the
   engine thread; predictions and dead letters are delivered; the events are held until a
   snapshot covers them;
-- **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines go to ``snapshots``,
+- **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines are captured in the
+  engine thread (`pipeline.Refiner.capture`), encoded and written to ``snapshots`` beside it,
   then the events they cover are acked;
-- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (the
-  lists ranked from a copy of the suggestion pools, without the lock, between batches);
+- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (computed
+  from a frozen copy of the engine, `pipeline.Refiner.frozen`, beside the engine thread; the
+  lists ranked from the copy's suggestion pools, without the lock, between batches);
 - **rebalance** (`Service.on_assigned`, `Service.on_revoked`, `Service.on_shutdown`): restore new
   partitions from ``snapshots``, snapshot and forget lost ones;
 - **lag** (`Service.record_lag`, `Service.refresh_lag`).
