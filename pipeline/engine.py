@@ -9,7 +9,10 @@
 - ``predict``: what ``observe`` would return, without changing the state;
 - ``metrics``, ``suggestions``, ``curve``: read the state;
 - ``suggestion_pool``: the suggestion pools as they are, to rank lists from later;
-- ``snapshot``: the state as bytes (``Refiner.restore`` reads them back);
+- ``frozen``: a copy of the state as it is, whose reading verbs (``metrics``, ``suggestion_pool``...)
+  may run in another thread while the engine goes on;
+- ``snapshot``: the state as bytes (``Refiner.restore`` reads them back); ``capture``: the same,
+  copied now and encoded later (``capture().encode()``, in any thread);
 - ``threshold_table``: the three thresholds of every label, as chosen at ``thresholds_version``;
 - ``dataset``, ``labels``, ``model_version``, ``thresholds_version``: cheap attributes, safe to read between two calls.
 
@@ -52,6 +55,7 @@ __all__ = [
     "EngineFactory",
     "EngineLoader",
     "LABEL_KINDS",
+    "StateCapture",
     "pooled_suggestion_list",
     "suggestion_list",
     "suggestion_lists",
@@ -114,8 +118,25 @@ class Engine(Protocol):
         """The complete state as bytes."""
         ...
 
+    def frozen(self) -> Engine:
+        """A copy of the state as it is now: its ``metrics``, ``suggestion_pool``, ``suggestions``
+        and ``curve`` may be called in any thread, and give the engine's as of this call."""
+        ...
+
+    def capture(self) -> StateCapture:
+        """The state copied now, to encode later: ``capture().encode()`` is ``snapshot()``."""
+        ...
+
     def threshold_table(self) -> dict[str, Thresholds]:
         """Every label's three thresholds as of ``thresholds_version``."""
+        ...
+
+
+class StateCapture(Protocol):
+    """An engine's state as ``capture`` copied it: encoded into snapshot bytes in any thread."""
+
+    def encode(self) -> bytes:
+        """The bytes ``snapshot()`` gave at the capture."""
         ...
 
 

@@ -107,7 +107,7 @@ from schemas import (
     label_ancestors,
 )
 
-__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION"]
+__all__ = ["Refiner", "ReviewOutcome", "STATE_VERSION", "StateCapture"]
 
 #: Layout of the engine state inside a snapshot (pipeline.snapshot is the container); bump it
 #: whenever what :meth:`Refiner.snapshot` writes changes meaning, so old snapshots fail clearly.
@@ -260,6 +260,9 @@ class Refiner:
             mix=MixDrift(block=cfg.drift_mix_block, alpha=cfg.drift_mix_alpha),
         )
         self.suggester = Suggester()  # pipeline.suggestions: ranks the windows, caches nothing durable
+        #: The suggester of the last frozen copy (:meth:`frozen`), whose pools the next copy's
+        #: build starts from (each message keeps its shuffle key from pool to pool). Not state.
+        self._frozen_suggester: Suggester | None = None
         #: (state token, live slots, their confidences, their balance-model scores) of the last
         #: scoring of the live window (:meth:`_live_scores`): not state, never in a snapshot.
         self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -1003,21 +1006,82 @@ class Refiner:
             ],
         }
 
+    # ------------------------------------------------------------------ a frozen copy to read elsewhere
+
+    def frozen(self) -> Refiner:
+        """A copy of the state as it is now, to read in another thread while the engine goes on:
+        its ``metrics``, ``suggestion_pool``, ``suggestions``, ``curve`` and ``holdout_records``
+        are the engine's at this moment, bit for bit, whatever the engine does next.
+
+        It is cheap (a few milliseconds for 77 labels and a full live window, against tens for
+        ``metrics``, most of which scores the live window): windows, counts and registry are
+        copied, their feature vectors shared (the engine replaces a slot's vector, never changes
+        one in place), and of each model only the weight rows of the features it scores there
+        (the live window's; the held-out reviews' for the validation twin). A plugged River model
+        is deep-copied. The copy only reads: it cannot learn, and cannot score a message it does
+        not hold (IndexError); its registry of reviews (``reviewed``) holds the live window's.
+
+        >>> r = Refiner("support")
+        >>> _ = r.observe({"dataset": "support", "id": "m-1", "timestamp": 1, "body": "my card"})
+        >>> before, copied = r.metrics(now=5.0), r.frozen()
+        >>> _ = r.annotate({"dataset": "support", "message_id": "m-1", "timestamp": 2, "labels": [{"name": "Card"}]})
+        >>> copied.metrics(now=5.0) == before != r.metrics(now=5.0)
+        True
+        """
+        frozen = _detached(self, but=("reviewed",))
+        # the registry is read for the live window's messages only (up to max_reviewed entries: no copy of it all)
+        reviewed = self.reviewed
+        frozen.reviewed = {i: reviewed[i] for i in self.live.index if i in reviewed}
+        frozen.reviews, frozen.holdout, frozen.live = (
+            _detached(self.reviews),
+            _detached(self.holdout),
+            _detached(self.live),
+        )
+        frozen.drift = _detached(self.drift)
+        suggester = _detached(self._frozen_suggester or self.suggester)  # pools built in another thread
+        suggester._token = None  # they are another state's: only their messages' shuffle keys are reused
+        frozen.suggester = self._frozen_suggester = suggester
+        live = _feature_rows(self.live, self.n_features)  # the balance model and the model in force score them
+        frozen._learner = _frozen_learner(self._learner, live)
+        frozen.model = frozen._learner.model if isinstance(frozen._learner, PluggedModel) else frozen._learner
+        frozen.balance_model = _FrozenRows(self.balance_model, live)  # type: ignore[assignment]  # scores only
+        if self._twin is not None:
+            frozen._twin = _frozen_learner(self._twin, _feature_rows(self.holdout, self.n_features))
+        return frozen
+
     # ------------------------------------------------------------------ snapshot / restore
 
     def snapshot(self) -> bytes:
         """The complete state as bytes (:mod:`pipeline.snapshot`). With the default model no
-        pickle is involved; a plugged River model is pickled inside (see :meth:`restore`)."""
-        review_header, review_arrays = self.reviews.state()
-        holdout_header, holdout_arrays = self.holdout.state()
-        live_header, live_arrays = self.live.state()
+        pickle is involved; a plugged River model is pickled inside (see :meth:`restore`).
+
+        The same as ``capture().encode()``.
+        """
+        return self.capture().encode()
+
+    def capture(self) -> StateCapture:
+        """The complete state as it is now, encoded later: ``capture().encode()`` is
+        :meth:`snapshot`, byte for byte, whatever the engine did in between.
+
+        The capture is the cheap part: copies of the arrays and of the header's values (a plugged
+        River model pickled), and of the windows' slots (`_detached`); flattening the windows
+        and assembling and digesting the bytes are left to `StateCapture.encode`, which reads
+        nothing of the engine, so a caller may run it in another thread while the engine goes on
+        (the worker does: its engine is held for the capture only).
+
+        >>> r = Refiner("support")
+        >>> captured = r.capture()
+        >>> _ = r.observe({"dataset": "support", "id": "m-1", "timestamp": 1, "body": "hi"})
+        >>> Refiner.restore(captured.encode()).live.ids(), Refiner.restore(r.snapshot()).live.ids()
+        ([], ['m-1'])
+        """
         drift_header, drift_arrays = self.drift.state()
         model_header: dict[str, Any]
         model_arrays: dict[str, np.ndarray]
+        # the models' arrays are copies already (their touched rows, or a pickle)
         model_header, model_arrays = _learner_state(self._learner)
         twin_header, twin_arrays = _learner_state(self._twin) if self._twin is not None else (None, {})
         balance_model = self.balance_model.state()
-        ids = list(self.reviewed)
         header = {
             "kind": "refiner",
             "state_version": STATE_VERSION,
@@ -1025,9 +1089,6 @@ class Refiner:
             "seed": self.seed,
             "config": self.config.to_dict(),
             "labels": self.labels,
-            "reviewed_ids": ids,
-            "reviewed_labels": [list(self.reviewed[i][0]) for i in ids],
-            "reviewed_modes": [self.reviewed[i][1] for i in ids],
             "unbiased_reviews": self.unbiased_reviews,
             "search_reviews": self.search_reviews,
             "reviewed_count": self.reviewed_count,
@@ -1038,9 +1099,6 @@ class Refiner:
             "balance_head": self.balance_head,
             "balance_count": self.balance_count,
             "balance_pending": self.balance_pending,
-            "reviews": review_header,
-            "holdout": holdout_header,
-            "live": live_header,
             "drift": drift_header,
             "model": model_header,
             "twin": twin_header,
@@ -1049,19 +1107,21 @@ class Refiner:
             **{f"model.{k}": v for k, v in model_arrays.items()},
             **{f"twin.{k}": v for k, v in twin_arrays.items()},
             **{f"balance_model.{k}": v for k, v in balance_model.items()},
-            "pinned": self.pinned,
-            "alone": self.alone,
-            "searched": self.searched,
-            "thresholds": self.thresholds,
-            "threshold_kinds": self.threshold_kinds,
-            "balance_scores": self.balance_scores,
-            "balance_is_reviewed": self.balance_is_reviewed,
-            **review_arrays,
-            **holdout_arrays,
-            **live_arrays,
-            **drift_arrays,
+            "pinned": self.pinned.copy(),
+            "alone": self.alone.copy(),
+            "searched": self.searched.copy(),
+            "thresholds": self.thresholds.copy(),
+            "threshold_kinds": self.threshold_kinds.copy(),
+            "balance_scores": self.balance_scores.copy(),
+            "balance_is_reviewed": self.balance_is_reviewed.copy(),
         }
-        return snapshot_format.encode(header, arrays)
+        return StateCapture(
+            snapshot_format.plain_copy(header),
+            dict(self.reviewed),  # its entries are tuples: the copy is the registry as it is now
+            arrays,
+            {"reviews": _detached(self.reviews), "holdout": _detached(self.holdout), "live": _detached(self.live)},
+            {name: array.copy() for name, array in drift_arrays.items()},
+        )
 
     @classmethod
     def restore(cls, blob: bytes, allow_pickle: bool = False) -> Refiner:
@@ -1164,6 +1224,92 @@ class Refiner:
         if "drift" in header:  # a snapshot from before drift detection starts it afresh
             engine.drift = DriftMonitor.from_state(header["drift"], arrays)
         return engine
+
+
+class StateCapture:
+    """A :meth:`Refiner.capture`: an engine's state copied, to encode into snapshot bytes later, in any thread.
+
+    It shares nothing the engine changes afterwards: arrays, header values and the registry of
+    reviews are copies, the windows detached copies (`_detached`).
+    """
+
+    __slots__ = ("_header", "_reviewed", "_arrays", "_windows", "_drift_arrays")
+
+    def __init__(
+        self,
+        header: dict,
+        reviewed: dict[str, tuple[tuple[int, ...], str]],
+        arrays: dict[str, np.ndarray],
+        windows: dict[str, ReviewWindow | LiveWindow],
+        drift_arrays: dict[str, np.ndarray],
+    ) -> None:
+        self._header, self._reviewed = header, reviewed
+        self._arrays, self._windows, self._drift_arrays = arrays, windows, drift_arrays
+
+    def encode(self) -> bytes:
+        """The snapshot bytes: :meth:`Refiner.snapshot` as it was at the capture."""
+        reviewed = self._reviewed
+        header, arrays = dict(self._header), dict(self._arrays)
+        header["reviewed_ids"] = ids = list(reviewed)
+        header["reviewed_labels"] = [list(reviewed[i][0]) for i in ids]
+        header["reviewed_modes"] = [reviewed[i][1] for i in ids]
+        for key, window in self._windows.items():  # reviews, holdout, live: the arrays' order in the bytes
+            header[key], window_arrays = window.state()
+            arrays.update(window_arrays)
+        arrays.update(self._drift_arrays)
+        return snapshot_format.encode(header, arrays)
+
+
+_Copied = TypeVar("_Copied")
+
+
+def _detached(obj: _Copied, but: tuple[str, ...] = ()) -> _Copied:
+    """A copy of ``obj`` (a window, the engine...) whose own arrays, lists and dicts are copied
+    (but those named in ``but``, left to the caller), so that nothing the engine does to them
+    later shows in it. What they hold is shared: a window's feature vectors, for one (the engine
+    replaces a slot's vector, never changes one in place: the suggestion pools rely on it too)."""
+    copied = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, (list, dict, np.ndarray)) and name not in but:
+            setattr(copied, name, value.copy())
+    return copied
+
+
+def _feature_rows(window: ReviewWindow | LiveWindow, n_features: int) -> np.ndarray:
+    """The features (weight rows) the messages of ``window`` use, sorted."""
+    used = np.zeros(n_features, bool)
+    vectors = [window.features[s][0] for s in window.occupied().tolist()]
+    if vectors:
+        used[np.concatenate(vectors)] = True
+    return np.flatnonzero(used)
+
+
+class _FrozenRows:
+    """A linear model's (`OnlineLinear`) scores of vectors using only features ``rows`` (sorted),
+    as they are now: a copy of those weight rows, scoring bit for bit as the model does (the
+    same rows gathered in the same order, the same sums: the model's own code on the rows)."""
+
+    __slots__ = ("_rows", "_model")
+
+    def __init__(self, model: OnlineLinear, rows: np.ndarray) -> None:
+        self._rows = rows
+        self._model = OnlineLinear(max(len(rows), 2), model.learning_rate, model.min_capacity)
+        self._model.weights, self._model.n_labels = model.weights[rows], model.n_labels
+
+    def predict_proba(self, x: SparseRows) -> np.ndarray:
+        """The model's ``predict_proba(x)`` at the time of the copy; IndexError for a feature not copied."""
+        where = np.searchsorted(self._rows, x.indices)
+        if len(where) and (not len(self._rows) or not np.array_equal(self._rows.take(where, mode="clip"), x.indices)):
+            raise IndexError("a frozen engine scores only the messages it holds")
+        return self._model.predict_proba(SparseRows(x.indptr, where, x.values))
+
+
+def _frozen_learner(learner: Any, rows: np.ndarray) -> Any:
+    """``learner`` as it is now, for scoring vectors of features ``rows``: `_FrozenRows` of the
+    default model, a deep copy of a plugged River model."""
+    if isinstance(learner, PluggedModel):
+        return copy.deepcopy(learner)
+    return _FrozenRows(learner, rows)
 
 
 def _learner_state(learner: Any) -> tuple[dict, dict[str, np.ndarray]]:

@@ -27,7 +27,7 @@ import struct
 import numpy as np
 import orjson
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "DTYPES", "encode", "decode"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "DTYPES", "encode", "decode", "plain_copy"]
 
 MAGIC = b"REFINERY"
 FORMAT_VERSION = 1
@@ -52,6 +52,18 @@ def encode(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     head = orjson.dumps({**header, "arrays": table}, option=orjson.OPT_SORT_KEYS)
     body = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(head)) + head + b"".join(chunks)
     return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
+
+
+def plain_copy(header: dict) -> dict:
+    """A deep copy of JSON-able plain values, which `encode` turns into the same bytes.
+
+    >>> labels = ["a"]
+    >>> copied = plain_copy({"labels": labels, "t": 0.1})
+    >>> labels.append("b")
+    >>> copied
+    {'labels': ['a'], 't': 0.1}
+    """
+    return orjson.loads(orjson.dumps(header))
 
 
 def decode(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:

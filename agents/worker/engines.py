@@ -35,7 +35,7 @@ from agents.worker.caps import Caps
 from agents.worker.deadletter import letter
 from agents.worker.observability import log_event
 from agents.worker.snapshots import Collected, Manifest, SnapshotRejected, pack, stale_chunk_keys, verify
-from pipeline.engine import Engine, EngineFactory, EngineLoader
+from pipeline.engine import Engine, EngineFactory, EngineLoader, StateCapture
 from schemas import Annotation, DeadLetter, Event, Message, Prediction, SchemaError
 
 __all__ = [
@@ -331,10 +331,11 @@ class PartitionEngines:
     # -- snapshots -------------------------------------------------------------------------
 
     def capture(self) -> list[Captured]:
-        """The state of every dataset changed since its last capture, serialised now (call it in
-        the engine thread, between two batches). The datasets are clean again from here: events
-        applied after it go into the next snapshot. `pack_captured` turns it into records, in
-        any thread; call `snapshotted` once they are durable."""
+        """The state of every dataset changed since its last capture, copied now (call it in the
+        engine thread, between two batches: ``engine.capture()``, the cheap part of a snapshot).
+        The datasets are clean again from here: events applied after it go into the next
+        snapshot. `pack_captured` encodes it into records, in any thread; call `snapshotted`
+        once they are durable."""
         self.dirty &= set(self.engines)  # a dataset without engine has no state to save
         out = []
         for dataset in sorted(self.dirty):
@@ -342,7 +343,7 @@ class PartitionEngines:
             out.append(
                 Captured(
                     dataset=dataset,
-                    state=self.engines[dataset].snapshot(),
+                    state=self.engines[dataset].capture(),
                     version=self.versions.get(dataset, 0) + 1,
                     events_offset=self.position or 0,
                     sources={source: offsets.mark for source, offsets in applied.items()},
@@ -372,10 +373,10 @@ class PartitionEngines:
 
 @dataclasses.dataclass(frozen=True)
 class Captured:
-    """One dataset's state as `PartitionEngines.capture` serialised it, and the log position it covers."""
+    """One dataset's state as `PartitionEngines.capture` copied it, and the log position it covers."""
 
     dataset: str
-    state: bytes  # the engine's snapshot(), uncompressed
+    state: StateCapture  # the engine's capture(): ``state.encode()`` is its snapshot(), uncompressed
     version: int
     events_offset: int
     sources: dict[str, int]
@@ -411,14 +412,15 @@ def decompress_state(blob: bytes) -> bytes:
 def pack_captured(
     captured: Iterable[Captured], *, partition: int, writer: str, key: str, chunk_bytes: int | None = None
 ) -> list[tuple[Manifest, list, tuple]]:
-    """``(manifest, chunk records, manifest record)`` of each captured state: compressed
-    (`compress_state`), chunked and authenticated (`agents.worker.snapshots.pack`). Reads no
-    engine, so it may run in any thread while the engines go on (zstd and the HMAC release the GIL)."""
+    """``(manifest, chunk records, manifest record)`` of each captured state: encoded into the
+    engine's snapshot bytes, compressed (`compress_state`), chunked and authenticated
+    (`agents.worker.snapshots.pack`). Reads no engine, so it may run in any thread while the
+    engines go on (zstd, the digest and the HMAC release the GIL)."""
     out = []
     extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
     for c in captured:
         chunks, manifest_record = pack(
-            compress_state(c.state),
+            compress_state(c.state.encode()),
             dataset=c.dataset,
             partition=partition,
             version=c.version,

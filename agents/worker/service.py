@@ -14,10 +14,12 @@ What it does:
 - **apply** (`Service.process`): a batch of ``events`` goes through the partition's engines in the
   engine thread; predictions and dead letters are delivered; the events are held until a
   snapshot covers them;
-- **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines go to ``snapshots``,
+- **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines are captured in the
+  engine thread (`pipeline.Refiner.capture`), encoded and written to ``snapshots`` beside it,
   then the events they cover are acked;
-- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (the
-  lists ranked from a copy of the suggestion pools, without the lock, between batches);
+- **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (computed
+  from a frozen copy of the engine, `pipeline.Refiner.frozen`, beside the engine thread; the
+  lists ranked from the copy's suggestion pools, without the lock, between batches);
 - **rebalance** (`Service.on_assigned`, `Service.on_revoked`, `Service.on_shutdown`): restore new
   partitions from ``snapshots``, snapshot and forget lost ones;
 - **lag** (`Service.record_lag`, `Service.refresh_lag`).
@@ -116,7 +118,8 @@ class Service:
         self.assigned: set[int] | None = None  # None until the first assignment
         self.lock = asyncio.Lock()  # one caller of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
-        #: Compresses and authenticates snapshots beside the engine thread (`_snapshot`).
+        #: Beside the engine thread: encodes, compresses and authenticates snapshots (`_snapshot`)
+        #: and computes publications' metrics from frozen copies of the engines (`_publish`).
         self.packer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-snapshot")
         #: Per ``events`` partition, the snapshot being written (`_snapshot`), if any.
         self.writing: dict[int, asyncio.Future] = {}
@@ -488,13 +491,13 @@ class Service:
     async def _snapshot(self, partition: Partition, *, wait: bool = True, budget: Budget | None = None) -> None:
         """Snapshot the changed engines of ``partition``; the caller holds the lock.
 
-        Their state is serialised now, in the engine thread (tens of milliseconds), together with
-        the events it covers (`Partition.take_held`). Compressing, authenticating and writing it,
-        then acking those events, happen in `_write` (``writing``), while events go on being
-        applied: the engine thread is not held for the hundreds of milliseconds a snapshot of
-        megabytes takes to compress and deliver. Without ``wait`` this returns before it is
-        durable; one write per partition at a time, in order. ``budget`` is charged with the
-        serialising and compressing time.
+        Their state is copied now, in the engine thread (`pipeline.Refiner.capture`: a few
+        milliseconds), together with the events it covers (`Partition.take_held`). Encoding,
+        compressing, authenticating and writing it, then acking those events, happen in `_write`
+        (``writing``), while events go on being applied: the engine thread is not held for the
+        hundreds of milliseconds a snapshot of megabytes takes to encode, compress and deliver.
+        Without ``wait`` this returns before it is durable; one write per partition at a time, in
+        order. ``budget`` is charged with the capturing, encoding and compressing time.
         """
         p, engines = partition.number, partition.engines
         assert engines is not None
@@ -519,7 +522,7 @@ class Service:
         budget: Budget | None,
         busy: float,
     ) -> None:
-        """Compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
+        """Encode, compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
         try:
             p = partition.number
             started = time.monotonic()
@@ -594,12 +597,14 @@ class Service:
     ) -> bool:
         """Publish ``dataset``'s metrics and suggestion lists; False once the partition is gone.
 
-        The metrics and the suggestion pools are taken in one call under the engines' lock (the
-        pools are copies: `pipeline.suggestions.SuggestionPool`). The lists are then ranked from
-        the pool in the engine thread without the lock, in calls of about `PUBLICATION_SLICE`
-        seconds, so a batch of events waits for one such call at most, not for the whole
-        publication (the lists took 0.15-0.5 s in-process for 77 labels); every list of a
-        publication carries the model version of its metrics.
+        Under the engines' lock, in the engine thread, only a frozen copy of the engine is taken
+        (`pipeline.Refiner.frozen`: a few milliseconds, where the metrics took 60-90 ms, most of
+        it scoring the live window). The metrics and the suggestion pools are computed from the
+        copy in another thread (``packer``) while events go on being applied. The lists are then
+        ranked from the pool in the engine thread without the lock, in calls of about
+        `PUBLICATION_SLICE` seconds, so a batch of events waits for one such call at most, not
+        for the whole publication (the lists took 0.15-0.5 s in-process for 77 labels); every
+        list of a publication carries the model version of its metrics.
         """
         now = time.time()
         try:
@@ -610,7 +615,10 @@ class Service:
                 if engine is None:
                     return True
                 engines.changed.discard(dataset)
-                metrics, pool = await self._timed(busy, lambda: (engine.metrics(now=now), engine.suggestion_pool()))
+                frozen = await self._timed(busy, engine.frozen)
+            metrics, pool = await self._timed(
+                busy, lambda: (frozen.metrics(now=now), frozen.suggestion_pool()), executor=self.packer
+            )
             jobs = collections.deque(
                 (kind, label)
                 for kind in SUGGESTION_KINDS
@@ -632,11 +640,15 @@ class Service:
         await self.deliver(out)
         return True
 
-    async def _timed(self, busy: list[float], fn: Callable[[], T]) -> T:
-        """``fn()`` in the engine thread, its time added to ``busy`` (a publication's cost)."""
+    async def _timed(
+        self, busy: list[float], fn: Callable[[], T], executor: concurrent.futures.Executor | None = None
+    ) -> T:
+        """``fn()`` in the engine thread (or ``executor``), its time added to ``busy`` (a publication's cost)."""
         started = time.monotonic()
         try:
-            return await self.in_thread(fn)
+            if executor is None:
+                return await self.in_thread(fn)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
         finally:
             busy[0] += time.monotonic() - started
 

@@ -223,3 +223,48 @@ def test_the_unreviewed_pool_is_scored_as_from_scratch(emails):
     assert emails._live_cache is None  # taken by the pool
     fresh_ids, fresh_scores, _ = Refiner.restore(emails.snapshot()).unreviewed_pool()
     assert ids == fresh_ids and scores.tobytes() == fresh_scores.tobytes()
+
+
+def _published(engine: Refiner) -> list[bytes]:
+    """A publication's bytes: the metrics, then every list (every label of the label kinds)."""
+    metrics = engine.metrics(now=5.0)
+    lists = [
+        suggestion_list(engine, kind, now=5.0, label=label, limit=20).encode()
+        for kind in SUGGESTION_KINDS
+        for label in (sorted(metrics.labels) if kind in LABEL_KINDS else [None])
+    ]
+    return [metrics.encode(), *lists]
+
+
+@pytest.mark.parametrize("name", ["banking77", "enron"])
+def test_a_frozen_copy_publishes_what_the_engine_would_have_when_it_was_taken(datasets, name):
+    """The worker takes the copy under its lock and publishes from it while the engine goes on:
+    new reviews (new labels), live messages overwriting the window's slots, a removal."""
+    pairs = list(banking77("train", root=datasets))[:1500] if name == "banking77" else list(enron(root=datasets))[:400]
+    engine = Refiner(name, dataclasses.replace(CONFIG, live_window=500), seed=2)
+    feed(engine, pairs[: len(pairs) // 2])
+    frozen = engine.frozen()
+    expected = _published(engine)
+    labels = len(engine.labels)
+    feed(engine, pairs[len(pairs) // 2 :])
+    removed = pairs[0][0]
+    engine.annotate(Annotation(dataset=name, message_id=removed.id, timestamp=1e9, action="remove"))
+    assert len(engine.labels) > labels
+    assert _published(frozen) == expected != _published(engine)
+
+
+def test_a_frozen_copy_of_an_engine_with_a_plugged_river_model_keeps_the_model_as_it_was(datasets):
+    from river import naive_bayes
+
+    pairs = list(banking77("train", root=datasets))[:300]
+    engine = Refiner("banking77", CONFIG, seed=2, model=naive_bayes.ComplementNB())
+    feed(engine, pairs[:150])
+    frozen, expected = engine.frozen(), _published(engine)
+    feed(engine, pairs[150:])
+    assert _published(frozen) == expected != _published(engine)
+
+
+def test_a_frozen_copy_refuses_to_score_a_message_it_does_not_hold(engine):
+    message = Message(dataset="banking77", id="new", timestamp=1.0, body="a sentence never seen xqzvw")
+    with pytest.raises(IndexError, match="scores only the messages it holds"):
+        engine.frozen().predict(message)

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from agents.ingest.datasets import banking77
+from agents.ingest.datasets import banking77, nlupp
 from pipeline import Refiner, RefinerConfig
 from pipeline.snapshot import FORMAT_VERSION, MAGIC
 from schemas import Annotation
@@ -58,6 +58,54 @@ def test_restore_reproduces_the_snapshot_byte_for_byte(events):
     restored = Refiner.restore(blob)
     assert restored.snapshot() == blob
     assert restored.config == CONFIG and restored.seed == 1 and restored.labels == engine.labels
+
+
+def _reviewed_stream(pairs: list, lag: int = 5) -> list:
+    """Every message observed, every third reviewed ``lag`` messages later; one re-review with
+    other labels and one removal at the end (labels keep appearing as the reviews bring them)."""
+    stream = []
+    for i, (message, _review) in enumerate(pairs):
+        stream.append(("observe", message))
+        if i >= lag and (i - lag) % 3 == 0:
+            stream.append(("annotate", pairs[i - lag][1]))
+    first, other = pairs[0][1], pairs[-1][1]
+    stream.append(("annotate", Annotation.from_dict({**first.to_dict(), "labels": other.to_dict()["labels"]})))
+    stream.append(
+        ("annotate", Annotation(dataset=first.dataset, message_id=pairs[3][0].id, timestamp=1e9, action="remove"))
+    )
+    return stream
+
+
+@pytest.mark.parametrize("name", ["banking77", "nlupp"])
+def test_a_capture_encodes_to_the_snapshot_of_its_moment_whatever_the_engine_does_next(datasets, name):
+    """A capture (the cheap copy the worker takes under its lock) gives the bytes the snapshot gave
+    when it was taken, after the engine went on: new labels, overwritten window slots, removals."""
+    if name == "banking77":
+        pairs = list(itertools.islice(banking77("train", root=datasets, mode="shuffle"), 900))
+    else:
+        pairs = list(itertools.islice(nlupp(dataset="nlupp", root=datasets), 900))
+    stream = _reviewed_stream(pairs)
+    engine = feed(Refiner(pairs[0][0].dataset, CONFIG, seed=3), stream[: len(stream) // 3])
+    labels_before = len(engine.labels)
+    captured, at_capture = engine.capture(), engine.snapshot()
+    assert captured.encode() == at_capture
+    feed(engine, stream[len(stream) // 3 :])
+    assert len(engine.labels) > labels_before  # the engine grew its arrays and lists meanwhile
+    assert captured.encode() == at_capture != engine.snapshot()
+    assert engine.capture().encode() == engine.snapshot()
+
+
+def test_a_capture_of_an_engine_with_a_plugged_river_model_holds_the_model_as_it_was(datasets):
+    from river import linear_model
+
+    pairs = list(itertools.islice(banking77("train", root=datasets, mode="shuffle"), 200))
+    stream = _reviewed_stream(pairs)
+    engine = feed(Refiner("banking77", CONFIG, model=linear_model.LogisticRegression()), stream[:150])
+    captured, at_capture = engine.capture(), engine.snapshot()
+    feed(engine, stream[150:])
+    assert captured.encode() == at_capture != engine.snapshot()
+    restored = Refiner.restore(captured.encode(), allow_pickle=True)
+    assert restored.snapshot() == at_capture
 
 
 def test_the_same_input_in_the_same_order_gives_byte_identical_state(events):

@@ -66,9 +66,20 @@ class ThreadNotingRefiner(Refiner):
         self._note("predict")
         return super().predict(message)
 
-    def snapshot(self):
-        self._note("snapshot")
-        return super().snapshot()
+    def frozen(self):
+        self._note("frozen")
+        return super().frozen()
+
+    def capture(self):
+        self._note("capture")
+        captured, note = super().capture(), self._note
+
+        class Noted:  # encoded beside the engine thread: still not on the loop
+            def encode(self) -> bytes:
+                note("capture.encode")
+                return captured.encode()
+
+        return Noted()
 
 
 async def _accept(topic, key, value, partition):
@@ -142,7 +153,14 @@ def test_no_timer_calls_the_engine_on_the_event_loop(pairs):
         return threading.current_thread().name
 
     loop = asyncio.run(run())
-    assert {verb for verb, _ in ThreadNotingRefiner.calls} == {"metrics", "suggestion_pool", "pool.suggest", "snapshot"}
+    assert {verb for verb, _ in ThreadNotingRefiner.calls} == {
+        "frozen",
+        "metrics",
+        "suggestion_pool",
+        "pool.suggest",
+        "capture",
+        "capture.encode",
+    }
     assert [call for call in ThreadNotingRefiner.calls if call[1] == loop] == []
 
 

@@ -423,3 +423,57 @@ def test_events_held_until_a_snapshot_keep_no_record_bytes(records):
     held = asyncio.run(run())
     assert len(held) == len(records)
     assert all(e.value is None and e.message.value is None and not e.acked for e in held)
+
+
+def test_a_publication_holds_the_engine_only_for_a_frozen_copy_and_computes_its_metrics_beside_it(records):
+    """Batches are applied while the metrics are computed (in the snapshot thread, from a copy
+    taken in the engine thread), and the metrics published are those of the copy's state."""
+    import threading
+
+    from schemas import MetricsSnapshot
+
+    async def run():
+        service, _ = _service(background_share=1.0)
+        sent: list[tuple[str, bytes]] = []
+
+        async def send(topic, key, value, partition):
+            sent.append((topic.rsplit(".", 1)[-1], value))
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:20])])
+        engine = service.partitions[0].engine("banking77")
+        expected, version = engine.metrics(now=1.0), engine.model_version
+        threads: list[tuple[str, str]] = []
+        batch_applied = threading.Event()
+        copy_of = engine.frozen
+
+        def frozen():
+            threads.append(("frozen", threading.current_thread().name))
+            copied = copy_of()
+            metrics_of = copied.metrics
+
+            def metrics(now=None):
+                threads.append(("metrics", threading.current_thread().name))
+                batch_applied.wait(timeout=10)  # never set if the batch waits for these metrics
+                return metrics_of(now=now)
+
+            copied.metrics = metrics
+            return copied
+
+        engine.frozen = frozen
+        publication = asyncio.ensure_future(service.publish_metrics())
+        while not threads:
+            await asyncio.sleep(0.001)
+        await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[20:], 20)])
+        applied_during_metrics = not publication.done()
+        batch_applied.set()
+        await publication
+        return sent, threads, applied_during_metrics, expected, version, engine.model_version
+
+    sent, threads, applied_during_metrics, expected, version, after = asyncio.run(run())
+    assert [name for name, _ in threads] == ["frozen", "metrics"]
+    assert threads[0][1].startswith("refinery-engine") and threads[1][1].startswith("refinery-snapshot")
+    assert applied_during_metrics and after > version  # the batch (with reviews) went while the metrics were computed
+    metrics = [MetricsSnapshot.decode(v) for t, v in sent if t == "metrics"]
+    assert len(metrics) == 1 and dataclasses.replace(metrics[0], timestamp=1.0) == expected
