@@ -355,14 +355,18 @@ class Featurizer:
             np.not_equal(ordered[1:], ordered[:-1], out=ends[1:-1])
             starts = np.flatnonzero(ends)  # each feature's first entry, and the end
             features = ordered[starts[:-1]]
-            logs = _LOG1P_HALVES[starts[1:] - starts[:-1]]
+            runs = starts[1:] - starts[:-1]
+            logs, squares = _LOG1P_HALVES[runs], _LOG1P_HALVES_SQUARED[runs]
         else:
             keys = np.concatenate(pieces)
             features, where, _, _ = _distinct(keys)  # distinct keys in order, each key's position among them
             lengths = [len(piece) for piece in pieces]
             counts = np.bincount(where, weights=np.repeat(weights, lengths), minlength=len(features))
             logs = _log1p(counts)
-        norm = math.sqrt(sum((logs * logs).tolist()))
+            squares = logs * logs
+        # Summed one after the other in key order, as Python's sum() of floats does up to 3.11
+        # (add.accumulate is sequential; add.reduce is pairwise): the same norm to the bit.
+        norm = math.sqrt(float(np.cumsum(squares)[-1])) if len(squares) else 0.0
         values = np.empty(len(features) + 1, dtype=np.float32)
         np.multiply(logs, 1.0 / norm if norm > 0 else 1.0, out=values[:-1])  # in float64, then rounded once
         values[-1] = 1.0
@@ -506,6 +510,8 @@ _APOSTROPHE_CHAIN = re.compile(r"'[^\W_]+'")
 
 #: ``math.log1p(k / 2)`` for the counts a text reaches with weights 1 and 0.5 (the defaults).
 _LOG1P_HALVES = np.array([math.log1p(k / 2) for k in range(8192)])
+#: Their squares (the same products as ``logs * logs``).
+_LOG1P_HALVES_SQUARED = _LOG1P_HALVES * _LOG1P_HALVES
 #: A weight that is a small multiple of 0.5 -> the number of halves in it (:meth:`Featurizer._counted`).
 _HALVES = {k / 2: k for k in range(1, 5)}
 
