@@ -95,6 +95,11 @@ _DROPPED_LINE = re.compile(
 _QUOTE_MARK = re.compile(r"\n[^\S\n]*>[> ]*")
 #: Characters other than "\n" and "\r" at which ``str.splitlines`` breaks an ASCII text.
 _OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+#: Lines at the end of the own words where :func:`strip_signature` looks for a sign-off.
+_SIGNATURE_LINES = 8
+#: Characters past the budget from which a body is long enough for :func:`_own_start` to pay.
+_LONG_BODY = 4096
+_LEADING_SPACE = re.compile(r"\s*")
 _SIGN_OFF = re.compile(
     r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
     r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$",
@@ -208,6 +213,46 @@ def strip_signature(text: str, tail_lines: int = 8) -> str:
     return text
 
 
+def _own_start(body: str, keep: int) -> str | None:
+    """The start of a long body's own words, when its first ``keep`` characters are those of
+    ``strip_signature(split_quoted(body)[0])`` and more follow; else None (read it all).
+
+    Read from the start of the body only: its first lines, up to the 9th line break past
+    ``keep`` characters of text, must be ASCII (breaks made ``"\n"``), hold no quoted (``>``)
+    line and no line opening an earlier message, and, trailing blanks dropped, keep more than
+    ``keep`` characters before their last 8 lines. Then, wherever the own words end, they
+    begin with these lines (whole lines, read alike by both of :func:`split_quoted`'s readers),
+    and :func:`strip_signature` cuts them no earlier than their 8th last line, which lies past
+    these: the featurizer reads ``keep`` characters of them and nothing of the quoted text. A
+    long thread whose author wrote more than the budget is not read to its end.
+
+    >>> body = "Dear all,\\n" + "word " * 40 + "\\n" + "more\\n" * 12 + "-----Original Message-----\\nold"
+    >>> own = _own_start(body, 100)
+    >>> own[:100] == strip_signature(split_quoted(body)[0])[:100], len(own) > 100
+    (True, True)
+    """
+    lead = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]  # \s* always matches
+    cut = lead + keep + body.count("\r", lead, lead + 2 * keep)  # "\r\n" becomes one character
+    for _ in range(_SIGNATURE_LINES + 1):
+        cut = body.find("\n", cut + 1)
+        if cut < 0:
+            return None
+    head = body[lead:cut]
+    if not head.isascii() or any(other in head for other in _OTHER_BREAKS):
+        return None
+    if "\r" in head:  # "\r\n" and "\r" made "\n", as :func:`_plain_lines` does (the "\r" of the cut "\r\n" left out)
+        head = (head[:-1] if head.endswith("\r") else head).replace("\r\n", "\n").replace("\r", "\n")
+    lined = "\n" + head
+    if _QUOTE_START_LINE.search(lined) is not None or (">" in lined and _QUOTE_MARK.search(lined) is not None):
+        return None
+    # The own words hold at least these lines less trailing blanks (the next line may open the
+    # quoted part), so their last 8 lines are these' or later ones.
+    pieces = head.rstrip().rsplit("\n", _SIGNATURE_LINES)
+    if len(pieces) <= _SIGNATURE_LINES or len(pieces[0].rstrip()) <= keep:
+        return None
+    return head
+
+
 def _plain_lines(text: str) -> str | None:
     """``text`` with ``"\\n"`` its only line break (``"\\r\\n"`` and ``"\\r"`` made ``"\\n"``), if
     it is ASCII and has no other character ``str.splitlines`` breaks at; else None. Its lines are
@@ -276,7 +321,10 @@ class Featurizer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
-        if "\n" in body or ">" in body:
+        keep = self.max_chars - len(subject[: self.max_chars])  # characters of the body the budget leaves
+        if len(body) > _LONG_BODY + keep and (start := _own_start(body, keep)) is not None:
+            own, quoted = start, ""  # a long body whose own words alone fill the budget (read no further)
+        elif "\n" in body or ">" in body:
             own, quoted = split_quoted(body, self.max_chars)
             own = strip_signature(own)
             if not own and quoted:  # a bare forward: its content is the message
