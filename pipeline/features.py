@@ -97,8 +97,11 @@ _QUOTE_MARK = re.compile(r"\n[^\S\n]*>[> ]*")
 _OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
 #: Lines at the end of the own words where :func:`strip_signature` looks for a sign-off.
 _SIGNATURE_LINES = 8
-#: Characters past the budget from which a body is long enough for :func:`_own_start` to pay.
+#: Characters past the budget from which a body is long enough for :func:`_own_start` (and
+#: :func:`split_quoted`'s reading of the start first) to pay.
 _LONG_BODY = 4096
+#: The start :func:`split_quoted` reads first of a long body: this many times its limit.
+_START_LIMITS = 3
 _LEADING_SPACE = re.compile(r"\s*")
 _SIGN_OFF = re.compile(
     r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
@@ -124,20 +127,42 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     >>> own, quoted[:100] == split_quoted(body)[1][:100], len(quoted) < 300
     ('Yes.', True, True)
     """
+    if limit is not None and limit > 0 and len(body) > _LONG_BODY + _START_LIMITS * limit:
+        # A long body: its start first (lines cut at a "\n", the "\r" of a cut "\r\n" left out),
+        # which settles a reply whose quoted part fills the limit there.
+        cut = body.find("\n", _START_LIMITS * limit)
+        start = _plain_lines(body[: cut - 1] if body[cut - 1] == "\r" else body[:cut]) if cut > 0 else None
+        split = None if start is None else _split_text(start, limit, start_only=True)
+        if split is not None:
+            return split
     text = _plain_lines(body)
     if text is None:  # other line breaks, or letters beyond ASCII: read line by line
         return _split_lines(body, limit)
-    # An ASCII body whose only line break is "\n", read by whole-text regexes that take a
-    # line as the line-by-line reading does (each line is a "\n" and what follows it).
+    split = _split_text(text, limit)
+    return _split_lines(text, limit) if split is None else split  # None: quoted lines among the own words
+
+
+def _split_text(text: str, limit: int | None, start_only: bool = False) -> tuple[str, str] | None:
+    """:func:`split_quoted` of an ASCII text whose only line break is "\n", read by whole-text
+    regexes that take a line as the line-by-line reading does (each line is a "\n" and what
+    follows it); None for quoted lines among the own words (read it line by line).
+
+    ``start_only``: ``text`` is the start of a body, cut at a line break; the split is given
+    only if these lines settle it (an earlier message opens in them after own words, and its
+    quoted text reaches ``limit`` in them), else None. Each line is read on its own, so the
+    lines and their first opening of an earlier message are the whole body's.
+    """
     lined = "\n" + text
     start = _QUOTE_START_LINE.search(lined)
+    if start is None and start_only:
+        return None
     own_part = lined if start is None else lined[: start.start()]
     if ">" in own_part and _QUOTE_MARK.search(own_part):  # quoted lines among the own words (rare)
-        return _split_lines(text, limit)
+        return None
     own = own_part.strip()
     after = -1 if start is None else lined.find("\n", start.start() + 1)
     if after < 0:  # nothing opens an earlier message, or nothing follows the line that does
-        return own, ""
+        return None if start_only else (own, "")
     if limit is not None and limit > 0 and own:
         # Each line is kept or dropped on its own, so the first lines' quoted text is the
         # start of the whole quoted text: read a little more than the limit (headers are
@@ -147,7 +172,7 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
             quoted = _quoted_text(lined[after:cut])
             if len(quoted) >= limit:
                 return own, quoted
-    return own, _quoted_text(lined[after:])
+    return None if start_only else (own, _quoted_text(lined[after:]))
 
 
 def _split_lines(body: str, limit: int | None = None) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from pipeline.features import Featurizer, split_quoted, strip_signature
 
@@ -226,11 +227,15 @@ def test_strip_signature_gives_the_plain_loops_answer_whatever_the_line_breaks()
                 assert strip_signature(variant, tail_lines) == _strip_signature_plainly(variant, tail_lines)
 
 
-def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
+@pytest.mark.parametrize("long_body", [4096, 0])  # 0: every body read from its start first
+def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(
+    datasets, monkeypatch, long_body
+):
     import random
 
     from agents.ingest.datasets import enron
 
+    monkeypatch.setattr("pipeline.features._LONG_BODY", long_body)
     rng = random.Random(1)
     lines = [*_LINES, "-----Original Message-----", "earlier words", "more earlier words", "Thanks,"]
     bodies = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
