@@ -243,7 +243,7 @@ def _own_start(body: str, keep: int) -> str | None:
     ``strip_signature(split_quoted(body)[0])`` and more follow; else None (read it all).
 
     Read from the start of the body only: its first lines, up to the 9th line break past
-    ``keep`` characters of text, must be ASCII (breaks made ``"\n"``), hold no quoted (``>``)
+    ``keep`` characters of text, must be ASCII (breaks made ``"\\n"``), hold no quoted (``>``)
     line and no line opening an earlier message, and, trailing blanks dropped, keep more than
     ``keep`` characters before their last 8 lines. Then, wherever the own words end, they
     begin with these lines (whole lines, read alike by both of :func:`split_quoted`'s readers),
