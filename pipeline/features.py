@@ -95,6 +95,14 @@ _DROPPED_LINE = re.compile(
 _QUOTE_MARK = re.compile(r"\n[^\S\n]*>[> ]*")
 #: Characters other than "\n" and "\r" at which ``str.splitlines`` breaks an ASCII text.
 _OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+#: Lines at the end of the own words where :func:`strip_signature` looks for a sign-off.
+_SIGNATURE_LINES = 8
+#: Characters past the budget from which a body is long enough for :func:`_own_start` (and
+#: :func:`split_quoted`'s reading of the start first) to pay.
+_LONG_BODY = 4096
+#: The start :func:`split_quoted` reads first of a long body: this many times its limit.
+_START_LIMITS = 3
+_LEADING_SPACE = re.compile(r"\s*")
 _SIGN_OFF = re.compile(
     r"^\s*(?:--\s*|thanks|thank you|many thanks|regards|best|best regards|kind regards|"
     r"cheers|sincerely|yours|warm regards|sent from my \w+)[ ,.!]*$",
@@ -119,20 +127,42 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
     >>> own, quoted[:100] == split_quoted(body)[1][:100], len(quoted) < 300
     ('Yes.', True, True)
     """
+    if limit is not None and limit > 0 and len(body) > _LONG_BODY + _START_LIMITS * limit:
+        # A long body: its start first (lines cut at a "\n", the "\r" of a cut "\r\n" left out),
+        # which settles a reply whose quoted part fills the limit there.
+        cut = body.find("\n", _START_LIMITS * limit)
+        start = _plain_lines(body[: cut - 1] if body[cut - 1] == "\r" else body[:cut]) if cut > 0 else None
+        split = None if start is None else _split_text(start, limit, start_only=True)
+        if split is not None:
+            return split
     text = _plain_lines(body)
     if text is None:  # other line breaks, or letters beyond ASCII: read line by line
         return _split_lines(body, limit)
-    # An ASCII body whose only line break is "\n", read by whole-text regexes that take a
-    # line as the line-by-line reading does (each line is a "\n" and what follows it).
+    split = _split_text(text, limit)
+    return _split_lines(text, limit) if split is None else split  # None: quoted lines among the own words
+
+
+def _split_text(text: str, limit: int | None, start_only: bool = False) -> tuple[str, str] | None:
+    """:func:`split_quoted` of an ASCII text whose only line break is "\n", read by whole-text
+    regexes that take a line as the line-by-line reading does (each line is a "\n" and what
+    follows it); None for quoted lines among the own words (read it line by line).
+
+    ``start_only``: ``text`` is the start of a body, cut at a line break; the split is given
+    only if these lines settle it (an earlier message opens in them after own words, and its
+    quoted text reaches ``limit`` in them), else None. Each line is read on its own, so the
+    lines and their first opening of an earlier message are the whole body's.
+    """
     lined = "\n" + text
     start = _QUOTE_START_LINE.search(lined)
+    if start is None and start_only:
+        return None
     own_part = lined if start is None else lined[: start.start()]
     if ">" in own_part and _QUOTE_MARK.search(own_part):  # quoted lines among the own words (rare)
-        return _split_lines(text, limit)
+        return None
     own = own_part.strip()
     after = -1 if start is None else lined.find("\n", start.start() + 1)
     if after < 0:  # nothing opens an earlier message, or nothing follows the line that does
-        return own, ""
+        return None if start_only else (own, "")
     if limit is not None and limit > 0 and own:
         # Each line is kept or dropped on its own, so the first lines' quoted text is the
         # start of the whole quoted text: read a little more than the limit (headers are
@@ -142,7 +172,7 @@ def split_quoted(body: str, limit: int | None = None) -> tuple[str, str]:
             quoted = _quoted_text(lined[after:cut])
             if len(quoted) >= limit:
                 return own, quoted
-    return own, _quoted_text(lined[after:])
+    return None if start_only else (own, _quoted_text(lined[after:]))
 
 
 def _split_lines(body: str, limit: int | None = None) -> tuple[str, str]:
@@ -206,6 +236,46 @@ def strip_signature(text: str, tail_lines: int = 8) -> str:
         if _SIGN_OFF.match(lines[i]):
             return "\n".join(lines[:i]).rstrip()
     return text
+
+
+def _own_start(body: str, keep: int) -> str | None:
+    """The start of a long body's own words, when its first ``keep`` characters are those of
+    ``strip_signature(split_quoted(body)[0])`` and more follow; else None (read it all).
+
+    Read from the start of the body only: its first lines, up to the 9th line break past
+    ``keep`` characters of text, must be ASCII (breaks made ``"\\n"``), hold no quoted (``>``)
+    line and no line opening an earlier message, and, trailing blanks dropped, keep more than
+    ``keep`` characters before their last 8 lines. Then, wherever the own words end, they
+    begin with these lines (whole lines, read alike by both of :func:`split_quoted`'s readers),
+    and :func:`strip_signature` cuts them no earlier than their 8th last line, which lies past
+    these: the featurizer reads ``keep`` characters of them and nothing of the quoted text. A
+    long thread whose author wrote more than the budget is not read to its end.
+
+    >>> body = "Dear all,\\n" + "word " * 40 + "\\n" + "more\\n" * 12 + "-----Original Message-----\\nold"
+    >>> own = _own_start(body, 100)
+    >>> own[:100] == strip_signature(split_quoted(body)[0])[:100], len(own) > 100
+    (True, True)
+    """
+    lead = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]  # \s* always matches
+    cut = lead + keep + body.count("\r", lead, lead + 2 * keep)  # "\r\n" becomes one character
+    for _ in range(_SIGNATURE_LINES + 1):
+        cut = body.find("\n", cut + 1)
+        if cut < 0:
+            return None
+    head = body[lead:cut]
+    if not head.isascii() or any(other in head for other in _OTHER_BREAKS):
+        return None
+    if "\r" in head:  # "\r\n" and "\r" made "\n", as :func:`_plain_lines` does (the "\r" of the cut "\r\n" left out)
+        head = (head[:-1] if head.endswith("\r") else head).replace("\r\n", "\n").replace("\r", "\n")
+    lined = "\n" + head
+    if _QUOTE_START_LINE.search(lined) is not None or (">" in lined and _QUOTE_MARK.search(lined) is not None):
+        return None
+    # The own words hold at least these lines less trailing blanks (the next line may open the
+    # quoted part), so their last 8 lines are these' or later ones.
+    pieces = head.rstrip().rsplit("\n", _SIGNATURE_LINES)
+    if len(pieces) <= _SIGNATURE_LINES or len(pieces[0].rstrip()) <= keep:
+        return None
+    return head
 
 
 def _plain_lines(text: str) -> str | None:
@@ -276,7 +346,10 @@ class Featurizer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The sparse vector of one message: sorted unique ``indices`` and their ``values``."""
         counts: dict[int, float] = {}
-        if "\n" in body or ">" in body:
+        keep = self.max_chars - len(subject[: self.max_chars])  # characters of the body the budget leaves
+        if len(body) > _LONG_BODY + keep and (start := _own_start(body, keep)) is not None:
+            own, quoted = start, ""  # a long body whose own words alone fill the budget (read no further)
+        elif "\n" in body or ">" in body:
             own, quoted = split_quoted(body, self.max_chars)
             own = strip_signature(own)
             if not own and quoted:  # a bare forward: its content is the message
@@ -355,14 +428,18 @@ class Featurizer:
             np.not_equal(ordered[1:], ordered[:-1], out=ends[1:-1])
             starts = np.flatnonzero(ends)  # each feature's first entry, and the end
             features = ordered[starts[:-1]]
-            logs = _LOG1P_HALVES[starts[1:] - starts[:-1]]
+            runs = starts[1:] - starts[:-1]
+            logs, squares = _LOG1P_HALVES[runs], _LOG1P_HALVES_SQUARED[runs]
         else:
             keys = np.concatenate(pieces)
             features, where, _, _ = _distinct(keys)  # distinct keys in order, each key's position among them
             lengths = [len(piece) for piece in pieces]
             counts = np.bincount(where, weights=np.repeat(weights, lengths), minlength=len(features))
             logs = _log1p(counts)
-        norm = math.sqrt(sum((logs * logs).tolist()))
+            squares = logs * logs
+        # Summed one after the other in key order, as Python's sum() of floats does up to 3.11
+        # (add.accumulate is sequential; add.reduce is pairwise): the same norm to the bit.
+        norm = math.sqrt(float(np.cumsum(squares)[-1])) if len(squares) else 0.0
         values = np.empty(len(features) + 1, dtype=np.float32)
         np.multiply(logs, 1.0 / norm if norm > 0 else 1.0, out=values[:-1])  # in float64, then rounded once
         values[-1] = 1.0
@@ -506,6 +583,8 @@ _APOSTROPHE_CHAIN = re.compile(r"'[^\W_]+'")
 
 #: ``math.log1p(k / 2)`` for the counts a text reaches with weights 1 and 0.5 (the defaults).
 _LOG1P_HALVES = np.array([math.log1p(k / 2) for k in range(8192)])
+#: Their squares (the same products as ``logs * logs``).
+_LOG1P_HALVES_SQUARED = _LOG1P_HALVES * _LOG1P_HALVES
 #: A weight that is a small multiple of 0.5 -> the number of halves in it (:meth:`Featurizer._counted`).
 _HALVES = {k / 2: k for k in range(1, 5)}
 

@@ -232,16 +232,16 @@ class OnlineLinear(base.MultiLabelClassifier):
         n = self.n_labels
         if n == 0 or len(x) == 0:
             return np.zeros((len(x), n), dtype=np.float32)
-        return self._decision(x, self._gather(x))
-
-    def _gather(self, x: SparseRows) -> np.ndarray:
-        gathered = self.weights[x.indices]
-        return gathered if self.n_labels == self.capacity else gathered[:, : self.n_labels]
+        return self._decision(x, self.weights[x.indices], n)
 
     @staticmethod
-    def _decision(x: SparseRows, gathered: np.ndarray) -> np.ndarray:
+    def _decision(x: SparseRows, gathered: np.ndarray, n: int) -> np.ndarray:
+        """The first ``n`` columns' scores of ``x`` from its gathered weight rows (scaled in
+        place): whole rows are scaled (contiguous, cheaper than a column slice), only the
+        ``n`` label columns are summed (reduceat sums each column on its own, so the sums of
+        a slice are those of the whole)."""
         gathered *= x.values[:, None]
-        return np.add.reduceat(gathered, x.indptr[:-1], axis=0)
+        return np.add.reduceat(gathered[:, :n], x.indptr[:-1], axis=0)
 
     def proba_one(self, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` of one sparse vector, bit-identical to its row in any batch
@@ -251,7 +251,7 @@ class OnlineLinear(base.MultiLabelClassifier):
             return np.zeros(0, dtype=np.float32)
         gathered = self.weights.take(indices, axis=0)  # all columns: contiguous, so cheaper to scale
         gathered *= values[:, None]
-        return expit(np.add.reduceat(gathered, _FIRST, axis=0)[0, :n])
+        return expit(np.add.reduceat(gathered[:, :n], _FIRST, axis=0)[0])  # the label columns summed
 
     def predict_proba(self, x: SparseRows) -> np.ndarray:
         """Probabilities, ``n_rows x n_labels``."""
@@ -270,14 +270,14 @@ class OnlineLinear(base.MultiLabelClassifier):
         if len(x) == 1:  # one vector: its indices are unique, its weight rows serve the score and the step
             features = x.indices
             weight_rows = self.weights.take(features, axis=0)
-            before = expit(np.add.reduceat(weight_rows * x.values[:, None], _FIRST, axis=0)[:, :n])
+            before = expit(np.add.reduceat((weight_rows * x.values[:, None])[:, :n], _FIRST, axis=0))
             step = x.values[:, None] * (before - y[:, :n])
         else:
             # Each feature's weight row is gathered once (whole rows: much faster to gather and
             # scatter than a column slice), for the scores and the step alike.
             features, where, order, starts = _distinct(x.indices)
             weight_rows = self.weights[features]
-            before = expit(self._decision(x, weight_rows[where])[:, :n])
+            before = expit(self._decision(x, weight_rows[where], n))
             step = (before - y[:, :n])[np.repeat(np.arange(len(x)), np.diff(x.indptr))[order]]
             step *= x.values[order, None]
             if len(starts) < len(step):

@@ -129,6 +129,12 @@ _MIN_LIVE_FOR_WARNING = 100
 _BLOCK = 128
 #: Reviews the balance model learns together (with as many live samples).
 _BALANCE_BATCH = 16
+#: Observed messages whose vectors a review carrying the same text inline reuses, at most, and
+#: their subjects' and bodies' characters at most (a few megabytes).
+_RECENT_MESSAGES = 1000
+_RECENT_CHARACTERS = 2_000_000
+#: A metadata field a message does not have (:meth:`Refiner._same_text`).
+_ABSENT = object()
 
 _Event = TypeVar("_Event", Message, Annotation)
 
@@ -266,6 +272,12 @@ class Refiner:
         #: (state token, live slots, their confidences, their balance-model scores) of the last
         #: scoring of the live window (:meth:`_live_scores`): not state, never in a snapshot.
         self._live_cache: tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: The latest observed messages with their feature vectors, at most `_RECENT_MESSAGES` and
+        #: `_RECENT_CHARACTERS` of subject and body: a review carrying inline the text of a message
+        #: observed shortly before reuses its vector (:meth:`_review_features`). Not state, never in
+        #: a snapshot (a restored engine featurises such a review again: the same vector).
+        self._recent: dict[str, tuple[Message, tuple[np.ndarray, np.ndarray]]] = {}
+        self._recent_characters = 0
         self._rebuild_hierarchy()
 
     def _make_twin(self) -> Any:
@@ -320,6 +332,7 @@ class Refiner:
             self._hierarchical_row(row)
         timestamp = message.timestamp
         self.live.put(message.id, features, row, timestamp)
+        self._remember(message, features)
         if timestamp > self.last_time:
             self.last_time = timestamp
         # the live mix counts the top label if it is at threshold, else "none" (column len(row))
@@ -344,6 +357,7 @@ class Refiner:
         scores = self._score_rows(SparseRows.stack(features))
         for message, vector, row in zip(parsed, features, scores):
             self.live.put(message.id, vector, row, message.timestamp)
+            self._remember(message, vector)
             self.last_time = max(self.last_time, message.timestamp)
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
         return self._predictions([m.id for m in parsed], [m.timestamp for m in parsed], scores)
@@ -431,8 +445,12 @@ class Refiner:
         return ReviewOutcome(message_id, "review", pinned_names, previous is not None, build)
 
     def _review_features(self, annotation: Annotation) -> tuple[np.ndarray, np.ndarray]:
-        if annotation.message is not None:
-            return self._features(annotation.message)
+        inline = annotation.message
+        if inline is not None:
+            seen = self._recent.get(annotation.message_id)
+            if seen is not None and self._same_text(seen[0], inline):
+                return seen[1]  # the vector of the same text, computed when it was observed
+            return self._features(inline)
         for window in (self.live, self.reviews, self.holdout):
             slot = window.index.get(annotation.message_id)
             if slot is not None:
@@ -504,26 +522,27 @@ class Refiner:
         live = [occupied[draws.below(len(occupied))] for _ in pending]
         x = SparseRows.stack([self.reviews.features[s] for s in pending] + [self.live.features[s] for s in live])
         targets = np.repeat(np.array([[1.0], [0.0]], dtype=np.float32), len(pending), axis=0)
-        scores = self.balance_model.predict_proba(x)[:, 0]
+        scores = self.balance_model.learn(x, targets)[:, 0]  # scored before the step, as learn returns them
         for score, is_reviewed in zip(scores, targets[:, 0] > 0):
             self.balance_scores[self.balance_head] = score
             self.balance_is_reviewed[self.balance_head] = is_reviewed
             self.balance_head = (self.balance_head + 1) % len(self.balance_scores)
         self.balance_count = min(self.balance_count + len(scores), len(self.balance_scores))
-        self.balance_model.learn(x, targets)
 
     def _count(self, review: tuple[tuple[int, ...], str], sign: int) -> None:
         """Add (``sign=1``) or take back (``-1``) a review's share of the per-label counts."""
         columns, mode = review
         searched = mode == "search"
-        pinned, alone, informative = self.pinned, self.alone, self._informative
-        for column in columns:  # a review pins few labels: scalar updates beat fancy indexing
-            pinned[column] += sign
-            if all(other == column or other in self._ancestors[column] for other in columns):
-                alone[column] += sign
+        if columns:  # distinct columns: one fancy-indexed update each (numpy scalars cost as much apiece)
+            pinned, alone, ancestors = self.pinned, self.alone, self._ancestors
+            chosen = list(columns)
+            pinned[chosen] += sign
+            lone = [c for c in chosen if all(other == c or other in ancestors[c] for other in chosen)]
+            if lone:
+                alone[lone] += sign
             if searched:
-                self.searched[column] += sign
-            informative[column] = (alone[column] + 1.0) / (pinned[column] + 1.0) >= 0.5
+                self.searched[chosen] += sign
+            self._informative[chosen] = (alone[chosen] + 1.0) / (pinned[chosen] + 1.0) >= 0.5
         if mode in _UNBIASED_MODES:
             self.unbiased_reviews += sign
         elif searched:
@@ -614,13 +633,44 @@ class Refiner:
 
     def _hierarchical_row(self, row: np.ndarray) -> np.ndarray:
         """:meth:`_hierarchical` of one message's confidences (a vector), in place."""
-        for child, parent in self._child_parent:
-            if row[child] > row[parent]:
-                row[parent] = row[child]
+        if self._child_parent:  # compared as Python floats (the same values, the same order), written back once
+            values = row.tolist()
+            for child, parent in self._child_parent:
+                if values[child] > values[parent]:
+                    values[parent] = values[child]
+            row[:] = values
         return row
 
     def _features(self, message: Message) -> tuple[np.ndarray, np.ndarray]:
         return self.featurizer.transform(message.subject, message.body, message.channel, message.metadata)
+
+    def _remember(self, message: Message, features: tuple[np.ndarray, np.ndarray]) -> None:
+        """Keep an observed message's vector among the latest (:attr:`_recent`)."""
+        recent = self._recent
+        previous = recent.pop(message.id, None)
+        if previous is not None:
+            self._recent_characters -= len(previous[0].subject) + len(previous[0].body)
+        recent[message.id] = (message, features)
+        self._recent_characters += len(message.subject) + len(message.body)
+        while len(recent) > _RECENT_MESSAGES or self._recent_characters > _RECENT_CHARACTERS:
+            oldest, _ = recent.pop(next(iter(recent)))
+            self._recent_characters -= len(oldest.subject) + len(oldest.body)
+
+    def _same_text(self, seen: Message, message: Message) -> bool:
+        """Whether the featurizer reads the same input in both messages (so gives the same vector):
+        subject, body, channel and the metadata fields it uses, each value of the same type
+        (``True == 1``, but they are different features)."""
+        if seen.body != message.body or seen.subject != message.subject or seen.channel != message.channel:
+            return False
+        fields = self.featurizer.metadata_fields
+        if not fields:
+            return True
+        before, after = seen.metadata or {}, message.metadata or {}
+        for field in fields:
+            a, b = before.get(field, _ABSENT), after.get(field, _ABSENT)
+            if type(a) is not type(b) or a != b:  # a NaN is never equal: featurised again
+                return False
+        return True
 
     def _message(self, message: Message | dict, index: int) -> Message:
         return self._accept(message, Message, f"messages[{index}]")

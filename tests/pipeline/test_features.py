@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from pipeline.features import Featurizer, split_quoted, strip_signature
 
@@ -226,11 +227,15 @@ def test_strip_signature_gives_the_plain_loops_answer_whatever_the_line_breaks()
                 assert strip_signature(variant, tail_lines) == _strip_signature_plainly(variant, tail_lines)
 
 
-def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(datasets):
+@pytest.mark.parametrize("long_body", [4096, 0])  # 0: every body read from its start first
+def test_split_quoted_with_a_limit_gives_the_same_own_words_and_the_same_start_of_the_quoted_text(
+    datasets, monkeypatch, long_body
+):
     import random
 
     from agents.ingest.datasets import enron
 
+    monkeypatch.setattr("pipeline.features._LONG_BODY", long_body)
     rng = random.Random(1)
     lines = [*_LINES, "-----Original Message-----", "earlier words", "more earlier words", "Thanks,"]
     bodies = ["\n".join(rng.choice(lines) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
@@ -295,3 +300,52 @@ def test_words_of_an_ascii_text_are_the_regexs_words(datasets):
     texts += [m.body.lower() for m, _ in enron(root=datasets)][:400]
     for text in texts:
         assert _words(text) == _WORD.findall(text), repr(text)
+
+
+def test_a_long_bodys_own_words_read_from_its_start_give_the_whole_bodys_vector(monkeypatch, datasets):
+    """_own_start stops reading a long body once its own words fill the budget: the vector is
+    the one of the whole body, whatever follows (signatures near the end of the own words,
+    blank lines, an earlier message opening right after, quoted lines, other line breaks)."""
+    import random
+
+    from agents.ingest.datasets import enron
+    from pipeline import features
+
+    rng = random.Random(5)
+    own_lines = [
+        "some words here",
+        "more of the author's words",
+        "Thanks,",
+        "Regards",
+        "-- ",
+        "",
+        "   ",
+        "Ann",
+        "x " * 30,
+    ]
+    lines = [*own_lines, "-----Original Message-----", "On Mon, Bob wrote:", "> quoted", "caf\u00e9 au lait", "From: a"]
+    bodies = []
+    for _ in range(6000):  # the author's lines, then any (an earlier message, quoted lines, other letters)
+        chosen = [rng.choice(own_lines) for _ in range(rng.randint(0, 40))]
+        chosen += [rng.choice(lines) for _ in range(rng.randint(0, 20))]
+        breaks = rng.choice([["\n"], ["\r\n"], ["\n", "\r\n", "\r", "\n\n"]])
+        lead = rng.choice(["", "\n\n", "  ", "\r\n", "\u2028 "])
+        bodies.append(lead + "".join(line + rng.choice(breaks) for line in chosen))
+    monkeypatch.setattr(features, "_LONG_BODY", 0)  # every body long enough to try
+    read_from_start = 0
+    for i, body in enumerate(bodies):
+        featurizer = Featurizer(max_chars=rng.choice([20, 60, 150]))
+        subject = rng.choice(["", "Hi", "x" * 70])
+        keep = featurizer.max_chars - len(subject[: featurizer.max_chars])
+        read_from_start += features._own_start(body, keep) is not None
+        indices, values = featurizer.transform(subject, body, "email", None)
+        plain_indices, plain_values = _transform_plainly(featurizer, subject, body, "email", None)
+        assert indices.tobytes() == plain_indices.tobytes() and values.tobytes() == plain_values.tobytes(), i
+    assert read_from_start > len(bodies) // 4  # the shortcut was taken often enough to be tested
+    monkeypatch.setattr(features, "_LONG_BODY", 4096)
+    long_emails = [m for m, _ in enron(root=datasets) if len(m.body) > 4096 + 300]
+    for featurizer in (Featurizer(), Featurizer(max_chars=300)):
+        for m in long_emails:
+            indices, values = featurizer.transform(m.subject, m.body, m.channel, m.metadata)
+            plain_indices, plain_values = _transform_plainly(featurizer, m.subject, m.body, m.channel, m.metadata)
+            assert indices.tobytes() == plain_indices.tobytes() and values.tobytes() == plain_values.tobytes(), m.id

@@ -147,6 +147,60 @@ def test_a_review_of_a_message_never_observed_needs_the_message_inline():
     assert engine.annotate(review(9999, ["Refund"], "refund now")).action == "review"
 
 
+def reviewed_vector(engine: Refiner, i: int) -> tuple[np.ndarray, np.ndarray]:
+    return engine.reviews.features[engine.reviews.index[f"m-{i}"]]
+
+
+def test_a_review_carrying_the_observed_text_inline_reuses_its_vector_and_learns_the_same():
+    engine, fresh = taught(Refiner("support")), taught(Refiner("support"))
+    for other in (engine, fresh):
+        other.observe(message(7000, "refund my card", subject="Card", metadata={"x": 1}))
+    fresh._recent.clear()  # as after a restore: the inline message is featurised again
+    inline = {"dataset": "support", "id": "m-7000", "timestamp": 5, "body": "refund my card", "subject": "Card"}
+    inline.update(channel="chat", metadata={"x": 1})
+    engine.annotate(review(7000, ["Refund"], message=inline))
+    fresh.annotate(review(7000, ["Refund"], message=inline))
+    assert reviewed_vector(engine, 7000) is engine.live.features[engine.live.index["m-7000"]]
+    assert reviewed_vector(fresh, 7000) is not fresh.live.features[fresh.live.index["m-7000"]]
+    assert engine.snapshot() == fresh.snapshot()
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"body": "refund my card please"},
+        {"subject": "Refund"},
+        {"channel": "email"},
+        {"metadata": {"x": "1"}},  # a string: the feature x=1, not the number bucket x=2^0
+        {"metadata": {"x": 4}},
+        {"metadata": {}},
+    ],
+)
+def test_a_review_whose_inline_text_differs_from_the_observed_one_is_featurised_from_its_own(changed):
+    engine = taught(Refiner("support", RefinerConfig(metadata_fields=("x",))))
+    observed = {"dataset": "support", "id": "m-7000", "timestamp": 5, "body": "refund my card", "subject": "Card"}
+    observed.update(channel="chat", metadata={"x": 1})
+    engine.observe(observed)
+    inline = {**observed, **changed}
+    engine.annotate(review(7000, ["Refund"], message=inline))
+    indices, values = reviewed_vector(engine, 7000)
+    expected = engine.featurizer.transform(inline["subject"], inline["body"], inline["channel"], inline["metadata"])
+    assert indices.tobytes() == expected[0].tobytes() and values.tobytes() == expected[1].tobytes()
+    assert indices.tobytes() != engine.live.features[engine.live.index["m-7000"]][0].tobytes()
+
+
+def test_the_observed_vectors_kept_for_reviews_are_bounded_in_messages_and_characters():
+    from pipeline import refiner
+
+    engine = Refiner("support")
+    engine.observe_many([message(i, f"message {i}") for i in range(refiner._RECENT_MESSAGES + 10)])
+    assert len(engine._recent) == refiner._RECENT_MESSAGES and "m-9" not in engine._recent
+    long = "w" * (refiner._RECENT_CHARACTERS * 2 // 5)  # two fit in the character budget, three do not
+    engine.observe_many([message(20_000 + i, long) for i in range(3)])
+    assert list(engine._recent) == ["m-20001", "m-20002"]
+    assert engine._recent_characters == 2 * len(long)
+
+
 def test_a_label_seen_for_the_first_time_gets_its_classifier_and_earlier_reviews_are_its_negatives():
     engine = taught(Refiner("support"), rounds=3)
     engine.annotate(review(9000, ["Complaint"], "your service is terrible"))
