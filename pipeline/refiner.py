@@ -129,10 +129,14 @@ _MIN_LIVE_FOR_WARNING = 100
 _BLOCK = 128
 #: Reviews the balance model learns together (with as many live samples).
 _BALANCE_BATCH = 16
-#: Observed messages whose vectors a review carrying the same text inline reuses, at most, and
-#: their subjects' and bodies' characters at most (a few megabytes).
+#: Observed messages whose vectors a review carrying the same text inline reuses, at most; their
+#: subjects' and bodies' characters at most; and their vectors' entries at most (8 bytes each).
 _RECENT_MESSAGES = 1000
 _RECENT_CHARACTERS = 2_000_000
+_RECENT_ENTRIES = 1_000_000
+#: The most memory that cache holds, per engine: characters of up to 4 bytes, vector entries of
+#: 8 bytes, ~1 KiB of objects per message (`agents.worker.sizes.MemoryBudget` counts it).
+RECENT_CACHE_MAX_BYTES = 4 * _RECENT_CHARACTERS + 8 * _RECENT_ENTRIES + 1024 * _RECENT_MESSAGES
 #: A metadata field a message does not have (:meth:`Refiner._same_text`).
 _ABSENT = object()
 
@@ -277,7 +281,7 @@ class Refiner:
         #: observed shortly before reuses its vector (:meth:`_review_features`). Not state, never in
         #: a snapshot (a restored engine featurises such a review again: the same vector).
         self._recent: dict[str, tuple[Message, tuple[np.ndarray, np.ndarray]]] = {}
-        self._recent_characters = 0
+        self._recent_characters = self._recent_entries = 0
         self._rebuild_hierarchy()
 
     def _make_twin(self) -> Any:
@@ -650,11 +654,18 @@ class Refiner:
         previous = recent.pop(message.id, None)
         if previous is not None:
             self._recent_characters -= len(previous[0].subject) + len(previous[0].body)
+            self._recent_entries -= len(previous[1][0])
         recent[message.id] = (message, features)
         self._recent_characters += len(message.subject) + len(message.body)
-        while len(recent) > _RECENT_MESSAGES or self._recent_characters > _RECENT_CHARACTERS:
-            oldest, _ = recent.pop(next(iter(recent)))
+        self._recent_entries += len(features[0])
+        while (
+            len(recent) > _RECENT_MESSAGES
+            or self._recent_characters > _RECENT_CHARACTERS
+            or self._recent_entries > _RECENT_ENTRIES
+        ):
+            oldest, (indices, _) = recent.pop(next(iter(recent)))
             self._recent_characters -= len(oldest.subject) + len(oldest.body)
+            self._recent_entries -= len(indices)
 
     def _same_text(self, seen: Message, message: Message) -> bool:
         """Whether the featurizer reads the same input in both messages (so gives the same vector):

@@ -180,13 +180,16 @@ class MemoryBudget:
       ``max_chars`` tokens, doubled by bigrams; 8 bytes each) and a float32 score and a bool per
       label;
     - the reviewed-message registry: ``max_reviewed`` ids of at most ``REFINERY_MAX_ID_CHARS``;
-    - the featurizer's word cache (200,000 words).
+    - the featurizer's word cache (200,000 words);
+    - the latest observed messages whose vectors reviews reuse (``RECENT_CACHE_MAX_BYTES``);
+    - the suggestion pools: two float64 copies of the live window's scores.
 
     A worker holds at most ``REFINERY_MAX_DATASETS_PER_PARTITION`` datasets on each partition it
     owns, at most ``REFINERY_PARTITIONS``; ``base`` is the process without datasets: 160 MiB,
     the workbench's message store, Faust's stream buffers (`WorkerOptions.stream_buffer`
     records of each of the two agents' streams, each up to ``REFINERY_MAX_RECORD_BYTES``) and
-    the sequencer's events kept for the engine (`agents.worker.handoff`).
+    the sequencer's events kept for the engine (`agents.worker.handoff`), and a publication's
+    frozen copy of one engine (at most its models).
     """
 
     per_dataset: int
@@ -202,6 +205,7 @@ class MemoryBudget:
         options: WorkerOptions | None = None,
     ):
         from pipeline import RefinerConfig
+        from pipeline.refiner import RECENT_CACHE_MAX_BYTES
 
         config = RefinerConfig.from_dict({**RefinerConfig().to_dict(), **dict(engine_config or {})})
         rows = 2**config.feature_bits + 1
@@ -216,7 +220,10 @@ class MemoryBudget:
         windows = (config.validation_window + config.holdout_window + config.live_window) * per_message
         registry = config.max_reviewed * (settings.max_id_chars * _UTF8 + 200)
         words = _WORD_CACHE * 320  # the featurizer's word cache (pipeline.features._CACHE_SIZE entries)
-        per_dataset = model + windows + registry + words + 4 * 2**20  # drift, suggestions, counters
+        # The suggestion pools' float64 copy of the live window's scores, the engine's and a
+        # publication's frozen copy's (pipeline.suggestions.SuggestionPool).
+        pools = 2 * config.live_window * columns * 8
+        per_dataset = model + windows + registry + words + RECENT_CACHE_MAX_BYTES + pools + 4 * 2**20  # drift, counters
         owned = partitions if partitions is not None else settings.partitions
         # The shell: the workbench's message store (REFINERY_WORKBENCH_BYTES characters, up to 4 bytes
         # each, and REFINERY_WORKBENCH_MESSAGES entries), and Faust's stream buffers (up to
@@ -229,7 +236,10 @@ class MemoryBudget:
         # parsed text (up to 4 bytes a character) and ~1 KiB of objects per event.
         kept = HANDOFF_BATCHES * (options or WorkerOptions()).batch_size
         handoff = 5 * HANDOFF_BYTES + 1024 * kept
-        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered + handoff
+        # A publication computes from a frozen copy of one engine at a time (pipeline.Refiner.frozen):
+        # the rows of its models that the live window uses, at most the whole models.
+        frozen = model
+        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered + handoff + frozen
         return cls(
             per_dataset=per_dataset,
             datasets=owned * settings.max_datasets_per_partition,

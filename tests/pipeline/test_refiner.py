@@ -201,6 +201,19 @@ def test_the_observed_vectors_kept_for_reviews_are_bounded_in_messages_and_chara
     assert engine._recent_characters == 2 * len(long)
 
 
+def test_the_observed_vectors_kept_for_reviews_are_bounded_in_vector_entries(monkeypatch):
+    from pipeline import refiner
+
+    monkeypatch.setattr(refiner, "_RECENT_ENTRIES", 2_000)
+    engine = Refiner("support")
+    # distinct words: each message's vector has hundreds of entries, far under the character cap
+    bodies = [" ".join(f"w{i}x{j}" for j in range(300)) for i in range(20)]
+    engine.observe_many([message(30_000 + i, body) for i, body in enumerate(bodies)])
+    kept = [len(vector[0]) for _, vector in engine._recent.values()]
+    assert engine._recent_entries == sum(kept) <= 2_000 < sum(kept) + 300
+    assert "m-30019" in engine._recent and "m-30000" not in engine._recent
+
+
 def test_a_label_seen_for_the_first_time_gets_its_classifier_and_earlier_reviews_are_its_negatives():
     engine = taught(Refiner("support"), rounds=3)
     engine.annotate(review(9000, ["Complaint"], "your service is terrible"))
