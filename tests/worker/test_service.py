@@ -70,6 +70,20 @@ def records(datasets) -> list[bytes]:
     return out
 
 
+def _recording_service() -> tuple[Service, list[tuple[str, bytes]]]:
+    """A service without background brake whose deliveries are accepted and recorded as
+    ``(topic without prefix, value)``."""
+    service, _ = _service(background_share=1.0)
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(topic, key, value, partition):
+        sent.append((topic.rsplit(".", 1)[-1], value))
+        return await _accept(topic, key, value, partition)
+
+    service.delivery.send = send
+    return service, sent
+
+
 def _service(**options) -> tuple[Service, list[tuple[int, bool]]]:
     """A worker assigned partition 0, whose restores find no snapshot; also the restores it made."""
     service = Service(
@@ -370,14 +384,7 @@ def test_a_publications_lists_are_ranked_without_the_lock_at_the_state_of_its_me
     monkeypatch.setattr(service_module, "PUBLICATION_SLICE", 0.0)  # one list per engine-thread call
 
     async def run():
-        service, _ = _service(background_share=1.0)
-        sent: list[tuple[str, bytes]] = []
-
-        async def send(topic, key, value, partition):
-            sent.append((topic.rsplit(".", 1)[-1], value))
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        service, sent = _recording_service()
         await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:20])])
         engine = service.partitions[0].engine("banking77")
         before = engine.metrics(now=1.0)
@@ -433,14 +440,7 @@ def test_a_publication_holds_the_engine_only_for_a_frozen_copy_and_computes_its_
     from schemas import MetricsSnapshot
 
     async def run():
-        service, _ = _service(background_share=1.0)
-        sent: list[tuple[str, bytes]] = []
-
-        async def send(topic, key, value, partition):
-            sent.append((topic.rsplit(".", 1)[-1], value))
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        service, sent = _recording_service()
         await service.process([FaustEvent(0, offset, raw) for offset, raw in enumerate(records[:20])])
         engine = service.partitions[0].engine("banking77")
         expected, version = engine.metrics(now=1.0), engine.model_version

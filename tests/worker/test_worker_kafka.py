@@ -478,6 +478,16 @@ def test_sigkill_at_random_points_loses_no_review_and_learns_none_twice(topics, 
     assert any(from_snapshot in w.log_path.read_text() for w in restarted[1:]), [w.log_path for w in restarted]
 
 
+def _send_to_each(settings, names: list[str], n: int) -> int:
+    """``n`` messages (and their reviews) to each dataset of ``names``; the events sent."""
+    producer = _producer(settings)
+    events = 0
+    for i, name in enumerate(names):
+        pairs = _pairs(n, dataset=name, skip=n * i)
+        events += len(pairs) + _send(producer, settings, pairs)
+    return events
+
+
 def _datasets_on_each_partition() -> list[str]:
     names, covered = [], set()
     for name in (f"bank-{i}" for i in range(1000)):
@@ -529,11 +539,7 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
         60,
         "the partitions shared by both workers",
     )
-    producer = _producer(topics)
-    events = 0
-    for i, name in enumerate(names):
-        pairs = _pairs(60, dataset=name, skip=60 * i)
-        events += len(pairs) + _send(producer, topics, pairs)
+    events = _send_to_each(topics, names, 60)
     _settle(topics, events, first)
     owned_first, owned_second = _owned(first), _owned(second)
     assert owned_first.isdisjoint(owned_second) and owned_first | owned_second == set(names)
@@ -552,6 +558,7 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
         second,
     )
     assert _owned(second) == set(names)  # restored from the snapshots, before any new event
+    producer = _producer(topics)
     for i, name in enumerate(names):
         pairs = _pairs(40, dataset=name, skip=60 * i + 1000)
         events += len(pairs) + _send(producer, topics, pairs)
@@ -618,11 +625,7 @@ def test_a_worker_owning_every_partition_reports_each_partitions_progress(topics
     names = _datasets_on_each_partition()
     worker = workers(topics, REFINERY_STALL_SECONDS="1", REFINERY_METRICS_SECONDS="0.5")
     worker.wait_ready()
-    producer = _producer(topics)
-    events = 0
-    for i, name in enumerate(names):
-        pairs = _pairs(40, dataset=name, skip=40 * i)
-        events += len(pairs) + _send(producer, topics, pairs)
+    events = _send_to_each(topics, names, 40)
     _settle(topics, events, worker)
     time.sleep(2.5)  # beyond REFINERY_STALL_SECONDS, several ticks of the lag timer
     status, body = worker.get("/readyz")
