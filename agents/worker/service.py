@@ -154,6 +154,11 @@ class Service:
         """``fn(*args, **kwargs)`` in the engine thread: the one place engines are called."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
+    async def beside(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)`` beside the engine thread (the snapshot thread): for work on a
+        frozen copy of an engine (`pipeline.Refiner.frozen`), never on an engine itself."""
+        return await asyncio.get_running_loop().run_in_executor(self.packer, lambda: fn(*args, **kwargs))
+
     async def deliver(self, records: Sequence[Record]) -> None:
         """Publish records and wait until all are durable (`agents.worker.delivery.Delivery.deliver`)."""
         await self.delivery.deliver(records)

@@ -139,7 +139,7 @@ def test_no_route_or_page_calls_the_engine_on_the_event_loop(pairs):
     loop, statuses = asyncio.run(run())
     assert statuses == [200] * len(statuses)
     verbs = {verb for verb, _ in ThreadNotingRefiner.calls}
-    assert verbs == {"metrics", "suggestions", "curve", "predict"}
+    assert verbs == {"frozen", "metrics", "suggestions", "curve", "predict"}
     assert [call for call in ThreadNotingRefiner.calls if call[1] == loop] == []
 
 
