@@ -592,7 +592,7 @@ class Pages:
         if engine is None:
             return 404, render_missing(dataset, self.worker.owned())
 
-        def gather():
+        def gather(engine):
             now = time.time()
             snapshot = engine.metrics(now=now)
             lists = [
@@ -608,6 +608,6 @@ class Pages:
             ]
             return snapshot, lists, (label_mix(engine) if charts is not None else None)
 
-        snapshot, lists, mix = await self.worker.call(gather)
+        snapshot, lists, mix = await self.worker.read_frozen(engine, gather)
         drawn = charts(dataset, mix) if charts is not None else None
         return 200, render_dataset(snapshot, lists, charts=drawn, **chrome)

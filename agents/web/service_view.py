@@ -64,6 +64,15 @@ class WorkerView:
         async with self.service.lock:
             return await self.service.in_thread(fn, *args, **kwargs)
 
+    async def read_frozen(self, engine: Any, fn: Callable[[Any], T]) -> T:
+        """``fn(copy)`` on a frozen copy of ``engine`` (`pipeline.Refiner.frozen`: its metrics,
+        suggestions, curves and windows as they are now), beside the engine thread: the engine
+        is held only for the copy (a few ms), not for what ``fn`` computes (metrics alone take
+        60-90 ms for 77 labels)."""
+        async with self.service.lock:
+            frozen = await self.service.in_thread(engine.frozen)
+        return await self.service.beside(fn, frozen)
+
     @property
     def events_topic(self) -> str:
         return self.service.topics["events"]

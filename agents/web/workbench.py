@@ -475,7 +475,7 @@ class Workbench:
                 ),
             )
 
-        def gather():
+        def gather(engine):
             snapshot = engine.metrics(now=time.time())
             curve = engine.curve(label, 200)
             queues = {
@@ -484,7 +484,7 @@ class Workbench:
             }
             return snapshot.labels[label], curve, queues
 
-        metrics, curve, queues = await self.worker.call(gather)
+        metrics, curve, queues = await self.worker.read_frozen(engine, gather)
         t = metrics.thresholds
         svg = charts.pr_curve(
             curve["points"],
