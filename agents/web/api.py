@@ -110,11 +110,8 @@ class Api:
         engine = self._engine(dataset)
         if engine is None:
             return self._missing(dataset)
-        # The engine is held only to take a frozen copy (a few ms, where the metrics take 60-90 ms
-        # for 77 labels): they are computed from the copy beside it, as a publication's are.
-        async with self.service.lock:
-            frozen = await self.service.in_thread(engine.frozen)
-        snapshot = await self.service.beside(frozen.metrics, now=time.time())
+        # computed from a frozen copy beside the engine thread, as a publication's are
+        snapshot = await self.service.read_frozen(engine, lambda frozen: frozen.metrics(now=time.time()))
         return 200, snapshot.to_dict()
 
     async def suggestions(self, dataset: str, query: Mapping[str, str]) -> Reply:

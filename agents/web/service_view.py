@@ -65,13 +65,8 @@ class WorkerView:
             return await self.service.in_thread(fn, *args, **kwargs)
 
     async def read_frozen(self, engine: Any, fn: Callable[[Any], T]) -> T:
-        """``fn(copy)`` on a frozen copy of ``engine`` (`pipeline.Refiner.frozen`: its metrics,
-        suggestions, curves and windows as they are now), beside the engine thread: the engine
-        is held only for the copy (a few ms), not for what ``fn`` computes (metrics alone take
-        60-90 ms for 77 labels)."""
-        async with self.service.lock:
-            frozen = await self.service.in_thread(engine.frozen)
-        return await self.service.beside(fn, frozen)
+        """``fn(copy)`` on a frozen copy of ``engine``, beside the engine thread (`Service.read_frozen`)."""
+        return await self.service.read_frozen(engine, fn)
 
     @property
     def events_topic(self) -> str:

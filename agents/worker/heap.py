@@ -4,7 +4,7 @@ A collection of the oldest generation walks every object the collector tracks, a
 event loop and the engine thread alike. In a Banking77 worker most of those objects are the
 modules, classes and functions of Faust, aiokafka, River and numpy, alive until the process
 ends: a full collection took 100-130 ms, several times a minute under load, the largest single
-cause of the worker's p99 latency (bench/README.md, *Garbage collector pauses*).
+cause of the worker's p99 latency (bench/README.md, *Garbage-collector pauses*).
 
 * `freeze_startup` collects once, then moves every object alive at that point to the
   collector's permanent generation (`gc.freeze`), which later collections skip. ``refinery
