@@ -24,9 +24,17 @@ under its limit, the conductor's index unlocked and no channel's queue full. The
 finishes without suspending, exactly as it would inside ``wait_first``; otherwise
 ``wait_first`` is used as before.
 
+A stream whose buffer fills pauses its partition, which Faust resumes once the agent has taken
+most of the buffer. Faust's drain loop asks the consumer thread for records of the partitions
+active at the call and waits up to 1 s for them; a partition resumed meanwhile is not looked at
+until that wait ends. In a flood, the ``events`` partition was resumed while the input
+partitions had nothing more, and the engine received nothing for 0.6-0.9 s, twice in a 6 s run
+(bench/README.md, *Resumed partitions*). While a partition is paused, the consumer here waits
+at most `RESUME_POLL_SECONDS` per call, so a resumed partition is read at once.
+
 >>> cls = transport_class(0.05)
->>> cls.Consumer.fetch_max_wait_ms
-50
+>>> cls.Consumer.fetch_max_wait_ms, cls.Consumer.resume_poll_seconds
+(50, 0.01)
 """
 
 from __future__ import annotations
@@ -39,7 +47,10 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from mode.services import WaitResults
 
-__all__ = ["BatchSend", "RawSchema", "take_batches", "transport_class"]
+__all__ = ["RESUME_POLL_SECONDS", "BatchSend", "RawSchema", "take_batches", "transport_class"]
+
+#: Longest the consumer waits for records while a partition is paused by a full stream buffer.
+RESUME_POLL_SECONDS = 0.01
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -94,6 +105,22 @@ class _InlineDelivery:
         buffer = app.producer.buffer
         queue = buffer.queue if self._threaded else buffer.pending
         return queue is not None and queue.qsize() > buffer.max_messages
+
+
+class _PromptResume:
+    """Faust's consumer, reading a partition resumed after a full stream buffer at once."""
+
+    resume_poll_seconds = RESUME_POLL_SECONDS
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        if self._buffered_partitions and self.flow_active:  # type: ignore[attr-defined]
+            # A paused partition is resumed on the event loop when its stream drains; the wait
+            # below would not notice (it reads the partitions active when it began).
+            if not self._get_active_partitions():  # type: ignore[attr-defined]
+                await asyncio.sleep(self.resume_poll_seconds)  # Faust sleeps 1 s here
+                return {}, set()
+            timeout = min(timeout, self.resume_poll_seconds)
+        return await super()._wait_next_records(timeout)  # type: ignore[misc]
 
 
 def _is_delivery(consumer: Any, coros: tuple, timeout: Any) -> bool:
@@ -236,7 +263,7 @@ def transport_class(fetch_wait: float) -> type[driver.Transport]:
     wait_ms = max(1, round(fetch_wait * 1000))
     thread = type("ConsumerThread", (_ConsumerThread,), {"fetch_max_wait_ms": wait_ms})
 
-    class Consumer(_InlineDelivery, driver.Consumer):
+    class Consumer(_PromptResume, _InlineDelivery, driver.Consumer):
         fetch_max_wait_ms = wait_ms
 
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:

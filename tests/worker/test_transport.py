@@ -9,7 +9,7 @@ import pytest
 from agents.settings import Settings
 from agents.worker.app import create_app
 from agents.worker.options import WorkerOptions
-from agents.worker.transport import take_batches
+from agents.worker.transport import RESUME_POLL_SECONDS, take_batches
 
 
 def _fetch_wait_ms(options: WorkerOptions) -> int:
@@ -113,6 +113,52 @@ def test_only_the_drain_loops_pair_is_delivered_inline():
         return consumer.inline_deliveries, consumer.waited_deliveries
 
     assert asyncio.run(run()) == (0, 0)
+
+
+# -- a partition resumed after a full stream buffer ------------------------------------------
+
+
+def _waits(paused: set, assigned: set) -> tuple[list, list]:
+    """The waits of the app's consumer for its next records with the ``paused`` partitions of
+    ``assigned`` buffered: (the timeouts handed to the consumer thread, Faust's own sleeps)."""
+    from faust.types import TP
+
+    app = create_app(Settings(), WorkerOptions())
+    timeouts, sleeps = [], []
+
+    async def thread_getmany(active_partitions, timeout):  # the consumer thread's: a RecordMap
+        timeouts.append(timeout)
+        return {}
+
+    async def faust_sleep(seconds):
+        sleeps.append(seconds)
+
+    async def run():
+        consumer = app.consumer
+        consumer._thread.getmany = thread_getmany
+        consumer.sleep = faust_sleep
+        consumer._active_partitions = {TP(*tp) for tp in assigned}  # as Faust sets it on assignment
+        for tp in paused:
+            consumer.on_buffer_full(TP(*tp))  # as the conductor calls it when a stream's buffer fills
+        return await consumer._wait_next_records(1.0)  # the drain loop's call (getmany(timeout=1.0))
+
+    records, _ = asyncio.run(run())
+    assert records == {}
+    return timeouts, sleeps
+
+
+def test_while_a_partition_is_paused_the_consumer_looks_again_soon():
+    """Faust waits 1 s for records of the partitions active when the wait began: an ``events``
+    partition resumed meanwhile (its stream drained) sat idle for the rest of it."""
+    events, messages = ("refinery.events", 0), ("refinery.messages", 0)
+    assert _waits(paused=set(), assigned={events, messages}) == ([1.0], [])
+    timeouts, sleeps = _waits(paused={events}, assigned={events, messages})
+    assert timeouts == [RESUME_POLL_SECONDS] and sleeps == []
+
+
+def test_with_every_partition_paused_the_consumer_does_not_sleep_a_second():
+    events = ("refinery.events", 0)
+    assert _waits(paused={events}, assigned={events}) == ([], [])  # Faust's: ([], [1])
 
 
 # -- batches without Faust's stream -----------------------------------------------------------
