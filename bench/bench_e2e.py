@@ -13,6 +13,11 @@ and writes to its ``predictions`` topic:
 * **worker**: ``refinery worker`` (``python -m agents.cli worker``, default settings);
 * **engine**: `pipeline.Refiner` in-process on the same events (``bench_service.apply``).
 
+The load is sent and the predictions read by one `bench_service.LoadClient` per system (an
+aiokafka producer and consumer on an event loop of the harness's own thread; records sent with
+2 ms of linger); the paced runs also keep each message's latency over time (``series`` in the
+JSON).
+
 Per system: the **maximum rate** (all events sent at once; events / time from the first send to
 the last prediction), **CPU per event** (user + system time of its process over that run; its
 inverse, events per CPU second, is the figure that moves least with the machine's load) and
@@ -52,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from bench_service import DATASET, Worker, apply, predictions_consumer, stream  # noqa: E402
+from bench_service import DATASET, LoadClient, Worker, apply, stream  # noqa: E402
 
 from agents.kafka import admin  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
@@ -158,29 +163,22 @@ def _proc(pid: int) -> tuple[float, float | None]:
     return cpu, peak
 
 
-class Arrivals(threading.Thread):
-    """Reads ``predictions``: the arrival time of each message id's (first) prediction."""
+class Arrivals:
+    """The arrival time of each message id's (first) prediction on ``predictions``, read by a
+    `bench_service.LoadClient` (which also sends the events)."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.consumer = predictions_consumer(settings)
         self.seen: dict[str, float] = {}
-        self.done = threading.Event()
+        self.client = LoadClient(settings, self._read)
 
-    def run(self) -> None:
-        try:
-            while not self.done.is_set():
-                for records in self.consumer.poll(timeout_ms=50).values():
-                    now = time.perf_counter()
-                    for record in records:
-                        data = orjson.loads(record.value)
-                        # a prediction (worker, naive) names its message; the transport's copy
-                        # of a message is the message; its copy of a review is not counted
-                        key = data["message_id"] if "confidences" in data else data.get("id")
-                        if key is not None:
-                            self.seen.setdefault(key, now)
-        finally:
-            self.consumer.close()
+    def _read(self, records: list, now: float) -> None:
+        for record in records:
+            data = orjson.loads(record.value)
+            # a prediction (worker, naive) names its message; the transport's copy of a message
+            # is the message; its copy of a review is not counted
+            key = data["message_id"] if "confidences" in data else data.get("id")
+            if key is not None:
+                self.seen.setdefault(key, now)
 
 
 def _renamed(events: list, tag: str, datasets: int = 1) -> list:
@@ -224,11 +222,7 @@ class System:
             self.process = subprocess.Popen(
                 [sys.executable, __file__, "--child", name], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log
             )
-        from kafka import KafkaProducer
-
-        self.producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, linger_ms=2)
         self.arrivals = Arrivals(self.settings)
-        self.arrivals.start()
 
     def payloads(self, events: list) -> list[tuple[str, str | None, bytes, bytes]]:
         return [
@@ -273,18 +267,7 @@ class System:
 
     def send(self, events: list, rate: float | None = None) -> dict[str, float]:
         """Send ``events`` (at ``rate`` events/s, or at once); the send time of each message id."""
-        sent: dict[str, float] = {}
-        start = time.perf_counter()
-        for i, (topic, mid, value, key) in enumerate(self.payloads(events)):
-            if rate is not None:
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            if mid is not None:
-                sent[mid] = time.perf_counter()
-            self.producer.send(topic, key=key, value=value)
-        self.producer.flush()
-        return sent
+        return self.arrivals.client.send(self.payloads(events), rate)
 
     def flood(self, events: list, timeout: float) -> dict:
         """All events at once: rate, CPU per event, peak RSS, lag over time."""
@@ -328,11 +311,17 @@ class System:
         if latencies:
             q = statistics.quantiles(latencies, n=100, method="inclusive")
             out.update(p50=q[49], p95=q[94], p99=q[98], max=latencies[-1])
+            first = min(sent.values())
+            out["sent_seconds"] = max(sent.values()) - first  # the rate actually sent
+            out["series"] = sorted(  # (seconds since the first send, latency ms) per message
+                (round(t - first, 3), round((self.arrivals.seen[i] - t) * 1000, 1))
+                for i, t in sent.items()
+                if i in self.arrivals.seen
+            )
         return out
 
     def stop(self, keep_topics: bool) -> None:
-        self.arrivals.done.set()
-        self.producer.close()
+        self.arrivals.client.stop()
         for worker in self.workers:
             worker.stop()
         if not self.workers:

@@ -6,8 +6,8 @@ review carrying its message inline and sent ``--review-lag`` messages after it (
 after the final message). Both sides get exactly these events, sent in this order:
 
 * **Service**: one ``refinery worker`` subprocess (``python -m agents.cli worker``, default
-  engine configuration) on topics of a fresh prefix, fed by a kafka-python producer as fast as
-  it sends. Timed from the first send until every prediction is on ``predictions`` and the
+  engine configuration) on topics of a fresh prefix, fed by an aiokafka producer as fast as
+  it sends (`LoadClient`). Timed from the first send until every prediction is on ``predictions`` and the
   worker's ``/datasets/banking77/metrics`` shows ``model_version`` equal to the number of
   reviews (the API is only asked once every prediction is out, so polling costs the worker
   nothing while it works).
@@ -40,7 +40,9 @@ Run: ``.venv/bin/python bench/bench_service.py [--messages 5000] [--review-share
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -237,39 +239,123 @@ class Worker:
         stop_process(self.process)
 
 
-def predictions_consumer(settings: Settings):
-    """A kafka-python consumer of every ``predictions`` partition from its beginning, outside any
-    group, its positions resolved now (before anything is sent)."""
-    from kafka import KafkaConsumer, TopicPartition
+class LoadClient(threading.Thread):
+    """The load generator's side of Kafka, on an event loop of its own thread: an aiokafka
+    producer of the input topics and a reader of every ``predictions`` partition.
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
-    partitions = [TopicPartition(settings.topic("predictions"), p) for p in range(settings.partitions)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    for tp in partitions:
-        consumer.position(tp)
-    return consumer
+    kafka-python (pure Python) was the harness's client before: its consumer read about 1,100
+    predictions/s on this machine and its producer sent about 4,000 records/s, while sharing the
+    2 cores with the system under test, so the harness, not the system, set the pace of the
+    fastest systems (a worker whose last prediction was written at 3.5 s was read at 5.1 s,
+    bench/README.md, *Harness*). aiokafka decodes record batches in C and batches its sends.
 
+    ``on_records(records, now)`` is called on this thread for each batch of ``predictions``
+    records read (``now``: ``time.perf_counter()`` when read). The reader's positions are at
+    the partitions' beginning, resolved before the constructor returns (before anything is sent).
+    """
 
-class PredictionCounter(threading.Thread):
-    """Counts the records of ``predictions`` as they arrive; notes the first and last arrival."""
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_records) -> None:
         super().__init__(daemon=True)
-        self.consumer = predictions_consumer(settings)
-        self.count, self.first, self.last = 0, None, None
-        self.done = threading.Event()
+        self.settings = settings
+        self.on_records = on_records
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._failed: BaseException | None = None
+        self.start()
+        self._ready.wait(60)
+        if self._failed is not None:
+            raise self._failed
+        if not self._ready.is_set():
+            raise RuntimeError("the load client did not connect to Kafka within 60 s")
 
     def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
         try:
-            while not self.done.is_set():
-                for records in self.consumer.poll(timeout_ms=200).values():
-                    now = time.perf_counter()
-                    self.first = self.first or now
-                    self.last = now
-                    self.count += len(records)
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported to the constructor, or when the next call fails
+            self._failed = exc
+            self._ready.set()
         finally:
-            self.consumer.close()
+            self.loop.close()
+
+    async def _main(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        self._stopping = asyncio.Event()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, linger_ms=2, max_batch_size=262_144)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False, group_id=None)
+        await self.producer.start()
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self.settings.topic("predictions"), p) for p in range(self.settings.partitions)
+            ]
+            consumer.assign(partitions)
+            # the topics are new: aiokafka retries (and logs a warning) until their leaders are known
+            fetcher_log = logging.getLogger("aiokafka.consumer.fetcher")
+            level = fetcher_log.level
+            fetcher_log.setLevel(logging.ERROR)
+            try:
+                await consumer.seek_to_beginning(*partitions)
+                for tp in partitions:
+                    await consumer.position(tp)
+            finally:
+                fetcher_log.setLevel(level)
+            self._ready.set()
+            while not self._stopping.is_set():
+                for records in (await consumer.getmany(timeout_ms=50)).values():
+                    self.on_records(records, time.perf_counter())
+        finally:
+            await consumer.stop()
+            await self.producer.stop()
+
+    def call(self, coroutine):
+        """Run ``coroutine`` on the client's loop; its result."""
+        if self._failed is not None:
+            raise RuntimeError("the load client stopped") from self._failed
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def send(self, payloads: list[tuple[str, str | None, bytes, bytes | None]], rate: float | None = None) -> dict:
+        """Send ``(topic, message id or None, value, key)`` records in order, at ``rate`` records/s
+        or at once, then wait until all are acknowledged; the send time of each message id."""
+        return self.call(self._send(payloads, rate))
+
+    async def _send(self, payloads, rate):
+        sent: dict[str, float] = {}
+        start = time.perf_counter()
+        for i, (topic, mid, value, key) in enumerate(payloads):
+            if rate is not None:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if mid is not None:
+                sent[mid] = time.perf_counter()
+            await self.producer.send(topic, value, key=key)  # queued in the producer's batch
+        await self.producer.flush()
+        return sent
+
+    def stop(self) -> None:
+        if self._stopping is not None and self.is_alive():
+            self.loop.call_soon_threadsafe(self._stopping.set)
+        self.join(30)
+
+
+class PredictionCounter:
+    """Counts the records of ``predictions`` as they arrive; notes the first and last arrival
+    (read by a `LoadClient`, which also sends)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.count, self.first, self.last = 0, None, None
+        self.client = LoadClient(settings, self._read)
+
+    def _read(self, records: list, now: float) -> None:
+        self.first = self.first or now
+        self.last = now
+        self.count += len(records)
+
+    def stop(self) -> None:
+        self.client.stop()
 
 
 def _sample(exposition: str, name: str) -> float | None:
@@ -317,8 +403,6 @@ def service(
 
     With ``py_spy`` (a file name), ``py-spy record`` samples the worker while it works and
     writes its raw collapsed stacks there (``--format raw``: one line per stack and count)."""
-    from kafka import KafkaProducer
-
     messages = sum(isinstance(e, Message) for e in events)
     reviews = len(events) - messages
     payloads = [(settings.topic("messages" if isinstance(e, Message) else "annotations"), e.encode()) for e in events]
@@ -327,7 +411,6 @@ def service(
     try:
         worker.wait_ready()
         counter = PredictionCounter(settings)
-        counter.start()
         profiler = None
         if py_spy:
             profiler = subprocess.Popen(
@@ -349,14 +432,10 @@ def service(
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1.0)  # py-spy attaches before the first send
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
         key = DATASET.encode()
         start = time.perf_counter()
-        for topic, value in payloads:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
+        counter.client.send([(topic, None, value, key) for topic, value in payloads])
         sent = time.perf_counter() - start
-        producer.close()
 
         deadline = time.monotonic() + timeout
         while counter.count < messages:
@@ -394,8 +473,7 @@ def service(
         }
     finally:
         if counter is not None:
-            counter.done.set()
-            counter.join(timeout=5)
+            counter.stop()
         worker.stop()
 
 
