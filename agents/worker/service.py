@@ -44,7 +44,7 @@ from agents.worker.applied import MAX_BATCH_SIZE
 from agents.worker.budget import Budget
 from agents.worker.deadletter import letter
 from agents.worker.delivery import Delivery, Record, Send, SendMany
-from agents.worker.engines import PartitionEngines, pack_captured
+from agents.worker.engines import Captured, PartitionEngines, pack_captured
 from agents.worker.handoff import HANDOFF_BATCHES, HANDOFF_BYTES, Handoff
 from agents.worker.observability import Observability, log_event
 from agents.worker.options import WorkerOptions, engine_functions
@@ -557,21 +557,15 @@ class Service:
                 async with self.one_snapshot:
                     started = time.monotonic()
                     if self.partitions.get(p) is not partition:  # lost: no snapshot of it after that
-                        self._abandon(partition, held, "forgotten")
+                        self._abandon(partition, "forgotten")
                         return
                     captured = await self.in_thread(engines.capture, dataset)
                     if captured is None:  # a batch failed part-way: that state is never saved
-                        self._abandon(partition, held, "a batch failed")
+                        self._abandon(partition, "a batch failed")
                         return
-                    manifest, chunks, manifest_record = await self.beside(
-                        pack_captured,
-                        captured,
-                        partition=p,
-                        writer=engines.writer,
-                        key=self.settings.snapshot_key,
-                        chunk_bytes=self.options.chunk_bytes,
-                    )
-                    del captured  # before the next capture: one copy of a dataset's state at a time
+                    box = [captured]  # the snapshot thread takes the only reference: dropped once encoded
+                    del captured
+                    manifest, chunks, manifest_record = await self.beside(self._pack, box, p, engines.writer)
                     encoded_at = time.monotonic()
                     busy += encoded_at - started
                     await self.deliver([(topic, k, v, p) for k, v in chunks])
@@ -601,11 +595,17 @@ class Service:
             engines.dirty.update(set(datasets) - {m.dataset for m in written})
             partition.hold(held, now=time.monotonic())
 
-    def _abandon(self, partition: Partition, held: list, why: str) -> None:
-        """Stop writing a snapshot of ``partition`` (no longer ours, or failed): ``held`` are never
-        acked, and its next owner (maybe this worker) replays them from the snapshots."""
+    def _pack(self, box: list[Captured], p: int, writer: str) -> tuple[Manifest, list, tuple]:
+        """`pack_captured` of the capture in ``box``, taken out of it (the caller keeps no reference)."""
+        return pack_captured(
+            box.pop(), partition=p, writer=writer, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        )
+
+    def _abandon(self, partition: Partition, why: str) -> None:
+        """Stop writing a snapshot of ``partition``, forgotten or about to be (after a failed
+        batch): the events it would have acked never are, and its next owner (maybe this
+        worker) replays them from the snapshots."""
         log_event(log, logging.INFO, "snapshot_abandoned", partition=partition.number, why=why)
-        partition.hold(held, now=time.monotonic())
 
     async def snapshot_due(self) -> None:
         """Snapshot every partition whose events have been held for ``snapshot_seconds``."""
