@@ -344,8 +344,8 @@ class PartitionEngines:
     # -- snapshots -------------------------------------------------------------------------
 
     def begin_snapshot(self) -> list[str]:
-        """The datasets changed since the last snapshot began, sorted: a snapshot `capture` s
-        each of them, one at a time. They are clean again from here, so that an event applied
+        """The datasets changed since the last snapshot began, sorted: those this snapshot
+        captures, one at a time (`capture`). They are clean again from here, so that an event applied
         after this marks its dataset for the next snapshot, even one captured later in this one.
         Call it in the engine thread, between two batches, together with taking the events to
         ack once the snapshot is durable (`agents.worker.partition.Partition.take_held`): each
