@@ -118,6 +118,8 @@ class PartitionEngines:
         self.changed: set[str] = set()  # changed since metrics were last published
         self.since_snapshot = 0
         self.writer = uuid.uuid4().hex[:12]  # names this owner's snapshot chunks
+        #: A batch failed part-way (`apply`): the state may hold half of it, and is never snapshotted.
+        self.failed = False
 
     # -- restore ---------------------------------------------------------------------------
 
@@ -192,8 +194,19 @@ class PartitionEngines:
         """Apply ``(events offset, raw value)`` records of this partition, in log order.
 
         ``parsed`` maps offsets to their records' events already parsed (`agents.worker.handoff`);
-        each must equal ``Event.decode`` of its record. The others are parsed here.
+        each must equal ``Event.decode`` of its record. The others are parsed here. An exception
+        escaping it (a bug: bad input is dead-lettered) may leave part of the batch applied: the
+        engines are ``failed`` from then on and `capture` refuses them.
         """
+        try:
+            return self._apply(records, now=now, parsed=parsed)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _apply(
+        self, records: Iterable[tuple[int, bytes | None]], *, now: float, parsed: Mapping[int, Event] | None
+    ) -> Outcome:
         outcome = Outcome()
         run: list[tuple[int, Event, Message]] = []  # consecutive messages of one dataset
 
@@ -330,35 +343,56 @@ class PartitionEngines:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def capture(self) -> list[Captured]:
-        """The state of every dataset changed since its last capture, copied now (call it in the
-        engine thread, between two batches: ``engine.capture()``, the cheap part of a snapshot).
-        The datasets are clean again from here: events applied after it go into the next
-        snapshot. `pack_captured` encodes it into records, in any thread; call `snapshotted`
-        once they are durable."""
+    def begin_snapshot(self) -> list[str]:
+        """The datasets changed since the last snapshot began, sorted: those this snapshot
+        captures, one at a time (`capture`). They are clean again from here, so that an event applied
+        after this marks its dataset for the next snapshot, even one captured later in this one.
+        Call it in the engine thread, between two batches, together with taking the events to
+        ack once the snapshot is durable (`agents.worker.partition.Partition.take_held`): each
+        of them changed only datasets returned here.
+
+        >>> engines = PartitionEngines("refinery.events", 0, make_engine=None, restore_engine=None)
+        >>> engines.begin_snapshot()
+        []
+        """
         self.dirty &= set(self.engines)  # a dataset without engine has no state to save
-        out = []
-        for dataset in sorted(self.dirty):
-            applied = self.sources.get(dataset, {})
-            out.append(
-                Captured(
-                    dataset=dataset,
-                    state=self.engines[dataset].capture(),
-                    version=self.versions.get(dataset, 0) + 1,
-                    events_offset=self.position or 0,
-                    sources={source: offsets.mark for source, offsets in applied.items()},
-                    applied={source: offsets.to_dict() for source, offsets in applied.items()},
-                )
-            )
+        datasets = sorted(self.dirty)
         self.dirty.clear()
         self.since_snapshot = 0
-        return out
+        return datasets
+
+    def capture(self, dataset: str) -> Captured | None:
+        """``dataset``'s state copied now (``engine.capture()``, the cheap part of a snapshot),
+        with the log position it covers: the next ``events`` offset and the source offsets
+        applied, as they are now. Call it in the engine thread, between two batches (the
+        position may be past the one of `begin_snapshot`: the manifest says which).
+        `pack_captured` encodes it into records, in any thread; call `snapshotted` once they are
+        durable. None once a batch failed part-way (``failed``): that state must not be saved."""
+        if self.failed:
+            return None
+        applied = self.sources.get(dataset, {})
+        return Captured(
+            dataset=dataset,
+            state=self.engines[dataset].capture(),
+            version=self.versions.get(dataset, 0) + 1,
+            events_offset=self.position or 0,
+            sources={source: offsets.mark for source, offsets in applied.items()},
+            applied={source: offsets.to_dict() for source, offsets in applied.items()},
+        )
 
     def snapshot_records(self, *, key: str, chunk_bytes: int | None = None) -> list[tuple[Manifest, list, tuple]]:
-        """`capture` and `pack_captured` in one step."""
-        return pack_captured(
-            self.capture(), partition=self.partition, writer=self.writer, key=key, chunk_bytes=chunk_bytes
-        )
+        """`begin_snapshot`, then `capture` and `pack_captured` of each dataset in turn (one
+        capture alive at a time)."""
+        out = []
+        for dataset in self.begin_snapshot():
+            captured = self.capture(dataset)
+            if captured is None:
+                break
+            out.append(
+                pack_captured(captured, partition=self.partition, writer=self.writer, key=key, chunk_bytes=chunk_bytes)
+            )
+            del captured  # before the next capture: one copy of a dataset's state at a time
+        return out
 
     def snapshotted(self, manifests: Iterable[Manifest]) -> list[str]:
         """Record durable snapshots; return the chunk keys now stale (tombstone them)."""
@@ -410,26 +444,23 @@ def decompress_state(blob: bytes) -> bytes:
 
 
 def pack_captured(
-    captured: Iterable[Captured], *, partition: int, writer: str, key: str, chunk_bytes: int | None = None
-) -> list[tuple[Manifest, list, tuple]]:
-    """``(manifest, chunk records, manifest record)`` of each captured state: encoded into the
+    captured: Captured, *, partition: int, writer: str, key: str, chunk_bytes: int | None = None
+) -> tuple[Manifest, list, tuple]:
+    """``(manifest, chunk records, manifest record)`` of a captured state: encoded into the
     engine's snapshot bytes, compressed (`compress_state`), chunked and authenticated
     (`agents.worker.snapshots.pack`). Reads no engine, so it may run in any thread while the
     engines go on (zstd, the digest and the HMAC release the GIL)."""
-    out = []
     extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
-    for c in captured:
-        chunks, manifest_record = pack(
-            compress_state(c.state.encode()),
-            dataset=c.dataset,
-            partition=partition,
-            version=c.version,
-            events_offset=c.events_offset,
-            sources=c.sources,
-            applied=c.applied,
-            key=key,
-            writer=writer,
-            **extra,
-        )
-        out.append((Manifest.decode(manifest_record[1]), chunks, manifest_record))
-    return out
+    chunks, manifest_record = pack(
+        compress_state(captured.state.encode()),
+        dataset=captured.dataset,
+        partition=partition,
+        version=captured.version,
+        events_offset=captured.events_offset,
+        sources=captured.sources,
+        applied=captured.applied,
+        key=key,
+        writer=writer,
+        **extra,
+    )
+    return Manifest.decode(manifest_record[1]), chunks, manifest_record

@@ -15,8 +15,8 @@ What it does:
   engine thread; predictions and dead letters are delivered; the events are held until a
   snapshot covers them;
 - **snapshot** (`Service.snapshot`, `Service.snapshot_due`): changed engines are captured in the
-  engine thread (`pipeline.Refiner.capture`), encoded and written to ``snapshots`` beside it,
-  then the events they cover are acked;
+  engine thread (`pipeline.Refiner.capture`) one at a time, each encoded and written to
+  ``snapshots`` beside it before the next is captured, then the events they cover are acked;
 - **publish** (`Service.publish_metrics`): metrics and suggestions of changed datasets (computed
   from a frozen copy of the engine, `pipeline.Refiner.frozen`, beside the engine thread; the
   lists ranked from the copy's suggestion pools, without the lock, between batches);
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ from agents.worker.partition import Partition
 from agents.worker.retry import Backoff
 from agents.worker.sequencer import sequence
 from agents.worker.sizes import SizeBudget, limits_of
-from agents.worker.snapshots import collect
+from agents.worker.snapshots import Manifest, collect
 from agents.worker.stalls import StallWatch
 from agents.worker.streams import StreamRegistry, follow_declarations
 from pipeline.engine import LABEL_KINDS, Engine, pooled_suggestion_list
@@ -123,6 +122,9 @@ class Service:
         self.packer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-snapshot")
         #: Per ``events`` partition, the snapshot being written (`_snapshot`), if any.
         self.writing: dict[int, asyncio.Future] = {}
+        #: Held by the snapshot of one dataset from its capture until its records are delivered
+        #: (`_write`): one dataset's state is copied for a snapshot at a time, in the whole worker.
+        self.one_snapshot = asyncio.Lock()
         #: Publications and count-triggered snapshots take at most this share of the engine
         #: thread (`agents.worker.budget`); time-triggered and final snapshots are never held back.
         self.publish_budget = Budget(options.background_share)
@@ -504,24 +506,25 @@ class Service:
     async def _snapshot(self, partition: Partition, *, wait: bool = True, budget: Budget | None = None) -> None:
         """Snapshot the changed engines of ``partition``; the caller holds the lock.
 
-        Their state is copied now, in the engine thread (`pipeline.Refiner.capture`: a few
-        milliseconds), together with the events it covers (`Partition.take_held`). Encoding,
-        compressing, authenticating and writing it, then acking those events, happen in `_write`
-        (``writing``), while events go on being applied: the engine thread is not held for the
-        hundreds of milliseconds a snapshot of megabytes takes to encode, compress and deliver.
-        Without ``wait`` this returns before it is durable; one write per partition at a time, in
-        order. ``budget`` is charged with the capturing, encoding and compressing time.
+        Which datasets changed is taken now, in the engine thread, together with the events
+        their snapshots will cover (`PartitionEngines.begin_snapshot`, `Partition.take_held`).
+        Capturing each, encoding, compressing, authenticating and writing it, then acking those
+        events, happen in `_write` (``writing``) while events go on being applied: the engine
+        thread is not held for the hundreds of milliseconds a snapshot of megabytes takes to
+        encode, compress and deliver. Without ``wait`` this returns before it is durable; one
+        write per partition at a time, in order. ``budget`` is charged with the capturing,
+        encoding and compressing time.
         """
         p, engines = partition.number, partition.engines
         assert engines is not None
         previous = self.writing.get(p)
         if previous is not None:
-            await asyncio.wait([previous])  # the versions of the next capture follow its manifests
+            await asyncio.wait([previous])  # the versions of the next captures follow its manifests
         started = time.monotonic()
-        captured = await self.in_thread(engines.capture)
+        datasets = await self.in_thread(engines.begin_snapshot)
         held = partition.take_held()
         task = self.writing[p] = asyncio.ensure_future(
-            self._write(partition, engines, captured, held, budget, time.monotonic() - started)
+            self._write(partition, engines, datasets, held, budget, time.monotonic() - started)
         )
         if wait:
             await task
@@ -530,53 +533,79 @@ class Service:
         self,
         partition: Partition,
         engines: PartitionEngines,
-        captured: list[Captured],
+        datasets: list[str],
         held: list,
         budget: Budget | None,
         busy: float,
     ) -> None:
-        """Encode, compress, authenticate and deliver ``captured``, then ack ``held`` (see `_snapshot`)."""
+        """Write a snapshot of each of ``datasets`` in turn, then ack ``held`` (see `_snapshot`).
+
+        One dataset at a time in the whole worker (``one_snapshot``): its state is captured in
+        the engine thread (`PartitionEngines.capture`: a few milliseconds, between two batches,
+        without the lock: events applied meanwhile are held for the next snapshot, and their
+        datasets marked for it), encoded and compressed beside it, delivered, and dropped before
+        the next is captured. So the memory a snapshot takes on top of the engines is one
+        dataset's state and its bytes (`agents.worker.sizes.MemoryBudget`), not a copy of every
+        changed dataset. Each manifest names the log position its own capture covers; ``held``
+        (applied before `PartitionEngines.begin_snapshot`) is acked once all are durable.
+        """
+        p = partition.number
+        topic = self.topics["snapshots"]
+        written: list[Manifest] = []
         try:
-            p = partition.number
-            started = time.monotonic()
-            packed = await asyncio.get_running_loop().run_in_executor(
-                self.packer,
-                functools.partial(
-                    pack_captured,
-                    captured,
-                    partition=p,
-                    writer=engines.writer,
-                    key=self.settings.snapshot_key,
-                    chunk_bytes=self.options.chunk_bytes,
-                ),
-            )
-            if budget is not None:
-                ended = time.monotonic()
-                budget.spent(started=ended - busy - (ended - started), ended=ended)
-            topic = self.topics["snapshots"]
-            for manifest, chunks, manifest_record in packed:
-                await self.deliver([(topic, k, v, p) for k, v in chunks])
-                await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
+            for dataset in datasets:
+                async with self.one_snapshot:
+                    started = time.monotonic()
+                    if self.partitions.get(p) is not partition:  # lost: no snapshot of it after that
+                        self._abandon(partition, "forgotten")
+                        return
+                    captured = await self.in_thread(engines.capture, dataset)
+                    if captured is None:  # a batch failed part-way: that state is never saved
+                        self._abandon(partition, "a batch failed")
+                        return
+                    box = [captured]  # the snapshot thread takes the only reference: dropped once encoded
+                    del captured
+                    manifest, chunks, manifest_record = await self.beside(self._pack, box, p, engines.writer)
+                    encoded_at = time.monotonic()
+                    busy += encoded_at - started
+                    await self.deliver([(topic, k, v, p) for k, v in chunks])
+                    del chunks
+                    await self.deliver([(topic, manifest_record[0], manifest_record[1], p)])
                 self.obs.record_snapshot(manifest.dataset, manifest.size)
-            stale = engines.snapshotted([m for m, _, _ in packed])
-            if stale:
-                await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
-            if packed:
+                written.append(manifest)
+                stale = engines.snapshotted([manifest])
+                if stale:
+                    await self.deliver([(topic, k.encode("utf-8"), None, p) for k in stale])
+            if budget is not None and datasets:
+                budget.spent(started=encoded_at - busy, ended=encoded_at)  # the rest counts from the last encoding
+            if written:
                 log_event(
                     log,
                     logging.INFO,
                     "snapshot",
                     partition=p,
-                    events_offset=packed[0][0].events_offset,
-                    datasets=[m.dataset for m, _, _ in packed],
+                    events_offset=[m.events_offset for m in written],
+                    datasets=[m.dataset for m in written],
                 )
             if self.partitions.get(p) is partition:  # forgotten meanwhile: its next owner replays them
                 for event in held:
                     event.ack()
         except Exception:  # a bug: the next snapshot covers them again; nothing is acked before
             log_event(log, logging.ERROR, "snapshot_failed", partition=partition.number, exc_info=True)
-            engines.dirty.update(c.dataset for c in captured)
+            engines.dirty.update(set(datasets) - {m.dataset for m in written})
             partition.hold(held, now=time.monotonic())
+
+    def _pack(self, box: list[Captured], p: int, writer: str) -> tuple[Manifest, list, tuple]:
+        """`pack_captured` of the capture in ``box``, taken out of it (the caller keeps no reference)."""
+        return pack_captured(
+            box.pop(), partition=p, writer=writer, key=self.settings.snapshot_key, chunk_bytes=self.options.chunk_bytes
+        )
+
+    def _abandon(self, partition: Partition, why: str) -> None:
+        """Stop writing a snapshot of ``partition``, forgotten or about to be (after a failed
+        batch): the events it would have acked never are, and its next owner (maybe this
+        worker) replays them from the snapshots."""
+        log_event(log, logging.INFO, "snapshot_abandoned", partition=partition.number, why=why)
 
     async def snapshot_due(self) -> None:
         """Snapshot every partition whose events have been held for ``snapshot_seconds``."""

@@ -188,13 +188,23 @@ class MemoryBudget:
     owns, at most ``REFINERY_PARTITIONS``; ``base`` is the process without datasets: 160 MiB,
     the workbench's message store, Faust's stream buffers (`WorkerOptions.stream_buffer`
     records of each of the two agents' streams, each up to ``REFINERY_MAX_RECORD_BYTES``) and
-    the sequencer's events kept for the engine (`agents.worker.handoff`), and a publication's
-    frozen copy of one engine (at most its models).
+    the sequencer's events kept for the engine (`agents.worker.handoff`), a publication's
+    frozen copy of one engine (at most its models), and ``snapshot``.
+
+    ``snapshot`` is the snapshot in progress: one dataset's at a time in the whole worker
+    (`agents.worker.service.Service._write`), from its capture until its records are delivered.
+    Its capture (copies of the state's arrays and registry) and its encoding (the state's bytes
+    built in about three copies, the windows' features flattened twice, then compressed) peak at
+    about 4.1 times the dataset's snapshot bytes (measured: docs/service.md), counted as 5 times
+    the most those bytes can be, plus the encoder's lists of the registry. It may coexist with
+    a publication's frozen copy (both wait for the snapshot thread), so both count.
     """
 
     per_dataset: int
     datasets: int
     base: int = 160 * 2**20
+    #: Bytes of the snapshot in progress (included in ``base``).
+    snapshot: int = 0
 
     @classmethod
     def of(
@@ -239,11 +249,19 @@ class MemoryBudget:
         # A publication computes from a frozen copy of one engine at a time (pipeline.Refiner.frozen):
         # the rows of its models that the live window uses, at most the whole models.
         frozen = model
-        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered + handoff + frozen
+        # The snapshot in progress, one dataset at a time: 5 x its bytes at most (the models' rows
+        # at one column per label, the windows, the registry's ids escaped in JSON and its label
+        # lists), plus the encoder's lists of the registry (`pipeline.refiner.StateCapture.encode`).
+        twins = 2 if config.holdout_share else 1
+        state = rows * 4 * ((labels + 2) * twins + 3) + windows + 4 * 2**20  # models, windows, drift
+        state += config.max_reviewed * (settings.max_id_chars * _JSON + 4 * labels + 32)
+        snapshot = 5 * state + config.max_reviewed * (8 * labels + 200)
+        shell = 4 * bench.message_bytes + 1024 * bench.messages + buffered + handoff + frozen + snapshot
         return cls(
             per_dataset=per_dataset,
             datasets=owned * settings.max_datasets_per_partition,
             base=160 * 2**20 + shell,
+            snapshot=snapshot,
         )
 
     @property

@@ -232,6 +232,82 @@ def test_the_memory_budget_grows_with_the_caps_and_the_feature_bits():
     assert per_label >= 2.5 * 2**17 * 4
 
 
+def test_the_memory_budget_counts_a_snapshot_in_progress_at_its_measured_peak():
+    """A dataset filled to small caps: the capture, encoding, compression and chunks of its
+    snapshot peak within 5 times its snapshot bytes (plus the registry's lists), and within the
+    budget's ``snapshot`` term, which the worker's shell counts."""
+    import tracemalloc
+
+    from agents.worker.engines import Captured, pack_captured
+
+    settings = Settings(max_labels_per_dataset=12, max_id_chars=64)
+    config = {"feature_bits": 10, "validation_window": 40, "holdout_window": 20, "live_window": 40}
+    config |= {"max_reviewed": 80, "max_chars": 400}
+    engine = Refiner("d", config=RefinerConfig(**config), seed=0)
+    for i in range(200):
+        mid = f"{i:06d}-" + "m" * 57  # ids at REFINERY_MAX_ID_CHARS
+        body = " ".join(f"w{i}x{j}" for j in range(60))[:400]  # distinct words up to max_chars
+        engine.observe(Message(dataset="d", id=mid, timestamp=float(i), body=body))
+        if i % 2:
+            labels = [{"name": f"L{(i + k) % 12}"} for k in range(3)]
+            engine.annotate(Annotation.from_dict({"dataset": "d", "message_id": mid, "timestamp": i, "labels": labels}))
+    assert len(engine.labels) == 12 and len(engine.reviewed) == 80
+    size = len(engine.snapshot())
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        pack_captured(Captured("d", engine.capture(), 1, 0, {}, {}), partition=0, writer="w", key="k")
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+    budget = MemoryBudget.of(settings, config, partitions=1)
+    assert peak <= 5 * size + len(engine.reviewed) * (8 * 3 + 200)
+    assert peak <= budget.snapshot and budget.base >= 160 * 2**20 + budget.snapshot
+
+
+def _documented_memory_budgets() -> list[list[str]]:
+    """The rows of docs/service.md's table of example budgets, cells stripped."""
+    text = (PROJECT_ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    section = text.split("## Memory budget", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| configuration |", 1)[1].split("\n\n", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def test_the_documented_memory_budgets_are_what_memory_budget_computes(monkeypatch):
+    for variable in ("REFINERY_WORKBENCH_MESSAGES", "REFINERY_WORKBENCH_BYTES"):
+        monkeypatch.delenv(variable, raising=False)
+    configurations = {
+        "all defaults": (Settings(), {}, None),
+        "defaults, `REFINERY_MAX_DATASETS_PER_PARTITION=1`": (Settings(max_datasets_per_partition=1), {}, None),
+        "16 bits": (
+            Settings(max_labels_per_dataset=100, max_datasets_per_partition=2),
+            {"feature_bits": 16, "validation_window": 2000, "live_window": 2000, "max_reviewed": 50000},
+            None,
+        ),
+        "bench_adversarial.py": (
+            Settings(max_labels_per_dataset=100, max_datasets_per_partition=3),
+            {"validation_window": 300, "live_window": 300, "max_reviewed": 1000},
+            2,
+        ),
+    }
+    rows = _documented_memory_budgets()
+    assert len(rows) == len(configurations)
+    for row, (name, (settings, config, partitions)) in zip(rows, configurations.items()):
+        assert row[0].startswith(name)
+        budget = MemoryBudget.of(settings, config, partitions=partitions)
+        mib, gib = 2**20, 2**30
+        total = f"{budget.total / gib:.1f}" if budget.total < 100 * gib else f"{budget.total / gib:.0f}"
+        assert row[1:] == [
+            f"{round(budget.per_dataset / mib):,} MiB",
+            str(budget.datasets),
+            f"{round(budget.base / mib):,} MiB ({round(budget.snapshot / mib):,} MiB)",
+            f"{total} GiB",
+        ], name
+
+
 # -- memory caps -------------------------------------------------------------------------------
 
 

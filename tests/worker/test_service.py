@@ -84,8 +84,8 @@ def _recording_service() -> tuple[Service, list[tuple[str, bytes]]]:
     return service, sent
 
 
-def _service(**options) -> tuple[Service, list[tuple[int, bool]]]:
-    """A worker assigned partition 0, whose restores find no snapshot; also the restores it made."""
+def _service(partitions=(0,), make_engine=None, **options) -> tuple[Service, list[tuple[int, bool]]]:
+    """A worker assigned ``partitions``, whose restores find no snapshot; also the restores it made."""
     service = Service(
         Settings(), WorkerOptions(engine_config={"feature_bits": 12}, **options), _accept, Observability()
     )
@@ -93,11 +93,25 @@ def _service(**options) -> tuple[Service, list[tuple[int, bool]]]:
 
     async def load(p: int, replay: bool) -> PartitionEngines:
         loads.append((p, replay))
-        return PartitionEngines(service.topics["events"], p, service.make_engine, service.restore_engine)
+        return PartitionEngines(service.topics["events"], p, make_engine or service.make_engine, service.restore_engine)
 
     service._load = load  # type: ignore[method-assign]  # instead of reading Kafka's snapshots partition
-    service.on_assigned({0})
+    service.on_assigned(set(partitions))
     return service, loads
+
+
+def _for_datasets(records: list[bytes], names: str) -> list[bytes]:
+    """``records``' events for each dataset of ``names`` in turn (``a`` then ``b``...)."""
+    out = []
+    for raw in records:
+        event = Event.decode(raw)
+        for name in names:
+            if event.message is not None:
+                copy = dataclasses.replace(event, message=dataclasses.replace(event.message, dataset=name))
+            else:
+                copy = dataclasses.replace(event, annotation=dataclasses.replace(event.annotation, dataset=name))
+            out.append(copy.encode())
+    return out
 
 
 def test_applied_events_are_acked_only_once_a_snapshot_covers_them(records):
@@ -477,3 +491,142 @@ def test_a_publication_holds_the_engine_only_for_a_frozen_copy_and_computes_its_
     assert applied_during_metrics and after > version  # the batch (with reviews) went while the metrics were computed
     metrics = [MetricsSnapshot.decode(v) for t, v in sent if t == "metrics"]
     assert len(metrics) == 1 and dataclasses.replace(metrics[0], timestamp=1.0) == expected
+
+
+class _Tally:
+    """How many snapshot captures are alive, and how many were when each was encoded."""
+
+    def __init__(self) -> None:
+        self.alive = 0
+        self.at_encoding: list[int] = []
+
+
+class _CountedCapture:
+    """A real capture (`pipeline.Refiner.capture`) that counts itself alive until it is dropped."""
+
+    def __init__(self, captured, tally: _Tally) -> None:
+        self.captured, self.tally = captured, tally
+        tally.alive += 1
+
+    def __del__(self) -> None:
+        self.tally.alive -= 1
+
+    def encode(self) -> bytes:
+        self.tally.at_encoding.append(self.tally.alive)
+        return self.captured.encode()
+
+
+def _counting_engines(tally: _Tally):
+    from pipeline import Refiner, RefinerConfig
+
+    class Counting(Refiner):
+        def capture(self):
+            return _CountedCapture(super().capture(), tally)
+
+    return lambda dataset: Counting(dataset, config=RefinerConfig(feature_bits=12), seed=0)
+
+
+def test_a_snapshot_holds_one_captured_dataset_at_a_time_in_the_whole_worker(records):
+    """Two partitions of two changed datasets each snapshot at once: each dataset's state is
+    copied, encoded and written before the next is copied, so the worker never holds more than
+    one copy of a dataset's state for snapshots (docs/service.md, *Memory budget*)."""
+    tally = _Tally()
+
+    async def run():
+        service, _ = _service(partitions=(0, 1), make_engine=_counting_engines(tally), snapshot_every=10_000)
+        for p, names in ((0, "ab"), (1, "cd")):
+            await service.process([FaustEvent(p, o, raw) for o, raw in enumerate(_for_datasets(records[:10], names))])
+        await asyncio.gather(service.snapshot(0), service.snapshot(1))
+        return service
+
+    service = asyncio.run(run())
+    assert len(tally.at_encoding) == 4 and max(tally.at_encoding) == 1
+    assert tally.alive == 0
+    assert all(e.acked for p in (0, 1) for e in service.partitions[p].held) and not service.partitions[0].held
+
+
+def test_events_applied_while_a_snapshot_is_written_wait_for_the_next_one(records):
+    """Dataset b is captured after a batch applied while a's snapshot was written: b's manifest
+    covers that batch, a's does not, so the batch is acked by neither, and both datasets are
+    marked for the next snapshot (even a batch that changes nothing does not release it)."""
+    from agents.worker.snapshots import CHUNK_MAGIC, Manifest
+
+    async def run():
+        service, _ = _service(snapshot_every=10_000)
+        blocked, release = asyncio.Event(), asyncio.Event()
+        manifests: list[Manifest] = []
+
+        async def send(topic, key, value, partition):
+            if topic == service.topics["snapshots"]:
+                blocked.set()
+                await release.wait()
+                if value is not None and not value.startswith(CHUNK_MAGIC):
+                    manifests.append(Manifest.decode(value))
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        two = _for_datasets(records[:20], "ab")
+        before = [FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])]
+        await service.process(before)
+        writing = asyncio.ensure_future(service.snapshot(0))
+        await blocked.wait()  # a captured and encoded, its records wait; b not captured yet
+        after = [FaustEvent(0, o, raw) for o, raw in enumerate(two[20:40], 20)]
+        await service.process(after)  # changes a and b
+        again = [FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])]  # delivered again: changes nothing
+        await service.process(again)
+        release.set()
+        await writing
+        return before, after, again, service, manifests
+
+    before, after, again, service, manifests = asyncio.run(run())
+    assert [(m.dataset, m.events_offset) for m in manifests] == [("a", 20), ("b", 40)]
+    assert all(e.acked for e in before) and not any(e.acked for e in after + again)
+    assert service.partitions[0].engines.dirty == {"a", "b"}
+
+
+def test_a_batch_failing_while_a_snapshot_is_written_stops_it_before_the_next_capture(records, caplog):
+    """The partition's engines may hold half of the failed batch: no dataset is captured after
+    it, nothing is acked, and the partition is rebuilt from the snapshots once the one being
+    written is durable."""
+    from agents.worker.snapshots import CHUNK_MAGIC, Manifest
+
+    class Failing(PartitionEngines):
+        def _apply(self, records, *, now, parsed):
+            super()._apply(records[:3], now=now, parsed=parsed)
+            raise RuntimeError("a bug")
+
+    async def run():
+        service, loads = _service(snapshot_every=10_000)
+        blocked, release = asyncio.Event(), asyncio.Event()
+        manifests: list[str] = []
+
+        async def send(topic, key, value, partition):
+            if topic == service.topics["snapshots"]:
+                blocked.set()
+                await release.wait()
+                if value is not None and not value.startswith(CHUNK_MAGIC):
+                    manifests.append(Manifest.decode(value).dataset)
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        two = _for_datasets(records[:20], "ab")
+        before = [FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])]
+        await service.process(before)
+        first = service.partitions[0]
+        writing = asyncio.ensure_future(service.snapshot(0))
+        await blocked.wait()
+        first.engines.__class__ = Failing
+        failed = [FaustEvent(0, o, raw) for o, raw in enumerate(two[20:40], 20)]
+        await service.process(failed)
+        release.set()
+        await writing
+        rebuilt = await service.partitions[0].wait_restored()
+        return loads, before + failed, manifests, first, rebuilt
+
+    with caplog.at_level(logging.INFO, logger="refinery.worker"):
+        loads, events, manifests, first, rebuilt = asyncio.run(run())
+    assert first.engines is None and first.held == []  # forgotten
+    assert manifests == ["a"]  # captured before the failure; b never
+    assert not any(e.acked for e in events)
+    assert loads == [(0, False), (0, True)] and type(rebuilt) is PartitionEngines
+    assert any(r.getMessage().startswith("snapshot_abandoned partition=0") for r in caplog.records)
