@@ -33,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from agents.kafka.ranges import read_range
@@ -61,7 +62,7 @@ from schemas import SUGGESTION_KINDS, Event, Message, MetricsSnapshot, Stream, S
 from schemas.events import SuggestionKind
 from schemas.topics import STREAMS, stream_topic
 
-__all__ = ["Service"]
+__all__ = ["OutputGate", "Service"]
 
 log = logging.getLogger("refinery.worker")
 
@@ -74,6 +75,71 @@ FORWARDS_IN_FLIGHT = 2
 #: are ranked from a pool taken with the metrics, without the engines' lock, so a batch of events
 #: waits at most about this long for the engine thread (a list takes 0.3-14 ms for 77 labels).
 PUBLICATION_SLICE = 0.01
+
+
+class OutputGate:
+    """Keeps a snapshot's capture out of a batch whose outputs are not durable yet.
+
+    A snapshot captures its datasets one at a time, between batches, without the engines' lock
+    (`Service._write`). A batch's predictions are delivered after its events are applied: a
+    capture taken in between would cover events whose predictions a crash could still lose
+    (restored from that snapshot, they would never be applied, so never predicted, again). A
+    batch is ``inside`` from before its events are applied until its outputs are durable;
+    `capture` waits until no batch is, and a batch waits while a capture waits, so back-to-back
+    batches cannot starve a snapshot (the capture takes a few milliseconds).
+
+    >>> async def demo():
+    ...     gate, order = OutputGate(), []
+    ...     async def batch():
+    ...         async with gate.batch():
+    ...             order.append("applied")
+    ...             await asyncio.sleep(0)  # its predictions are being delivered
+    ...             order.append("durable")
+    ...     async def take():
+    ...         order.append("captured")
+    ...     work = asyncio.ensure_future(batch())
+    ...     await asyncio.sleep(0)
+    ...     await gate.capture(take)
+    ...     await work
+    ...     return order
+    >>> asyncio.run(demo())
+    ['applied', 'durable', 'captured']
+    """
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.waiting = 0
+        self._no_batch = asyncio.Event()
+        self._no_batch.set()
+        self._no_capture = asyncio.Event()
+        self._no_capture.set()
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """A batch, from before its events are applied until its outputs are durable."""
+        while self.waiting:  # a capture waits for the batch before: it goes first
+            await self._no_capture.wait()
+        self.inside += 1
+        self._no_batch.clear()
+        try:
+            yield
+        finally:
+            self.inside -= 1
+            if not self.inside:
+                self._no_batch.set()
+
+    async def capture(self, take: Callable[[], Awaitable[T]]) -> T:
+        """``await take()`` once no batch is inside: it starts before any later batch applies."""
+        self.waiting += 1
+        self._no_capture.clear()
+        try:
+            while self.inside:
+                await self._no_batch.wait()
+            return await take()
+        finally:
+            self.waiting -= 1
+            if not self.waiting:
+                self._no_capture.set()
 
 
 class Service:
@@ -125,6 +191,8 @@ class Service:
         #: Held by the snapshot of one dataset from its capture until its records are delivered
         #: (`_write`): one dataset's state is copied for a snapshot at a time, in the whole worker.
         self.one_snapshot = asyncio.Lock()
+        #: Between a batch's apply and its durable outputs, no snapshot capture (`OutputGate`).
+        self.gate = OutputGate()
         #: Publications and count-triggered snapshots take at most this share of the engine
         #: thread (`agents.worker.budget`); time-triggered and final snapshots are never held back.
         self.publish_budget = Budget(options.background_share)
@@ -443,37 +511,9 @@ class Service:
         async with self.lock:  # apply, publish and hold as one step: a revocation waits for it
             if self.partitions.get(p) is not partition:
                 return  # revoked while waiting
-            started = time.perf_counter()
-            gap = engines.gap(records[0][0])
-            if gap is not None:
-                log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
-                extra = await read_range(self.settings, self.topics["events"], p, gap[0], gap[1])
-                records = [(o, v) for o, _, v in extra] + records
-            outcome = await self.in_thread(engines.apply, records, now=time.time(), parsed=parsed)
-            self.obs.latency.observe(time.perf_counter() - started)
-            self._tell_seen(outcome.seen)
-            if outcome.skipped:
-                log_event(
-                    log,
-                    logging.INFO,
-                    "skipped",
-                    partition=p,
-                    events=outcome.skipped,
-                    why="covered by a snapshot, already applied, or repeated by the sequencer",
-                )
-            self.obs.events_in.labels(self.topics["events"]).inc(len(events))
-            out: list[Record] = [
-                (self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None)
-                for pr in outcome.predictions
-            ]
-            out += [  # in the same delivery as the predictions: the same at-least-once guarantee
-                (self.settings.topic(stream_topic(r.stream)), r.dataset.encode("utf-8"), r.encode(), None)
-                for r in self.streams.route(zip(outcome.predictions, outcome.observed))
-            ]
-            out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
-            await self.deliver(out)
-            if self.partitions.get(p) is not partition:
-                return  # forgotten meanwhile (a new assignment without it): hold nothing, snapshot nothing
+            async with self.gate.batch():  # no snapshot captures these events before their outputs are durable
+                if not await self._apply_and_deliver(partition, engines, events, records, parsed):
+                    return
             for event in events:  # acking needs the offset only: held events keep none of the record's bytes
                 event.value = event.message.value = None
             partition.hold(events, now=time.monotonic())
@@ -481,6 +521,42 @@ class Service:
                 await self._snapshot(partition, wait=False, budget=self.snapshot_budget)  # written in the background
             elif not engines.dirty:  # nothing to cover (all skipped or dead-lettered): release now
                 partition.ack()
+
+    async def _apply_and_deliver(
+        self, partition: Partition, engines: PartitionEngines, events: list, records: list, parsed: dict
+    ) -> bool:
+        """Apply a batch and deliver its outputs (the caller holds the lock); False if the
+        partition was forgotten meanwhile (hold nothing, snapshot nothing)."""
+        p = partition.number
+        started = time.perf_counter()
+        gap = engines.gap(records[0][0])
+        if gap is not None:
+            log_event(log, logging.INFO, "replay_range", partition=p, start=gap[0], end=gap[1])
+            extra = await read_range(self.settings, self.topics["events"], p, gap[0], gap[1])
+            records = [(o, v) for o, _, v in extra] + records
+        outcome = await self.in_thread(engines.apply, records, now=time.time(), parsed=parsed)
+        self.obs.latency.observe(time.perf_counter() - started)
+        self._tell_seen(outcome.seen)
+        if outcome.skipped:
+            log_event(
+                log,
+                logging.INFO,
+                "skipped",
+                partition=p,
+                events=outcome.skipped,
+                why="covered by a snapshot, already applied, or repeated by the sequencer",
+            )
+        self.obs.events_in.labels(self.topics["events"]).inc(len(events))
+        out: list[Record] = [
+            (self.topics["predictions"], pr.dataset.encode("utf-8"), pr.encode(), None) for pr in outcome.predictions
+        ]
+        out += [  # in the same delivery as the predictions: the same at-least-once guarantee
+            (self.settings.topic(stream_topic(r.stream)), r.dataset.encode("utf-8"), r.encode(), None)
+            for r in self.streams.route(zip(outcome.predictions, outcome.observed))
+        ]
+        out += [self.delivery.dead_record(d) for d in outcome.dead_letters]
+        await self.deliver(out)
+        return self.partitions.get(p) is partition  # else forgotten meanwhile (a new assignment without it)
 
     def _tell_seen(self, seen: list[Message | tuple[str, str]]) -> None:
         for listener in self.seen_listeners:
@@ -559,7 +635,7 @@ class Service:
                     if self.partitions.get(p) is not partition:  # lost: no snapshot of it after that
                         self._abandon(partition, "forgotten")
                         return
-                    captured = await self.in_thread(engines.capture, dataset)
+                    captured = await self.gate.capture(lambda d=dataset: self.in_thread(engines.capture, d))
                     if captured is None:  # a batch failed part-way: that state is never saved
                         self._abandon(partition, "a batch failed")
                         return

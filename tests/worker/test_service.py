@@ -584,6 +584,57 @@ def test_events_applied_while_a_snapshot_is_written_wait_for_the_next_one(record
     assert service.partitions[0].engines.dirty == {"a", "b"}
 
 
+def test_a_snapshot_captures_no_batch_whose_predictions_are_not_durable(records):
+    """Dataset b is captured while a batch's predictions wait for the broker: the capture waits
+    until they are durable. A snapshot covering that batch, durable before its predictions, would
+    lose them to a crash: restored from it, the batch is never applied (or predicted) again."""
+    from agents.worker.snapshots import CHUNK_MAGIC
+
+    async def run():
+        service, _ = _service(snapshot_every=10_000)
+        snapshots_blocked, release_snapshots = asyncio.Event(), asyncio.Event()
+        predictions_blocked, release_predictions = asyncio.Event(), asyncio.Event()
+        order: list[str] = []
+
+        async def send(topic, key, value, partition):
+            if topic == service.topics["snapshots"] and value is not None and value.startswith(CHUNK_MAGIC):
+                snapshots_blocked.set()
+                await release_snapshots.wait()
+            if topic == service.topics["predictions"] and release_snapshots.is_set():
+                predictions_blocked.set()
+                await release_predictions.wait()
+                order.append("predictions durable")
+            return await _accept(topic, key, value, partition)
+
+        service.delivery.send = send
+        engines = service.partitions[0].engines or await service.partitions[0].wait_restored()
+        capture = engines.capture
+
+        def recorded(dataset):
+            order.append(f"{dataset} captured")
+            return capture(dataset)
+
+        engines.capture = recorded
+        two = _for_datasets(records[:20], "ab")
+        await service.process([FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])])
+        writing = asyncio.ensure_future(service.snapshot(0))
+        await snapshots_blocked.wait()  # a captured, its chunks wait; b not captured yet
+        release_snapshots.set()
+        batch = asyncio.ensure_future(service.process([FaustEvent(0, o, raw) for o, raw in enumerate(two[20:40], 20)]))
+        await predictions_blocked.wait()  # the batch is applied, its predictions wait
+        for _ in range(200):  # a's write ends; b's capture comes next (a deadlock guard, not timing)
+            if service.gate.waiting or "b captured" in order:
+                break
+            await asyncio.sleep(0.01)
+        release_predictions.set()
+        await batch
+        await writing
+        return order
+
+    order = [step for step, _ in itertools.groupby(asyncio.run(run()))]  # one "durable" per prediction
+    assert order == ["a captured", "predictions durable", "b captured"]
+
+
 def test_a_batch_failing_while_a_snapshot_is_written_stops_it_before_the_next_capture(records, caplog):
     """The partition's engines may hold half of the failed batch: no dataset is captured after
     it, nothing is acked, and the partition is rebuilt from the snapshots once the one being
