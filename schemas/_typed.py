@@ -137,7 +137,9 @@ class Record:
 
     Subclasses are slotted (``slots=True``): a record is one object the garbage collector
     tracks, with no ``__dict__`` (bench/README.md, *Garbage-collector pauses*). The mixin has
-    no slots of its own, so it gives them no ``__dict__`` either.
+    no slots of its own, so it gives them no ``__dict__`` either. Assigning a field raises
+    ``FrozenInstanceError``; assigning any other name raises ``TypeError`` on Python 3.11 (a
+    frozen slotted dataclass's ``__setattr__``, CPython gh-105936): neither can be set.
     """
 
     __slots__ = ()
