@@ -67,21 +67,23 @@ class _Compiled:
     def _builder(self, steps: list[tuple[str, Convert | None]], check: bool) -> Callable[[Any], Record]:
         """``build(wire)`` -> the record of a decoded Struct, one generated function per class.
 
-        It raises (anything) where the reference parser must decide. The frozen dataclass is
-        filled through its ``__dict__``, as its own ``__init__`` does with ``object.__setattr__``.
+        It raises (anything) where the reference parser must decide. The frozen, slotted
+        dataclass is filled slot by slot through each field's member descriptor (``__set__``),
+        as its own ``__init__`` does with ``object.__setattr__``, without looking the attribute up.
         """
         scope: dict[str, Any] = {"new": object.__new__, "cls": self.cls, "root": self.cls._root()}
-        items = []
+        lines = []
         for i, (attribute, convert) in enumerate(steps):
+            scope[f"_s{i}"] = getattr(self.cls, attribute).__set__  # the slot's member descriptor
             if convert is None:
-                items.append(f"{attribute!r}: wire.{attribute}")
+                lines.append(f"    _s{i}(record, wire.{attribute})\n")
             else:
                 scope[f"_c{i}"] = convert
-                items.append(f"{attribute!r}: _c{i}(wire.{attribute})")
+                lines.append(f"    _s{i}(record, _c{i}(wire.{attribute}))\n")
         source = (
             "def build(wire):\n"
             "    record = new(cls)\n"
-            f"    record.__dict__.update({{{', '.join(items)}}})\n"
+            + "".join(lines)
             + ("    record._check(root)\n" if check else "")
             + "    return record\n"
         )

@@ -134,7 +134,15 @@ class Record:
     """Mixin for frozen dataclasses: ``from_dict``, ``to_dict``, ``json_schema``.
 
     Field metadata ``{"key": "from"}`` maps a Python attribute to another JSON key.
+
+    Subclasses are slotted (``slots=True``): a record is one object the garbage collector
+    tracks, with no ``__dict__`` (bench/README.md, *Garbage-collector pauses*). The mixin has
+    no slots of its own, so it gives them no ``__dict__`` either. Assigning a field raises
+    ``FrozenInstanceError``; assigning any other name raises ``TypeError`` on Python 3.11 (a
+    frozen slotted dataclass's ``__setattr__``, CPython gh-105936): neither can be set.
     """
+
+    __slots__ = ()
 
     _plan_cache: dict[type, list[tuple[str, str, Any, bool, Any]]] = {}
 

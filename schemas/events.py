@@ -1,7 +1,8 @@
 """The event types of every Refinery topic (DESIGN.md sections 2 and 3).
 
-Every type is a frozen dataclass with ``from_dict``/``to_dict``, ``encode()`` -> JSON bytes and
-``decode(raw)``; parsing is strict and every error names the field path:
+Every type is a frozen, slotted dataclass (no ``__dict__``: one object per record for the garbage
+collector) with ``from_dict``/``to_dict``, ``encode()`` -> JSON bytes and ``decode(raw)``; parsing
+is strict and every error names the field path:
 
 >>> Message.decode(b'{"dataset": "support", "id": "", "timestamp": 0}')
 Traceback (most recent call last):
@@ -86,7 +87,7 @@ def label_ancestors(name: str) -> tuple[str, ...]:
     return tuple(" > ".join(parts[: i + 1]) for i in range(len(parts)))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message(Record):
     """One communication (email, chat, call transcript) of a dataset."""
 
@@ -117,7 +118,7 @@ class Message(Record):
         return f"{self.subject}\n{self.body}" if self.subject else self.body
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class LabelAssignment(Record):
     """One label a reviewer applied, with an optional sentiment."""
 
@@ -126,7 +127,7 @@ class LabelAssignment(Record):
     sentiment: Literal["positive", "negative"] | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FieldSpan(Record):
     """An extraction field pinned inside a message: characters ``start:end`` of its text."""
 
@@ -141,7 +142,7 @@ class FieldSpan(Record):
             raise SchemaError(f"{path}.end", f"a position at or after start ({self.start})", describe(self.end))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Annotation(Record):
     """A person's complete judgement of one message (a review), or its removal."""
 
@@ -182,7 +183,7 @@ class Annotation(Record):
         return tuple(sorted({a for label in self.labels for a in label_ancestors(label.name)}))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Event(Record):
     """A record of the internal ``events`` topic: one input event with its source position."""
 
@@ -197,7 +198,7 @@ class Event(Record):
             raise SchemaError(path, "exactly one of message or annotation", "both" if self.message else "neither")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Prediction(Record):
     """The model's output for one live message.
 
@@ -220,7 +221,7 @@ class Prediction(Record):
     thresholds_version: Count = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Thresholds(Record):
     """The three thresholds of a label, chosen from the validation window's curve."""
 
@@ -229,7 +230,7 @@ class Thresholds(Record):
     high_recall: Unit | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class LabelWarning(Record):
     """A problem with a label and the action that fixes it."""
 
@@ -240,7 +241,7 @@ class LabelWarning(Record):
     action: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class LabelMetrics(Record):
     """Validation metrics of one label over the window of recent reviews."""
 
@@ -256,7 +257,7 @@ class LabelMetrics(Record):
     warnings: tuple[LabelWarning, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Balance(Record):
     """How much the reviewed messages look like the whole stream."""
 
@@ -266,7 +267,7 @@ class Balance(Record):
     search_share: Unit | None = None  # share of reviews found by search (counts against balance)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Factor(Record):
     """One of the four factors of the model rating."""
 
@@ -275,7 +276,7 @@ class Factor(Record):
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Rating(Record):
     """The 0-100 model rating, its band, its factors and whether the model is ready."""
 
@@ -285,7 +286,7 @@ class Rating(Record):
     factors: dict[str, Factor] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class DriftEvent(Record):
     """A detected change in the stream."""
 
@@ -296,7 +297,7 @@ class DriftEvent(Record):
     detail: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Action(Record):
     """A recommended next step, with the suggestion kind that carries it out."""
 
@@ -306,7 +307,7 @@ class Action(Record):
     expected_gain: float
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class MetricsSnapshot(Record):
     """A dataset's validation, coverage, balance and rating at one moment."""
 
@@ -324,7 +325,7 @@ class MetricsSnapshot(Record):
     actions: tuple[Action, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Suggestion(Record):
     """A message a person should review next, and why."""
 
@@ -335,7 +336,7 @@ class Suggestion(Record):
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SuggestionList(Record):
     """A record of the ``suggestions`` topic: one ranked list of a kind (and label), best first."""
 
@@ -348,7 +349,7 @@ class SuggestionList(Record):
     items: tuple[Suggestion, ...]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class DeadLetter(Record):
     """An event that could not be processed, with a reason a person can act on."""
 
@@ -382,7 +383,7 @@ def _check_choice(value: str | float, path: str) -> None:
         raise SchemaError(path, "a number from 0 to 1 (or a threshold kind)", describe(value))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamFilter(Record):
     """Which messages a stream considers: any of ``channels`` (all when empty), and every
     ``metadata`` property equal to the given value."""
@@ -403,7 +404,7 @@ class StreamFilter(Record):
         return all(key in message.metadata and message.metadata[key] == value for key, value in self.metadata.items())
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Stream(Record):
     """A stream for automations: the messages of a dataset that pass a filter, with the labels
     that reach the thresholds it chooses, written to the topic ``streams.<name>``.
@@ -494,7 +495,7 @@ class Stream(Record):
         )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamLabel(Record):
     """A label of a stream record: its confidence and the threshold it reached (``choice``: the
     kind chosen, or the number as text)."""
@@ -506,7 +507,7 @@ class StreamLabel(Record):
     choice: Id
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamMessage(Record):
     """A record of a ``streams.<name>`` topic: one message for automations, with its labels at
     the stream's thresholds and the model version that predicted them. Deduplicate by

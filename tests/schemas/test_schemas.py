@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
+import pickle
 
 import jsonschema
 import orjson
 import pytest
 
+import schemas
 from schemas import (
     Annotation,
     DeadLetter,
@@ -18,6 +22,7 @@ from schemas import (
     SchemaError,
     SuggestionList,
 )
+from schemas._typed import Record
 from schemas.jsonschema import TOPIC_TYPES, rendered, stale
 
 MESSAGE = {
@@ -329,6 +334,32 @@ def test_encode_then_decode_gives_the_same_record(record):
 def test_event_carries_exactly_one_payload():
     with pytest.raises(SchemaError, match="^event: expected exactly one of message or annotation, got neither$"):
         Event.from_dict({"source_topic": "t", "partition": 0, "offset": 0})
+
+
+def test_no_record_type_gives_its_records_a_dict():
+    # Slotted: one object per record for the garbage collector, which walks every record the
+    # workbench holds in each full collection (bench/README.md, "Garbage-collector pauses").
+    kinds = [kind for kind in vars(schemas).values() if isinstance(kind, type) and issubclass(kind, Record)]
+    assert len(kinds) > 20 and set(kinds) <= {getattr(schemas, name) for name in schemas.__all__}
+    assert [kind.__name__ for kind in kinds if kind.__dictoffset__] == [], "make them slots=True (no __dict__)"
+
+
+def test_records_built_every_way_have_no_dict():
+    raw = orjson.dumps(
+        {
+            "source_topic": "annotations",
+            "partition": 0,
+            "offset": 7,
+            "annotation": {**ANNOTATION, "message": {**MESSAGE, "id": ANNOTATION["message_id"]}},
+        }
+    )
+    fast, reference = Event.decode(raw), Event._decode_reference(raw)
+    built = [fast, reference, copy.deepcopy(fast), pickle.loads(pickle.dumps(fast)), dataclasses.replace(fast)]
+    assert all(record == fast for record in built)
+    for record in built:
+        annotation = record.annotation
+        for part in (record, annotation, annotation.message, *annotation.labels):
+            assert not hasattr(part, "__dict__"), f"a {type(part).__name__} built that way has a __dict__"
 
 
 def test_json_schema_files_are_current():
