@@ -98,8 +98,8 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_credentials=faust_credentials(settings),  # TLS and SASL: REFINERY_KAFKA_*, agents.kafka.security
         **faust_settings,
     )
-    # Faust's consumer waits up to 1.5 s per fetch, whatever the settings (agents.worker.transport)
-    app.transport = transport_class(options.fetch_wait)(app.conf.broker_consumer, app)
+    # Faust's consumer waits up to 1.5 s per fetch and takes any byte, whatever the settings (agents.worker.transport)
+    app.transport = transport_class(options.fetch_wait, options.fetch_min_bytes)(app.conf.broker_consumer, app)
     obs = Observability()
 
     async def send(topic, key, value, partition):

@@ -37,6 +37,11 @@ class WorkerOptions:
     #: (Faust's own is 1.5 s: a stall of both agents while the fetch in flight waits for
     #: partitions without data; `agents.worker.transport`).
     fetch_wait: float = 0.05
+    #: REFINERY_FETCH_MIN_BYTES: the broker answers a fetch once this many bytes wait, or after
+    #: ``fetch_wait``. aiokafka's 1 byte answered every fetch at once: under steady input the
+    #: consumer made hundreds of small fetches a second, each a hand-over to the event loop, and
+    #: at 750 events/s the worker fell 2 s behind (bench/README.md, *Fetches*).
+    fetch_min_bytes: int = 65_536
     #: REFINERY_SNAPSHOT_EVERY / REFINERY_SNAPSHOT_SECONDS: snapshot after this many applied
     #: events, or this long after the first unsnapshotted one.
     snapshot_every: int = 1000
@@ -84,6 +89,7 @@ class WorkerOptions:
             batch_size=get("REFINERY_BATCH_SIZE", d.batch_size, int),
             batch_seconds=get("REFINERY_BATCH_SECONDS", d.batch_seconds, float),
             fetch_wait=get("REFINERY_FETCH_WAIT_SECONDS", d.fetch_wait, float),
+            fetch_min_bytes=get("REFINERY_FETCH_MIN_BYTES", d.fetch_min_bytes, int),
             snapshot_every=get("REFINERY_SNAPSHOT_EVERY", d.snapshot_every, int),
             snapshot_seconds=get("REFINERY_SNAPSHOT_SECONDS", d.snapshot_seconds, float),
             metrics_seconds=get("REFINERY_METRICS_SECONDS", d.metrics_seconds, float),
@@ -114,6 +120,7 @@ class WorkerOptions:
         check_range("REFINERY_BATCH_SIZE", self.batch_size, 1, MAX_BATCH_SIZE)  # agents.worker.applied
         check_range("REFINERY_BATCH_SECONDS", self.batch_seconds, 0.001, 60)
         check_range("REFINERY_FETCH_WAIT_SECONDS", self.fetch_wait, 0.001, 30)
+        check_range("REFINERY_FETCH_MIN_BYTES", self.fetch_min_bytes, 1, 16 * 1024 * 1024)
         check_range("REFINERY_SNAPSHOT_EVERY", self.snapshot_every, 1, 10_000_000)
         check_range("REFINERY_SNAPSHOT_SECONDS", self.snapshot_seconds, 0.1, 86_400)
         check_range("REFINERY_METRICS_SECONDS", self.metrics_seconds, 0.1, 86_400)

@@ -15,6 +15,12 @@ partitions meanwhile drained by the agents wait with it: both agents received no
 1.4 s while input arrived at 367 events/s (bench/README.md, *Service throughput*). A short wait
 bounds that stall; an idle worker pays one small fetch request per wait.
 
+aiokafka asks the broker to answer a fetch as soon as one byte waits (``fetch_min_bytes=1``).
+Under steady input every fetch then came back with a record or a few, hundreds a second, each
+handed from the consumer thread to the event loop and through the conductor: at 750 events/s
+the worker fell 2 s behind, where it keeps up with 64 KiB (bench/README.md, *Fetches*). With
+a minimum, a fetch waits until that much has arrived, or for the fetch wait at most.
+
 Faust's consumer also hands each record to the conductor through ``wait_first(deliver(record),
 suspend_flow.wait())``: four tasks and an ``asyncio.wait`` per record, so that a delivery
 blocked on a full stream buffer (or on paused flow during a rebalance) can be abandoned. That
@@ -54,14 +60,17 @@ RESUME_POLL_SECONDS = 0.01
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread; its aiokafka consumer waits at most ``fetch_max_wait_ms``."""
+    """Faust's consumer thread; its aiokafka consumer waits at most ``fetch_max_wait_ms`` for
+    ``fetch_min_bytes`` per fetch."""
 
     fetch_max_wait_ms = 1500
+    fetch_min_bytes = 1
 
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
-        # aiokafka keeps the argument here and hands it to its Fetcher in start(), not before
+        # aiokafka keeps the arguments here and hands them to its Fetcher in start(), not before
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        consumer._fetch_min_bytes = self.fetch_min_bytes
         return consumer
 
 
@@ -258,10 +267,13 @@ class RawSchema(faust.Schema):
         return decode
 
 
-def transport_class(fetch_wait: float) -> type[driver.Transport]:
-    """Faust's aiokafka transport whose worker consumer waits at most ``fetch_wait`` seconds per fetch."""
+def transport_class(fetch_wait: float, fetch_min_bytes: int = 1) -> type[driver.Transport]:
+    """Faust's aiokafka transport whose worker consumer's fetches are answered once
+    ``fetch_min_bytes`` wait, or after ``fetch_wait`` seconds at most."""
     wait_ms = max(1, round(fetch_wait * 1000))
-    thread = type("ConsumerThread", (_ConsumerThread,), {"fetch_max_wait_ms": wait_ms})
+    thread = type(
+        "ConsumerThread", (_ConsumerThread,), {"fetch_max_wait_ms": wait_ms, "fetch_min_bytes": fetch_min_bytes}
+    )
 
     class Consumer(_PromptResume, _InlineDelivery, driver.Consumer):
         fetch_max_wait_ms = wait_ms

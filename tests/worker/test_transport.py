@@ -1,4 +1,5 @@
-"""The worker's consumer waits at most ``REFINERY_FETCH_WAIT_SECONDS`` per fetch, not Faust's 1.5 s."""
+"""The worker's consumer waits at most ``REFINERY_FETCH_WAIT_SECONDS`` per fetch, not Faust's 1.5 s, for
+``REFINERY_FETCH_MIN_BYTES``, not aiokafka's one byte."""
 
 from __future__ import annotations
 
@@ -12,19 +13,25 @@ from agents.worker.options import WorkerOptions
 from agents.worker.transport import RESUME_POLL_SECONDS, take_batches
 
 
-def _fetch_wait_ms(options: WorkerOptions) -> int:
+def _fetch(options: WorkerOptions) -> tuple[int, int]:
+    """(fetch wait in ms, fetch minimum in bytes) of the aiokafka consumer Faust starts."""
     app = create_app(Settings(), options)
 
-    async def build() -> int:
+    async def build() -> tuple[int, int]:
         consumer = app.consumer._thread._create_worker_consumer(app.transport)  # what Faust starts
-        return consumer._fetch_max_wait_ms  # aiokafka hands it to its Fetcher in start()
+        return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes  # handed to its Fetcher in start()
 
     return asyncio.run(build())
 
 
 def test_the_worker_consumer_fetch_wait_is_the_setting():
-    assert _fetch_wait_ms(WorkerOptions()) == 50
-    assert _fetch_wait_ms(WorkerOptions.from_env({"REFINERY_FETCH_WAIT_SECONDS": "0.2"})) == 200
+    assert _fetch(WorkerOptions())[0] == 50
+    assert _fetch(WorkerOptions.from_env({"REFINERY_FETCH_WAIT_SECONDS": "0.2"}))[0] == 200
+
+
+def test_the_worker_consumer_fetch_minimum_is_the_setting_not_aiokafkas_one_byte():
+    assert _fetch(WorkerOptions())[1] == 65_536
+    assert _fetch(WorkerOptions.from_env({"REFINERY_FETCH_MIN_BYTES": "1"}))[1] == 1
 
 
 # -- records delivered inline ------------------------------------------------------------------
