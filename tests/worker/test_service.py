@@ -545,26 +545,34 @@ def test_a_snapshot_holds_one_captured_dataset_at_a_time_in_the_whole_worker(rec
     assert all(e.acked for p in (0, 1) for e in service.partitions[p].held) and not service.partitions[0].held
 
 
+def _held_snapshots(service: Service):
+    """``service``'s deliveries, each record to ``snapshots`` held until ``release`` is set
+    (``blocked`` is set at the first); (blocked, release, the manifests written, in order)."""
+    from agents.worker.snapshots import CHUNK_MAGIC, Manifest
+
+    blocked, release = asyncio.Event(), asyncio.Event()
+    manifests: list[Manifest] = []
+
+    async def send(topic, key, value, partition):
+        if topic == service.topics["snapshots"]:
+            blocked.set()
+            await release.wait()
+            if value is not None and not value.startswith(CHUNK_MAGIC):
+                manifests.append(Manifest.decode(value))
+        return await _accept(topic, key, value, partition)
+
+    service.delivery.send = send
+    return blocked, release, manifests
+
+
 def test_events_applied_while_a_snapshot_is_written_wait_for_the_next_one(records):
     """Dataset b is captured after a batch applied while a's snapshot was written: b's manifest
     covers that batch, a's does not, so the batch is acked by neither, and both datasets are
     marked for the next snapshot (even a batch that changes nothing does not release it)."""
-    from agents.worker.snapshots import CHUNK_MAGIC, Manifest
 
     async def run():
         service, _ = _service(snapshot_every=10_000)
-        blocked, release = asyncio.Event(), asyncio.Event()
-        manifests: list[Manifest] = []
-
-        async def send(topic, key, value, partition):
-            if topic == service.topics["snapshots"]:
-                blocked.set()
-                await release.wait()
-                if value is not None and not value.startswith(CHUNK_MAGIC):
-                    manifests.append(Manifest.decode(value))
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        blocked, release, manifests = _held_snapshots(service)
         two = _for_datasets(records[:20], "ab")
         before = [FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])]
         await service.process(before)
@@ -639,7 +647,6 @@ def test_a_batch_failing_while_a_snapshot_is_written_stops_it_before_the_next_ca
     """The partition's engines may hold half of the failed batch: no dataset is captured after
     it, nothing is acked, and the partition is rebuilt from the snapshots once the one being
     written is durable."""
-    from agents.worker.snapshots import CHUNK_MAGIC, Manifest
 
     class Failing(PartitionEngines):
         def _apply(self, records, *, now, parsed):
@@ -648,18 +655,7 @@ def test_a_batch_failing_while_a_snapshot_is_written_stops_it_before_the_next_ca
 
     async def run():
         service, loads = _service(snapshot_every=10_000)
-        blocked, release = asyncio.Event(), asyncio.Event()
-        manifests: list[str] = []
-
-        async def send(topic, key, value, partition):
-            if topic == service.topics["snapshots"]:
-                blocked.set()
-                await release.wait()
-                if value is not None and not value.startswith(CHUNK_MAGIC):
-                    manifests.append(Manifest.decode(value).dataset)
-            return await _accept(topic, key, value, partition)
-
-        service.delivery.send = send
+        blocked, release, written = _held_snapshots(service)
         two = _for_datasets(records[:20], "ab")
         before = [FaustEvent(0, o, raw) for o, raw in enumerate(two[:20])]
         await service.process(before)
@@ -672,7 +668,7 @@ def test_a_batch_failing_while_a_snapshot_is_written_stops_it_before_the_next_ca
         release.set()
         await writing
         rebuilt = await service.partitions[0].wait_restored()
-        return loads, before + failed, manifests, first, rebuilt
+        return loads, before + failed, [m.dataset for m in written], first, rebuilt
 
     with caplog.at_level(logging.INFO, logger="refinery.worker"):
         loads, events, manifests, first, rebuilt = asyncio.run(run())
