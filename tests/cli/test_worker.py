@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_status_falls_back_to_the_metrics_topic_when_no_worker_answers(topics):
         balance=Balance(score=55.0, similarity=0.8, shuffle_share=0.1),
         rating=Rating(score=61.0, band="Average", ready=False, factors={"coverage": Factor(score=42.0, band="Poor")}),
     )
-    older = MetricsSnapshot(**{**snapshot.__dict__, "reviewed": 1, "model_version": 1})
+    older = dataclasses.replace(snapshot, reviewed=1, model_version=1)
     _send(topics, "metrics", [(b"support", older.encode()), (b"support", snapshot.encode())])
     result = _refinery(topics, "status", "support", "--url", "http://127.0.0.1:9")  # nothing listens there
     assert result.returncode == 0, result.stderr
