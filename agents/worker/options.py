@@ -28,11 +28,13 @@ class WorkerOptions:
     """Worker tuning, from ``REFINERY_*`` environment variables (each in docs/configuration.md)."""
 
     #: REFINERY_BATCH_SIZE / REFINERY_BATCH_SECONDS: ``stream.take`` bounds.
-    #: A batch waits at most ``batch_seconds`` per hop (two hops: sequencer, engine), which bounds
-    #: the latency at low rates; a full batch goes at once (bench/README.md, *Service throughput*:
-    #: 0.02 halved the median latency at 430 events/s against 0.05, at the same flood rate).
+    #: A batch waits at most ``batch_seconds`` per hop (two hops: sequencer, engine) for more
+    #: records after its first; a full batch goes at once. Records come in fetches of up to
+    #: ``fetch_min_bytes`` at most ``fetch_wait`` apart, so a longer wait mostly waits for the
+    #: next fetch: 0.002 against 0.02 took the p99 at 670 events/s from 398-493 to 271-646
+    #: (median 311) ms at the same flood rate (bench/README.md, *The harness measured itself*).
     batch_size: int = 500
-    batch_seconds: float = 0.02
+    batch_seconds: float = 0.002
     #: REFINERY_FETCH_WAIT_SECONDS: longest the broker holds one fetch of the worker's consumer
     #: (Faust's own is 1.5 s: a stall of both agents while the fetch in flight waits for
     #: partitions without data; `agents.worker.transport`).
