@@ -520,10 +520,10 @@ class Refiner:
         pending = [slot for slot in self.balance_pending if self.reviews.used[slot]]
         self.balance_pending = []
         # reviewed against *unreviewed* messages (CM's rule): live messages under review are left out
-        occupied = [s for s in self.live.occupied().tolist() if self.live.slot_ids[s] not in self.reviewed]
-        if not occupied or not pending:
+        occupied = self.live.occupied_without(self.reviewed)
+        if not len(occupied) or not pending:
             return
-        live = [occupied[draws.below(len(occupied))] for _ in pending]
+        live = [int(occupied[draws.below(len(occupied))]) for _ in pending]
         x = SparseRows.stack([self.reviews.features[s] for s in pending] + [self.live.features[s] for s in live])
         targets = np.repeat(np.array([[1.0], [0.0]], dtype=np.float32), len(pending), axis=0)
         scores = self.balance_model.learn(x, targets)[:, 0]  # scored before the step, as learn returns them
@@ -1021,7 +1021,9 @@ class Refiner:
         balance-model scores (how reviewed-like each looks), in live-window slot order."""
         occupied, scores, balance = self._live_scores()  # as metrics left them, if the state is the same
         self._live_cache = None  # taken: the pools keep what they need until the state changes
-        rows = [i for i, s in enumerate(occupied.tolist()) if self.live.slot_ids[s] not in self.reviewed]
+        under_review = np.zeros(self.live.capacity, dtype=bool)
+        under_review[self.live.slots_of(self.reviewed)] = True
+        rows = np.flatnonzero(~under_review[occupied])
         return [self.live.slot_ids[s] for s in occupied[rows]], scores[rows], balance[rows]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
