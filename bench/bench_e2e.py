@@ -32,7 +32,11 @@ the lag series.
 
 For scaling curves: ``--labels N`` maps the reviews' labels onto N labels (as ``bench_speed.py``
 does for the engine alone), ``--corpus enron`` sends long emails instead of chat lines,
-``--datasets N`` spreads the events over N datasets, ``--workers N`` runs N workers in one group.
+``--datasets N`` spreads the events over N datasets, ``--workers N`` runs N workers in one group,
+``--split`` runs the worker as two processes in one group: one of the role ``sequencer`` and one
+of the role ``engine`` (docs/service.md, *Roles*; CPU and RSS summed). ``--rounds N`` sends the
+stream N times in the flood (ids renamed each round; the engine in-process gets the same N
+rounds): a flood of 5,333 events lasts under 2 s, which start-up transients dominate.
 
 Run: ``.venv/bin/python bench/bench_e2e.py [--messages 2000] [--paced-seconds 10] [--json FILE]``
 (broker at ``REFINERY_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092; about 5 minutes on a loaded machine).
@@ -136,11 +140,11 @@ def _naive(settings: Settings) -> None:
     app.main()
 
 
-def _child_engine(messages: int, review_lag: int, corpus: str, labels: int) -> None:
+def _child_engine(messages: int, review_lag: int, corpus: str, labels: int, rounds: int = 1) -> None:
     """The engine in-process, in its own process (its CPU and RSS alone): one JSON line."""
     import resource
 
-    events = stream(messages, 1 / 3, review_lag, seed=0, corpus=corpus, labels=labels)
+    events = _flood(stream(messages, 1 / 3, review_lag, seed=0, corpus=corpus, labels=labels), rounds)
     engine = Refiner(DATASET, config=RefinerConfig(), seed=0)
     cpu, start = time.process_time(), time.perf_counter()
     apply(engine, events)
@@ -181,6 +185,12 @@ class Arrivals:
                 self.seen.setdefault(key, now)
 
 
+def _flood(events: list, rounds: int, datasets: int = 1) -> list:
+    """The flood: ``events`` ``rounds`` times, each round's message ids its own (``#flood<r>``;
+    the first round's tag is ``flood``, as with one round)."""
+    return [e for r in range(rounds) for e in _renamed(events, f"flood{r or ''}", datasets)]
+
+
 def _renamed(events: list, tag: str, datasets: int = 1) -> list:
     """The events with message ids made unique to one phase (``id#tag``) and, with ``datasets``
     > 1, spread over that many datasets (``banking77-k``, by message, its review with it)."""
@@ -199,7 +209,9 @@ def _renamed(events: list, tag: str, datasets: int = 1) -> list:
 class System:
     """One Kafka system under test on its own topics: started, fed, measured, stopped."""
 
-    def __init__(self, name: str, base: Settings, workdir: Path, *, workers: int = 1, datasets: int = 1) -> None:
+    def __init__(
+        self, name: str, base: Settings, workdir: Path, *, workers: int = 1, datasets: int = 1, split: bool = False
+    ) -> None:
         self.name = name
         self.datasets = datasets
         self.settings = dataclasses.replace(base, topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.{name}.")
@@ -213,9 +225,10 @@ class System:
             "E2E_WORKDIR": str(workdir),
         }
         if name == "worker":
-            for k in range(workers):
+            roles = [role for _ in range(workers) for role in (("sequencer", "engine") if split else (None,))]
+            for k, role in enumerate(roles):
                 (workdir / f"worker{k}").mkdir()
-                self.workers.append(Worker(self.settings, workdir / f"worker{k}"))
+                self.workers.append(Worker(self.settings, workdir / f"worker{k}", role))
             self.process = self.workers[0].process
         else:
             log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115  # closed with the process
@@ -334,11 +347,12 @@ class System:
             admin.delete_topics(self.settings)
 
 
-def _engine(messages: int, review_lag: int, corpus: str, labels: int) -> dict:
+def _engine(messages: int, review_lag: int, corpus: str, labels: int, rounds: int = 1) -> dict:
     run = subprocess.run(
         [
             *(sys.executable, __file__, "--child", "engine", "--messages", str(messages)),
             *("--review-lag", str(review_lag), "--corpus", corpus, "--labels", str(labels)),
+            *("--rounds", str(rounds)),
         ],
         capture_output=True,
         text=True,
@@ -370,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(Path(__file__).with_name("e2e.json")))
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (same group); CPU and RSS summed")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="the flood sends the stream this many times (ids renamed each round)"
+    )
+    parser.add_argument(
+        "--split", action="store_true", help="the worker as a sequencer process and an engine process (roles)"
+    )
     parser.add_argument("--datasets", type=int, default=1, help="spread the events over this many datasets")
     parser.add_argument("--no-engine", action="store_true", help="skip the in-process engine")
     parser.add_argument(
@@ -387,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = Settings.from_env()
     if args.child == "engine":
-        _child_engine(args.messages, args.review_lag, args.corpus, args.labels)
+        _child_engine(args.messages, args.review_lag, args.corpus, args.labels, args.rounds)
         return 0
     if args.child == "transport":
         asyncio.run(_transport(base))
@@ -400,27 +420,29 @@ def main(argv: list[str] | None = None) -> int:
 
     events = stream(args.messages, 1 / 3, args.review_lag, seed=0, corpus=args.corpus, labels=args.labels)
     print(
-        f"{len(events):,} events per flood ({args.messages:,} {args.corpus} messages"
+        f"{len(events) * args.rounds:,} events per flood ({args.rounds} x {args.messages:,} {args.corpus} messages"
         f"{f', {args.labels} labels' if args.labels else ''}); broker {base.bootstrap}"
     )
     results: dict = {
-        "events": len(events),
+        "events": len(events) * args.rounds,
         "systems": {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     results.update(workers=args.workers, datasets=args.datasets, corpus=args.corpus, labels=args.labels or None)
+    results.update(split=args.split, rounds=args.rounds)
     if not args.no_engine:
-        results["systems"]["engine"] = {"flood": _engine(args.messages, args.review_lag, args.corpus, args.labels)}
+        flood = _engine(args.messages, args.review_lag, args.corpus, args.labels, args.rounds)
+        results["systems"]["engine"] = {"flood": flood}
         print(f"engine     {results['systems']['engine']['flood']['rate']:,.0f} events/s")
     order = args.systems.split(",")
     order = ["worker"] + [s for s in order if s != "worker"]  # the worker's rate sets the paced rates
     rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
         for name in order:
-            system = System(name, base, Path(workdir), workers=args.workers, datasets=args.datasets)
+            system = System(name, base, Path(workdir), workers=args.workers, datasets=args.datasets, split=args.split)
             try:
                 system.warm_up(events)
-                flood = system.flood(_renamed(events, "flood", args.datasets), args.timeout)
+                flood = system.flood(_flood(events, args.rounds, args.datasets), args.timeout)
                 print(f"{name:10} {_fmt(flood['rate'])} events/s, {flood['cpu_per_event_ms']:.2f} ms CPU per event")
                 entry = results["systems"][name] = {"flood": flood, "paced": []}
                 if name == "worker":

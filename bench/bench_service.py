@@ -178,8 +178,9 @@ def stop_process(process: subprocess.Popen) -> None:
 class Worker:
     """One ``refinery worker`` subprocess on ``settings``' topics, its web server on a free port."""
 
-    def __init__(self, settings: Settings, workdir: Path) -> None:
+    def __init__(self, settings: Settings, workdir: Path, role: str | None = None) -> None:
         self.port = _free_port()
+        self.role = role
         self.log_path = workdir / "worker.log"
         env = {
             **os.environ,
@@ -192,6 +193,8 @@ class Worker:
         }
         env.pop("REFINERY_API_TOKEN", None)
         env.pop("REFINERY_ENGINE_CONFIG", None)  # the default engine, as the baseline
+        if role is not None:
+            env["REFINERY_WORKER_ROLE"] = role  # docs/service.md, Roles
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warning"],
@@ -218,7 +221,8 @@ class Worker:
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if self.get("/readyz", timeout=1.0)["assigned"]:
+                ready = self.get("/readyz", timeout=1.0)
+                if ready["assigned"] or (self.role == "sequencer" and ready["inputs"]):
                     return
             except OSError:
                 pass

@@ -105,7 +105,11 @@ def test_every_reader_named_exists():
 
 
 #: Values of string settings that pass start-up validation (`Settings.validate`).
-VALID_TEXT = {"REFINERY_KAFKA_BOOTSTRAP": "kafka.example:9092", "REFINERY_TOPIC_PREFIX": "x."}
+VALID_TEXT = {
+    "REFINERY_KAFKA_BOOTSTRAP": "kafka.example:9092",
+    "REFINERY_TOPIC_PREFIX": "x.",
+    "REFINERY_WORKER_ROLE": "engine",
+}
 
 
 @pytest.mark.parametrize("row", _field_rows(), ids=lambda r: r["variable"])

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--group", default=None, help="consumer group / Faust app id (default REFINERY_GROUP, else '<prefix>worker')"
     )
     parser.add_argument("--data-dir", default=None, help="Faust's data directory (default REFINERY_DATA_DIR)")
+    parser.add_argument(
+        "--role",
+        default=None,
+        choices=("all", "sequencer", "engine"),
+        help="the agents this worker runs: both (all), the sequencer alone, or the engines alone "
+        "(default REFINERY_WORKER_ROLE, else all; docs/service.md, Roles)",
+    )
     options.add_kafka_options(parser)
     options.add_web_options(parser)
 
@@ -49,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from agents.worker.sizes import check_start
 
     worker_options = WorkerOptions.from_env()
-    if args.group or args.data_dir:
+    if args.group or args.data_dir or args.role:
         worker_options = dataclasses.replace(
             worker_options,
             group=args.group or worker_options.group,
             data_dir=args.data_dir and os.path.abspath(args.data_dir) or worker_options.data_dir,
+            role=args.role or worker_options.role,
         )
     check_start(settings, worker_options)  # settings in range, sizes that add up, the snapshot key
     _check_broker(settings)

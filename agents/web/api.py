@@ -82,7 +82,14 @@ class Api:
 
     def readyz(self) -> Reply:
         s = self.service
-        body = {"ready": s.ready, "assigned": sorted(s.assigned or ()), "restored": s.restored, "stalled": s.stalled}
+        body = {
+            "ready": s.ready,
+            "role": s.options.role,
+            "assigned": sorted(s.assigned or ()),
+            "inputs": [f"{topic}:{partition}" for topic, partition in sorted(s.inputs)],
+            "restored": s.restored,
+            "stalled": s.stalled,
+        }
         return (200 if s.ready else 503), body
 
     def datasets(self) -> Reply:

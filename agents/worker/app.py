@@ -20,6 +20,10 @@
 - **streams** (a task): reads the declarations of streams for automations
   (`agents.worker.streams`) for ever; the engine applies no event before it has read them all.
 
+A worker runs both agents, or one of them (``REFINERY_WORKER_ROLE``: `WorkerOptions.role`):
+workers of the roles ``sequencer`` and ``engine`` in one group run the two hops in two
+processes, so the sequencer's share of the work no longer waits for the engine thread's GIL.
+
 On assignment of an ``events`` partition the worker restores its datasets from ``snapshots``
 before applying anything; events below a dataset's snapshot are skipped, and a range Faust will
 not deliver (after a rejected snapshot) is read with a separate group-less consumer.
@@ -116,7 +120,6 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     inputs = raw_topic(service.topics["messages"], service.topics["annotations"])
     events = raw_topic(service.topics["events"])
 
-    @app.agent(inputs, concurrency=1)
     async def sequencer(stream):
         async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
             obs.record_age("sequencer", [e.message.timestamp for e in batch], now=time.time())
@@ -137,7 +140,6 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
                 log_event(log, logging.ERROR, "sequencer_batch_failed", events=len(batch), exc_info=True)
                 _ack_all(batch)  # skipped, as before: a bug must not stall the input partition
 
-    @app.agent(events, concurrency=1)
     async def engine(stream):
         async for batch in take_batches(app, stream, options.batch_size, options.batch_seconds):
             # Each event holds its message until acked, which only happens (Partition.ack) once a
@@ -145,6 +147,13 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
             obs.record_age("engine", [e.message.timestamp for e in batch], now=time.time())
             await service.process(batch)
             service.record_batch(app.consumer, batch)
+
+    # REFINERY_WORKER_ROLE: a worker subscribes to the topics of the agents it runs; Faust's
+    # assignor shares each agent's partitions among the group's workers that run it.
+    if options.sequences:
+        app.agent(inputs, concurrency=1)(sequencer)
+    if options.applies:
+        app.agent(events, concurrency=1)(engine)
 
     @app.task
     async def quiet_debug_records():
@@ -157,6 +166,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
         await service.on_revoked({tp.partition for tp in revoked if tp.topic == service.topics["events"]})
+        service.inputs -= {(tp.topic, tp.partition) for tp in revoked}
         obs.drop_lag({(tp.topic, tp.partition) for tp in revoked})
 
     pauses: list[PauseCollector] = []
@@ -173,7 +183,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs):
-        service.on_assigned({tp.partition for tp in assigned if tp.topic == service.topics["events"]})
+        service.on_assigned(
+            {tp.partition for tp in assigned if tp.topic == service.topics["events"]},
+            inputs={(tp.topic, tp.partition) for tp in assigned if tp.topic != service.topics["events"]},
+        )
         obs.retain_lag({(tp.topic, tp.partition) for tp in assigned})
 
     # Until the declarations of streams are read no event is applied (a restart never skips a

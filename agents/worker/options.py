@@ -20,7 +20,10 @@ from agents.worker.snapshots import CHUNK_BYTES
 from pipeline.engine import Engine, EngineFactory, EngineLoader
 from schemas import SchemaError, Stream
 
-__all__ = ["WorkerOptions", "configured_streams", "engine_functions"]
+__all__ = ["ROLES", "WorkerOptions", "configured_streams", "engine_functions"]
+
+#: REFINERY_WORKER_ROLE's values: both agents, the sequencer alone, the engines alone.
+ROLES = ("all", "sequencer", "engine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,12 @@ class WorkerOptions:
     #: REFINERY_STREAMS: streams for automations declared by configuration (docs/streams.md), a
     #: JSON list of `schemas.Stream` objects, or the path of a JSON file holding one.
     streams: tuple[Stream, ...] = ()
+    #: REFINERY_WORKER_ROLE: which of the two agents this worker runs (`ROLES`): ``all`` (both),
+    #: ``sequencer`` (reads ``messages`` and ``annotations``, forwards to ``events``; no
+    #: engines) or ``engine`` (reads ``events``: the engines). Workers of both roles in one
+    #: group share the work across processes, each agent's partitions among the workers that
+    #: run it (docs/service.md, *Roles*).
+    role: str = "all"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerOptions:
@@ -105,6 +114,7 @@ class WorkerOptions:
             stall_seconds=get("REFINERY_STALL_SECONDS", d.stall_seconds, float),
             background_share=get("REFINERY_BACKGROUND_SHARE", d.background_share, float),
             streams=configured_streams(env.get("REFINERY_STREAMS") or ""),
+            role=get("REFINERY_WORKER_ROLE", d.role, str),
         ).validate()
 
     def validate(self) -> WorkerOptions:
@@ -131,6 +141,8 @@ class WorkerOptions:
         check_range("REFINERY_SESSION_TIMEOUT", self.session_timeout, 6, 1800)
         check_range("REFINERY_STALL_SECONDS", self.stall_seconds, 1, 86_400)
         check_range("REFINERY_BACKGROUND_SHARE", self.background_share, 0.01, 1)
+        if self.role not in ROLES:
+            raise SettingError("REFINERY_WORKER_ROLE", "one of " + ", ".join(ROLES), self.role)
         for variable, value in (("REFINERY_GROUP", self.group), ("REFINERY_INSTANCE_ID", self.instance_id)):
             if value is not None and not value.strip():
                 raise SettingError(variable, "a non-empty name", value)
@@ -139,6 +151,20 @@ class WorkerOptions:
         except (TypeError, ValueError) as error:
             raise SettingError("REFINERY_ENGINE_CONFIG", "pipeline.RefinerConfig fields", str(error)) from None
         return self
+
+    @property
+    def sequences(self) -> bool:
+        """Whether this worker runs the sequencer (roles ``all`` and ``sequencer``).
+
+        >>> WorkerOptions(role="engine").sequences, WorkerOptions(role="engine").applies
+        (False, True)
+        """
+        return self.role in ("all", "sequencer")
+
+    @property
+    def applies(self) -> bool:
+        """Whether this worker runs the engines (roles ``all`` and ``engine``)."""
+        return self.role in ("all", "engine")
 
     @property
     def stream_buffer(self) -> int:

@@ -181,6 +181,8 @@ class Service:
         #: The ``events`` partitions this worker owns, restored or restoring.
         self.partitions: dict[int, Partition] = {}
         self.assigned: set[int] | None = None  # None until the first assignment
+        #: The input partitions ``(topic, partition)`` the sequencer reads (`on_assigned`).
+        self.inputs: set[tuple[str, int]] = set()
         self.lock = asyncio.Lock()  # one caller of the engines at a time
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="refinery-engine")
         #: Beside the engine thread: encodes, compresses and authenticates snapshots (`_snapshot`)
@@ -374,8 +376,11 @@ class Service:
             partition.restore(self._restore)
         return partition
 
-    def on_assigned(self, partitions: set[int]) -> None:
-        """Keep the partitions still ours, forget the others, restore the new ones (in background)."""
+    def on_assigned(self, partitions: set[int], *, inputs: set[tuple[str, int]] | None = None) -> None:
+        """Keep the partitions still ours, forget the others, restore the new ones (in background).
+        ``inputs``: the input partitions (``messages``, ``annotations``) the sequencer now reads."""
+        if inputs is not None:
+            self.inputs = set(inputs)
         for p in set(self.partitions) - partitions:
             self.forget(p)
         self.assigned = set(partitions)

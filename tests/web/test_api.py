@@ -213,5 +213,16 @@ def test_readyz_lists_the_restored_partitions(pairs):
     service = _worker(pairs)
     service.assigned = {0, 1}
     service.partitions[1] = Partition(1)  # assigned, restore not started
+    service.inputs = {("refinery.messages", 1), ("refinery.annotations", 0)}
     status, body = Api(service).readyz()
-    assert (status, body) == (503, {"ready": False, "assigned": [0, 1], "restored": [0], "stalled": []})
+    assert (status, body) == (
+        503,
+        {
+            "ready": False,
+            "role": "all",
+            "assigned": [0, 1],
+            "inputs": ["refinery.annotations:0", "refinery.messages:1"],
+            "restored": [0],
+            "stalled": [],
+        },
+    )

@@ -568,6 +568,50 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     assert _exported(second) == set(names)
 
 
+def _readyz(worker) -> dict:
+    try:
+        return orjson.loads(worker.get("/readyz")[1])
+    except (OSError, urllib.error.HTTPError):
+        return {}
+
+
+def test_a_sequencer_worker_and_an_engine_worker_share_the_two_hops_and_a_killed_sequencer_loses_nothing(
+    topics, workers, datasets
+):
+    """REFINERY_WORKER_ROLE: one group, the sequencer in one process, the engines in another.
+    Each process is given only its agent's partitions; the figures are an uninterrupted
+    engine's; a sequencer killed mid-stream is replaced and nothing is lost or learnt twice."""
+    inputs = {f"{topics.topic(name)}:{p}" for name in ("messages", "annotations") for p in range(PARTITIONS)}
+    static = {"REFINERY_WORKER_ROLE": "sequencer", "REFINERY_INSTANCE_ID": "sequencer"}
+    sequencer = workers(topics, name="sequencer", **static)
+    engine = workers(topics, name="engine", REFINERY_WORKER_ROLE="engine")
+    _wait_for(
+        lambda: (
+            set(_readyz(sequencer).get("inputs", ())) == inputs
+            and _readyz(sequencer).get("assigned") == []
+            and _readyz(engine).get("assigned") == list(range(PARTITIONS))
+            and _readyz(engine).get("inputs") == []
+        ),
+        90,
+        "the input partitions on the sequencer, the events partitions on the engine",
+        engine,
+    )
+    assert (_readyz(sequencer)["role"], _readyz(engine)["role"]) == ("sequencer", "engine")
+    pairs = _pairs(240)
+    producer = _producer(topics)
+    reviews = _send(producer, topics, pairs[:120])
+    _wait_for(lambda: len(_read_all(topics, "predictions")) >= 60, 60, "predictions", engine)
+    sequencer.kill(signal.SIGKILL)  # mid-stream: what it forwarded and had not committed is forwarded again
+    sequencer = workers(topics, name="sequencer-2", port=sequencer.port, **static)
+    reviews += _send(producer, topics, pairs[120:])
+    published = _settle(topics, len(pairs) + reviews, engine)
+    assert published["banking77"].reviewed == reviews
+    predicted = {Prediction.decode(v).message_id for *_, v in _read_all(topics, "predictions")}
+    assert predicted == {m.id for m, _ in pairs}
+    assert _owned(engine) == {"banking77"} and _owned(sequencer) == set()
+    assert _read_all(topics, "deadletter") == []
+
+
 # -- broker outage -----------------------------------------------------------------------------
 
 
