@@ -612,6 +612,31 @@ def test_a_sequencer_worker_and_an_engine_worker_share_the_two_hops_and_a_killed
     assert _read_all(topics, "deadletter") == []
 
 
+def test_a_sequencer_worker_added_beside_a_worker_of_role_all_takes_a_share_of_the_inputs(topics, workers, datasets):
+    """The way to split a running deployment: start a sequencer worker in the same group. The
+    input partitions are shared by both, the events partitions stay with the worker of role all."""
+    both = workers(topics, name="all")
+    both.wait_ready()
+    sequencer = workers(topics, name="sequencer", REFINERY_WORKER_ROLE="sequencer")
+    _wait_for(
+        lambda: (
+            _readyz(sequencer).get("inputs")
+            and _readyz(both).get("inputs")
+            and len(_readyz(sequencer)["inputs"]) + len(_readyz(both)["inputs"]) == 2 * PARTITIONS
+            and _readyz(both).get("assigned") == list(range(PARTITIONS))
+            and _readyz(sequencer).get("assigned") == []
+        ),
+        90,
+        "the inputs shared, the events partitions on the worker of role all",
+        both,
+    )
+    pairs = _pairs(100)
+    reviews = _send(_producer(topics), topics, pairs)
+    published = _settle(topics, len(pairs) + reviews, both)
+    assert published["banking77"].reviewed == reviews
+    assert {Prediction.decode(v).message_id for *_, v in _read_all(topics, "predictions")} == {m.id for m, _ in pairs}
+
+
 # -- broker outage -----------------------------------------------------------------------------
 
 
