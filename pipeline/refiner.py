@@ -1021,9 +1021,7 @@ class Refiner:
         balance-model scores (how reviewed-like each looks), in live-window slot order."""
         occupied, scores, balance = self._live_scores()  # as metrics left them, if the state is the same
         self._live_cache = None  # taken: the pools keep what they need until the state changes
-        under_review = np.zeros(self.live.capacity, dtype=bool)
-        under_review[self.live.slots_of(self.reviewed)] = True
-        rows = np.flatnonzero(~under_review[occupied])
+        rows = np.flatnonzero(~self.live.holding(self.reviewed)[occupied])
         return [self.live.slot_ids[s] for s in occupied[rows]], scores[rows], balance[rows]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:

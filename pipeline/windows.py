@@ -78,24 +78,28 @@ class _Ring:
         """Slot numbers in use, in slot order."""
         return np.flatnonzero(self.used)
 
-    def slots_of(self, ids: Collection[str]) -> list[int]:
-        """The slots of those of ``ids`` held here, in no particular order; reads the smaller of
-        ``ids`` and the index (a registry of reviews may be far larger than the window, or smaller).
+    def holding(self, ids: Collection[str]) -> np.ndarray:
+        """A flag per slot: whether it holds one of ``ids``. Reads the smaller of ``ids`` and the
+        index (a registry of reviews may be far larger than the window, or smaller), never a
+        Python step per slot.
 
         >>> ring = _Ring(4, 1)
         >>> for name in "abc":
         ...     _ = ring._claim(name)
-        >>> sorted(ring.slots_of({"c", "a", "z"})), sorted(ring.slots_of(set("abcdefgh")))
-        ([0, 2], [0, 1, 2])
+        >>> ring.holding({"c", "a", "z"}).tolist(), ring.holding(set("abcdefgh")).tolist()
+        ([True, False, True, False], [True, True, True, False])
         """
         index = self.index
         if len(ids) < len(index):
-            return [slot for i in ids if (slot := index.get(i)) is not None]
-        return [slot for i, slot in index.items() if i in ids]
+            slots = [slot for i in ids if (slot := index.get(i)) is not None]
+        else:
+            slots = [slot for i, slot in index.items() if i in ids]
+        flags = np.zeros(self.capacity, dtype=bool)
+        flags[slots] = True
+        return flags
 
     def occupied_without(self, ids: Collection[str]) -> np.ndarray:
-        """Slot numbers in use whose message is not in ``ids``, in slot order: `occupied` less
-        ``ids``, without a Python step per slot.
+        """Slot numbers in use whose message is not in ``ids``, in slot order.
 
         >>> ring = _Ring(4, 1)
         >>> for name in "abc":
@@ -103,9 +107,7 @@ class _Ring:
         >>> ring.occupied_without({"b", "z"}).tolist()
         [0, 2]
         """
-        keep = self.used.copy()
-        keep[self.slots_of(ids)] = False
-        return np.flatnonzero(keep)
+        return np.flatnonzero(self.used & ~self.holding(ids))
 
     def grow(self, n_columns: int) -> None:
         extra = n_columns - self.scores.shape[1]

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--role",
         default=None,
-        choices=("all", "sequencer", "engine"),
+        choices=("all", "sequencer", "engine"),  # agents.worker.options.ROLES (too heavy to import here)
         help="the agents this worker runs: both (all), the sequencer alone, or the engines alone "
         "(default REFINERY_WORKER_ROLE, else all; docs/service.md, Roles)",
     )

@@ -7,6 +7,7 @@ import pytest
 
 from agents.settings import SettingError, Settings
 from agents.worker.app import WorkerOptions, create_app
+from agents.worker.options import ROLES
 
 
 @pytest.mark.parametrize(
@@ -32,5 +33,7 @@ def test_refinery_worker_takes_the_role_as_a_flag():
     from agents.cli.main import build_parser
 
     assert build_parser().parse_args(["worker", "--role", "engine"]).role == "engine"
+    for role in ROLES:  # the flag's choices are the setting's values
+        assert build_parser().parse_args(["worker", "--role", role]).role == role
     with pytest.raises(SystemExit):
         build_parser().parse_args(["worker", "--role", "both"])

@@ -516,12 +516,16 @@ def _exported(worker) -> set[str]:
     return set(re.findall(r'^refinery_dataset_rating\{dataset="([^"]+)"\}', text, flags=re.M))
 
 
-def _assigned(worker) -> set[int]:
+def _readyz(worker) -> dict:
+    """The worker's /readyz body; {} while it does not answer 200 (HTTPError is an OSError)."""
     try:
-        status, body = worker.get("/readyz")
-    except urllib.error.HTTPError:
-        return set()
-    return set(orjson.loads(body)["assigned"])
+        return orjson.loads(worker.get("/readyz")[1])
+    except OSError:
+        return {}
+
+
+def _assigned(worker) -> set[int]:
+    return set(_readyz(worker).get("assigned", ()))
 
 
 def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_datasets_over(topics, workers, datasets):
@@ -566,13 +570,6 @@ def test_two_workers_each_dataset_has_one_owner_and_a_killed_worker_hands_its_da
     assert _owned(second) == set(names)
     assert set(published) == set(names)
     assert _exported(second) == set(names)
-
-
-def _readyz(worker) -> dict:
-    try:
-        return orjson.loads(worker.get("/readyz")[1])
-    except (OSError, urllib.error.HTTPError):
-        return {}
 
 
 def test_a_sequencer_worker_and_an_engine_worker_share_the_two_hops_and_a_killed_sequencer_loses_nothing(
