@@ -46,8 +46,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,12 +63,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from bench_service import DATASET, LoadClient, Worker, apply, stream  # noqa: E402
+from bench_service import DATASET, LoadClient, Worker, apply, read_values, stream  # noqa: E402
 
 from agents.kafka import admin  # noqa: E402
 from agents.settings import PROJECT_ROOT, Settings  # noqa: E402
+from agents.worker.sizes import SizeBudget  # noqa: E402
 from pipeline import Refiner, RefinerConfig  # noqa: E402
-from schemas import Message  # noqa: E402
+from schemas import DeadLetter, Message  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -333,6 +336,16 @@ class System:
             )
         return out
 
+    def dead_letters(self) -> dict[str, int]:
+        """The worker's dead letters so far, counted by error and the setting named (a refusal
+        names the cap it applied: ``limit (REFINERY_MAX_LABELS_PER_DATASET)``); empty: none."""
+        counts: collections.Counter[str] = collections.Counter()
+        for value in read_values(self.settings, self.settings.topic("deadletter")):
+            letter = DeadLetter.decode(value)
+            setting = re.search(r"REFINERY_[A-Z_]+", letter.reason)
+            counts[f"{letter.error} ({setting.group()})" if setting else letter.error] += 1
+        return dict(counts)
+
     def stop(self, keep_topics: bool) -> None:
         self.arrivals.client.stop()
         for worker in self.workers:
@@ -430,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results.update(workers=args.workers, datasets=args.datasets, corpus=args.corpus, labels=args.labels or None)
     results.update(split=args.split, rounds=args.rounds)
+    _size_for_labels(base, args.labels)
     if not args.no_engine:
         flood = _engine(args.messages, args.review_lag, args.corpus, args.labels, args.rounds)
         results["systems"]["engine"] = {"flood": flood}
@@ -466,12 +480,45 @@ def main(argv: list[str] | None = None) -> int:
                         f"{'':10} at {rate:,.0f}/s ({share}% of the worker's max): p50 {_fmt(paced.get('p50'))} "
                         f"p95 {_fmt(paced.get('p95'))} p99 {_fmt(paced.get('p99'))} ms"
                     )
+                if name == "worker":  # a refused event is work the worker did not do: not like for like
+                    letters = entry["dead_letters"] = system.dead_letters()
+                    if letters:
+                        print(f"{'':10} {_refused(letters)}")
             finally:
                 system.stop(args.keep_topics)
     Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     _table(results)
     print(f"\nJSON: {args.json}")
     return 0
+
+
+def _size_for_labels(base: Settings, labels: int) -> None:
+    """Size the workers (they inherit the environment) for ``--labels`` over the default cap of
+    labels per dataset, as a deployment with many labels would: the cap raised to ``labels``
+    and, so that a prediction of that many labels fits a record, label names of at most 32
+    characters (the mapped names ``L<k>`` are shorter). The engine in-process has no caps."""
+    if labels <= base.max_labels_per_dataset or "REFINERY_MAX_LABELS_PER_DATASET" in os.environ:
+        return
+    sized = {"REFINERY_MAX_LABELS_PER_DATASET": str(labels)}
+    if "REFINERY_MAX_LABEL_CHARS" not in os.environ:
+        sized["REFINERY_MAX_LABEL_CHARS"] = "32"
+    os.environ.update(sized)
+    problems = SizeBudget.of(Settings.from_env()).problems()
+    if problems:
+        raise SystemExit(f"--labels {labels}: {problems[0]}")
+    print(
+        f"the worker runs with {' '.join(f'{k}={v}' for k, v in sized.items())} (at the default "
+        f"{base.max_labels_per_dataset} labels per dataset it would refuse the reviews of the labels over it)"
+    )
+
+
+def _refused(letters: dict[str, int]) -> str:
+    """The warning printed when the worker dead-lettered events (`System.dead_letters`)."""
+    kinds = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(letters.items()))
+    return (
+        f"WARNING: the worker dead-lettered {sum(letters.values()):,} events ({kinds}); its figures "
+        "are not comparable with the engine's (raise the cap named, docs/configuration.md)"
+    )
 
 
 def _table(results: dict) -> None:
@@ -505,6 +552,9 @@ def _table(results: dict) -> None:
             f"| {name} | {_fmt(flood.get('rate'))} | {ratio} | {cpu:.3f} | {_fmt(1000 / cpu if cpu else None)} | "
             f"{cpu_ratio} | {_fmt(flood.get('peak_rss_mb'))} | {_fmt(lag, ',')} | {lat(50)} | {lat(90)} |"
         )
+    letters = systems.get("worker", {}).get("dead_letters")
+    if letters:
+        print(f"\n{_refused(letters)}")
 
 
 if __name__ == "__main__":

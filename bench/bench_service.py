@@ -374,6 +374,25 @@ def _sample(exposition: str, name: str) -> float | None:
     return None
 
 
+def read_values(settings: Settings, topic: str) -> list[bytes]:
+    """Every value of ``topic`` (full name) now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for batch in consumer.poll(timeout_ms=500).values():
+                out += [r.value for r in batch]
+        return out
+    finally:
+        consumer.close()
+
+
 def _read_events(settings: Settings) -> list[Message | Annotation]:
     """The worker's ``events`` log (one partition: one dataset), each input record once."""
     from kafka import KafkaConsumer, TopicPartition

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from bench_service import Worker, stream  # noqa: E402
+from bench_service import Worker, read_values, stream  # noqa: E402
 
 from agents.ingest.datasets import banking77  # noqa: E402
 from agents.kafka import admin  # noqa: E402
@@ -46,28 +46,9 @@ DATASET = "banking77"
 KINDS = {"precise": "high_precision", "balanced": "balanced", "recall": "high_recall"}
 
 
-def _read(settings: Settings, topic: str) -> list[bytes]:
-    """Every value of ``topic`` (full name) now."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for batch in consumer.poll(timeout_ms=500).values():
-                out += [r.value for r in batch]
-        return out
-    finally:
-        consumer.close()
-
-
 def _caught_up(settings: Settings, topic: str, expected: set[bytes]) -> list[bytes] | None:
     """The values of ``topic`` once they are exactly ``expected`` (repeats aside)."""
-    values = _read(settings, topic)
+    values = read_values(settings, topic)
     return values if set(values) == expected else None
 
 
@@ -129,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             producer.flush()
             predictions = _wait(
                 lambda: (lambda p: p if {x.message_id for x in p} >= set(truth) else None)(
-                    [Prediction.decode(v) for v in _read(settings, settings.topic("predictions"))]
+                    [Prediction.decode(v) for v in read_values(settings, settings.topic("predictions"))]
                 ),
                 args.timeout,
                 "a prediction of every test message",
@@ -159,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"({correct}/{len(labels)}), equal to the route of the predictions: PASS"
                 )
                 ok &= {r.message_id for r in records} <= set(truth)
-            sizes = [len(v) for v in _read(settings, settings.topic("predictions"))[-len(test) :]]
+            sizes = [len(v) for v in read_values(settings, settings.topic("predictions"))[-len(test) :]]
             bare = [
                 len(
                     orjson.dumps(
