@@ -335,7 +335,7 @@ class Refiner:
         if self._child_parent:
             self._hierarchical_row(row)
         timestamp = message.timestamp
-        self.live.put(message.id, features, row, timestamp)
+        self.live.put(message.id, features, row, timestamp, message.id in self.reviewed)
         self._remember(message, features)
         if timestamp > self.last_time:
             self.last_time = timestamp
@@ -360,7 +360,7 @@ class Refiner:
         features = [self._features(m) for m in parsed]
         scores = self._score_rows(SparseRows.stack(features))
         for message, vector, row in zip(parsed, features, scores):
-            self.live.put(message.id, vector, row, message.timestamp)
+            self.live.put(message.id, vector, row, message.timestamp, message.id in self.reviewed)
             self._remember(message, vector)
             self.last_time = max(self.last_time, message.timestamp)
         self.drift.observe(np.array([m.timestamp for m in parsed]), scores, self.thresholds, self.labels)
@@ -391,6 +391,7 @@ class Refiner:
             if previous is not None:
                 self._count(previous, -1)
                 self.reviewed_count -= 1
+                self.live.mark(message_id, False)
             self.reviews.discard(message_id)
             self.holdout.discard(message_id)
             return ReviewOutcome(message_id, "remove", (), previous is not None)
@@ -410,8 +411,11 @@ class Refiner:
             self.reviewed_count += 1
         self.reviewed[message_id] = (columns, annotation.mode)
         self._count(self.reviewed[message_id], +1)
+        self.live.mark(message_id, True)
         if len(self.reviewed) > self.config.max_reviewed:  # bounded: forget the least recently reviewed
-            del self.reviewed[next(iter(self.reviewed))]
+            forgotten = next(iter(self.reviewed))
+            del self.reviewed[forgotten]
+            self.live.mark(forgotten, False)
         draws = _Draws(self.seed, self.steps)
         in_window = message_id in self.reviews.index
         # A held-out message validates while it is in the held-out set; once graduated (the twin
@@ -520,7 +524,7 @@ class Refiner:
         pending = [slot for slot in self.balance_pending if self.reviews.used[slot]]
         self.balance_pending = []
         # reviewed against *unreviewed* messages (CM's rule): live messages under review are left out
-        occupied = self.live.occupied_without(self.reviewed)
+        occupied = self.live.occupied_unreviewed()
         if not len(occupied) or not pending:
             return
         live = [int(occupied[draws.below(len(occupied))]) for _ in pending]
@@ -1021,7 +1025,7 @@ class Refiner:
         balance-model scores (how reviewed-like each looks), in live-window slot order."""
         occupied, scores, balance = self._live_scores()  # as metrics left them, if the state is the same
         self._live_cache = None  # taken: the pools keep what they need until the state changes
-        rows = np.flatnonzero(~self.live.holding(self.reviewed)[occupied])
+        rows = np.flatnonzero(~self.live.under_review[occupied])
         return [self.live.slot_ids[s] for s in occupied[rows]], scores[rows], balance[rows]
 
     def validation_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -1263,6 +1267,7 @@ class Refiner:
         else:
             engine.holdout.grow(engine.reviews.scores.shape[1])
         engine.live = LiveWindow.from_state(header["live"], arrays)
+        engine.live.under_review = engine.live.holding(engine.reviewed)
         twin_header = header.get("twin")
         if twin_header is not None:
             twin_arrays = {k[5:]: v for k, v in arrays.items() if k.startswith("twin.")}

@@ -98,17 +98,6 @@ class _Ring:
         flags[slots] = True
         return flags
 
-    def occupied_without(self, ids: Collection[str]) -> np.ndarray:
-        """Slot numbers in use whose message is not in ``ids``, in slot order.
-
-        >>> ring = _Ring(4, 1)
-        >>> for name in "abc":
-        ...     _ = ring._claim(name)
-        >>> ring.occupied_without({"b", "z"}).tolist()
-        [0, 2]
-        """
-        return np.flatnonzero(self.used & ~self.holding(ids))
-
     def grow(self, n_columns: int) -> None:
         extra = n_columns - self.scores.shape[1]
         if extra > 0:
@@ -237,13 +226,31 @@ class ReviewWindow(_Ring):
 
 
 class LiveWindow(_Ring):
-    """The most recent live messages with their observe-time scores."""
+    """The most recent live messages with their observe-time scores, and a flag per slot: whether
+    its message is under review (in the engine's registry of reviews, which keeps the flags
+    current: :meth:`put` and :meth:`mark`), so the unreviewed ones are found without a look-up
+    per message.
 
-    def put(self, message_id: str, features: Features, scores: np.ndarray, time: float) -> int:
-        """Record a live message; one observed again keeps its slot and gets the new scores."""
+    >>> live = LiveWindow(3, 1)
+    >>> for i, reviewed in enumerate([False, True, False, False]):  # the fourth takes the first's slot
+    ...     _ = live.put(f"m-{i}", (np.zeros(0, np.int32), np.zeros(0, np.float32)), np.zeros(1, np.float32), i, reviewed)
+    >>> live.mark("m-2", True), live.mark("m-0", True)  # m-0 was evicted: nothing to mark
+    (True, False)
+    >>> live.occupied_unreviewed().tolist(), live.under_review.tolist()
+    ([0], [False, True, True])
+    """
+
+    def __init__(self, capacity: int, n_columns: int) -> None:
+        super().__init__(capacity, n_columns)
+        self.under_review = np.zeros(capacity, dtype=bool)
+
+    def put(self, message_id: str, features: Features, scores: np.ndarray, time: float, under_review: bool) -> int:
+        """Record a live message (``under_review``: whether it is in the registry of reviews);
+        one observed again keeps its slot and gets the new scores."""
         slot = self.index.get(message_id)
         if slot is None:
             slot = self._claim(message_id)
+        self.under_review[slot] = under_review
         self.features[slot] = features
         if len(scores) == self.scores.shape[1]:
             self.scores[slot] = scores
@@ -253,11 +260,23 @@ class LiveWindow(_Ring):
         self.times[slot] = time
         return slot
 
+    def mark(self, message_id: str, under_review: bool) -> bool:
+        """Flag a message as under review, or no longer; False if it is not in the window."""
+        slot = self.index.get(message_id)
+        if slot is None:
+            return False
+        self.under_review[slot] = under_review
+        return True
+
+    def occupied_unreviewed(self) -> np.ndarray:
+        """Slot numbers in use whose message is not under review, in slot order."""
+        return np.flatnonzero(self.used & ~self.under_review)
+
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return self._state("live")
 
     @classmethod
     def from_state(cls, header: dict, arrays: dict[str, np.ndarray]) -> LiveWindow:
         window = cls(header["capacity"], 0)
-        window._load(header, arrays, "live")
+        window._load(header, arrays, "live")  # no flag under review: the engine sets them from its registry
         return window

@@ -565,3 +565,36 @@ def test_the_registry_keeps_at_least_every_review_of_the_window():
         ValueError, match=r"^RefinerConfig.max_reviewed: expected at least validation_window \(5000\), got 10$"
     ):
         RefinerConfig(max_reviewed=10)
+
+
+def test_the_live_window_flags_the_messages_under_review_as_the_registry_holds_them():
+    """The flags are kept step by step (observe, review, re-review, removal, the registry
+    forgetting its oldest, the window evicting its oldest, a restore and a frozen copy); each
+    step they must equal a look-up of every live message in the registry."""
+    rng = np.random.default_rng(7)
+    engine = Refiner("support", RefinerConfig(live_window=12, max_reviewed=10, validation_window=10))
+
+    def check(engine: Refiner) -> None:
+        expected = engine.live.holding(engine.reviewed)
+        assert engine.live.under_review.tolist() == expected.tolist()
+        unreviewed = [s for s in engine.live.occupied().tolist() if engine.live.slot_ids[s] not in engine.reviewed]
+        assert engine.live.occupied_unreviewed().tolist() == unreviewed
+
+    texts = CARD + REFUND
+    for step in range(400):
+        i = int(rng.integers(0, 30))
+        roll = rng.random()
+        if roll < 0.45:
+            engine.observe(message(i, texts[i % len(texts)]))
+        elif roll < 0.55:
+            engine.observe_many([message(int(k), texts[int(k) % len(texts)]) for k in rng.integers(0, 30, 3)])
+        elif roll < 0.9:
+            engine.annotate(review(i, ["Refund" if i % 2 else "Card > Delivery"], texts[i % len(texts)]))
+        else:
+            engine.annotate({**review(i, []), "action": "remove"})
+        check(engine)
+        if step % 97 == 96:
+            check(engine.frozen())
+            engine = Refiner.restore(engine.snapshot())
+            check(engine)
+    assert engine.live.under_review.any() and (engine.live.used & ~engine.live.under_review).any()
