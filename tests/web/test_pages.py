@@ -35,11 +35,20 @@ from schemas import (
     LabelMetrics,
     LabelWarning,
     MetricsSnapshot,
+    Prediction,
     Rating,
     Suggestion,
     SuggestionList,
 )
-from tests.worker.test_worker_kafka import PARTITIONS, _pairs, _producer, _send, _wait_for, workers  # noqa: F401 (fixture)
+from tests.worker.test_worker_kafka import (  # noqa: F401 (fixture)
+    PARTITIONS,
+    _pairs,
+    _producer,
+    _read_all,
+    _send,
+    _wait_for,
+    workers,
+)
 
 SCRIPT = "<script>alert('x')</script>"
 OWN_SCRIPT = f'<script src="{STATIC_SCRIPT}" defer></script>'
@@ -335,10 +344,14 @@ def _owned(worker) -> bool:
 def test_a_running_worker_serves_both_pages_with_the_rating(topics, workers, datasets):
     worker = workers(topics)
     worker.wait_ready()
-    reviews = _send(_producer(topics), topics, _pairs(120))
+    pairs = _pairs(120)
+    reviews = _send(_producer(topics), topics, pairs)
+    sent = {message.id for message, _ in pairs}
 
-    def applied():
+    def applied():  # every review and every message (read beside the reviews) applied: the rating stays
         if not _owned(worker):
+            return None
+        if not sent <= {Prediction.decode(v).message_id for *_, v in _read_all(topics, "predictions")}:
             return None
         snapshot = MetricsSnapshot.from_dict(orjson.loads(worker.get("/datasets/banking77/metrics", timeout=10)[1]))
         return snapshot if snapshot.reviewed == reviews else None

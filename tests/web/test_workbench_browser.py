@@ -189,11 +189,12 @@ def _until(driver, condition, what: str, timeout: float = 30.0):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; page: {driver.current_url}")
 
 
-def _reviews_by(settings, reviewer: str) -> list[Annotation]:
+def _reviews_by(settings, reviewer: str | None) -> list[Annotation]:
+    """The reviews on the ``annotations`` topic by ``reviewer`` (None: by anyone)."""
     return [
         a
         for a in (Annotation.decode(v) for _, _, _, v in _read_all(settings, "annotations"))
-        if a.annotator == reviewer
+        if reviewer is None or a.annotator == reviewer
     ]
 
 
@@ -205,6 +206,20 @@ def _wait_review(settings, message_id: str, timeout: float = 30.0) -> Annotation
             return found[-1]
         time.sleep(0.5)
     raise AssertionError(f"no review of {message_id} by {REVIEWER} on the annotations topic")
+
+
+def _wait_labels_applied(settings, worker, timeout: float = 60.0) -> None:
+    """Until every label named by a review on the ``annotations`` topic is in the worker's
+    metrics: the reviews sent so far are applied (one adding a label, in flight, would reload the
+    dashboard when it lands, and change its counts)."""
+    named = {label.name for a in _reviews_by(settings, None) if a.dataset == "banking77" for label in a.labels}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        labels = orjson.loads(worker.get("/datasets/banking77/metrics", timeout=10)[1])["labels"]
+        if named <= set(labels):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"labels not applied: {sorted(named - set(labels))}; see {worker.log_path}")
 
 
 def _message_id(driver) -> str:
@@ -319,9 +334,10 @@ def test_changing_the_labels_and_submitting_sends_a_check_review_by_the_reviewer
     assert review.dataset == "banking77" and review.message is not None and review.message.id == message_id
 
 
-def test_reviewed_and_pinned_counts_rise_on_the_page_without_a_reload(browser, signed_in, settings):
+def test_reviewed_and_pinned_counts_rise_on_the_page_without_a_reload(browser, signed_in, settings, worker):
     from selenium.webdriver.common.by import By
 
+    _wait_labels_applied(settings, worker)  # a review in flight would move the counts read below
     browser.get(f"{signed_in}/datasets/banking77")
     dashboard = browser.current_window_handle
     browser.execute_script("window.notReloaded = true")

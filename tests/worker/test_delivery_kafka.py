@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -59,6 +60,7 @@ async def _deliver_across_an_outage(settings, values: list[bytes], cut: int) -> 
             await asyncio.wait([future], timeout=120)
             assert future.done() and future.exception() is not None, "the record sent into the outage was accepted"
             await asyncio.to_thread(broker.start, settings, quiet=True)
+            await _until_writable(producer, settings.topic("events"))
             return future
         future = await producer.send(topic, value, key=key, partition=partition)
         sent.append(future)
@@ -69,6 +71,24 @@ async def _deliver_across_an_outage(settings, values: list[bytes], cut: int) -> 
         await delivery.deliver([(settings.topic("events"), b"banking77", v, 0) for v in values])
     finally:
         await producer.stop()
+
+
+async def _until_writable(producer, topic: str, timeout: float = 60.0) -> None:
+    """Until the restarted broker takes a record on ``topic`` again (partition 1: the log under
+    test is partition 0's), so the records after the cut are sent to a broker that is back (its
+    answering a metadata request is not enough: a record sent before its partitions have a
+    leader may expire too)."""
+    from aiokafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await producer.send_and_wait(topic, b"probe", partition=1)
+            return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def test_a_delivery_cut_by_a_broker_outage_is_applied_exactly_once(own_broker, datasets):  # noqa: F811

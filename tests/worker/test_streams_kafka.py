@@ -133,7 +133,9 @@ def test_streams_write_what_they_route_keep_their_declarations_across_a_crash_an
             "--stream",
             "cards",
             "--idle-seconds",
-            "3",
+            "10",  # counted from its first poll, before it has joined its group: room for a slow join
+            "--group",
+            f"{settings.topic_prefix}automation-cards",  # a group of this test's own
             "--routes",
             '{"card_arrival": "cards-team"}',
         ],
